@@ -1,0 +1,34 @@
+# Facecast: `make run` starts the server on its embedded defaults, `make test` runs the whole test suite.
+# Both create the virtual environment on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# llama-cpp-python (the real OpenAI-compatible server the LLM tests talk to) builds from source;
+# a portable build, cached by pip's wheel cache between runs.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+
+.PHONY: run test lint typecheck bench clean
+
+$(BIN)/facecast: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+$(VENV)/.test-deps: $(BIN)/facecast
+	$(BIN)/pip install -q -e '.[test,llamacpp]'
+	@touch $@
+
+run: $(BIN)/facecast
+	$(BIN)/facecast run
+
+test: $(VENV)/.test-deps
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
+
+bench: $(BIN)/facecast
+	$(BIN)/facecast bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

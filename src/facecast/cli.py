@@ -1,0 +1,153 @@
+"""The ``facecast`` command. Every error meant for the user is printed as one line and exits non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .config import Settings, load_settings
+from .errors import FacecastError
+
+__all__ = ["main", "build_parser"]
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("services and settings (also FACECAST_* variables and --config TOML)")
+    g.add_argument("--config", help="TOML settings file")
+    g.add_argument("--stt", help="speech-to-text provider (default: pocketsphinx)")
+    g.add_argument("--llm", help="'echo' (default), an OpenAI-compatible base URL, or a local .gguf path")
+    g.add_argument("--llm-model", help="model name on the LLM server (default: the server's first)")
+    g.add_argument("--tts", help="text-to-speech provider (default: espeak)")
+    g.add_argument("--face", help="face animator (default: phonetic)")
+    g.add_argument("--voice", help="espeak-ng voice, optionally with a variant, e.g. en-gb+f3")
+    g.add_argument("--speech-rate", type=int, help="speaking rate in words per minute (80-450, default 175)")
+    g.add_argument("--pitch", type=int, help="voice pitch 0-100 (default 50)")
+    g.add_argument("--persona", help="system prompt for the character")
+    g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facecast", description="Real-time conversational character backend.")
+    parser.add_argument("--version", action="version", version=f"facecast {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="start the server (HTTP + WebSocket on 127.0.0.1:8765)")
+    _common(p)
+    p.add_argument("--host", help="address to bind (default 127.0.0.1; others need --token)")
+    p.add_argument("--port", type=int, help="port (default 8765)")
+    p.add_argument("--token", help="access token clients must present (required off loopback)")
+    p.add_argument("--livelink", action="append", help="Live Link Face UDP target HOST:PORT (repeatable; 'off')")
+    p.add_argument("--record", help="keep every utterance as a session folder under this directory")
+
+    p = sub.add_parser("say", help="speak TEXT and animate it into DIR/audio.wav + DIR/shapes.csv")
+    _common(p)
+    p.add_argument("text")
+    p.add_argument("--out", required=True, help="output folder")
+
+    p = sub.add_parser("chat", help="one full turn (speech -> transcript -> LLM -> speech -> face) into --out")
+    _common(p)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", help="what the player says")
+    src.add_argument("--audio", help="an audio file of the player speaking")
+    p.add_argument("--out", required=True, help="output folder for the reply")
+
+    p = sub.add_parser("transcribe", help="print the transcript of an audio file")
+    _common(p)
+    p.add_argument("audio")
+
+    p = sub.add_parser("bench", help="run the benchmark suite and print its tables")
+    p.add_argument("--quick", action="store_true", help="a short run (under two minutes)")
+    p.add_argument("--json", dest="json_path", help="also write the raw numbers to this JSON file")
+    p.add_argument("--markdown", help="also write the tables as Markdown to this file")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+_SETTING_FLAGS = ("stt", "llm", "llm_model", "tts", "face", "voice", "speech_rate", "pitch", "persona",
+                  "host", "port", "token", "livelink", "record")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {name: getattr(args, name, None) for name in _SETTING_FLAGS}
+    return load_settings(getattr(args, "config", None), overrides=overrides)
+
+
+async def _say(args: argparse.Namespace) -> int:
+    from .offline import say
+    from .services import make_face, make_tts
+
+    s = _settings(args)
+    utterance = await say(args.text, make_tts(s.tts, s.voice, s.speech_rate, s.pitch), make_face(s.face))
+    folder = utterance.save(args.out)
+    print(f"{folder}: {len(utterance.audio) / utterance.rate:.2f} s of audio, {len(utterance.face)} face frames")
+    return 0
+
+
+async def _chat(args: argparse.Namespace) -> int:
+    from .llm import NO_LLM_HINT
+    from .offline import chat
+    from .services import build_services
+
+    s = _settings(args)
+    if s.llm == "echo":
+        print(NO_LLM_HINT, file=sys.stderr)
+    user, reply = await chat(build_services(s), text=args.text, audio=args.audio)
+    folder = reply.save(args.out)
+    print(f"you: {user}")
+    print(f"character: {reply.text}")
+    print(f"{folder}: {len(reply.audio) / reply.rate:.2f} s of audio, {len(reply.face)} face frames")
+    return 0
+
+
+async def _transcribe(args: argparse.Namespace) -> int:
+    from .offline import transcribe_file
+    from .services import make_stt
+
+    print(await transcribe_file(args.audio, make_stt(_settings(args).stt)))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    return serve(_settings(args))
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(quick=args.quick, json_path=args.json_path, markdown_path=args.markdown)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers = {"say": _say, "chat": _chat, "transcribe": _transcribe}
+    try:
+        if args.command in handlers:
+            return asyncio.run(handlers[args.command](args))
+        if args.command == "run":
+            return _run(args)
+        if args.command == "bench":
+            return _bench(args)
+    except FacecastError as exc:
+        print(f"facecast {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Exceptions with messages meant for the user."""
+
+from __future__ import annotations
+
+__all__ = ["FacecastError", "InputError", "ServiceError", "ConfigError"]
+
+
+class FacecastError(Exception):
+    """Base of every error Facecast raises on purpose. ``code`` is a stable machine-readable name."""
+
+    code = "error"
+
+
+class InputError(FacecastError, ValueError):
+    """The caller's input cannot be used (unreadable audio, empty or oversized text, bad voice...)."""
+
+    code = "bad_input"
+
+
+class ServiceError(FacecastError):
+    """A service (LLM, remote STT/TTS/face) could not be reached or failed while answering."""
+
+    code = "service_unavailable"
+
+
+class ConfigError(FacecastError):
+    """The configuration names something that does not exist or is not installed."""
+
+    code = "bad_config"

@@ -1,0 +1,359 @@
+"""The default face: mouth animation from the TTS's phoneme timing (no model, no audio analysis).
+
+Each phoneme is shown as one viseme (or, for a diphthong, a glide through two or three; see
+:mod:`facecast.face.visemes`). Coarticulation follows Cohen and Massaro's dominance model: every viseme
+segment has a **dominance function** over time, a plateau over the middle of the segment with raised-cosine
+flanks that start :attr:`PhoneticConfig.anticipation` before the segment and end
+:attr:`PhoneticConfig.carryover` after it, scaled per articulator group by the viseme's dominance. Each
+curve of a frame is the dominance-weighted average of the poses of the segments active at that frame,
+plus the rest pose with the small constant weight :attr:`PhoneticConfig.rest_weight`::
+
+    curve(t) = sum_k D_k(t) * pose_k / (rest_weight + sum_k D_k(t))
+
+so the mouth glides between targets, anticipates the next one, relaxes to rest in pauses (where no
+segment is active, or a pause segment holds the rest pose), and keeps a high-dominance gesture such as a
+bilabial closure even between open vowels. Segments shorter than their viseme's ``min_duration`` are
+blended as if that long, so a 40 ms ``b`` still closes the lips.
+
+Output frames (68 float32 values, REFERENCE.md section 1) carry only the speaking mouth: jaw, lip and
+tongue curves in [0, 1]; eyes, brows, cheeks, nose, head and eye rotations are 0; the emotion channels
+61-67 are one-hot Neutral (= 1.0), i.e. "no emotion", which keeps a frame a valid NeuroSync frame on its
+own. :class:`facecast.face.layers.AnimationLayer` adds blinks, gaze, head motion and emotion on top.
+
+Streaming: a frame depends only on segments whose dominance reaches it, and a phoneme not yet received
+starts at or after the audio received so far (a :class:`~facecast.types.SpeechChunk` carries the
+phonemes that START inside it), so every frame more than :attr:`PhoneticAnimator.lookahead` seconds
+before the end of the received audio is final and is yielded at once. Frames are computed by the same
+code, in the same order of summation, whichever way the speech is split into chunks: streaming output
+is bit-identical to :meth:`PhoneticAnimator.render` of the whole utterance.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import InputError
+from ..types import FACE_WIDTH, FPS, FaceFrames, Float32Array, Phoneme, SpeechChunk, frame_sample
+from ..types import frames_for_samples as _frames_for_samples
+from .arkit import INDEX
+from .visemes import GLIDE_SPLITS, VISEMES, articulator_of, lookup
+
+__all__ = ["PhoneticConfig", "PhoneticAnimator", "NEUTRAL_CHANNEL"]
+
+_log = logging.getLogger(__name__)
+
+NEUTRAL_CHANNEL = INDEX["Neutral"]
+"""The emotion channel (65) that every frame of this animator sets to 1.0."""
+
+_F64 = npt.NDArray[np.float64]
+_I64 = npt.NDArray[np.int64]
+
+# The viseme tables as arrays over the curves any pose uses (the rest of the 68 stay 0).
+_NAMES: tuple[str, ...] = tuple(VISEMES)
+_VISEME_ID: dict[str, int] = {name: i for i, name in enumerate(_NAMES)}
+_CURVES: tuple[str, ...] = tuple(sorted({c for v in VISEMES.values() for c in v.pose}, key=INDEX.__getitem__))
+_CHANNELS: _I64 = np.array([INDEX[c] for c in _CURVES], np.int64)
+_POSES: _F64 = np.array([[v.pose.get(c, 0.0) for c in _CURVES] for v in VISEMES.values()], np.float64)
+_GROUP: _I64 = np.array([int(articulator_of(c)) for c in _CURVES], np.int64)
+_DOMINANCE: _F64 = np.array([[v.dominance[g] for g in _GROUP] for v in VISEMES.values()], np.float64)
+_MIN_DURATION: _F64 = np.array([v.min_duration for v in VISEMES.values()], np.float64)
+_SPREAD: _F64 = np.array([v.spread for v in VISEMES.values()], np.float64)  # (visemes, articulators)
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneticConfig:
+    """Tuning of :class:`PhoneticAnimator` (times in seconds).
+
+    ``anticipation``: how long before a segment its dominance starts to rise (coarticulation lookahead;
+    the animator's latency is this plus half the longest viseme ``min_duration``). ``carryover``: how long
+    after a segment its dominance takes to fall to 0. ``plateau``: the fraction of each segment's
+    half-duration, around its centre, held at full dominance. ``rest_weight``: the constant dominance of
+    the rest pose (larger = more relaxed, smaller = crisper). ``intensity``: scales every mouth curve
+    (articulation strength; results are clipped to [0, 1]). ``smoothing``: each frame becomes
+    ``k * previous + (1 - 2k) * itself + k * next`` of the blend (0 = off, at most 1/3), which softens
+    the quickest lip and tongue moves into 2-3 frames at the cost of one frame of lookahead. Raises
+    :class:`InputError` for values out of range.
+    """
+
+    anticipation: float = 0.08
+    carryover: float = 0.06
+    plateau: float = 0.4
+    rest_weight: float = 0.02
+    intensity: float = 1.0
+    smoothing: float = 0.25
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("anticipation", self.anticipation, 0.0, 0.5),
+            ("carryover", self.carryover, 0.0, 0.5),
+            ("plateau", self.plateau, 0.0, 1.0),
+            ("rest_weight", self.rest_weight, 1e-6, 10.0),
+            ("intensity", self.intensity, 0.0, 2.0),
+            ("smoothing", self.smoothing, 0.0, 1.0 / 3.0),
+        )
+        for name, value, lo, hi in checks:
+            if not (isinstance(value, (int, float)) and lo <= value <= hi):
+                raise InputError(f"PhoneticConfig.{name} must be a number from {lo} to {hi}, got {value!r}")
+
+    @property
+    def lookahead(self) -> float:
+        """Seconds of speech past a frame that must be known before the frame is final."""
+        reach = float((self.anticipation * _SPREAD.max(axis=1) + _MIN_DURATION / 2).max())
+        return reach + (1.0 / FPS if self.smoothing > 0 else 0.0)
+
+
+@dataclass(slots=True)
+class _Segments:
+    """Viseme segments in arrival order, in samples: the support (lo, hi) of their dominance over all
+    articulators, centre, plateau half-width, and per articulator the widths of the rising and falling
+    flanks."""
+
+    viseme: list[int] = field(default_factory=list)
+    lo: list[float] = field(default_factory=list)
+    hi: list[float] = field(default_factory=list)
+    centre: list[float] = field(default_factory=list)
+    plateau: list[float] = field(default_factory=list)
+    rise: list[_F64] = field(default_factory=list)
+    fall: list[_F64] = field(default_factory=list)
+
+    def add(self, viseme: str, start: float, end: float, rate: int, config: PhoneticConfig) -> None:
+        index = _VISEME_ID[viseme]
+        centre = (start + end) / 2
+        half = max((end - start) / 2, float(_MIN_DURATION[index]) * rate / 2)
+        hold = config.plateau * half
+        spread = _SPREAD[index] * rate
+        before, after = config.anticipation * spread, config.carryover * spread
+        self.viseme.append(index)
+        self.lo.append(centre - half - float(before.max()))
+        self.hi.append(centre + half + float(after.max()))
+        self.centre.append(centre)
+        self.plateau.append(hold)
+        self.rise.append(half - hold + before)
+        self.fall.append(half - hold + after)
+
+    def keep_from(self, sample: float) -> None:
+        """Forget the segments whose dominance has ended by ``sample`` (they touch no later frame)."""
+        keep = [i for i, hi in enumerate(self.hi) if hi > sample]
+        if len(keep) < len(self.hi):
+            for name in self.__slots__:
+                values = getattr(self, name)
+                setattr(self, name, [values[i] for i in keep])
+
+
+def _frames_before(limit: float, rate: int) -> int:
+    """How many frames ``i >= 0`` have ``frame_sample(i, rate) < limit``."""
+    if limit <= 0:
+        return 0
+    count = max(0, int(limit * FPS / rate))
+    while count > 0 and frame_sample(count - 1, rate) >= limit:
+        count -= 1
+    while frame_sample(count, rate) < limit:
+        count += 1
+    return count
+
+
+def _blend(segments: _Segments, first: int, stop: int, rate: int, config: PhoneticConfig) -> _F64:
+    """The dominance blend of the used curves at frames ``first`` to ``stop - 1`` (any integers).
+
+    ``segments`` must hold every segment reaching those frames. Vectorised over (frame, segment) pairs;
+    contributions are summed per frame in segment order with ``np.add.at`` (unbuffered, in index order),
+    so a frame's value does not depend on which other frames or segments are computed with it.
+    """
+    count = stop - first
+    times = np.round(np.arange(first, stop, dtype=np.float64) * rate / FPS)  # == frame_sample(i, rate)
+    numerator = np.zeros((count, len(_CURVES)), np.float64)
+    denominator = np.full((count, len(_CURVES)), config.rest_weight, np.float64)
+    if segments.viseme:
+        lo, hi = np.array(segments.lo), np.array(segments.hi)
+        begin = np.searchsorted(times, lo, side="right")  # first frame with t > lo
+        end = np.searchsorted(times, hi, side="left")  # first frame with t >= hi
+        sizes = np.maximum(end - begin, 0)
+        total = int(sizes.sum())
+        if total:
+            seg = np.repeat(np.arange(len(sizes)), sizes)
+            offsets = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+            frame = np.repeat(begin, sizes) + offsets
+            delta = (times[frame] - np.array(segments.centre)[seg])[:, None]
+            hold = np.array(segments.plateau)[seg][:, None]
+            width = np.where(delta < 0, np.array(segments.rise)[seg], np.array(segments.fall)[seg])
+            x = np.clip((np.abs(delta) - hold) / np.maximum(width, 1e-9), 0.0, 1.0)
+            shape = 0.5 + 0.5 * np.cos(np.pi * x)  # (pairs, articulators)
+            visemes = np.array(segments.viseme, np.int64)[seg]
+            weight = shape[:, _GROUP] * _DOMINANCE[visemes]
+            np.add.at(numerator, frame, weight * _POSES[visemes])
+            np.add.at(denominator, frame, weight)
+    blend: _F64 = numerator / denominator
+    return blend
+
+
+def _render(segments: _Segments, first: int, stop: int, rate: int, config: PhoneticConfig) -> Float32Array:
+    """Output frames ``first`` to ``stop - 1``: the blend, smoothed over neighbouring frames, scaled."""
+    count = stop - first
+    out = np.zeros((count, FACE_WIDTH), np.float32)
+    out[:, NEUTRAL_CHANNEL] = 1.0
+    if count <= 0:
+        return out
+    k = config.smoothing
+    if k > 0:
+        raw = _blend(segments, first - 1, stop + 1, rate, config)
+        mouth = k * raw[:-2] + (1.0 - 2.0 * k) * raw[1:-1] + k * raw[2:]
+    else:
+        mouth = _blend(segments, first, stop, rate, config)
+    out[:, _CHANNELS] = np.clip(mouth * config.intensity, 0.0, 1.0).astype(np.float32)
+    return out
+
+
+class _Utterance:
+    """The per-utterance state of one :meth:`PhoneticAnimator.animate` call."""
+
+    def __init__(self, animator: PhoneticAnimator) -> None:
+        self._animator = animator
+        self._config = animator.config
+        self.rate = 0
+        self.heard = 0  # samples of audio received
+        self.emitted = 0  # frames yielded
+        self._segments = _Segments()
+        self._warned_late = False
+
+    def add_chunk(self, chunk: SpeechChunk) -> None:
+        rate = chunk.audio.rate
+        if self.rate == 0:
+            if rate <= 0:
+                raise InputError(f"speech has an invalid sample rate {rate}")
+            self.rate = rate
+        elif rate != self.rate:
+            raise InputError(f"speech changed sample rate within an utterance ({self.rate} -> {rate} Hz)")
+        self.add_phonemes(chunk.phonemes)
+        self.heard = max(self.heard, chunk.audio.end)
+
+    def add_phonemes(self, phonemes: Iterable[Phoneme]) -> None:
+        for phoneme in phonemes:
+            start = float(phoneme.start)
+            end = float(max(phoneme.end, phoneme.start))
+            if not self._warned_late and self.emitted and start < self.heard:
+                self._warned_late = True
+                _log.warning(
+                    "phoneme %r at sample %d arrived after audio up to sample %d: frames already sent "
+                    "could not anticipate it (the TTS breaks the SpeechChunk timing contract)",
+                    phoneme.symbol, phoneme.start, self.heard,
+                )  # fmt: skip
+            found = self._animator._classify(phoneme.symbol)
+            splits = GLIDE_SPLITS[len(found)]
+            bounds = [start, *(start + s * (end - start) for s in splits), end]
+            for i, viseme in enumerate(found):
+                self._segments.add(viseme, bounds[i], bounds[i + 1], self.rate, self._config)
+
+    def ready(self) -> int:
+        """Frames that no phoneme still to come can change (1 sample of margin against rounding)."""
+        if self.rate == 0:
+            return 0
+        config = self._config
+        limit = self.heard - (config.lookahead - (1.0 / FPS if config.smoothing > 0 else 0.0)) * self.rate - 1
+        final = _frames_before(limit, self.rate)  # frames whose blend is final
+        if config.smoothing > 0:
+            final -= 1  # a smoothed frame also needs the next frame's blend
+        return max(0, min(final, _frames_for_samples(self.heard, self.rate)))
+
+    def take(self, stop: int) -> FaceFrames | None:
+        """Frames from the last one taken up to ``stop - 1``, or None when there are none."""
+        first = self.emitted
+        if stop <= first:
+            return None
+        values = _render(self._segments, first, stop, self.rate, self._config)
+        self.emitted = stop
+        # the next frames need the blend from frame stop - 1 on (smoothing looks one frame back)
+        self._segments.keep_from(float(frame_sample(stop - 1, self.rate)))
+        return FaceFrames(first, values)
+
+
+class PhoneticAnimator:
+    """Mouth animation from phoneme timing; implements :class:`facecast.roles.FaceAnimator`.
+
+    Needs phonemes in the speech (espeak-ng mnemonics, as :class:`facecast.tts.espeak.EspeakTTS` gives);
+    speech without any yields rest frames. Symbols it does not know are shown as a mild neutral mouth that
+    yields to its neighbours, logged once per animator, and listed in :attr:`unknown_symbols`. An
+    instance holds no per-utterance state: it may animate any number of utterances at once.
+    """
+
+    def __init__(self, config: PhoneticConfig | None = None) -> None:
+        self._config = config if config is not None else PhoneticConfig()
+        self._unknown: set[str] = set()
+
+    @property
+    def config(self) -> PhoneticConfig:
+        return self._config
+
+    @property
+    def lookahead(self) -> float:
+        """Seconds of audio past a frame that must have arrived before the frame is yielded (0.1 s)."""
+        return self._config.lookahead
+
+    @property
+    def unknown_symbols(self) -> frozenset[str]:
+        """Phoneme symbols this animator met and did not recognise (shown with the neutral ``unk`` pose)."""
+        return frozenset(self._unknown)
+
+    def _classify(self, symbol: str) -> tuple[str, ...]:
+        found = lookup(symbol)
+        if not found.known and symbol not in self._unknown:
+            self._unknown.add(symbol)
+            _log.warning("unknown phoneme symbol %r: shown as a neutral mouth", symbol)
+        return found.visemes
+
+    async def animate(self, speech: AsyncIterable[SpeechChunk]) -> AsyncIterator[FaceFrames]:
+        """Turn one utterance's speech into 60 fps frames (:class:`facecast.roles.FaceAnimator`).
+
+        Frames are yielded in order from frame 0, each as soon as audio reaching :attr:`lookahead` past
+        it has arrived, then the rest up to ``frames_for_samples(total_samples, rate)`` when ``speech``
+        ends. Chunks must share one sample rate (:class:`InputError` otherwise) and carry the phonemes
+        that start inside them. If this generator is closed early, it closes ``speech``'s iterator too,
+        so that cancellation reaches the TTS.
+        """
+        state = _Utterance(self)
+        iterator = aiter(speech)
+        try:
+            async for chunk in iterator:
+                state.add_chunk(chunk)
+                frames = state.take(state.ready())
+                if frames is not None:
+                    yield frames
+            if state.rate:
+                frames = state.take(_frames_for_samples(state.heard, state.rate))
+                if frames is not None:
+                    yield frames
+        finally:
+            close = getattr(iterator, "aclose", None)
+            if close is not None:
+                await close()
+
+    def render(self, phonemes: Sequence[Phoneme], total_samples: int, rate: int) -> Float32Array:
+        """All ``frames_for_samples(total_samples, rate)`` frames of an utterance at once, shape (n, 68).
+
+        The same frames :meth:`animate` yields for speech of ``total_samples`` samples at ``rate``
+        carrying these phonemes, however it is chunked. Raises :class:`InputError` for a rate <= 0.
+        """
+        if rate <= 0:
+            raise InputError(f"invalid sample rate {rate}")
+        state = _Utterance(self)
+        state.rate = rate
+        state.add_phonemes(phonemes)
+        state.heard = max(0, total_samples)
+        frames = state.take(_frames_for_samples(state.heard, rate))
+        return frames.values if frames is not None else np.zeros((0, FACE_WIDTH), np.float32)
+
+
+def _check_tables() -> None:
+    """Import-time sanity: every viseme has a row, values are finite (cheap; catches table edits)."""
+    if not (np.isfinite(_POSES).all() and (_DOMINANCE > 0).all()):  # pragma: no cover
+        raise RuntimeError("viseme tables hold invalid values")
+    if not math.isclose(float(_POSES[_VISEME_ID["sil"]].sum()), 0.0):  # pragma: no cover
+        raise RuntimeError("the sil viseme must be the rest pose")
+
+
+_check_tables()

@@ -1,0 +1,136 @@
+"""The main server: FastAPI app with ``/health`` and the engine WebSocket ``/ws/engine``.
+
+The app owns no model state of its own: it is given the :class:`~facecast.pipeline.Services` and creates
+one :class:`~facecast.engine.session.EngineSession` per WebSocket connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import JSONResponse
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from .. import __version__
+from ..config import Settings
+from ..engine.session import EngineSession, SessionConfig, UtteranceSink
+from ..pipeline import Services
+
+__all__ = ["create_app", "AppState", "TransportClosed"]
+
+log = logging.getLogger(__name__)
+
+
+class TransportClosed(ConnectionError):
+    """The client went away while the server was sending to it."""
+
+
+@dataclass(slots=True)
+class AppState:
+    settings: Settings
+    services: Services
+    sinks: Callable[[], tuple[UtteranceSink, ...]] = lambda: ()
+    started: float = field(default_factory=time.monotonic)
+    sessions: set[EngineSession] = field(default_factory=set)
+
+
+class _WebSocketTransport:
+    def __init__(self, ws: WebSocket) -> None:
+        self._ws = ws
+        self._lock = asyncio.Lock()
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if self._ws.application_state != WebSocketState.CONNECTED:
+            raise TransportClosed("the client has disconnected")
+        try:
+            async with self._lock:
+                await self._ws.send(message)
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            raise TransportClosed("the client has disconnected") from exc
+
+    async def send_text(self, text: str) -> None:
+        await self._send({"type": "websocket.send", "text": text})
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self._send({"type": "websocket.send", "bytes": data})
+
+
+def _authorized(ws: WebSocket, token: str) -> bool:
+    if not token:
+        return True
+    offered = ws.query_params.get("token", "")
+    header = ws.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        offered = header[7:].strip()
+    return hmac.compare_digest(offered.encode(), token.encode())
+
+
+async def _warm_up(services: Services) -> None:
+    """Load models before the first client so its first turn is fast (each warm-up is optional)."""
+    for service in (services.stt, services.tts, services.face):
+        warm = getattr(service, "warm_up", None)
+        if warm is not None:
+            result = warm()
+            if asyncio.iscoroutine(result):
+                await result
+
+
+def create_app(state: AppState) -> FastAPI:
+    """The ASGI app for ``facecast run`` (and for tests, which drive it in-process or over a socket)."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await _warm_up(state.services)
+        yield
+        for session in list(state.sessions):
+            await session.close()
+
+    app = FastAPI(title="Facecast", version=__version__, lifespan=lifespan)
+    app.state.facecast = state
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        settings = state.settings
+        return JSONResponse({
+            "status": "ok",
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - state.started, 3),
+            "sessions": len(state.sessions),
+            "services": {"stt": settings.stt, "llm": settings.llm, "tts": settings.tts, "face": settings.face},
+        })
+
+    @app.websocket("/ws/engine")
+    async def engine(ws: WebSocket) -> None:
+        if not _authorized(ws, state.settings.token):
+            await ws.close(code=4401, reason="missing or wrong access token")
+            return
+        await ws.accept()
+        config = SessionConfig(ack_timeout=state.settings.ack_timeout, persona=state.settings.persona or None)
+        session = EngineSession(state.services, _WebSocketTransport(ws), config, state.sinks())
+        state.sessions.add(session)
+        try:
+            while not session.closed.is_set():
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if message.get("text") is not None:
+                    await session.handle_text(message["text"])
+                elif message.get("bytes") is not None:
+                    await session.handle_bytes(message["bytes"])
+        except (WebSocketDisconnect, TransportClosed):
+            pass
+        finally:
+            state.sessions.discard(session)
+            await session.close()
+            if ws.application_state == WebSocketState.CONNECTED:
+                await ws.close(code=1000)
+
+    return app

@@ -1,0 +1,102 @@
+"""Whole-file workflows behind ``facecast say``, ``chat`` and ``transcribe``: the same streaming pipeline,
+collected into a session folder instead of being sent to an engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .audio import iter_chunks, read_audio
+from .errors import InputError
+from .events import AudioOut, FaceOut, SentenceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
+from .llm.history import ChatHistory
+from .pipeline import Services, run_turn, speak, transcribe_all
+from .roles import FaceAnimator, SpeechToText, TextToSpeech
+from .session import write_session
+from .types import FACE_WIDTH, Float32Array
+
+__all__ = ["Utterance", "collect", "say", "chat", "transcribe_file"]
+
+
+@dataclass(slots=True, eq=False)
+class Utterance:
+    """A whole utterance gathered from its event stream."""
+
+    rate: int = 0
+    audio: Float32Array = field(default_factory=lambda: np.zeros(0, np.float32))
+    face: Float32Array = field(default_factory=lambda: np.zeros((0, FACE_WIDTH), np.float32))
+    text: str = ""
+    sentences: list[str] = field(default_factory=list)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``audio.wav`` + ``shapes.csv`` into ``folder`` (created if needed)."""
+        path = Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        write_session(path, self.audio, self.rate, self.face)
+        return path
+
+
+async def collect(events: AsyncIterator[UtteranceEvent]) -> Utterance:
+    """Consume an utterance stream, checking that audio and face arrive contiguous and in order."""
+    result = Utterance()
+    audio: list[Float32Array] = []
+    face: list[Float32Array] = []
+    samples = frames = 0
+    async with aclosing(events):
+        async for event in events:
+            if isinstance(event, UtteranceStarted):
+                result.rate = event.rate
+            elif isinstance(event, AudioOut):
+                if event.chunk.offset != samples:
+                    raise RuntimeError(f"audio gap: chunk at {event.chunk.offset}, expected {samples}")
+                audio.append(event.chunk.pcm)
+                samples = event.chunk.end
+            elif isinstance(event, FaceOut):
+                if event.frames.start != frames:
+                    raise RuntimeError(f"face gap: block at {event.frames.start}, expected {frames}")
+                face.append(event.frames.values)
+                frames = event.frames.end
+            elif isinstance(event, SentenceOut):
+                result.sentences.append(event.text)
+            elif isinstance(event, UtteranceEnded):
+                result.text = event.text
+    if audio:
+        result.audio = np.concatenate(audio).astype(np.float32, copy=False)
+    if face:
+        result.face = np.concatenate(face).astype(np.float32, copy=False)
+    return result
+
+
+async def _once(text: str) -> AsyncIterator[str]:
+    yield text
+
+
+async def say(text: str, tts: TextToSpeech, face: FaceAnimator) -> Utterance:
+    """Speak and animate ``text`` (no LLM). Raises :class:`InputError` for empty text."""
+    if not text.strip():
+        raise InputError("nothing to say: the text is empty")
+    return await collect(speak(1, _once(text), tts, face))
+
+
+async def transcribe_file(source: str | Path | bytes, stt: SpeechToText) -> str:
+    """The final transcript of an audio file (any rate; stereo is mixed down)."""
+    pcm, rate = read_audio(source)
+    return await transcribe_all(stt, iter_chunks(pcm, rate, chunk_ms=100))
+
+
+async def chat(
+    services: Services, *, text: str | None = None, audio: str | Path | None = None,
+    history: ChatHistory | None = None,
+) -> tuple[str, Utterance]:
+    """One full turn: (speech -> transcript) -> LLM -> speech -> face. Returns (user text, reply)."""
+    if (text is None) == (audio is None):
+        raise InputError("give exactly one of text or audio")
+    user = text if text is not None else await transcribe_file(audio, services.stt)  # type: ignore[arg-type]
+    if not user.strip():
+        raise InputError("no words were recognised in the audio" if audio is not None else "the text is empty")
+    reply = await collect(run_turn(1, user, services, history or ChatHistory()))
+    return user, reply

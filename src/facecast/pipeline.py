@@ -1,0 +1,191 @@
+"""The streaming turn pipeline: tokens -> sentences -> speech chunks -> face frames, all concurrently.
+
+:func:`speak` turns a text stream into one utterance's event stream. The sentence splitter hands each
+speakable piece to TTS the moment it is complete, each audio chunk is yielded and fed to the face
+animator as soon as it exists, and face frames are yielded as soon as the animator's lookahead allows,
+so the first sentence is heard and animated while the LLM is still writing the rest.
+
+Closing the returned iterator (``aclose()``, or cancelling the task that iterates it) cancels every stage
+of the utterance and waits for them to stop: nothing keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
+
+from .events import AudioOut, EmotionOut, FaceOut, SentenceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
+from .face.layers import parse_emotion_tags
+from .llm.history import ChatHistory
+from .roles import FaceAnimator, LanguageModel, SpeechToText, TextToSpeech
+from .text import SplitterConfig, split_sentences
+from .types import AudioChunk, Phoneme, SpeechChunk, Word, frames_for_samples
+
+__all__ = ["Services", "speak", "reply_tokens", "run_turn", "transcribe_all"]
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The four roles a conversation uses; each may be local, remote or a failover wrapper."""
+
+    stt: SpeechToText
+    llm: LanguageModel
+    tts: TextToSpeech
+    face: FaceAnimator
+
+
+_DONE = object()
+
+
+def _shift(chunk: SpeechChunk, base: int) -> SpeechChunk:
+    if base == 0:
+        return chunk
+    audio = chunk.audio
+    return SpeechChunk(
+        AudioChunk(audio.pcm, audio.rate, audio.offset + base),
+        tuple(Phoneme(p.symbol, p.start + base, p.end + base) for p in chunk.phonemes),
+        tuple(Word(w.text, w.start + base, w.end + base) for w in chunk.words),
+    )
+
+
+async def _drain_queue(queue: asyncio.Queue[Any]) -> AsyncIterator[SpeechChunk]:
+    while (item := await queue.get()) is not _DONE:
+        yield item
+
+
+async def speak(
+    utterance: int,
+    text: AsyncIterable[str],
+    tts: TextToSpeech,
+    face: FaceAnimator,
+    splitter: SplitterConfig | None = None,
+) -> AsyncIterator[UtteranceEvent]:
+    """Speak and animate a text stream as utterance ``utterance``.
+
+    Yields ``UtteranceStarted`` first and ``UtteranceEnded`` last; in between, ``SentenceOut`` /
+    ``EmotionOut`` before the audio they introduce, ``AudioOut`` chunks with contiguous offsets, and
+    ``FaceOut`` blocks with contiguous frame numbers, each face frame after the audio it belongs to.
+    An exception in any stage (e.g. :class:`facecast.errors.ServiceError` from the LLM) is raised
+    from this iterator after the other stages are stopped.
+    """
+    rate = tts.sample_rate
+    out: asyncio.Queue[Any] = asyncio.Queue()
+    speech: asyncio.Queue[Any] = asyncio.Queue()
+    spoken: list[str] = []
+    end = 0
+
+    async def produce() -> None:
+        nonlocal end
+        try:
+            async for piece in split_sentences(text, splitter):
+                clean, emotions = parse_emotion_tags(piece)
+                clean = clean.strip()
+                for _, emotion in emotions:
+                    out.put_nowait(EmotionOut(utterance, emotion.value, end))
+                if not clean:
+                    continue
+                out.put_nowait(SentenceOut(utterance, clean, end))
+                spoken.append(clean)
+                base = end
+                async for chunk in tts.synthesize(clean):
+                    shifted = _shift(chunk, base)
+                    end = max(end, shifted.audio.end)
+                    out.put_nowait(AudioOut(utterance, shifted.audio))
+                    speech.put_nowait(shifted)
+        finally:
+            speech.put_nowait(_DONE)
+
+    async def animate() -> None:
+        frames = face.animate(_drain_queue(speech))
+        try:
+            async for block in frames:
+                out.put_nowait(FaceOut(utterance, block))
+        finally:
+            await _aclose(frames)
+
+    async def run(stage: Callable[[], Any]) -> None:
+        try:
+            await stage()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer below
+            out.put_nowait(exc)
+        finally:
+            out.put_nowait(_DONE)
+
+    tasks = [asyncio.create_task(run(produce)), asyncio.create_task(run(animate))]
+    try:
+        yield UtteranceStarted(utterance, rate)
+        running = len(tasks)
+        while running:
+            item = await out.get()
+            if item is _DONE:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+        yield UtteranceEnded(utterance, end, frames_for_samples(end, rate), " ".join(spoken))
+    finally:
+        for task in tasks:
+            task.cancel()
+        with suppress(asyncio.CancelledError):
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _aclose(iterator: AsyncIterator[Any]) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()
+
+
+async def reply_tokens(llm: LanguageModel, history: ChatHistory, user_text: str) -> AsyncIterator[str]:
+    """Stream the LLM's reply to ``user_text`` given the conversation so far."""
+    stream = llm.stream(history.messages(user_text))
+    try:
+        async for token in stream:
+            yield token
+    finally:
+        await _aclose(stream)
+
+
+async def run_turn(
+    utterance: int,
+    user_text: str,
+    services: Services,
+    history: ChatHistory,
+    splitter: SplitterConfig | None = None,
+) -> AsyncIterator[UtteranceEvent]:
+    """One conversational turn from the user's text: LLM reply, spoken and animated, streamed.
+
+    The history gets the user's text and the reply that was spoken when the turn completes; a turn
+    that is cancelled records only the sentences already sent (the engine link refines this with the
+    playback position the engine reports).
+    """
+    spoken: list[str] = []
+    events = speak(utterance, reply_tokens(services.llm, history, user_text), services.tts, services.face, splitter)
+    try:
+        async for event in events:
+            if isinstance(event, SentenceOut):
+                spoken.append(event.text)
+            yield event
+    finally:
+        await _aclose(events)
+        history.add_user(user_text)
+        history.add_assistant(" ".join(spoken))
+
+
+async def transcribe_all(stt: SpeechToText, audio: AsyncIterable[AudioChunk]) -> str:
+    """Run ``stt`` over a whole audio stream and return its final transcript."""
+    final = ""
+    stream = stt.transcribe(audio)
+    try:
+        async for result in stream:
+            if result.final:
+                final = result.text
+    finally:
+        await _aclose(stream)
+    return final

@@ -1,0 +1,190 @@
+"""Streaming sentence splitter: LLM tokens in, speakable pieces out, as early as possible.
+
+A piece ends at ``.``, ``!``, ``?`` (with any closing quotes/brackets) followed by white space, or at a
+line break. These do NOT end a piece: abbreviations (``Dr.``, ``e.g.``, single initials), decimals
+(``3.14``), ellipses (``...``, ``…``), and dots inside URLs, file names or e-mail addresses (no white space
+follows them). To start speaking sooner, the FIRST piece of a reply may also end at a clause break
+(``,``, ``;``, ``:``, dash) once it holds at least ``first_clause_words`` words.
+
+Stage directions between asterisks (``*smiles*``) are removed and never spoken, as are Markdown
+decorations (``#``, backticks, bullet markers). Emotion tags like ``[happy]`` pass through untouched:
+they are handled downstream (``facecast.face.layers``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+
+__all__ = ["SplitterConfig", "SentenceSplitter", "split_sentences"]
+
+_ABBREVIATIONS = frozenset(
+    """mr mrs ms dr prof sr jr st vs etc e.g i.e eg ie no nos fig approx dept est inc ltd co corp
+    mt ft jan feb mar apr jun jul aug sep sept oct nov dec mon tue wed thu fri sat sun a.m p.m am pm
+    u.s u.k cf al ca""".split()
+)
+_CLOSERS = "\"')]}’”»"
+_TERMINATORS = ".!?…"
+_CLAUSE = ",;:—–"
+_WORD_BEFORE = re.compile(r"([\w.]+)$")
+_SPACES = re.compile(r"\s+")
+_MARKDOWN = re.compile(r"^\s*(?:#{1,6}\s+|[-+•]\s+|\d+\.\s+(?=\D))|`+")
+
+
+@dataclass(frozen=True, slots=True)
+class SplitterConfig:
+    first_clause_words: int = 4
+    """The first piece may end at a clause break once it has this many words (0 disables)."""
+    max_chars: int = 240
+    """A piece longer than this is cut at its last clause break or space, so no piece waits forever."""
+
+
+class SentenceSplitter:
+    """Feed text pieces with :meth:`push`; each call returns the speakable pieces completed so far.
+
+    Call :meth:`flush` at the end of the stream to get the remainder. One instance per reply.
+    """
+
+    def __init__(self, config: SplitterConfig | None = None) -> None:
+        self._config = config or SplitterConfig()
+        self._buf = ""
+        self._in_stage = False
+        self._stage_pending = False  # saw '*' at the end of the input: open or literal not decided yet
+        self._emitted = 0
+        self._line_start = True
+
+    def push(self, text: str) -> list[str]:
+        self._buf += self._strip_stage(text)
+        return self._drain(final=False)
+
+    def flush(self) -> list[str]:
+        if self._stage_pending:
+            self._stage_pending = False
+        self._in_stage = False
+        return self._drain(final=True)
+
+    # -- stage directions -------------------------------------------------------------------------
+    def _strip_stage(self, text: str) -> str:
+        out: list[str] = []
+        if self._stage_pending:
+            text = "*" + text
+            self._stage_pending = False
+        i = 0
+        while i < len(text):
+            ch = text[i]
+            if ch == "*":
+                if i + 1 == len(text):
+                    self._stage_pending = True  # decide when the next piece arrives
+                    break
+                nxt = text[i + 1]
+                if nxt == "*":  # Markdown bold '**': drop the marker, keep the words
+                    i += 2
+                    continue
+                if self._in_stage:
+                    self._in_stage = False
+                elif not nxt.isspace():
+                    self._in_stage = True
+                i += 1
+                continue
+            if not self._in_stage:
+                out.append(ch)
+            i += 1
+        return "".join(out)
+
+    # -- boundaries -------------------------------------------------------------------------------
+    def _drain(self, final: bool) -> list[str]:
+        pieces: list[str] = []
+        while True:
+            cut = self._find_cut(final)
+            if cut is None:
+                break
+            piece, self._buf = self._buf[:cut], self._buf[cut:]
+            self._add(pieces, piece)
+        if final:
+            self._add(pieces, self._buf)
+            self._buf = ""
+        return pieces
+
+    def _add(self, pieces: list[str], raw: str) -> None:
+        text = _clean(raw)
+        if text and any(c.isalnum() for c in text):
+            pieces.append(text)
+            self._emitted += 1
+        # a piece of lone punctuation ("...", "!") has nothing to speak and is dropped
+
+    def _find_cut(self, final: bool) -> int | None:
+        buf = self._buf
+        n = len(buf)
+        i = 0
+        while i < n:
+            ch = buf[i]
+            if ch == "\n":
+                if buf[:i].strip():
+                    return i + 1
+            elif ch in _TERMINATORS:
+                j = i
+                while j < n and buf[j] in _TERMINATORS:
+                    j += 1
+                while j < n and buf[j] in _CLOSERS:
+                    j += 1
+                if j == n and not final:
+                    return None  # need the next character to decide
+                if (j == n or buf[j].isspace()) and self._ends_sentence(buf, i, j):
+                    return j
+                i = j
+                continue
+            elif ch in _CLAUSE and self._emitted == 0 and self._config.first_clause_words:
+                words = len(buf[:i].split())
+                if words >= self._config.first_clause_words and (i + 1 < n and buf[i + 1].isspace()):
+                    return i + 1
+            i += 1
+        if n > self._config.max_chars:
+            return _soft_cut(buf, self._config.max_chars)
+        return None
+
+    @staticmethod
+    def _ends_sentence(buf: str, start: int, end: int) -> bool:
+        run = buf[start:end].rstrip(_CLOSERS)
+        if run in ("...", "…") or run.startswith("..") and set(run) == {"."}:
+            return False  # an ellipsis continues the sentence
+        if run != ".":
+            return True  # '!' '?' '?!' etc.
+        match = _WORD_BEFORE.search(buf[:start])
+        if not match:
+            return True
+        word = match.group(1)
+        lower = word.lower().rstrip(".")
+        if lower in _ABBREVIATIONS:
+            return False
+        if len(word) == 1 and word.isalpha() and word.isupper():
+            return False  # an initial: "J. Smith"
+        if "." in word and all(len(p) <= 1 for p in word.split(".")):
+            return False  # "U.S." style
+        return True
+
+
+def _soft_cut(buf: str, limit: int) -> int:
+    head = buf[:limit]
+    for marks in (_CLAUSE, " "):
+        pos = max(head.rfind(m) for m in marks)
+        if pos > limit // 3:
+            return pos + 1
+    return limit
+
+
+def _clean(raw: str) -> str:
+    lines = [_MARKDOWN.sub("", line) for line in raw.splitlines()]
+    return _SPACES.sub(" ", " ".join(lines)).strip()
+
+
+async def split_sentences(
+    tokens: AsyncIterable[str], config: SplitterConfig | None = None
+) -> AsyncIterator[str]:
+    """Yield speakable pieces of a token stream as soon as each is complete."""
+    splitter = SentenceSplitter(config)
+    async for token in tokens:
+        for piece in splitter.push(token):
+            yield piece
+    for piece in splitter.flush():
+        yield piece

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from facecast.text import SentenceSplitter, SplitterConfig, split_sentences
+
+
+def split_all(text: str, step: int = 1, config: SplitterConfig | None = None) -> list[str]:
+    splitter = SentenceSplitter(config or SplitterConfig(first_clause_words=0))
+    out: list[str] = []
+    for i in range(0, len(text), step):
+        out += splitter.push(text[i : i + step])
+    return out + splitter.flush()
+
+
+def test_plain_sentences() -> None:
+    assert split_all("Hello there. How are you? I am fine!") == ["Hello there.", "How are you?", "I am fine!"]
+
+
+def test_sentence_is_released_as_soon_as_next_char_shows_it_ended() -> None:
+    splitter = SentenceSplitter(SplitterConfig(first_clause_words=0))
+    assert splitter.push("It is done.") == []  # could still be a decimal or a URL
+    assert splitter.push(" And") == ["It is done."]
+    assert splitter.flush() == ["And"]
+
+
+def test_abbreviations_decimals_urls_ellipses_do_not_end_sentences() -> None:
+    text = (
+        "Dr. Smith paid 3.50 dollars at example.com today... then left. "
+        "See e.g. the U.S. office of J. R. Tolkien. Mail me at bob@mail.example.org now."
+    )
+    assert split_all(text, step=3) == [
+        "Dr. Smith paid 3.50 dollars at example.com today... then left.",
+        "See e.g. the U.S. office of J. R. Tolkien.",
+        "Mail me at bob@mail.example.org now.",
+    ]
+
+
+def test_closing_quotes_stay_with_their_sentence() -> None:
+    assert split_all('He said "stop!" Then he left.') == ['He said "stop!"', "Then he left."]
+
+
+def test_stage_directions_are_not_spoken() -> None:
+    assert split_all("*smiles warmly* Nice to see you. *waves* Bye now.", step=2) == [
+        "Nice to see you.",
+        "Bye now.",
+    ]
+
+
+def test_markdown_bold_keeps_words_and_lone_asterisk_is_literal_space() -> None:
+    assert split_all("This is **very** good. Five * three is fifteen.") == [
+        "This is very good.",
+        "Five three is fifteen.",
+    ]
+
+
+def test_first_piece_can_end_at_a_clause_for_latency() -> None:
+    splitter = SentenceSplitter(SplitterConfig(first_clause_words=4))
+    out = splitter.push("Well, you know, I think that is right, and more. Then, later, we go.")
+    out += splitter.flush()
+    assert out == ["Well, you know, I think that is right,", "and more.", "Then, later, we go."]
+
+
+def test_emotion_tags_pass_through() -> None:
+    assert split_all("[happy] That is great news! [sad] But I must go.") == [
+        "[happy] That is great news!",
+        "[sad] But I must go.",
+    ]
+
+
+def test_long_run_without_punctuation_is_cut_at_a_space() -> None:
+    words = " ".join(["word"] * 200)
+    pieces = split_all(words, config=SplitterConfig(first_clause_words=0, max_chars=100))
+    assert len(pieces) > 5
+    assert all(len(p) <= 100 for p in pieces)
+    assert " ".join(pieces) == words
+
+
+def test_punctuation_only_reply_gives_nothing_speakable() -> None:
+    assert split_all("... !!! *nods*") == []
+
+
+async def test_async_split_streams_pieces() -> None:
+    async def tokens():  # type: ignore[no-untyped-def]
+        for t in ["Hi", " there", ".", " Bye", "."]:
+            yield t
+
+    assert [p async for p in split_sentences(tokens())] == ["Hi there.", "Bye."]
+
+
+@given(st.lists(st.sampled_from(["Hello", " world", ".", " ", "Dr.", "3.5", "!", "?", "\n", "ok", ","]), max_size=40),
+       st.integers(min_value=1, max_value=7))
+def test_chunking_does_not_change_the_result(parts: list[str], step: int) -> None:
+    text = "".join(parts)
+    assert split_all(text, step=step) == split_all(text, step=len(text) or 1)
+
+
+@given(st.text(alphabet="abc .!?,", max_size=80))
+def test_no_word_is_lost(text: str) -> None:
+    words = [w.strip(".!?,") for w in text.split()]
+    spoken = [w.strip(".!?,") for p in split_all(text) for w in p.split()]
+    assert [w for w in spoken if w] == [w for w in words if w]
