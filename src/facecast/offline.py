@@ -4,12 +4,12 @@ collected into a session folder instead of being sent to an engine."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .aio import closing
 from .audio import iter_chunks, read_audio
 from .errors import InputError
 from .events import AudioOut, FaceOut, SentenceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
@@ -46,7 +46,7 @@ async def collect(events: AsyncIterator[UtteranceEvent]) -> Utterance:
     audio: list[Float32Array] = []
     face: list[Float32Array] = []
     samples = frames = 0
-    async with aclosing(events):
+    async with closing(events):
         async for event in events:
             if isinstance(event, UtteranceStarted):
                 result.rate = event.rate

@@ -17,6 +17,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
+from .aio import aclose
 from .events import AudioOut, EmotionOut, FaceOut, SentenceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
 from .face.layers import parse_emotion_tags
 from .llm.history import ChatHistory
@@ -104,7 +105,7 @@ async def speak(
             async for block in frames:
                 out.put_nowait(FaceOut(utterance, block))
         finally:
-            await _aclose(frames)
+            await aclose(frames)
 
     async def run(stage: Callable[[], Any]) -> None:
         try:
@@ -136,12 +137,6 @@ async def speak(
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _aclose(iterator: AsyncIterator[Any]) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        await close()
-
-
 async def reply_tokens(llm: LanguageModel, history: ChatHistory, user_text: str) -> AsyncIterator[str]:
     """Stream the LLM's reply to ``user_text`` given the conversation so far."""
     stream = llm.stream(history.messages(user_text))
@@ -149,7 +144,7 @@ async def reply_tokens(llm: LanguageModel, history: ChatHistory, user_text: str)
         async for token in stream:
             yield token
     finally:
-        await _aclose(stream)
+        await aclose(stream)
 
 
 async def run_turn(
@@ -173,7 +168,7 @@ async def run_turn(
                 spoken.append(event.text)
             yield event
     finally:
-        await _aclose(events)
+        await aclose(events)
         history.add_user(user_text)
         history.add_assistant(" ".join(spoken))
 
@@ -187,5 +182,5 @@ async def transcribe_all(stt: SpeechToText, audio: AsyncIterable[AudioChunk]) ->
             if result.final:
                 final = result.text
     finally:
-        await _aclose(stream)
+        await aclose(stream)
     return final

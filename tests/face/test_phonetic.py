@@ -288,7 +288,7 @@ async def test_streaming_waits_only_for_the_lookahead() -> None:
         heard = 0
         for chunk in chunks:
             if heard:
-                horizon = heard - animator.lookahead * RATE - 1
+                horizon = heard - animator.lookahead * RATE - 2
                 expected = sum(1 for i in range(total) if frame_sample(i, RATE) < horizon)
                 checked.append((emitted[0], expected))
             yield chunk
@@ -300,10 +300,10 @@ async def test_streaming_waits_only_for_the_lookahead() -> None:
         emitted[0] = piece.end
     assert checked and all(got == want for got, want in checked)
     assert len(joined(pieces)) == frames_for_samples(total, RATE)
-    # the first frame came out once lookahead (+1 sample) of audio had arrived, not at the end
+    # the first frame came out once lookahead (+2 samples) of audio had arrived, not at the end
     assert animator.lookahead <= 0.1
     first_out = next(i for i, (got, _) in enumerate(checked) if got > 0)
-    assert chunks[first_out].audio.end <= animator.lookahead * RATE + 700 + 1
+    assert chunks[first_out].audio.end <= animator.lookahead * RATE + 700 + 2
 
 
 def test_lookahead_bounds_the_influence_of_future_phonemes() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import aclosing
 from dataclasses import dataclass
 
+from ..aio import closing
 from ..events import AudioOut, FaceOut, UtteranceEnded
 from ..pipeline import speak
 from ..roles import FaceAnimator, TextToSpeech
@@ -53,7 +53,7 @@ async def _one(text: str, tts: TextToSpeech, face: FaceAnimator) -> LatencySampl
     t0 = time.perf_counter()
     first_audio = first_face = float("nan")
     audio_s = 0.0
-    async with aclosing(speak(1, _tokens(text), tts, face)) as events:
+    async with closing(speak(1, _tokens(text), tts, face)) as events:
         async for event in events:
             now = (time.perf_counter() - t0) * 1000
             if isinstance(event, AudioOut) and first_audio != first_audio:

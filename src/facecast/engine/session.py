@@ -13,22 +13,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing, suppress
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from ..aio import closing
 from ..audio import Resampler, float_to_pcm16, pcm16_to_float
 from ..errors import FacecastError
 from ..events import AudioOut, EmotionOut, FaceOut, SentenceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
+from ..face.layers import AnimationLayer, Emotion
 from ..llm.history import ChatHistory
 from ..pipeline import Services, run_turn, speak
 from ..protocol import engine as proto
 from ..types import AudioChunk, FaceFrames
 
-__all__ = ["Transport", "SessionConfig", "EngineSession", "UtteranceSink"]
+__all__ = ["Transport", "SessionConfig", "EngineSession", "UtteranceSink", "SinkFactory"]
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +43,23 @@ class Transport(Protocol):
 
 
 class UtteranceSink(Protocol):
-    """Something else that wants every utterance (Live Link output, the recorder)."""
+    """Something else that wants every utterance (Live Link output, the recorder).
+
+    A sink may also have a ``close()`` method, called when the session ends.
+    """
 
     def on_event(self, event: UtteranceEvent) -> None: ...
 
-    def on_playback_started(self, utterance: int, monotonic_time: float) -> None: ...
+    def on_playback_started(self, utterance: int, monotonic_time: float) -> None:
+        """The client started playing ``utterance`` at ``monotonic_time`` (``time.monotonic`` clock)."""
+        ...
+
+    def on_clear(self, utterance: int) -> None:
+        """``utterance`` was interrupted or abandoned: drop what is left of it."""
+        ...
+
+
+SinkFactory = Callable[[proto.Hello], Sequence[UtteranceSink]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +69,8 @@ class SessionConfig:
     max_mic_seconds: float = 60.0
     """Longest push-to-talk utterance; longer ones are rejected with ``utterance_too_long``."""
     persona: str | None = None
+    seed: int = 0
+    """Seed of the animation layer (blinks, gaze, head) applied to face frames sent over the socket."""
 
 
 @dataclass(slots=True)
@@ -63,8 +80,10 @@ class _Outgoing:
     sent_samples: int = 0
     owner: asyncio.Task[Any] | None = None
     first_audio_at: float | None = None
+    acked_at: float = 0.0
     audio_started: asyncio.Event = field(default_factory=asyncio.Event)
     acked: asyncio.Event = field(default_factory=asyncio.Event)
+    emotions: list[tuple[int, str]] = field(default_factory=list)
     face: asyncio.Queue[FaceFrames | None] = field(default_factory=asyncio.Queue)
 
 
@@ -77,14 +96,16 @@ class EngineSession:
         services: Services,
         transport: Transport,
         config: SessionConfig | None = None,
-        sinks: tuple[UtteranceSink, ...] = (),
-        clock: Callable[[], float] | None = None,
+        sinks: SinkFactory | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._services = services
         self._tx = transport
         self._config = config or SessionConfig()
-        self._sinks = sinks
-        self._clock = clock or (lambda: asyncio.get_running_loop().time())
+        self._sink_factory = sinks
+        self._sinks: tuple[UtteranceSink, ...] = ()
+        self._clock = clock
+        self._layer = AnimationLayer(seed=self._config.seed)
         self.hello: proto.Hello | None = None
         self.history = ChatHistory(self._config.persona) if self._config.persona else ChatHistory()
         self.closed = asyncio.Event()
@@ -146,6 +167,8 @@ class EngineSession:
             return
         self.hello = hello
         self._acks = proto.decode_server_text(raw).get("acks", True) is not False
+        if self._sink_factory is not None:
+            self._sinks = tuple(self._sink_factory(hello))
         await self._tx.send_text(
             proto.encode_server(
                 "welcome", version=proto.VERSION, audio={"rate": hello.audio.rate, "channels": hello.audio.channels},
@@ -194,7 +217,7 @@ class EngineSession:
                 yield chunk
 
         try:
-            async with aclosing(self._services.stt.transcribe(chunks())) as results:
+            async with closing(self._services.stt.transcribe(chunks())) as results:
                 async for result in results:
                     await self._tx.send_text(proto.encode_server("transcript", text=result.text, final=result.final))
                     if result.final:
@@ -234,7 +257,7 @@ class EngineSession:
     async def _stream(self, events: AsyncIterator[UtteranceEvent]) -> None:
         release: asyncio.Task[None] | None = None
         try:
-            async with aclosing(events):
+            async with closing(events):
                 async for event in events:
                     for sink in self._sinks:
                         sink.on_event(event)
@@ -279,6 +302,7 @@ class EngineSession:
             await self._tx.send_text(
                 proto.encode_server("reply_text", utterance=event.utterance, text=event.text, at=at))
         elif isinstance(event, EmotionOut):
+            out.emotions.append((event.start, event.emotion))
             await self._tx.send_text(proto.encode_server("emotion", utterance=event.utterance, emotion=event.emotion))
         elif isinstance(event, AudioOut):
             await self._send_audio(out, out.resampler.process(event.chunk.pcm))
@@ -319,10 +343,17 @@ class EngineSession:
         except TimeoutError:
             await self._abandon(out)
             return
+        rate = out.resampler.in_rate
+        for start, emotion in out.emotions:
+            self._layer.set_emotion(Emotion(emotion), at=out.acked_at + start / rate)
         while (frames := await out.face.get()) is not None:
-            await self._tx.send_bytes(proto.encode_face(out.utterance, frames.start, frames.values))
+            # The animation layer (blinks, gaze, head, emotion) on the client's playback clock.
+            values = self._layer.frames(out.acked_at + frames.start / 60, frames.values)
+            await self._tx.send_bytes(proto.encode_face(out.utterance, frames.start, values))
 
     async def _abandon(self, out: _Outgoing) -> None:
+        for sink in self._sinks:
+            sink.on_clear(out.utterance)
         await self._tx.send_text(proto.encode_server("clear_buffer", utterance=out.utterance))
         await self.send_error("ack_timeout", f"no playback_started for utterance {out.utterance} within "
                               f"{self._config.ack_timeout:g} s; the utterance was abandoned")
@@ -339,7 +370,7 @@ class EngineSession:
             await self.send_error("out_of_order", "playback_started before any audio of that utterance was sent")
             return
         if not out.acked.is_set():
-            now = self._clock()
+            out.acked_at = now = self._clock()
             for sink in self._sinks:
                 sink.on_playback_started(out.utterance, now)
             out.acked.set()
@@ -353,6 +384,8 @@ class EngineSession:
             with suppress(asyncio.CancelledError):
                 await turn
             if out is not None:
+                for sink in self._sinks:
+                    sink.on_clear(out.utterance)
                 await self._tx.send_text(proto.encode_server("clear_buffer", utterance=out.utterance))
 
     async def send_error(self, code: str, message: str) -> None:
@@ -367,6 +400,11 @@ class EngineSession:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        sinks, self._sinks = self._sinks, ()
+        for sink in sinks:
+            close = getattr(sink, "close", None)
+            if close is not None:
+                close()
 
 
 async def _once(text: str) -> AsyncIterator[str]:

@@ -13,19 +13,22 @@ plus the rest pose with the small constant weight :attr:`PhoneticConfig.rest_wei
 so the mouth glides between targets, anticipates the next one, relaxes to rest in pauses (where no
 segment is active, or a pause segment holds the rest pose), and keeps a high-dominance gesture such as a
 bilabial closure even between open vowels. Segments shorter than their viseme's ``min_duration`` are
-blended as if that long, so a 40 ms ``b`` still closes the lips.
+blended as if that long, so a 40 ms ``b`` still closes the lips. Last, each frame is averaged with its
+two neighbours (weights ``smoothing``, ``1 - 2 * smoothing``, ``smoothing``), so that the quickest
+moves (a lip closure snapping shut) take two or three frames instead of one.
 
 Output frames (68 float32 values, REFERENCE.md section 1) carry only the speaking mouth: jaw, lip and
 tongue curves in [0, 1]; eyes, brows, cheeks, nose, head and eye rotations are 0; the emotion channels
 61-67 are one-hot Neutral (= 1.0), i.e. "no emotion", which keeps a frame a valid NeuroSync frame on its
 own. :class:`facecast.face.layers.AnimationLayer` adds blinks, gaze, head motion and emotion on top.
 
-Streaming: a frame depends only on segments whose dominance reaches it, and a phoneme not yet received
-starts at or after the audio received so far (a :class:`~facecast.types.SpeechChunk` carries the
-phonemes that START inside it), so every frame more than :attr:`PhoneticAnimator.lookahead` seconds
-before the end of the received audio is final and is yielded at once. Frames are computed by the same
-code, in the same order of summation, whichever way the speech is split into chunks: streaming output
-is bit-identical to :meth:`PhoneticAnimator.render` of the whole utterance.
+Streaming: a frame depends only on segments whose dominance reaches it (and on its next frame), and a
+phoneme not yet received starts at or after the audio received so far (a
+:class:`~facecast.types.SpeechChunk` carries the phonemes that START inside it). So frame ``i`` is final,
+and is yielded at once, when ``frame_sample(i) < received - lookahead * rate - 2`` (2 samples against
+rounding); :attr:`PhoneticAnimator.lookahead` is 0.097 s with the default configuration. Frames are
+computed by the same code, in the same order of summation, whichever way the speech is split into
+chunks: streaming output is bit-identical to :meth:`PhoneticAnimator.render` of the whole utterance.
 """
 
 from __future__ import annotations
@@ -70,9 +73,9 @@ _SPREAD: _F64 = np.array([v.spread for v in VISEMES.values()], np.float64)  # (v
 class PhoneticConfig:
     """Tuning of :class:`PhoneticAnimator` (times in seconds).
 
-    ``anticipation``: how long before a segment its dominance starts to rise (coarticulation lookahead;
-    the animator's latency is this plus half the longest viseme ``min_duration``). ``carryover``: how long
-    after a segment its dominance takes to fall to 0. ``plateau``: the fraction of each segment's
+    ``anticipation``: how long before a segment its dominance starts to rise, for a viseme of spread 1
+    (coarticulation lookahead; :attr:`lookahead` follows from it). ``carryover``: how long after a
+    segment its dominance takes to fall to 0, for a viseme of spread 1. ``plateau``: the fraction of each segment's
     half-duration, around its centre, held at full dominance. ``rest_weight``: the constant dominance of
     the rest pose (larger = more relaxed, smaller = crisper). ``intensity``: scales every mouth curve
     (articulation strength; results are clipped to [0, 1]). ``smoothing``: each frame becomes
@@ -103,7 +106,9 @@ class PhoneticConfig:
 
     @property
     def lookahead(self) -> float:
-        """Seconds of speech past a frame that must be known before the frame is final."""
+        """Seconds of speech past a frame that must be known before the frame is final: the longest reach
+        of a dominance before its phoneme's start (``anticipation * spread + min_duration / 2`` over the
+        visemes), plus one frame when smoothing. 0.097 s by default."""
         reach = float((self.anticipation * _SPREAD.max(axis=1) + _MIN_DURATION / 2).max())
         return reach + (1.0 / FPS if self.smoothing > 0 else 0.0)
 
@@ -250,15 +255,18 @@ class _Utterance:
                 self._segments.add(viseme, bounds[i], bounds[i + 1], self.rate, self._config)
 
     def ready(self) -> int:
-        """Frames that no phoneme still to come can change (1 sample of margin against rounding)."""
+        """How many frames no phoneme still to come can change: those with
+        ``frame_sample(i) < heard - lookahead * rate - 2``.
+
+        A phoneme not received yet starts at or after ``heard``, so its dominance starts after
+        ``heard - reach`` (reach = lookahead less the smoothing frame). A ready frame's blend, and the next
+        frame's that smoothing adds (at most ``rate / 60 + 1`` samples later), lie before that with a
+        sample to spare against rounding.
+        """
         if self.rate == 0:
             return 0
-        config = self._config
-        limit = self.heard - (config.lookahead - (1.0 / FPS if config.smoothing > 0 else 0.0)) * self.rate - 1
-        final = _frames_before(limit, self.rate)  # frames whose blend is final
-        if config.smoothing > 0:
-            final -= 1  # a smoothed frame also needs the next frame's blend
-        return max(0, min(final, _frames_for_samples(self.heard, self.rate)))
+        limit = self.heard - self._config.lookahead * self.rate - 2
+        return min(_frames_before(limit, self.rate), _frames_for_samples(self.heard, self.rate))
 
     def take(self, stop: int) -> FaceFrames | None:
         """Frames from the last one taken up to ``stop - 1``, or None when there are none."""
@@ -277,8 +285,8 @@ class PhoneticAnimator:
 
     Needs phonemes in the speech (espeak-ng mnemonics, as :class:`facecast.tts.espeak.EspeakTTS` gives);
     speech without any yields rest frames. Symbols it does not know are shown as a mild neutral mouth that
-    yields to its neighbours, logged once per animator, and listed in :attr:`unknown_symbols`. An
-    instance holds no per-utterance state: it may animate any number of utterances at once.
+    yields to its neighbours, logged once per animator, and listed in :attr:`unknown_symbols`. Apart from
+    that diagnostic set an instance holds no state: it may animate any number of utterances at once.
     """
 
     def __init__(self, config: PhoneticConfig | None = None) -> None:
@@ -291,7 +299,8 @@ class PhoneticAnimator:
 
     @property
     def lookahead(self) -> float:
-        """Seconds of audio past a frame that must have arrived before the frame is yielded (0.1 s)."""
+        """Seconds of audio past a frame that must have arrived before the frame is yielded (0.097 s by
+        default; see :attr:`PhoneticConfig.lookahead`)."""
         return self._config.lookahead
 
     @property

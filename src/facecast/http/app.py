@@ -10,8 +10,8 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +21,11 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from .. import __version__
 from ..config import Settings
+from ..engine.livelink import LiveLinkSender, parse_targets
+from ..engine.outputs import LiveLinkOutput, LiveLinkSink, RecorderSink
 from ..engine.session import EngineSession, SessionConfig, UtteranceSink
 from ..pipeline import Services
+from ..protocol.engine import Hello
 
 __all__ = ["create_app", "AppState", "TransportClosed"]
 
@@ -37,9 +40,21 @@ class TransportClosed(ConnectionError):
 class AppState:
     settings: Settings
     services: Services
-    sinks: Callable[[], tuple[UtteranceSink, ...]] = lambda: ()
     started: float = field(default_factory=time.monotonic)
     sessions: set[EngineSession] = field(default_factory=set)
+    livelink: LiveLinkOutput | None = None
+    session_count: int = 0
+
+    def sinks_for(self, hello: Hello) -> list[UtteranceSink]:
+        """The outputs of a new session: its Live Link subject and, with ``--record``, the recorder."""
+        self.session_count += 1
+        sinks: list[UtteranceSink] = []
+        if self.livelink is not None:
+            channel, layer = self.livelink.subject(hello.subject or self.settings.subject, seed=self.session_count)
+            sinks.append(LiveLinkSink(channel, layer, self.livelink))
+        if self.settings.record:
+            sinks.append(RecorderSink(self.settings.record, seed=self.session_count))
+        return sinks
 
 
 class _WebSocketTransport:
@@ -89,9 +104,15 @@ def create_app(state: AppState) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await _warm_up(state.services)
-        yield
-        for session in list(state.sessions):
-            await session.close()
+        async with AsyncExitStack() as stack:
+            targets = [t for t in state.settings.livelink if t.lower() != "off"]
+            if targets:
+                sender = LiveLinkSender(parse_targets(targets))
+                state.livelink = await stack.enter_async_context(LiveLinkOutput(sender, state.settings.device_id))
+            yield
+            for session in list(state.sessions):
+                await session.close()
+            state.livelink = None
 
     app = FastAPI(title="Facecast", version=__version__, lifespan=lifespan)
     app.state.facecast = state
@@ -114,7 +135,7 @@ def create_app(state: AppState) -> FastAPI:
             return
         await ws.accept()
         config = SessionConfig(ack_timeout=state.settings.ack_timeout, persona=state.settings.persona or None)
-        session = EngineSession(state.services, _WebSocketTransport(ws), config, state.sinks())
+        session = EngineSession(state.services, _WebSocketTransport(ws), config, state.sinks_for)
         state.sessions.add(session)
         try:
             while not session.closed.is_set():
