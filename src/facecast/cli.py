@@ -63,6 +63,24 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("audio")
 
+    p = sub.add_parser("play", help="stream a session folder or take CSV to Live Link in real time")
+    p.add_argument("path", help="session folder (audio.wav + shapes.csv) or a take CSV")
+    p.add_argument("--livelink", action="append",
+                   help="Live Link target HOST:PORT (repeatable; default 127.0.0.1:11111)")
+    p.add_argument("--subject", default="Facecast", help="Live Link subject name")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+    p = sub.add_parser("engine-sim", help="the reference engine client: one turn against a running server")
+    p.add_argument("--url", default="ws://127.0.0.1:8765/ws/engine")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", help="type this as the player")
+    src.add_argument("--wav", help="stream this audio file as the microphone, in real time")
+    p.add_argument("--rate", type=int, default=24000, help="reply audio rate to ask for")
+    p.add_argument("--livelink-port", type=int, default=0, help="collect Live Link packets on this UDP port")
+    p.add_argument("--token", default="", help="access token")
+    p.add_argument("--out", help="write the received reply as a session folder here")
+    p.add_argument("-v", "--verbose", action="store_true")
+
     p = sub.add_parser("bench", help="run the benchmark suite and print its tables")
     p.add_argument("--quick", action="store_true", help="a short run (under two minutes)")
     p.add_argument("--json", dest="json_path", help="also write the raw numbers to this JSON file")
@@ -121,6 +139,52 @@ def _run(args: argparse.Namespace) -> int:
     return serve(_settings(args))
 
 
+def _play(args: argparse.Namespace) -> int:
+    from .engine.livelink import parse_targets
+    from .engine.play import run_play
+
+    result = run_play(args.path, parse_targets(args.livelink or ["127.0.0.1:11111"]), args.subject)
+    print(f"played {result.frames} frames ({result.duration:.2f} s): {result.sent} sent, {result.skipped} skipped")
+    return 0
+
+
+async def _engine_sim(args: argparse.Namespace) -> int:
+    from .audio import read_audio
+    from .engine.sim import EngineSim, SimConfig, summarize
+
+    config = SimConfig(url=args.url, rate=args.rate, livelink_port=args.livelink_port, token=args.token)
+    try:
+        async with EngineSim(config) as sim:
+            if args.text:
+                report = await sim.say_text(args.text)
+            else:
+                pcm, rate = read_audio(args.wav)
+                report = await sim.say_audio(pcm, rate)
+    except OSError as exc:
+        print(f"facecast engine-sim: error: cannot connect to {args.url}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    for error in report.errors:
+        print(f"server error {error.get('code')}: {error.get('message')}", file=sys.stderr)
+    print(f"player: {report.transcript}")
+    for utt in report.utterances:
+        print(f"character: {utt.text}")
+        print(f"  response latency: {report.response_latency * 1000:.0f} ms (end of speech -> playback start)")
+        print(f"  audio: {utt.samples / config.rate:.2f} s, underruns: {utt.underruns}; face frames: "
+              f"{utt.face_frames} (before ack: {utt.face_before_ack})")
+        if utt.livelink_error:
+            print(f"  Live Link sync error: {summarize(utt.livelink_error)}")
+        if args.out and utt.audio:
+            import numpy as np
+
+            from .session import write_session
+            from .types import frames_for_samples
+
+            audio = np.concatenate(utt.audio)
+            face = np.concatenate(utt.face) if utt.face else np.zeros((0, 68), np.float32)
+            write_session(args.out, audio, config.rate, face[: frames_for_samples(len(audio), config.rate)])
+    return 0 if report.utterances and not report.errors else EXIT_ERROR
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .bench import main as bench_main
 
@@ -132,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handlers = {"say": _say, "chat": _chat, "transcribe": _transcribe}
+    handlers = {"say": _say, "chat": _chat, "transcribe": _transcribe, "engine-sim": _engine_sim}
     try:
         if args.command in handlers:
             return asyncio.run(handlers[args.command](args))
@@ -140,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "play":
+            return _play(args)
     except FacecastError as exc:
         print(f"facecast {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -24,7 +24,7 @@ from facecast.engine.livelink import (
     parse_targets,
 )
 from facecast.face.arkit import INDEX
-from facecast.face.layers import AnimationLayer
+from facecast.face.layers import AnimationLayer, Emotion
 from facecast.types import FACE_WIDTH, FPS, FaceFrames, Float32Array
 
 JAW = INDEX["JawOpen"]
@@ -473,3 +473,28 @@ async def test_the_animation_layer_drives_the_idle_face_and_the_utterance() -> N
     assert np.abs(np.diff(jaw)).max() < 0.12  # blended in and out, no pop
     head = np.array([packet["values"][INDEX["HeadYaw"]] for _, packet in sink.sent])
     assert (np.diff(head) != 0).all()  # alive between utterances too
+
+
+async def test_composers_see_the_pacer_clock_and_the_wire_counts_from_the_epoch() -> None:
+    clock = VirtualClock(start=1000.0)
+    sink = RecordingSink(clock)
+    pacer = LiveLinkPacer(sink, clock=clock)
+    layer = AnimationLayer(seed=2)
+    composer = RecordingComposer()
+    channel = pacer.add_subject(LiveLinkSubject("face"), layer)
+    pacer.add_subject(LiveLinkSubject("probe"), composer)
+    anchor = 1001.0
+    playback = channel.play(anchor)
+    playback.push(numbered_frames(120))
+    playback.finish()
+    layer.set_emotion(Emotion.HAPPY, at=anchor + 0.5)  # scheduled with an anchor-based time, as a sink does
+    await pacer.run(until=1003.0)
+    assert pacer.epoch == 1000.0
+    assert composer.calls[0][0] == 1000.0 and composer.calls[-1][0] == pytest.approx(1003.0)
+    face = [(t, packet) for t, packet in sink.of("face")]
+    assert [p["frame"] for _, p in face[:3]] == [0, 1, 2]  # frame numbers count from the epoch
+    assert len(face) == 181
+    # The Happy channel is not on the wire (61 curves), but the smile it drives is.
+    smile = {round(t, 4): p["values"][INDEX["MouthSmileLeft"]] for t, p in face}
+    assert max(v for t, v in smile.items() if t < anchor + 0.5) == 0.0
+    assert smile[round(anchor + 1.5, 4)] > 0.3

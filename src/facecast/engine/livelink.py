@@ -297,7 +297,8 @@ class LiveLinkSender:
 
 
 class FaceComposer(Protocol):
-    """Makes the face to send at face-clock time ``t`` (seconds, non-decreasing between calls).
+    """Makes the face to send for the frame due at ``t``: a time on the pacer's clock (the same clock as
+    utterance anchors, so a composer can schedule things with anchor-based times), non-decreasing per subject.
 
     ``mouth`` is the utterance's frame due now (68 values), or None between utterances. Returns 68 values.
     :class:`facecast.face.layers.AnimationLayer` is one (idle blinks, eyes, head, emotion, blending).
@@ -486,9 +487,8 @@ class SubjectChannel:
             else:
                 self._underruns += 1
                 mouth = self._last_mouth
-        t = due - epoch
-        values = self._composer.frame(t, mouth)
-        position = max(t, 0.0) * FPS  # only an anchor before the pacer's start could make t negative
+        values = self._composer.frame(due, mouth)
+        position = max(due - epoch, 0.0) * FPS  # negative only for an anchor before the pacer's start
         number = round(position)
         if abs(position - number) < 1e-6:
             sub_frame = 0.0
@@ -506,8 +506,8 @@ class LiveLinkPacer:
 
     ``sink`` is usually a :class:`LiveLinkSender`; ``clock`` defaults to :class:`MonotonicClock`.
     ``on_tick``, if given, is called after every wake-up with a :class:`TickReport` (for jitter measurement;
-    keep it cheap). The face clock passed to composers is seconds since the pacer's first :meth:`run`, and
-    each packet's frame number and sub-frame encode that same time at 60 fps.
+    keep it cheap). Composers get each frame's due time on ``clock``; each packet's frame number and
+    sub-frame encode the same time, counted from :attr:`epoch` (the first :meth:`run`), at 60 fps.
     """
 
     def __init__(
@@ -528,6 +528,11 @@ class LiveLinkPacer:
     @property
     def subjects(self) -> tuple[SubjectChannel, ...]:
         return tuple(self._channels.values())
+
+    @property
+    def epoch(self) -> float | None:
+        """Clock time of face time 0 (frame number 0), set by the first :meth:`run`; None before."""
+        return self._epoch
 
     def add_subject(self, subject: LiveLinkSubject, composer: FaceComposer | None = None) -> SubjectChannel:
         """Start streaming ``subject`` (its idle face until it plays an utterance).

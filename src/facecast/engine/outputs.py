@@ -57,7 +57,8 @@ class LiveLinkOutput:
         self._used[wanted] = count
         name = wanted if count == 1 else f"{wanted}-{count}"
         layer = AnimationLayer(seed=seed)
-        return self.pacer.add_subject(LiveLinkSubject(name, self._device_id), layer), layer
+        subject = LiveLinkSubject(name, f"{self._device_id}:{name}")
+        return self.pacer.add_subject(subject, layer), layer
 
     def release(self, channel: SubjectChannel) -> None:
         self.pacer.remove_subject(channel.subject.name)
@@ -76,6 +77,12 @@ class LiveLinkSink:
         self._emotions: list[tuple[int, Emotion]] = []
         self._playback: UtterancePlayback | None = None
         self._ended = False
+
+    def describe(self) -> dict[str, object]:
+        """For the client's ``welcome``: the subject it drives and, for tools on the same host, the
+        ``time.monotonic()`` time of Live Link frame number 0."""
+        epoch = self._output.pacer.epoch if self._output is not None else None
+        return {"subject": self.channel.subject.name, "device_id": self.channel.subject.device_id, "epoch": epoch}
 
     def on_event(self, event: UtteranceEvent) -> None:
         if isinstance(event, UtteranceStarted):

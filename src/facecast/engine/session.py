@@ -169,11 +169,13 @@ class EngineSession:
         self._acks = proto.decode_server_text(raw).get("acks", True) is not False
         if self._sink_factory is not None:
             self._sinks = tuple(self._sink_factory(hello))
+        livelink = [sink.describe() for sink in self._sinks if hasattr(sink, "describe")]
         await self._tx.send_text(
             proto.encode_server(
                 "welcome", version=proto.VERSION, audio={"rate": hello.audio.rate, "channels": hello.audio.channels},
                 face={"fps": 60, "width": 68, "enabled": hello.face}, acks=self._acks,
                 ack_timeout=self._config.ack_timeout, workflow=hello.workflow,
+                **({"livelink": livelink[0]} if livelink else {}),
             )
         )
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -67,6 +67,8 @@ _GROUP: _I64 = np.array([int(articulator_of(c)) for c in _CURVES], np.int64)
 _DOMINANCE: _F64 = np.array([[v.dominance[g] for g in _GROUP] for v in VISEMES.values()], np.float64)
 _MIN_DURATION: _F64 = np.array([v.min_duration for v in VISEMES.values()], np.float64)
 _SPREAD: _F64 = np.array([v.spread for v in VISEMES.values()], np.float64)  # (visemes, articulators)
+_MIN_DURATION_S: tuple[float, ...] = tuple(v.min_duration for v in VISEMES.values())
+_SPREAD_S: tuple[tuple[float, ...], ...] = tuple(v.spread for v in VISEMES.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,42 +115,50 @@ class PhoneticConfig:
         return reach + (1.0 / FPS if self.smoothing > 0 else 0.0)
 
 
-@dataclass(slots=True)
-class _Segments:
-    """Viseme segments in arrival order, in samples: the support (lo, hi) of their dominance over all
-    articulators, centre, plateau half-width, and per articulator the widths of the rising and falling
-    flanks."""
+# Columns of a segment row in :class:`_Segments`.
+_LO, _HI, _CENTRE, _HOLD = 0, 1, 2, 3
+_RISE = slice(4, 8)  # per articulator: width of the rising flank, from the plateau's start back
+_FALL = slice(8, 12)  # per articulator: width of the falling flank, from the plateau's end on
+_COLUMNS = 12
 
-    viseme: list[int] = field(default_factory=list)
-    lo: list[float] = field(default_factory=list)
-    hi: list[float] = field(default_factory=list)
-    centre: list[float] = field(default_factory=list)
-    plateau: list[float] = field(default_factory=list)
-    rise: list[_F64] = field(default_factory=list)
-    fall: list[_F64] = field(default_factory=list)
+
+class _Segments:
+    """Viseme segments in arrival order (samples): one row each (see the column constants above).
+
+    ``lo``/``hi`` bound the dominance over all articulators. Rows before :attr:`live` reach no frame
+    still to be rendered; rows after it may not either (they then give no (frame, segment) pair).
+    """
+
+    __slots__ = ("rows", "visemes", "count", "live")
+
+    def __init__(self) -> None:
+        self.rows: _F64 = np.empty((64, _COLUMNS), np.float64)
+        self.visemes: _I64 = np.empty(64, np.int64)
+        self.count = 0
+        self.live = 0
 
     def add(self, viseme: str, start: float, end: float, rate: int, config: PhoneticConfig) -> None:
         index = _VISEME_ID[viseme]
         centre = (start + end) / 2
-        half = max((end - start) / 2, float(_MIN_DURATION[index]) * rate / 2)
+        half = max((end - start) / 2, _MIN_DURATION_S[index] * rate / 2)
         hold = config.plateau * half
-        spread = _SPREAD[index] * rate
-        before, after = config.anticipation * spread, config.carryover * spread
-        self.viseme.append(index)
-        self.lo.append(centre - half - float(before.max()))
-        self.hi.append(centre + half + float(after.max()))
-        self.centre.append(centre)
-        self.plateau.append(hold)
-        self.rise.append(half - hold + before)
-        self.fall.append(half - hold + after)
+        spread = _SPREAD_S[index]
+        before = [config.anticipation * rate * s for s in spread]
+        after = [config.carryover * rate * s for s in spread]
+        if self.count == len(self.rows):
+            self.rows = np.concatenate([self.rows, np.empty_like(self.rows)])
+            self.visemes = np.concatenate([self.visemes, np.empty_like(self.visemes)])
+        self.rows[self.count] = (
+            centre - half - max(before), centre + half + max(after), centre, hold,
+            *(max(half - hold + b, 1e-9) for b in before), *(max(half - hold + a, 1e-9) for a in after),
+        )  # fmt: skip
+        self.visemes[self.count] = index
+        self.count += 1
 
-    def keep_from(self, sample: float) -> None:
-        """Forget the segments whose dominance has ended by ``sample`` (they touch no later frame)."""
-        keep = [i for i, hi in enumerate(self.hi) if hi > sample]
-        if len(keep) < len(self.hi):
-            for name in self.__slots__:
-                values = getattr(self, name)
-                setattr(self, name, [values[i] for i in keep])
+    def forget_before(self, sample: float) -> None:
+        """Advance :attr:`live` past the leading segments whose dominance has ended by ``sample``."""
+        while self.live < self.count and self.rows[self.live, _HI] <= sample:
+            self.live += 1
 
 
 def _frames_before(limit: float, rate: int) -> int:
@@ -166,30 +176,28 @@ def _frames_before(limit: float, rate: int) -> int:
 def _blend(segments: _Segments, first: int, stop: int, rate: int, config: PhoneticConfig) -> _F64:
     """The dominance blend of the used curves at frames ``first`` to ``stop - 1`` (any integers).
 
-    ``segments`` must hold every segment reaching those frames. Vectorised over (frame, segment) pairs;
-    contributions are summed per frame in segment order with ``np.add.at`` (unbuffered, in index order),
-    so a frame's value does not depend on which other frames or segments are computed with it.
+    Every segment reaching those frames must be at or after ``segments.live``. Vectorised over the
+    (frame, segment) pairs where a segment's dominance is non-zero; contributions are summed per frame in
+    segment order with ``np.add.at`` (unbuffered, in index order), and a segment that does not reach a
+    frame adds nothing to it, so a frame's value does not depend on which other frames or segments are
+    computed with it.
     """
     count = stop - first
     times = np.round(np.arange(first, stop, dtype=np.float64) * rate / FPS)  # == frame_sample(i, rate)
     numerator = np.zeros((count, len(_CURVES)), np.float64)
-    denominator = np.full((count, len(_CURVES)), config.rest_weight, np.float64)
-    if segments.viseme:
-        lo, hi = np.array(segments.lo), np.array(segments.hi)
-        begin = np.searchsorted(times, lo, side="right")  # first frame with t > lo
-        end = np.searchsorted(times, hi, side="left")  # first frame with t >= hi
-        sizes = np.maximum(end - begin, 0)
-        total = int(sizes.sum())
-        if total:
-            seg = np.repeat(np.arange(len(sizes)), sizes)
-            offsets = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-            frame = np.repeat(begin, sizes) + offsets
-            delta = (times[frame] - np.array(segments.centre)[seg])[:, None]
-            hold = np.array(segments.plateau)[seg][:, None]
-            width = np.where(delta < 0, np.array(segments.rise)[seg], np.array(segments.fall)[seg])
-            x = np.clip((np.abs(delta) - hold) / np.maximum(width, 1e-9), 0.0, 1.0)
+    denominator = np.empty((count, len(_CURVES)), np.float64)
+    denominator.fill(config.rest_weight)
+    rows = segments.rows[segments.live : segments.count]
+    if len(rows):
+        column = times[:, None]
+        frame, seg = np.nonzero((column > rows[:, _LO]) & (column < rows[:, _HI]))  # frame-major pairs
+        if len(frame):
+            pairs = rows[seg]
+            delta = times[frame] - pairs[:, _CENTRE]
+            width = np.where((delta < 0)[:, None], pairs[:, _RISE], pairs[:, _FALL])
+            x = np.minimum(np.maximum((np.abs(delta) - pairs[:, _HOLD])[:, None] / width, 0.0), 1.0)
             shape = 0.5 + 0.5 * np.cos(np.pi * x)  # (pairs, articulators)
-            visemes = np.array(segments.viseme, np.int64)[seg]
+            visemes = segments.visemes[segments.live : segments.count][seg]
             weight = shape[:, _GROUP] * _DOMINANCE[visemes]
             np.add.at(numerator, frame, weight * _POSES[visemes])
             np.add.at(denominator, frame, weight)
@@ -210,7 +218,7 @@ def _render(segments: _Segments, first: int, stop: int, rate: int, config: Phone
         mouth = k * raw[:-2] + (1.0 - 2.0 * k) * raw[1:-1] + k * raw[2:]
     else:
         mouth = _blend(segments, first, stop, rate, config)
-    out[:, _CHANNELS] = np.clip(mouth * config.intensity, 0.0, 1.0).astype(np.float32)
+    out[:, _CHANNELS] = np.minimum(np.maximum(mouth * config.intensity, 0.0), 1.0)
     return out
 
 
@@ -224,6 +232,7 @@ class _Utterance:
         self.heard = 0  # samples of audio received
         self.emitted = 0  # frames yielded
         self._segments = _Segments()
+        self._lookahead = animator.lookahead
         self._warned_late = False
 
     def add_chunk(self, chunk: SpeechChunk) -> None:
@@ -265,7 +274,7 @@ class _Utterance:
         """
         if self.rate == 0:
             return 0
-        limit = self.heard - self._config.lookahead * self.rate - 2
+        limit = self.heard - self._lookahead * self.rate - 2
         return min(_frames_before(limit, self.rate), _frames_for_samples(self.heard, self.rate))
 
     def take(self, stop: int) -> FaceFrames | None:
@@ -276,7 +285,7 @@ class _Utterance:
         values = _render(self._segments, first, stop, self.rate, self._config)
         self.emitted = stop
         # the next frames need the blend from frame stop - 1 on (smoothing looks one frame back)
-        self._segments.keep_from(float(frame_sample(stop - 1, self.rate)))
+        self._segments.forget_before(float(frame_sample(stop - 1, self.rate)))
         return FaceFrames(first, values)
 
 
@@ -291,6 +300,7 @@ class PhoneticAnimator:
 
     def __init__(self, config: PhoneticConfig | None = None) -> None:
         self._config = config if config is not None else PhoneticConfig()
+        self._lookahead = self._config.lookahead
         self._unknown: set[str] = set()
 
     @property
@@ -301,7 +311,7 @@ class PhoneticAnimator:
     def lookahead(self) -> float:
         """Seconds of audio past a frame that must have arrived before the frame is yielded (0.097 s by
         default; see :attr:`PhoneticConfig.lookahead`)."""
-        return self._config.lookahead
+        return self._lookahead
 
     @property
     def unknown_symbols(self) -> frozenset[str]:

@@ -1,0 +1,260 @@
+"""``facecast engine-sim``: the reference engine client, used by tests and benchmarks.
+
+It behaves like an Unreal client: it says ``hello``, streams a WAV as the microphone in real time (or types
+text), receives the reply's audio and "plays" it on a real-time clock (with a small start buffer), sends
+``playback_started`` / ``playback_finished``, collects the face frames of the socket and the Live Link
+packets of its subject, and reports timing: time to first audio, audio underruns, and the audio/face sync
+error (how far each Live Link frame's arrival is from the moment its audio sample plays).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+
+from ..audio import float_to_pcm16, pcm16_to_float, resample
+from ..protocol import engine as proto
+from ..protocol.livelink import decode_frame
+from ..types import FPS, Float32Array
+
+__all__ = ["SimConfig", "UtteranceReport", "TurnReport", "EngineSim", "summarize"]
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    url: str = "ws://127.0.0.1:8765/ws/engine"
+    rate: int = 24000
+    """Reply audio rate asked for in ``hello``."""
+    mic_rate: int = 16000
+    subject: str = ""
+    start_buffer: float = 0.05
+    """Seconds of audio buffered before playback starts (a real engine's jitter buffer)."""
+    livelink_port: int = 0
+    """UDP port to collect Live Link packets on (0: do not listen)."""
+    token: str = ""
+    acks: bool = True
+    chunk_ms: float = 20.0
+
+
+@dataclass(slots=True)
+class UtteranceReport:
+    utterance: int
+    text: str = ""
+    first_audio: float = 0.0
+    """Monotonic time the first audio frame arrived."""
+    playback_start: float = 0.0
+    """Monotonic time playback started (``playback_started`` was sent)."""
+    acked_at: float = 0.0
+    samples: int = 0
+    underruns: int = 0
+    """Audio frames that arrived after the moment they were due to play."""
+    face_frames: int = 0
+    face_before_ack: int = 0
+    """Socket face frames that arrived before ``playback_started`` was sent (must be 0)."""
+    face_late: list[float] = field(default_factory=list)
+    """For each socket face frame: arrival minus the time its audio sample plays (negative = early)."""
+    livelink_error: list[float] = field(default_factory=list)
+    """For each Live Link packet of the utterance: arrival minus the time its audio sample plays."""
+    audio: list[Float32Array] = field(default_factory=list)
+    face: list[Float32Array] = field(default_factory=list)
+    ended: bool = False
+    cleared: bool = False
+
+
+@dataclass(slots=True)
+class TurnReport:
+    speech_end: float = 0.0
+    """Monotonic time the player's speech (or typed text) ended."""
+    transcript: str = ""
+    utterances: list[UtteranceReport] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def response_latency(self) -> float:
+        """Seconds from the end of the player's speech to playback start of the reply."""
+        return self.utterances[0].playback_start - self.speech_end if self.utterances else float("nan")
+
+
+class _LiveLinkListener(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.packets: list[tuple[float, bytes]] = []
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.packets.append((time.monotonic(), data))
+
+
+class EngineSim:
+    """A connected simulated engine. Use ``async with EngineSim(config) as sim: await sim.say_text(...)``."""
+
+    def __init__(self, config: SimConfig | None = None) -> None:
+        self.config = config or SimConfig()
+        self.welcome: dict[str, Any] = {}
+        self._ws: ClientConnection | None = None
+        self._udp: asyncio.DatagramTransport | None = None
+        self._listener = _LiveLinkListener()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> EngineSim:
+        cfg = self.config
+        if cfg.livelink_port:
+            loop = asyncio.get_running_loop()
+            self._udp, _ = await loop.create_datagram_endpoint(
+                lambda: self._listener, local_addr=("127.0.0.1", cfg.livelink_port), family=socket.AF_INET)
+        headers = {"Authorization": f"Bearer {cfg.token}"} if cfg.token else None
+        self._ws = await connect(cfg.url, additional_headers=headers, max_size=2**21)
+        hello = {"type": "hello", "version": proto.VERSION, "audio": {"rate": cfg.rate, "channels": 1},
+                 "mic": {"rate": cfg.mic_rate, "channels": 1}, "face": True, "acks": cfg.acks,
+                 "subject": cfg.subject}
+        await self._ws.send(json.dumps(hello))
+        self.welcome = json.loads(await self._ws.recv())
+        if self.welcome.get("type") != "welcome":
+            raise ConnectionError(f"server refused the session: {self.welcome}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._ws is not None:
+            await self._ws.close()
+        if self._udp is not None:
+            self._udp.close()
+
+    @property
+    def ws(self) -> ClientConnection:
+        assert self._ws is not None, "use EngineSim as an async context manager"
+        return self._ws
+
+    async def say_text(self, text: str, timeout: float = 30.0) -> TurnReport:
+        """Type ``text`` and receive the whole reply."""
+        report = TurnReport(speech_end=time.monotonic())
+        await self.ws.send(json.dumps({"type": "text", "text": text}))
+        return await self.receive_reply(report, timeout)
+
+    async def say_audio(self, pcm: Float32Array, rate: int, timeout: float = 30.0, realtime: bool = True) -> TurnReport:
+        """Stream ``pcm`` as the microphone (in real time unless ``realtime`` is false), then end the turn."""
+        mic = resample(pcm, rate, self.config.mic_rate)
+        step = int(self.config.mic_rate * self.config.chunk_ms / 1000)
+        start = time.monotonic()
+        for offset in range(0, len(mic), step):
+            if realtime:
+                delay = start + offset / self.config.mic_rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await self.ws.send(proto.encode_mic(offset, float_to_pcm16(mic[offset : offset + step])))
+        report = TurnReport(speech_end=time.monotonic())
+        await self.ws.send(json.dumps({"type": "end_of_speech"}))
+        return await self.receive_reply(report, timeout)
+
+    async def receive_reply(self, report: TurnReport, timeout: float) -> TurnReport:
+        """Receive until the reply's last utterance ends (or an error ends the turn)."""
+        deadline = time.monotonic() + timeout
+        current: UtteranceReport | None = None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no complete reply within the timeout")
+            message = await asyncio.wait_for(self.ws.recv(), remaining)
+            now = time.monotonic()
+            if isinstance(message, bytes):
+                packet = proto.decode_binary(message)
+                if current is None or getattr(packet, "utterance", None) != current.utterance:
+                    continue
+                if isinstance(packet, proto.AudioPacket):
+                    await self._on_audio(current, packet, now)
+                elif isinstance(packet, proto.FacePacket):
+                    self._on_face(current, packet, now)
+                continue
+            data = json.loads(message)
+            report.messages.append(data)
+            kind = data.get("type")
+            if kind == "transcript" and data.get("final"):
+                report.transcript = data["text"]
+            elif kind == "utterance_start":
+                current = UtteranceReport(data["utterance"])
+                report.utterances.append(current)
+            elif kind == "utterance_end" and current is not None:
+                current.ended, current.text = True, data.get("text", "")
+                await self._finish(current, interrupted=False)
+                self._collect_livelink(current)
+                return report
+            elif kind == "clear_buffer" and current is not None:
+                current.cleared = True
+            elif kind == "error":
+                report.errors.append(data)
+                if data.get("code") in ("ack_timeout", "service_unavailable", "no_speech", "bad_input"):
+                    return report
+
+    async def _on_audio(self, utt: UtteranceReport, packet: proto.AudioPacket, now: float) -> None:
+        rate = self.config.rate
+        if not utt.samples:
+            utt.first_audio = now
+            utt.playback_start = now + self.config.start_buffer
+            if self.config.acks:
+                task = asyncio.create_task(self._ack(utt))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        due = utt.playback_start + packet.offset / rate
+        if now > due:
+            utt.underruns += 1
+        pcm = pcm16_to_float(packet.pcm)
+        utt.audio.append(pcm)
+        utt.samples += len(pcm)
+
+    async def _ack(self, utt: UtteranceReport) -> None:
+        delay = utt.playback_start - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        utt.playback_start = utt.acked_at = time.monotonic()
+        await self.ws.send(json.dumps({"type": "playback_started", "utterance": utt.utterance}))
+
+    def _on_face(self, utt: UtteranceReport, packet: proto.FacePacket, now: float) -> None:
+        if self.config.acks and not utt.acked_at:
+            utt.face_before_ack += len(packet.values)
+        for k in range(len(packet.values)):
+            utt.face_late.append(now - (utt.playback_start + (packet.start + k) / FPS))
+        utt.face_frames += len(packet.values)
+        utt.face.append(packet.values)
+
+    async def _finish(self, utt: UtteranceReport, interrupted: bool) -> None:
+        # wait, like an engine, until the audio has played out, then report it
+        end = utt.playback_start + utt.samples / self.config.rate
+        delay = end - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await self.ws.send(json.dumps({"type": "playback_finished", "utterance": utt.utterance,
+                                       "position": utt.samples, "interrupted": interrupted}))
+
+    def _collect_livelink(self, utt: UtteranceReport) -> None:
+        info = self.welcome.get("livelink") or {}
+        epoch = info.get("epoch")
+        if epoch is None or not self._listener.packets:
+            return
+        end = utt.playback_start + utt.samples / self.config.rate
+        for arrival, data in self._listener.packets:
+            frame = decode_frame(data)
+            if frame.subject != info.get("subject"):
+                continue
+            due = epoch + frame.time  # when the server meant this packet to be shown
+            if not utt.playback_start - 0.5 / FPS <= due <= end:
+                continue
+            index = round((due - utt.playback_start) * FPS)  # the utterance frame it carries
+            utt.livelink_error.append(arrival - (utt.playback_start + index / FPS))
+        self._listener.packets.clear()
+
+
+def summarize(values: Sequence[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    arr = np.abs(np.asarray(values)) * 1000
+    return {"p50_ms": float(np.percentile(arr, 50)), "p99_ms": float(np.percentile(arr, 99)),
+            "max_ms": float(arr.max()), "count": float(len(arr))}
