@@ -177,16 +177,14 @@ def _blend(segments: _Segments, first: int, stop: int, rate: int, config: Phonet
     """The dominance blend of the used curves at frames ``first`` to ``stop - 1`` (any integers).
 
     Every segment reaching those frames must be at or after ``segments.live``. Vectorised over the
-    (frame, segment) pairs where a segment's dominance is non-zero; contributions are summed per frame in
-    segment order with ``np.add.at`` (unbuffered, in index order), and a segment that does not reach a
-    frame adds nothing to it, so a frame's value does not depend on which other frames or segments are
-    computed with it.
+    (frame, segment) pairs where a segment's dominance reaches the frame; each frame's contributions are
+    summed in segment order by ``np.add.reduceat`` over exactly those pairs, so a frame's value does not
+    depend on which other frames or segments are computed with it. A frame no segment reaches is at rest
+    (0).
     """
     count = stop - first
     times = np.round(np.arange(first, stop, dtype=np.float64) * rate / FPS)  # == frame_sample(i, rate)
-    numerator = np.zeros((count, len(_CURVES)), np.float64)
-    denominator = np.empty((count, len(_CURVES)), np.float64)
-    denominator.fill(config.rest_weight)
+    blend: _F64 = np.zeros((count, len(_CURVES)), np.float64)
     rows = segments.rows[segments.live : segments.count]
     if len(rows):
         column = times[:, None]
@@ -198,10 +196,13 @@ def _blend(segments: _Segments, first: int, stop: int, rate: int, config: Phonet
             x = np.minimum(np.maximum((np.abs(delta) - pairs[:, _HOLD])[:, None] / width, 0.0), 1.0)
             shape = 0.5 + 0.5 * np.cos(np.pi * x)  # (pairs, articulators)
             visemes = segments.visemes[segments.live : segments.count][seg]
-            weight = shape[:, _GROUP] * _DOMINANCE[visemes]
-            np.add.at(numerator, frame, weight * _POSES[visemes])
-            np.add.at(denominator, frame, weight)
-    blend: _F64 = numerator / denominator
+            weight = np.empty((len(frame), 2, len(_CURVES)), np.float64)
+            np.multiply(shape[:, _GROUP], _DOMINANCE[visemes], out=weight[:, 1])
+            np.multiply(weight[:, 1], _POSES[visemes], out=weight[:, 0])
+            # Each frame's pairs are consecutive, in segment order: sum them row by row.
+            starts = np.flatnonzero(np.diff(frame, prepend=-1))
+            sums = np.add.reduceat(weight, starts, axis=0)
+            blend[frame[starts]] = sums[:, 0] / (sums[:, 1] + config.rest_weight)
     return blend
 
 
