@@ -19,7 +19,10 @@ from .roles import FaceAnimator, SpeechToText, TextToSpeech
 from .session import write_session
 from .types import FACE_WIDTH, Float32Array
 
-__all__ = ["Utterance", "collect", "say", "chat", "transcribe_file"]
+__all__ = ["Utterance", "collect", "say", "chat", "transcribe_file", "MAX_SAY_CHARS"]
+
+MAX_SAY_CHARS = 20_000
+"""Longest text ``say`` accepts (about 25 minutes of speech)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -79,6 +82,8 @@ async def say(text: str, tts: TextToSpeech, face: FaceAnimator) -> Utterance:
     """Speak and animate ``text`` (no LLM). Raises :class:`InputError` for empty text."""
     if not text.strip():
         raise InputError("nothing to say: the text is empty")
+    if len(text) > MAX_SAY_CHARS:
+        raise InputError(f"the text has {len(text):,} characters; the limit is {MAX_SAY_CHARS:,}")
     return await collect(speak(1, _once(text), tts, face))
 
 

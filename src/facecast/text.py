@@ -95,12 +95,11 @@ class SentenceSplitter:
     # -- boundaries -------------------------------------------------------------------------------
     def _drain(self, final: bool) -> list[str]:
         pieces: list[str] = []
-        while True:
-            cut = self._find_cut(final)
-            if cut is None:
-                break
-            piece, self._buf = self._buf[:cut], self._buf[cut:]
-            self._add(pieces, piece)
+        start = 0
+        while (cut := self._find_cut(start, final)) is not None:
+            self._add(pieces, self._buf[start:cut])
+            start = cut
+        self._buf = self._buf[start:]  # one copy per push, however many pieces it held
         if final:
             self._add(pieces, self._buf)
             self._buf = ""
@@ -113,14 +112,16 @@ class SentenceSplitter:
             self._emitted += 1
         # a piece of lone punctuation ("...", "!") has nothing to speak and is dropped
 
-    def _find_cut(self, final: bool) -> int | None:
+    def _find_cut(self, start: int, final: bool) -> int | None:
+        """End index of the first complete piece in ``self._buf[start:]``, or None."""
         buf = self._buf
         n = len(buf)
-        i = 0
-        while i < n:
+        limit = start + self._config.max_chars
+        i = start
+        while i < n and i <= limit:
             ch = buf[i]
             if ch == "\n":
-                if buf[:i].strip():
+                if buf[start:i].strip():
                     return i + 1
             elif ch in _TERMINATORS:
                 j = i
@@ -135,12 +136,12 @@ class SentenceSplitter:
                 i = j
                 continue
             elif ch in _CLAUSE and self._emitted == 0 and self._config.first_clause_words:
-                words = len(buf[:i].split())
+                words = len(buf[start:i].split())
                 if words >= self._config.first_clause_words and (i + 1 < n and buf[i + 1].isspace()):
                     return i + 1
             i += 1
-        if n > self._config.max_chars:
-            return _soft_cut(buf, self._config.max_chars)
+        if n - start > self._config.max_chars:
+            return start + _soft_cut(buf[start:limit], self._config.max_chars)
         return None
 
     @staticmethod
@@ -150,7 +151,7 @@ class SentenceSplitter:
             return False  # an ellipsis continues the sentence
         if run != ".":
             return True  # '!' '?' '?!' etc.
-        match = _WORD_BEFORE.search(buf[:start])
+        match = _WORD_BEFORE.search(buf[max(0, start - 64) : start])
         if not match:
             return True
         word = match.group(1)

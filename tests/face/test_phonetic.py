@@ -258,7 +258,7 @@ def test_degenerate_phonemes_do_not_break_anything() -> None:
 def test_config_is_validated_and_intensity_scales() -> None:
     for bad in ({"anticipation": -0.1}, {"plateau": 2.0}, {"rest_weight": 0.0}, {"intensity": 3.0}):
         with pytest.raises(InputError):
-            PhoneticConfig(**bad)  # type: ignore[arg-type]
+            PhoneticConfig(**bad)
     phonemes, total = seq(("a", 200))
     full = PhoneticAnimator().render(phonemes, total, RATE)
     half = PhoneticAnimator(PhoneticConfig(intensity=0.5)).render(phonemes, total, RATE)
@@ -328,6 +328,20 @@ def test_streaming_equals_batch_for_any_chunking(cuts: list[int]) -> None:
     assert np.array_equal(streamed, batch)  # bit-identical, not merely close
 
 
+def test_long_utterances_stream_exactly_too() -> None:
+    """Over a minute of speech: rendering in blocks and dropping finished segments changes nothing."""
+    rng = np.random.default_rng(7)
+    symbols = [s for s in PHONEME_VISEMES if len(s) <= 2] + ["_", "_:"]
+    items = [(str(rng.choice(symbols)), float(rng.uniform(20, 250))) for _ in range(700)]
+    phonemes, total = seq(*items)
+    animator = PhoneticAnimator()
+    batch = animator.render(phonemes, total, RATE)
+    assert len(batch) > 3 * 600  # several render blocks
+    cuts = np.cumsum(rng.integers(50, 3000, size=total // 1000)).tolist()
+    streamed = joined(asyncio.run(collect(animator, chunked(phonemes, total, cuts))))
+    assert np.array_equal(streamed, batch)
+
+
 async def test_concurrent_utterances_do_not_interfere() -> None:
     animator = PhoneticAnimator()
     one, total_one = seq(("m", 80), ("a", 200), ("p", 60))
@@ -391,6 +405,25 @@ async def test_espeak_bilabials_close_in_a_sentence_full_of_them() -> None:
         inside = frames[math.ceil(p.start * 60 / RATE) : math.ceil(p.end * 60 / RATE)]
         gap = float((inside[:, JAW] - inside[:, CLOSE]).max())
         assert gap >= (0.1 if lookup(p.symbol).visemes[0] in {"aa", "ah", "E"} else 0.05), p
+
+
+@pytest.mark.parametrize("voice", ["en-us", "en-gb"])
+@pytest.mark.parametrize("words_per_minute", [100, 250, 450])
+async def test_espeak_closures_hold_at_any_speaking_rate(voice: str, words_per_minute: int) -> None:
+    """Lip closure, lip tuck and tongue are critical targets: reached however short the phoneme."""
+    tts = EspeakTTS(voice, rate=words_per_minute)
+    text = "Maybe my mom made a big map of Bob's pub. Five vivid fever dreams; think of this thing."
+    chunks = [chunk async for chunk in tts.synthesize(text)]
+    phonemes = [p for c in chunks for p in c.phonemes]
+    frames = PhoneticAnimator().render(phonemes, chunks[-1].audio.end, RATE)
+    for p in phonemes:
+        frame = frames[middle(p)]
+        if base(p.symbol) in BILABIALS:
+            assert frame[CLOSE] >= 0.5 and frame[JAW] <= 0.12 and frame[CLOSE] - frame[JAW] >= 0.35, p
+        elif base(p.symbol) in {"f", "v"}:
+            assert frame[ROLL_LOWER] >= 0.4, p
+        elif base(p.symbol) in {"T", "D"}:
+            assert frame[TONGUE] >= 0.35, p
 
 
 async def test_espeak_open_vowels_open_the_jaw_more_than_close_vowels() -> None:

@@ -22,7 +22,10 @@ async def test_a_url_gives_an_openai_compatible_client() -> None:
     try:
         assert llm.options.base_url == "http://localhost:11434/v1/"
         assert (llm.options.model, llm.options.temperature, llm.options.max_tokens, llm.options.timeout) == (
-            "llama3.2", 0.1, 9, 4
+            "llama3.2",
+            0.1,
+            9,
+            4,
         )
         assert "http://localhost:11434/v1" in repr(llm)
     finally:

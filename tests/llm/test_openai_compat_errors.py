@@ -96,8 +96,7 @@ class ScriptedServer:
 
 async def send(writer: asyncio.StreamWriter, status: int, body: bytes, content_type: str) -> None:
     writer.write(
-        f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-        + body
+        f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
     )
     await writer.drain()
 
@@ -121,9 +120,7 @@ def completion(text: str) -> bytes:
             "object": "chat.completion",
             "created": 0,
             "model": "m",
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-            ],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         }
     ).encode()
 
@@ -176,7 +173,11 @@ async def test_streams_non_empty_deltas_and_sends_the_request_we_configured() ->
     body = request.json()
     assert body["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
     assert (body["model"], body["temperature"], body["max_tokens"], body["seed"], body["stream"]) == (
-        "m", 0.0, 7, 3, True
+        "m",
+        0.0,
+        7,
+        3,
+        True,
     )
 
 

@@ -10,12 +10,22 @@ plus the rest pose with the small constant weight :attr:`PhoneticConfig.rest_wei
 
     curve(t) = sum_k D_k(t) * pose_k / (rest_weight + sum_k D_k(t))
 
-so the mouth glides between targets, anticipates the next one, relaxes to rest in pauses (where no
-segment is active, or a pause segment holds the rest pose), and keeps a high-dominance gesture such as a
-bilabial closure even between open vowels. Segments shorter than their viseme's ``min_duration`` are
-blended as if that long, so a 40 ms ``b`` still closes the lips. Last, each frame is averaged with its
-two neighbours (weights ``smoothing``, ``1 - 2 * smoothing``, ``smoothing``), so that the quickest
-moves (a lip closure snapping shut) take two or three frames instead of one.
+so the mouth glides between targets, anticipates the next one (a ``k`` before ``u:`` is already
+rounded), and relaxes to rest in pauses (where no segment is active, or a pause segment holds the rest
+pose). Each frame of that blend is then averaged with its two neighbours (weights ``smoothing``,
+``1 - 2 * smoothing``, ``smoothing``), so that the quickest moves take two or three frames, not one.
+
+Some gestures must be REACHED, not merely leaned towards: the lip closure and closed jaw of ``p b m``,
+the tucked lower lip of ``f v``, the tongue of ``th`` (a viseme's ``critical`` groups). On those curves
+the smoothed blend is then drawn towards the segment's pose by its own dominance shape, fully over its
+plateau::
+
+    curve(t) = blend(t) + pull(t) * (target(t) - blend(t))
+
+so the middle frame of every bilabial has its lips sealed at any speaking rate and next to any vowel,
+while the vowels between closures still open. Segments shorter than their viseme's ``min_duration``
+(50 ms for ``p b m``) are shown as if that long, centred on their own centre, so that the plateau (with
+the default ``plateau``) always covers the frame nearest the centre.
 
 Output frames (68 float32 values, REFERENCE.md section 1) carry only the speaking mouth: jaw, lip and
 tongue curves in [0, 1]; eyes, brows, cheeks, nose, head and eye rotations are 0; the emotion channels
@@ -35,7 +45,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +75,10 @@ _CHANNELS: _I64 = np.array([INDEX[c] for c in _CURVES], np.int64)
 _POSES: _F64 = np.array([[v.pose.get(c, 0.0) for c in _CURVES] for v in VISEMES.values()], np.float64)
 _GROUP: _I64 = np.array([int(articulator_of(c)) for c in _CURVES], np.int64)
 _DOMINANCE: _F64 = np.array([[v.dominance[g] for g in _GROUP] for v in VISEMES.values()], np.float64)
+_CRITICAL: _F64 = np.array(
+    [[float(articulator_of(c) in v.critical and c in v.pose) for c in _CURVES] for v in VISEMES.values()],
+    np.float64,
+)  # 1 for the curves a viseme must reach: those its pose names in its critical groups
 _MIN_DURATION: _F64 = np.array([v.min_duration for v in VISEMES.values()], np.float64)
 _SPREAD: _F64 = np.array([v.spread for v in VISEMES.values()], np.float64)  # (visemes, articulators)
 _MIN_DURATION_S: tuple[float, ...] = tuple(v.min_duration for v in VISEMES.values())
@@ -120,6 +134,7 @@ _LO, _HI, _CENTRE, _HOLD = 0, 1, 2, 3
 _RISE = slice(4, 8)  # per articulator: width of the rising flank, from the plateau's start back
 _FALL = slice(8, 12)  # per articulator: width of the falling flank, from the plateau's end on
 _COLUMNS = 12
+_BLOCK = 600  # frames rendered at once at most (10 s)
 
 
 class _Segments:
@@ -159,6 +174,11 @@ class _Segments:
         """Advance :attr:`live` past the leading segments whose dominance has ended by ``sample``."""
         while self.live < self.count and self.rows[self.live, _HI] <= sample:
             self.live += 1
+        if self.live >= 256 and 2 * self.live >= self.count:  # drop the dead rows (order is kept)
+            left = self.count - self.live
+            self.rows[:left] = self.rows[self.live : self.count]
+            self.visemes[:left] = self.visemes[self.live : self.count]
+            self.count, self.live = left, 0
 
 
 def _frames_before(limit: float, rate: int) -> int:
@@ -174,40 +194,58 @@ def _frames_before(limit: float, rate: int) -> int:
 
 
 def _blend(segments: _Segments, first: int, stop: int, rate: int, config: PhoneticConfig) -> _F64:
-    """The dominance blend of the used curves at frames ``first`` to ``stop - 1`` (any integers).
+    """Per frame ``first`` to ``stop - 1`` (any integers), for each used curve: the dominance blend, the
+    pull of critical targets (0-1) and that target, stacked as shape (3, frames, curves).
 
     Every segment reaching those frames must be at or after ``segments.live``. Vectorised over the
-    (frame, segment) pairs where a segment's dominance reaches the frame; each frame's contributions are
-    summed in segment order by ``np.add.reduceat`` over exactly those pairs, so a frame's value does not
-    depend on which other frames or segments are computed with it. A frame no segment reaches is at rest
-    (0).
+    (frame, segment) pairs where a segment's dominance reaches the frame; each frame's pairs are reduced
+    in segment order by ``np.add.reduceat`` / ``np.maximum.reduceat`` over exactly those pairs, so a
+    frame's values do not depend on which other frames or segments are computed with it. A frame no
+    segment reaches is at rest (0) with no pull.
     """
     count = stop - first
     times = np.round(np.arange(first, stop, dtype=np.float64) * rate / FPS)  # == frame_sample(i, rate)
-    blend: _F64 = np.zeros((count, len(_CURVES)), np.float64)
+    out: _F64 = np.zeros((3, count, len(_CURVES)), np.float64)
     rows = segments.rows[segments.live : segments.count]
-    if len(rows):
-        column = times[:, None]
-        frame, seg = np.nonzero((column > rows[:, _LO]) & (column < rows[:, _HI]))  # frame-major pairs
-        if len(frame):
-            pairs = rows[seg]
-            delta = times[frame] - pairs[:, _CENTRE]
-            width = np.where((delta < 0)[:, None], pairs[:, _RISE], pairs[:, _FALL])
-            x = np.minimum(np.maximum((np.abs(delta) - pairs[:, _HOLD])[:, None] / width, 0.0), 1.0)
-            shape = 0.5 + 0.5 * np.cos(np.pi * x)  # (pairs, articulators)
-            visemes = segments.visemes[segments.live : segments.count][seg]
-            weight = np.empty((len(frame), 2, len(_CURVES)), np.float64)
-            np.multiply(shape[:, _GROUP], _DOMINANCE[visemes], out=weight[:, 1])
-            np.multiply(weight[:, 1], _POSES[visemes], out=weight[:, 0])
-            # Each frame's pairs are consecutive, in segment order: sum them row by row.
-            starts = np.flatnonzero(np.diff(frame, prepend=-1))
-            sums = np.add.reduceat(weight, starts, axis=0)
-            blend[frame[starts]] = sums[:, 0] / (sums[:, 1] + config.rest_weight)
-    return blend
+    visemes = segments.visemes[segments.live : segments.count]
+    if len(rows) * count > 4096:  # many segments: keep those whose support overlaps these frames
+        keep = np.flatnonzero((rows[:, _LO] < times[-1]) & (rows[:, _HI] > times[0]))
+        rows, visemes = rows[keep], visemes[keep]
+    if not len(rows):
+        return out
+    column = times[:, None]
+    frame, seg = np.nonzero((column > rows[:, _LO]) & (column < rows[:, _HI]))  # frame-major pairs
+    if not len(frame):
+        return out
+    pairs = rows[seg]
+    delta = times[frame] - pairs[:, _CENTRE]
+    width = np.where((delta < 0)[:, None], pairs[:, _RISE], pairs[:, _FALL])
+    x = np.minimum(np.maximum((np.abs(delta) - pairs[:, _HOLD])[:, None] / width, 0.0), 1.0)
+    shape = 0.5 + 0.5 * np.cos(np.pi * x)  # (pairs, articulators): 1 on the plateau, 0 at the ends
+    visemes = visemes[seg]
+    poses, reach = _POSES[visemes], shape[:, _GROUP]
+    terms = np.empty((len(frame), 5, len(_CURVES)), np.float64)
+    np.multiply(reach, _DOMINANCE[visemes], out=terms[:, 1])  # dominance
+    np.multiply(terms[:, 1], poses, out=terms[:, 0])
+    np.multiply(reach, _CRITICAL[visemes], out=terms[:, 4])  # pull of a critical target
+    # Where two critical targets meet (v then b), they mix by the square of their pulls: the one on its
+    # plateau mostly wins, and the hand-over still takes a frame or two.
+    np.square(terms[:, 4], out=terms[:, 3])
+    np.multiply(terms[:, 3], poses, out=terms[:, 2])
+    # Each frame's pairs are consecutive, in segment order: reduce them row by row.
+    starts = np.flatnonzero(np.diff(frame, prepend=-1))
+    sums = np.add.reduceat(terms[:, :4], starts, axis=0)
+    rows_out = frame[starts]
+    out[0, rows_out] = sums[:, 0] / (sums[:, 1] + config.rest_weight)
+    out[1, rows_out] = np.maximum.reduceat(terms[:, 4], starts, axis=0)
+    out[2, rows_out] = sums[:, 2] / np.maximum(sums[:, 3], 1e-300)
+    return out
 
 
 def _render(segments: _Segments, first: int, stop: int, rate: int, config: PhoneticConfig) -> Float32Array:
-    """Output frames ``first`` to ``stop - 1``: the blend, smoothed over neighbouring frames, scaled."""
+    """Output frames ``first`` to ``stop - 1``: the dominance blend smoothed over neighbouring frames,
+    then drawn to the critical targets by their pull (unsmoothed, so a critical target is reached
+    exactly over its plateau), scaled by the intensity and clipped to [0, 1]."""
     count = stop - first
     out = np.zeros((count, FACE_WIDTH), np.float32)
     out[:, NEUTRAL_CHANNEL] = 1.0
@@ -216,9 +254,14 @@ def _render(segments: _Segments, first: int, stop: int, rate: int, config: Phone
     k = config.smoothing
     if k > 0:
         raw = _blend(segments, first - 1, stop + 1, rate, config)
-        mouth = k * raw[:-2] + (1.0 - 2.0 * k) * raw[1:-1] + k * raw[2:]
+        mixed = k * raw[0, :-2] + (1.0 - 2.0 * k) * raw[0, 1:-1] + k * raw[0, 2:]
+        # The pull widens by the smoothing at its edges (softer onset and release), but stays exact.
+        pull = np.maximum(raw[1, 1:-1], k * raw[1, :-2] + (1.0 - 2.0 * k) * raw[1, 1:-1] + k * raw[1, 2:])
+        target = raw[2, 1:-1]
     else:
-        mouth = _blend(segments, first, stop, rate, config)
+        raw = _blend(segments, first, stop, rate, config)
+        mixed, pull, target = raw[0], raw[1], raw[2]
+    mouth = mixed + pull * (target - mixed)
     out[:, _CHANNELS] = np.minimum(np.maximum(mouth * config.intensity, 0.0), 1.0)
     return out
 
@@ -283,11 +326,14 @@ class _Utterance:
         first = self.emitted
         if stop <= first:
             return None
-        values = _render(self._segments, first, stop, self.rate, self._config)
-        self.emitted = stop
-        # the next frames need the blend from frame stop - 1 on (smoothing looks one frame back)
-        self._segments.forget_before(float(frame_sample(stop - 1, self.rate)))
-        return FaceFrames(first, values)
+        blocks: list[Float32Array] = []
+        while self.emitted < stop:  # in blocks, so that a long utterance needs little memory
+            end = min(stop, self.emitted + _BLOCK)
+            blocks.append(_render(self._segments, self.emitted, end, self.rate, self._config))
+            self.emitted = end
+            # the next frames need the blend from frame end - 1 on (smoothing looks one frame back)
+            self._segments.forget_before(float(frame_sample(end - 1, self.rate)))
+        return FaceFrames(first, blocks[0] if len(blocks) == 1 else np.concatenate(blocks))
 
 
 class PhoneticAnimator:
@@ -326,7 +372,7 @@ class PhoneticAnimator:
             _log.warning("unknown phoneme symbol %r: shown as a neutral mouth", symbol)
         return found.visemes
 
-    async def animate(self, speech: AsyncIterable[SpeechChunk]) -> AsyncIterator[FaceFrames]:
+    async def animate(self, speech: AsyncIterable[SpeechChunk]) -> AsyncGenerator[FaceFrames, None]:
         """Turn one utterance's speech into 60 fps frames (:class:`facecast.roles.FaceAnimator`).
 
         Frames are yielded in order from frame 0, each as soon as audio reaching :attr:`lookahead` past

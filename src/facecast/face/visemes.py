@@ -3,11 +3,13 @@
 Two tables, both plain data:
 
 - :data:`VISEMES`: each viseme class's mouth **pose** (a sparse dict of ARKit curve name -> weight in
-  [0, 1]; absent curves are 0, which is the relaxed rest face) and its **dominance** per articulator
-  group (:class:`Articulator`), used by the coarticulation model of :mod:`facecast.face.phonetic`: when
-  neighbouring phonemes overlap in time, each curve is the dominance-weighted average of their poses, so a
-  phoneme with high dominance on a group (bilabials on lip closure, ``th`` on the tongue) keeps that
-  group's shape, and one with low dominance (``h``, ``k``) takes it from its neighbours.
+  [0, 1]; absent curves are 0, which is the relaxed rest face), and per articulator group
+  (:class:`Articulator`) its **dominance** and **spread**, used by the coarticulation model of
+  :mod:`facecast.face.phonetic`: when neighbouring phonemes overlap in time, each curve is the
+  dominance-weighted average of their poses, so a phoneme with high dominance on a group (bilabials on
+  lip closure, ``th`` on the tongue) keeps that group's shape, and one with low dominance (``h``, ``k``)
+  takes it from its neighbours; the spread sets how far before and after the phoneme that weight
+  reaches (short for quick lip and tongue gestures, long for the jaw and for vowels).
 - :func:`lookup`: an espeak-ng mnemonic (as emitted by :class:`facecast.tts.espeak.EspeakTTS`, stress
   marks allowed) -> the viseme names it is shown as, in order. Diphthongs glide through two or three
   visemes (``aI`` = ``aa`` then ``ih``) over :data:`GLIDE_SPLITS` of their duration.
@@ -18,8 +20,9 @@ open vowels by jaw opening (``aa`` open, ``ah`` open-mid), schwa ``ax``, r-colou
 mild neutral pose with low dominance for symbols the table does not know, so that an unknown symbol
 never breaks the animation (its neighbours shape the mouth).
 
-Jaw opening, highest to lowest: aa 0.58 > ah 0.45 > oh 0.36 > E 0.32 > ax 0.22 > er 0.2 > ih 0.17 >
-kk 0.16 > TH 0.14 > DD/nn/RR/ou 0.12 > iy 0.1 > CH/FF 0.07 > ww 0.06 > SS 0.05 > PP 0.03 > sil 0.
+Jaw opening, highest to lowest: aa 0.58 > ah 0.45 > oh 0.36 > E 0.32 > ax 0.22 > er 0.2 > hh 0.18 >
+ih 0.17 > kk 0.16 > unk 0.15 > TH 0.14 > DD/nn/RR/ou 0.12 > iy 0.1 > CH/FF 0.07 > ww 0.06 > SS 0.05 >
+PP 0.03 > sil 0.
 """
 
 from __future__ import annotations
@@ -92,7 +95,12 @@ class Viseme:
     closure dominance but a short reach, so it wins during its own phoneme without shutting the
     neighbouring vowels; the jaw, a heavy articulator, always reaches far so that it moves smoothly.
     ``min_duration`` (seconds): a shorter phoneme is blended as if it lasted this long, centred on its
-    own centre, so that a brief closure (a 40 ms ``b``) still reaches its target.
+    own centre, so that a brief closure (a 40 ms ``b``) still reaches its target. ``critical``: the
+    articulators whose target this viseme must REACH, whatever its neighbours (the lips of ``p b m``,
+    the lower lip of ``f v``, the tongue of ``th``): on the curves its pose names in those groups, the
+    animator draws the blend towards this pose by the segment's own dominance shape (fully over its
+    central plateau), so closure does not depend on speaking rate or on how open the neighbouring
+    vowels are.
     """
 
     name: str
@@ -100,6 +108,7 @@ class Viseme:
     dominance: tuple[float, float, float, float]
     spread: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
     min_duration: float = 0.0
+    critical: tuple[Articulator, ...] = ()
 
     def __post_init__(self) -> None:
         for curve, weight in self.pose.items():
@@ -123,6 +132,7 @@ def _v(
     spread: float = 1.0,
     min_duration: float = 0.0,
     jaw_spread: float = 1.0,
+    critical: tuple[Articulator, ...] = (),
     **pose: float,
 ) -> Viseme:
     """A viseme whose lips and tongue reach ``spread`` and whose jaw reaches ``jaw_spread``."""
@@ -132,22 +142,29 @@ def _v(
             curves[key] = weight
         else:  # a symmetric pair given by its stem, e.g. MouthPress=0.4
             curves.update(_pair(key, weight))
-    return Viseme(name, MappingProxyType(curves), dominance, (jaw_spread, spread, spread, spread), min_duration)
+    spreads = (jaw_spread, spread, spread, spread)
+    return Viseme(name, MappingProxyType(curves), dominance, spreads, min_duration, critical)
 
 
-# Dominance per (jaw, closure, shape, tongue). Vowels sit around 1; consonants that need an articulator
-# (bilabial lips, labiodental lower lip, dental tongue, sibilant jaw) are far above so their gesture is
-# not averaged away; consonants made inside the mouth (k, h) are low so the lips anticipate the vowel.
+_JAW, _CLOSURE, _TONGUE = Articulator.JAW, Articulator.CLOSURE, Articulator.TONGUE
+
+# _v(name, dominance per (jaw, closure, shape, tongue), lip/tongue spread, min_duration, jaw spread,
+# critical groups, pose). Vowels sit around 1; consonants that need an articulator (bilabial lips,
+# labiodental lower lip, dental tongue, sibilant jaw) are above, with a short reach, and the first three
+# are critical (their target is reached, not just leaned towards); consonants made inside the mouth
+# (k, h) are low so the lips anticipate the vowel.
 _VISEME_LIST: tuple[Viseme, ...] = (
-    _v("sil", (1.0, 1.0, 1.0, 1.0)),
+    # Pauses: the rest pose, weak and short-reaching, so a brief "_" between words barely shows while the
+    # middle of a long pause (where no neighbour reaches) is at rest.
+    _v("sil", (0.6, 0.6, 0.6, 0.6), 0.6, 0.0, 0.6),
     # Bilabials p b m: lips sealed and slightly pressed/rolled in, jaw almost closed.
-    _v("PP", (10.0, 12.0, 2.0, 2.0), 0.35, 0.065, 0.6,
+    _v("PP", (10.0, 4.0, 2.0, 2.0), 0.35, 0.05, 0.6, (_JAW, _CLOSURE),
        JawOpen=0.03, MouthClose=0.65, MouthPress=0.4, MouthRollLower=0.15, MouthRollUpper=0.1),
     # Labiodentals f v: lower lip tucked under the upper teeth.
-    _v("FF", (5.0, 10.0, 4.0, 2.0), 0.6, 0.06, 0.6,
+    _v("FF", (5.0, 6.0, 4.0, 2.0), 0.6, 0.06, 0.6, (_CLOSURE,),
        JawOpen=0.07, MouthRollLower=0.6, MouthUpperUp=0.25, MouthPress=0.1, MouthShrugUpper=0.1),
     # Dentals T D: tongue tip between the teeth.
-    _v("TH", (3.0, 1.0, 1.0, 10.0), 0.6, 0.06, 0.6,
+    _v("TH", (3.0, 1.0, 1.0, 6.0), 0.6, 0.06, 0.6, (_TONGUE,),
        JawOpen=0.14, TongueOut=0.55, MouthUpperUp=0.1, MouthLowerDown=0.08),
     # Alveolar stops t d.
     _v("DD", (2.0, 0.7, 0.5, 2.0), 0.7, 0.0, JawOpen=0.12, MouthStretch=0.1, MouthLowerDown=0.05),

@@ -80,7 +80,6 @@ def make_llm(
     )
 
 
-
 def __getattr__(name: str) -> object:
     # The openai package takes seconds to import: load it only for code that talks to a server.
     if name in ("OpenAIChat", "OpenAIChatOptions"):

@@ -44,8 +44,7 @@ class HistoryLimits:
     def __post_init__(self) -> None:
         if self.max_turns < 1 or self.max_chars < 1:
             raise ConfigError(
-                f"history limits must be at least 1, got max_turns={self.max_turns}, "
-                f"max_chars={self.max_chars}"
+                f"history limits must be at least 1, got max_turns={self.max_turns}, max_chars={self.max_chars}"
             )
 
 

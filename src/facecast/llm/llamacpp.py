@@ -159,6 +159,8 @@ class LlamaCppLLM:
                 chunks = self._llama.create_chat_completion(messages=payload, stream=True, **self._sampling())
                 try:
                     for chunk in chunks:
+                        if stop.is_set():
+                            return
                         choices = chunk.get("choices") or [{}]
                         text = choices[0].get("delta", {}).get("content")
                         if text:

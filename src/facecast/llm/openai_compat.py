@@ -206,9 +206,7 @@ class OpenAIChat:
         if self._model is None:
             page = await self._client.models.list()
             if not page.data:
-                raise ServiceError(
-                    f"the LLM at {self._url} lists no model; name one with --llm-model"
-                )
+                raise ServiceError(f"the LLM at {self._url} lists no model; name one with --llm-model")
             self._model = page.data[0].id
         return self._model
 

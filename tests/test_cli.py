@@ -1,0 +1,85 @@
+"""The `facecast` command as a user runs it: a real subprocess, real files, real exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from facecast.face.arkit import INDEX
+from facecast.face.takes import NEUROSYNC_COLUMNS
+from facecast.offline import say
+from facecast.errors import InputError
+from facecast.session import read_session
+from facecast.types import frames_for_samples
+
+
+def facecast(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "facecast.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
+
+
+def test_say_writes_a_session_folder(tmp_path: Path) -> None:
+    out = tmp_path / "hello"
+    result = facecast("say", "Maybe my mom made a map.", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    info = sf.info(str(out / "audio.wav"))
+    assert (info.channels, info.subtype) == (1, "PCM_16")
+    header = (out / "shapes.csv").read_text().splitlines()[0]
+    assert header == ",".join(NEUROSYNC_COLUMNS)
+    session = read_session(out)
+    assert session.warning is None
+    assert len(session.values) == frames_for_samples(len(session.audio), session.rate)
+    assert session.values[:, INDEX["MouthClose"]].max() > 0.5
+    assert session.values[:, INDEX["EyeBlinkLeft"]].max() >= 0.0
+
+
+def test_say_with_a_voice_variant_changes_the_voice(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert facecast("say", "Good morning.", "--out", str(a)).returncode == 0
+    assert facecast("say", "Good morning.", "--voice", "en-gb+f3", "--out", str(b)).returncode == 0
+    pcm_a, _ = sf.read(str(a / "audio.wav"))
+    pcm_b, _ = sf.read(str(b / "audio.wav"))
+    assert len(pcm_a) != len(pcm_b) or not np.allclose(pcm_a, pcm_b)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["say", "   ", "--out", "{tmp}/x"], "empty"),
+        (["say", "hello", "--voice", "xx-nonexistent", "--out", "{tmp}/x"], "voice"),
+        (["transcribe", "{tmp}/missing.wav"], "not found"),
+        (["transcribe", "{tmp}/garbage.wav"], "cannot decode"),
+        (["chat", "--text", "hi", "--llm", "http://127.0.0.1:9/v1", "--out", "{tmp}/x"], "127.0.0.1:9"),
+        (["chat", "--text", "hi", "--llm", "nonsense-model", "--out", "{tmp}/x"], "--llm"),
+        (["run", "--host", "0.0.0.0"], "token"),
+    ],
+)
+def test_bad_input_gives_a_clear_error_and_nonzero_exit(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "garbage.wav").write_bytes(b"RIFF....WAVEthis is not audio")
+    result = facecast(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+async def test_huge_text_is_refused_with_the_limit_in_the_message() -> None:
+    from facecast.face.phonetic import PhoneticAnimator
+    from facecast.tts.espeak import EspeakTTS
+
+    with pytest.raises(InputError, match="characters"):
+        await say("word " * 2_000_000, EspeakTTS(), PhoneticAnimator())  # 10 MB of text
+
+
+def test_chat_with_text_writes_the_echo_reply(tmp_path: Path) -> None:
+    result = facecast("chat", "--text", "Where is the harbour?", "--out", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    assert "character: You said: Where is the harbour?" in result.stdout
+    assert "--llm" in result.stderr  # says how to configure a real model
+    session = read_session(tmp_path / "r")
+    assert session.warning is None and len(session.audio) / session.rate > 1.0
