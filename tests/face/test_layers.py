@@ -186,6 +186,14 @@ def test_speech_blends_in_and_out_without_a_pop() -> None:
     assert np.all(after[20:, INDEX["JawOpen"]] == 0.0)  # gone after blend_out
 
 
+def test_speech_after_a_pause_in_the_calls_still_blends_in() -> None:
+    layer = AnimationLayer(4)
+    idle(layer, 1)
+    speech = layer.frames(5.0, mouth_frames(30, JawOpen=0.6))  # nobody called the layer for 4 s
+    assert speech[0, INDEX["JawOpen"]] == 0.0
+    assert np.abs(np.diff(speech[:, INDEX["JawOpen"]])).max() <= 0.12
+
+
 def test_mouth_closure_survives_emotion_and_head_motion() -> None:
     for emotion in (Emotion.SURPRISED, Emotion.FEARFUL, Emotion.DISGUSTED):
         layer = AnimationLayer(6)

@@ -294,6 +294,7 @@ class AnimationLayer:
         self._breath_phase = float(motion_rng.uniform(0, 2 * math.pi))
         self._t: float | None = None
         self._ramp = 0.0  # speech blend before easing
+        self._speaking = False  # whether the previous call had a speech frame
         self._held: Float32Array | None = None
         self._jaw = 0.0  # smoothed speech JawOpen, for nods
         self._follow_yaw = self._follow_pitch = 0.0  # the head turns a little toward where the eyes look
@@ -350,15 +351,19 @@ class AnimationLayer:
             _, _, emotion, intensity = self._scheduled.pop(0)
             self._set_target(emotion, intensity)
 
-        # Speech blend: a linear ramp, eased, so the curve's slope is bounded at both ends.
+        # Speech blend: a linear ramp, eased, so the curve's slope is bounded at both ends. The ramp starts
+        # moving from the first frame of a change, however long ago the previous call was.
+        speaking = mouth is not None
+        ramp_dt = dt
+        self._speaking = speaking
         if mouth is not None:
             held = np.asarray(mouth, np.float32)
             if not np.isfinite(held).all():
                 held = np.nan_to_num(held, nan=0.0, posinf=0.0, neginf=0.0)
             self._held = held
-            self._ramp = min(1.0, self._ramp + dt / cfg.blend_in)
+            self._ramp = min(1.0, self._ramp + ramp_dt / cfg.blend_in)
         else:
-            self._ramp = max(0.0, self._ramp - dt / cfg.blend_out)
+            self._ramp = max(0.0, self._ramp - ramp_dt / cfg.blend_out)
             if self._ramp == 0.0:
                 self._held = None
         weight = _smoothstep(self._ramp)
