@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import uvicorn
@@ -9,10 +10,11 @@ import uvicorn
 from .config import Settings
 from .http.app import AppState, create_app
 from .llm import NO_LLM_HINT
+from .pipeline import Services
 from .protocol.engine import MAX_BINARY_FRAME
 from .services import build_services
 
-__all__ = ["serve", "startup_banner"]
+__all__ = ["serve", "startup_banner", "BackgroundServer"]
 
 
 def startup_banner(settings: Settings) -> str:
@@ -36,3 +38,41 @@ def serve(settings: Settings) -> int:
     )
     uvicorn.Server(config).run()
     return 0
+
+
+class BackgroundServer:
+    """The real server on a free loopback port inside the running event loop (tests, benchmarks).
+
+    ``async with BackgroundServer(settings, services) as server:`` then connect to ``server.ws_url``.
+    """
+
+    def __init__(self, settings: Settings, services: Services) -> None:
+        self.state = AppState(settings, services)
+        config = uvicorn.Config(create_app(self.state), host="127.0.0.1", port=0, log_level="warning",
+                                ws_max_size=MAX_BINARY_FRAME + 64)
+        self._server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+        self.port = 0
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/engine"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> BackgroundServer:
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("the server stopped during start-up")
+            await asyncio.sleep(0.01)
+        self.port = int(self._server.servers[0].sockets[0].getsockname()[1])
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task

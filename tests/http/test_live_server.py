@@ -19,14 +19,14 @@ from .conftest import LiveServer
 
 async def test_health(live_server: LiveServer) -> None:
     async with httpx.AsyncClient() as client:
-        response = await client.get(live_server.http + "/health")
+        response = await client.get(live_server.http_url + "/health")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok" and body["services"]["llm"] == "echo"
 
 
 async def test_text_turn_streams_audio_then_face_after_ack_and_livelink(live_server: LiveServer) -> None:
-    config = SimConfig(url=live_server.url, rate=24000, livelink_port=live_server.livelink_port, subject="Ada")
+    config = SimConfig(url=live_server.ws_url, rate=24000, livelink_port=live_server.livelink_port, subject="Ada")
     async with EngineSim(config) as sim:
         assert sim.welcome["livelink"]["subject"] == "Ada"
         report = await sim.say_text("Maybe we should buy a map.")
@@ -47,7 +47,7 @@ async def test_text_turn_streams_audio_then_face_after_ack_and_livelink(live_ser
 
 
 async def test_malformed_messages_do_not_break_the_server(live_server: LiveServer) -> None:
-    async with connect(live_server.url) as ws:
+    async with connect(live_server.ws_url) as ws:
         await ws.send("not json at all")
         assert json.loads(await ws.recv())["code"] == "bad_json"
         await ws.send(b"\x00" * 3)
@@ -58,13 +58,13 @@ async def test_malformed_messages_do_not_break_the_server(live_server: LiveServe
         assert json.loads(await ws.recv())["type"] == "welcome"
         await ws.send(json.dumps({"type": "text", "text": "x" * (proto.MAX_TYPED_TEXT + 1)}))
         assert json.loads(await ws.recv())["code"] == "too_large"
-    async with EngineSim(SimConfig(url=live_server.url)) as sim:
+    async with EngineSim(SimConfig(url=live_server.ws_url)) as sim:
         report = await sim.say_text("still there?")
     assert report.utterances and report.utterances[0].ended
 
 
 async def test_client_disconnect_mid_utterance_leaves_no_session(live_server: LiveServer) -> None:
-    async with connect(live_server.url) as ws:
+    async with connect(live_server.ws_url) as ws:
         await ws.send(json.dumps({"type": "hello"}))
         await ws.recv()
         await ws.send(json.dumps({"type": "text", "text": "Tell me a long story about the sea and the boats."}))
@@ -83,7 +83,7 @@ async def test_client_disconnect_mid_utterance_leaves_no_session(live_server: Li
 
 async def test_concurrent_sessions_get_their_own_replies(live_server: LiveServer) -> None:
     async def one(text: str, subject: str) -> str:
-        async with EngineSim(SimConfig(url=live_server.url, subject=subject)) as sim:
+        async with EngineSim(SimConfig(url=live_server.ws_url, subject=subject)) as sim:
             report = await sim.say_text(text)
         return report.utterances[0].text
 

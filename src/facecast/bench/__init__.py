@@ -13,7 +13,10 @@ __all__ = ["main", "run_all"]
 
 
 async def run_all(quick: bool) -> tuple[list[Table], dict[str, object]]:
-    from ..services import make_face, make_tts
+    from ..llm import EchoLLM
+    from ..pipeline import Services
+    from ..services import make_face, make_stt, make_tts
+    from .livelink_bench import jitter, sync_error
     from .pipeline_bench import first_output_latency, speed
 
     tts, face = make_tts(), make_face()
@@ -26,6 +29,12 @@ async def run_all(quick: bool) -> tuple[list[Table], dict[str, object]]:
     table, data = await speed(tts, face, 3 if quick else 10)
     tables.append(table)
     raw["speed"] = data
+    table, data = await jitter(2.0 if quick else 10.0)
+    tables.append(table)
+    raw["livelink_jitter"] = data
+    table, data = await sync_error(Services(make_stt(), EchoLLM(), tts, face), 4 if quick else 20)
+    tables.append(table)
+    raw["sync"] = data
     return tables, raw
 
 

@@ -354,7 +354,7 @@ class AnimationLayer:
         # Speech blend: a linear ramp, eased, so the curve's slope is bounded at both ends. The ramp starts
         # moving from the first frame of a change, however long ago the previous call was.
         speaking = mouth is not None
-        ramp_dt = dt
+        ramp_dt = dt if speaking == self._speaking else 0.0
         self._speaking = speaking
         if mouth is not None:
             held = np.asarray(mouth, np.float32)
