@@ -12,7 +12,7 @@ of the utterance and waits for them to stop: nothing keeps running.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +23,7 @@ from .face.layers import parse_emotion_tags
 from .llm.history import ChatHistory
 from .roles import FaceAnimator, LanguageModel, SpeechToText, TextToSpeech
 from .text import SplitterConfig, split_sentences
-from .types import AudioChunk, Phoneme, SpeechChunk, Word, frames_for_samples
+from .types import AudioChunk, ChatMessage, Phoneme, SpeechChunk, Word, frames_for_samples
 
 __all__ = ["Services", "speak", "reply_tokens", "run_turn", "transcribe_all"]
 
@@ -137,11 +137,17 @@ async def speak(
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def reply_tokens(llm: LanguageModel, history: ChatHistory, user_text: str) -> AsyncIterator[str]:
-    """Stream the LLM's reply to ``user_text`` given the conversation so far."""
-    stream = llm.stream(history.messages(user_text))
+async def reply_tokens(
+    llm: LanguageModel, messages: Sequence[ChatMessage], on_first_token: Callable[[], None] | None = None
+) -> AsyncIterator[str]:
+    """Stream the LLM's reply to ``messages``; ``on_first_token`` is called when the first piece arrives."""
+    stream = llm.stream(messages)
+    first = True
     try:
         async for token in stream:
+            if first and on_first_token is not None:
+                on_first_token()
+            first = False
             yield token
     finally:
         await aclose(stream)
@@ -153,15 +159,21 @@ async def run_turn(
     services: Services,
     history: ChatHistory,
     splitter: SplitterConfig | None = None,
+    *,
+    record_reply: bool = True,
+    on_first_token: Callable[[], None] | None = None,
 ) -> AsyncIterator[UtteranceEvent]:
     """One conversational turn from the user's text: LLM reply, spoken and animated, streamed.
 
-    The history gets the user's text and the reply that was spoken when the turn completes; a turn
-    that is cancelled records only the sentences already sent (the engine link refines this with the
-    playback position the engine reports).
+    The user's text enters the history at once. With ``record_reply`` the sentences sent (all of them,
+    or those sent before the turn was cancelled) are recorded as the reply when the turn ends; the engine
+    link passes ``False`` and records what the player actually heard from the playback position instead.
     """
+    messages = history.messages(user_text)
+    history.add_user(user_text)
     spoken: list[str] = []
-    events = speak(utterance, reply_tokens(services.llm, history, user_text), services.tts, services.face, splitter)
+    tokens = reply_tokens(services.llm, messages, on_first_token)
+    events = speak(utterance, tokens, services.tts, services.face, splitter)
     try:
         async for event in events:
             if isinstance(event, SentenceOut):
@@ -169,8 +181,8 @@ async def run_turn(
             yield event
     finally:
         await aclose(events)
-        history.add_user(user_text)
-        history.add_assistant(" ".join(spoken))
+        if record_reply:
+            history.add_assistant(" ".join(spoken))
 
 
 async def transcribe_all(stt: SpeechToText, audio: AsyncIterable[AudioChunk]) -> str:

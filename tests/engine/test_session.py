@@ -7,12 +7,12 @@ import json
 from typing import Any
 
 import numpy as np
+from tests.fakes import FakeFace, FakeLLM, FakeSTT, FakeTTS
 
 from facecast.engine.session import EngineSession, SessionConfig
 from facecast.llm.echo import EchoLLM
 from facecast.pipeline import Services
 from facecast.protocol import engine as proto
-from tests.fakes import FakeFace, FakeLLM, FakeSTT, FakeTTS
 
 
 class Recorder:
@@ -100,7 +100,10 @@ async def test_no_face_frame_before_playback_started_then_all_after() -> None:
     assert end["samples"] == samples
     frames = sum(len(m.values) for m in face)
     assert frames == end["frames"] == -(-samples * 60 // 24000)
-    assert rec.sent.index(end) == len(rec.sent) - 1
+    after = rec.sent[rec.sent.index(end) + 1 :]
+    assert all(isinstance(m, dict) and m["type"] == "timing" for m in after)  # nothing of the utterance after it
+    timing = (await rec.wait_for("timing"))["stages"]
+    assert 0 <= timing["first_sentence"] <= timing["tts_first_chunk"] <= timing["engine_ack"]
     await session.close()
 
 
@@ -137,13 +140,11 @@ async def test_malformed_and_out_of_order_messages_get_errors() -> None:
     await session.handle_text("{not json")
     await session.handle_text(HELLO)
     await session.handle_text(json.dumps({"type": "playback_started", "utterance": 99}))
-    await session.handle_text(json.dumps({"type": "end_of_speech"}))
     await session.handle_bytes(b"\x09" * 20)
     await session.handle_bytes(proto.encode_audio(1, 0, b"\x00\x00"))
     await session.handle_bytes(proto.encode_mic(0, b"\x00\x00")[:-1])  # odd PCM length
     codes = [m["code"] for m in rec.of_type("error")]
-    assert codes == ["bad_json", "out_of_order", "out_of_order", "no_speech", "bad_version", "bad_direction",
-                     "bad_binary"]
+    assert codes == ["bad_json", "out_of_order", "out_of_order", "bad_version", "bad_direction", "bad_binary"]
     await session.handle_text(json.dumps({"type": "ping", "id": 7}))
     assert rec.of_type("pong")[0]["id"] == 7
     await session.close()
@@ -152,7 +153,7 @@ async def test_malformed_and_out_of_order_messages_get_errors() -> None:
 async def test_push_to_talk_speech_is_transcribed_and_answered() -> None:
     stt = FakeSTT("what time is it")
     session, rec = make(llm=EchoLLM(), stt=stt, config=SessionConfig())
-    await session.handle_text(json.dumps({"type": "hello", "mic": {"rate": 16000, "channels": 2}}))
+    await session.handle_text(json.dumps({"type": "hello", "mic": {"rate": 16000, "channels": 2}, "turns": "client"}))
     pcm = (np.zeros(3200 * 2, dtype="<i2")).tobytes()  # 0.2 s of stereo silence
     for i in range(5):
         await session.handle_bytes(proto.encode_mic(i * 3200, pcm))

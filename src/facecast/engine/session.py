@@ -1,11 +1,18 @@
 """One engine (or browser) connection: the server side of docs/protocol.md, independent of the web framework.
 
-The session receives decoded client messages, runs turns through the streaming pipeline, and sends the
-reply over a :class:`Transport`. The sync rule: an utterance's audio goes out first; its face frames are
-held until the client reports ``playback_started`` for it (or sent at once when the client's hello says
-``"acks": false``). If no acknowledgement arrives within ``ack_timeout`` seconds of the utterance's first
-audio, the utterance is abandoned (``clear_buffer`` + an ``ack_timeout`` error), so a lost ack can never
-deadlock the session and face frames are never sent without their voice.
+The session receives decoded client messages, listens to the microphone (``engine.listen``), runs turns
+through the streaming pipeline, and sends the reply over a :class:`Transport`.
+
+- Sync: an utterance's audio goes out first; its face frames are held until the client reports
+  ``playback_started`` (or sent at once when the hello says ``"acks": false``). Without an ack within
+  ``ack_timeout`` seconds of the first audio the utterance is abandoned (``clear_buffer`` + error
+  ``ack_timeout``): no deadlock, and never a face without its voice.
+- Barge-in: when the player speaks over the character (``barge_in_ms`` of voiced audio) or the client
+  sends ``interrupt``, the reply's work is cancelled, the client told to ``clear_buffer``, and nothing of
+  that reply is sent afterwards.
+- History: the reply enters the conversation history as what the player HEARD: the text before the
+  playback position the client reports in ``playback_finished`` (or, on barge-in, the position estimated
+  from the ack time).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,7 +36,10 @@ from ..face.layers import AnimationLayer, Emotion
 from ..llm.history import ChatHistory
 from ..pipeline import Services, run_turn, speak
 from ..protocol import engine as proto
-from ..types import AudioChunk, FaceFrames
+from ..types import FaceFrames, Transcript
+from ..vad import TurnConfig
+from .heard import ReplyText
+from .listen import HeardUtterance, Listener, ListenerCallbacks
 
 __all__ = ["Transport", "SessionConfig", "EngineSession", "UtteranceSink", "SinkFactory"]
 
@@ -67,24 +77,28 @@ class SessionConfig:
     ack_timeout: float = 2.0
     """Seconds to wait for ``playback_started`` after an utterance's first audio before abandoning it."""
     max_mic_seconds: float = 60.0
-    """Longest push-to-talk utterance; longer ones are rejected with ``utterance_too_long``."""
+    """Longest player utterance; longer ones are dropped with ``utterance_too_long``."""
     persona: str | None = None
     seed: int = 0
     """Seed of the animation layer (blinks, gaze, head) applied to face frames sent over the socket."""
+    turns: TurnConfig = field(default_factory=TurnConfig)
 
 
 @dataclass(slots=True)
 class _Outgoing:
     utterance: int
     resampler: Resampler
-    sent_samples: int = 0
     owner: asyncio.Task[Any] | None = None
+    sent_samples: int = 0
     first_audio_at: float | None = None
     acked_at: float = 0.0
     audio_started: asyncio.Event = field(default_factory=asyncio.Event)
     acked: asyncio.Event = field(default_factory=asyncio.Event)
     emotions: list[tuple[int, str]] = field(default_factory=list)
     face: asyncio.Queue[FaceFrames | None] = field(default_factory=asyncio.Queue)
+    reply: ReplyText | None = None
+    stages: dict[str, float] = field(default_factory=dict)
+    """Monotonic times of this turn's stages, for the ``timing`` report."""
 
 
 class EngineSession:
@@ -109,13 +123,11 @@ class EngineSession:
         self.hello: proto.Hello | None = None
         self.history = ChatHistory(self._config.persona) if self._config.persona else ChatHistory()
         self.closed = asyncio.Event()
-        self._acks = True
         self._next_utterance = 1
         self._turn: asyncio.Task[None] | None = None
         self._current: _Outgoing | None = None
-        self._mic: asyncio.Queue[AudioChunk | None] | None = None
-        self._mic_samples = 0
-        self._listen: asyncio.Task[None] | None = None
+        self._playing: _Outgoing | None = None  # sent, acknowledged, not yet reported finished
+        self._listener: Listener | None = None
 
     # -- inbound --------------------------------------------------------------------------------
     async def handle_text(self, text: str) -> None:
@@ -127,7 +139,7 @@ class EngineSession:
         if self.hello is None and not isinstance(message, proto.Hello | proto.Ping | proto.Bye):
             await self.send_error("no_hello", "send a 'hello' message first")
             return
-        await self._dispatch(message, text)
+        await self._dispatch(message)
 
     async def handle_bytes(self, data: bytes) -> None:
         try:
@@ -135,25 +147,32 @@ class EngineSession:
         except proto.ProtocolError as exc:
             await self.send_error(exc.code, exc.message)
             return
-        if self.hello is None:
+        if self.hello is None or self._listener is None:
             await self.send_error("no_hello", "send a 'hello' message before audio")
             return
         if not isinstance(packet, proto.MicAudio):
             await self.send_error("bad_direction", "clients may only send microphone audio (kind 1)")
             return
-        await self._on_mic(packet)
+        try:
+            pcm = pcm16_to_float(packet.pcm, self.hello.mic.channels)
+        except FacecastError as exc:
+            await self.send_error(exc.code, str(exc))
+            return
+        self._listener.feed(pcm)
 
-    async def _dispatch(self, message: proto.ClientMessage, raw: str) -> None:
+    async def _dispatch(self, message: proto.ClientMessage) -> None:
         if isinstance(message, proto.Hello):
-            await self._on_hello(message, raw)
+            await self._on_hello(message)
         elif isinstance(message, proto.UserText):
-            self._start(self._turn_from_text(message.text))
+            await self._begin_turn(message.text, typed=True)
         elif isinstance(message, proto.EndOfSpeech):
-            await self._end_of_speech()
+            assert self._listener is not None
+            if not self._listener.end_of_speech() and self.hello is not None and self.hello.turns == "client":
+                await self.send_error("no_speech", "'end_of_speech' without microphone audio since the last turn")
         elif isinstance(message, proto.PlaybackStarted):
             await self._on_playback_started(message)
         elif isinstance(message, proto.PlaybackFinished):
-            pass  # informational in v1; the turn-taking layer uses the heard position
+            self._on_playback_finished(message)
         elif isinstance(message, proto.Interrupt):
             await self.interrupt()
         elif isinstance(message, proto.Ping):
@@ -161,102 +180,74 @@ class EngineSession:
         elif isinstance(message, proto.Bye):
             await self.close()
 
-    async def _on_hello(self, hello: proto.Hello, raw: str) -> None:
+    async def _on_hello(self, hello: proto.Hello) -> None:
         if self.hello is not None:
             await self.send_error("out_of_order", "'hello' was already received on this connection")
             return
         self.hello = hello
-        self._acks = proto.decode_server_text(raw).get("acks", True) is not False
+        callbacks = ListenerCallbacks(self._on_transcript, self._on_heard, self._on_barge_in, self._on_listen_error)
+        turns = self._config.turns if hello.turns == "server" else None
+        self._listener = Listener(self._services.stt, hello.mic.rate, callbacks, turns, self._config.max_mic_seconds)
         if self._sink_factory is not None:
             self._sinks = tuple(self._sink_factory(hello))
         livelink = [sink.describe() for sink in self._sinks if hasattr(sink, "describe")]
         await self._tx.send_text(
             proto.encode_server(
                 "welcome", version=proto.VERSION, audio={"rate": hello.audio.rate, "channels": hello.audio.channels},
-                face={"fps": 60, "width": 68, "enabled": hello.face}, acks=self._acks,
-                ack_timeout=self._config.ack_timeout, workflow=hello.workflow,
+                face={"fps": 60, "width": 68, "enabled": hello.face}, acks=hello.acks,
+                ack_timeout=self._config.ack_timeout, workflow=hello.workflow, turns=hello.turns,
                 **({"livelink": livelink[0]} if livelink else {}),
             )
         )
 
-    async def _on_mic(self, packet: proto.MicAudio) -> None:
-        assert self.hello is not None
-        fmt = self.hello.mic
-        try:
-            pcm = pcm16_to_float(packet.pcm, fmt.channels)
-        except FacecastError as exc:
-            await self.send_error(exc.code, str(exc))
-            return
-        if self._mic is None:
-            self._mic = asyncio.Queue()
-            self._mic_samples = 0
-            self._listen = asyncio.create_task(self._transcribe(self._mic))
-        if self._mic_samples + len(pcm) > self._config.max_mic_seconds * fmt.rate:
-            await self.send_error("utterance_too_long", f"speech over {self._config.max_mic_seconds:.0f} s is dropped")
-            await self._drop_mic()
-            return
-        self._mic.put_nowait(AudioChunk(pcm, fmt.rate, self._mic_samples))
-        self._mic_samples += len(pcm)
+    # -- listening ------------------------------------------------------------------------------
+    async def _on_transcript(self, result: Transcript) -> None:
+        await self._tx.send_text(proto.encode_server("transcript", text=result.text, final=result.final))
 
-    async def _end_of_speech(self) -> None:
-        if self._mic is None:
-            await self.send_error("no_speech", "'end_of_speech' without microphone audio since the last turn")
-            return
-        self._mic.put_nowait(None)
-        self._mic = None
+    async def _on_heard(self, heard: HeardUtterance) -> None:
+        stages = {"speech_end": heard.speech_end, "endpoint": heard.endpoint, "stt_final": heard.final}
+        await self._begin_turn(heard.text, stages=stages)
 
-    async def _drop_mic(self) -> None:
-        self._mic = None
-        if self._listen is not None:
-            self._listen.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._listen
-            self._listen = None
+    async def _on_barge_in(self) -> None:
+        if self._turn is not None and not self._turn.done() or self._still_playing():
+            await self.interrupt(reason="barge_in")
 
-    async def _transcribe(self, queue: asyncio.Queue[AudioChunk | None]) -> None:
-        async def chunks() -> AsyncIterator[AudioChunk]:
-            while (chunk := await queue.get()) is not None:
-                yield chunk
+    def _still_playing(self) -> bool:
+        """Whether the client is (by the clock) still playing the last acknowledged reply."""
+        playing = self._playing
+        if playing is None or self.hello is None:
+            return False
+        duration = playing.sent_samples / self.hello.audio.rate
+        return self._clock() < playing.acked_at + duration + 0.25
 
-        try:
-            async with closing(self._services.stt.transcribe(chunks())) as results:
-                async for result in results:
-                    await self._tx.send_text(proto.encode_server("transcript", text=result.text, final=result.final))
-                    if result.final:
-                        if result.text.strip():
-                            self._start(self._turn_from_text(result.text, echo=False))
-                        else:
-                            await self.send_error("no_speech", "no words were recognised in that speech")
-        except FacecastError as exc:
-            await self.send_error(exc.code, str(exc))
-        except ConnectionError:
-            log.debug("client went away while speaking")
+    async def _on_listen_error(self, exc: FacecastError) -> None:
+        await self.send_error(exc.code, str(exc))
 
     # -- turns ----------------------------------------------------------------------------------
-    def _start(self, work: Awaitable[None]) -> None:
-        previous = self._turn
-        self._turn = asyncio.create_task(self._replace(previous, work))
-
-    async def _replace(self, previous: asyncio.Task[None] | None, work: Awaitable[None]) -> None:
-        if previous is not None and not previous.done():
-            previous.cancel()
-            with suppress(asyncio.CancelledError):
-                await previous
-        await work
-
-    async def _turn_from_text(self, text: str, echo: bool = True) -> None:
-        assert self.hello is not None
-        if echo:
+    async def _begin_turn(self, text: str, typed: bool = False, stages: dict[str, float] | None = None) -> None:
+        """Start a reply to ``text``, replacing any reply in progress."""
+        stages = stages or {"speech_end": self._clock()}
+        if typed:
             await self._tx.send_text(proto.encode_server("transcript", text=text, final=True, typed=True))
+        await self.interrupt(reason="new_turn", notify=self._turn is not None and not self._turn.done()
+                             or self._still_playing())
+        self._turn = asyncio.create_task(self._run(text, stages))
+
+    async def _run(self, text: str, stages: dict[str, float]) -> None:
+        assert self.hello is not None
         utterance = self._next_utterance
         self._next_utterance += 1
         if self.hello.workflow == "say":
             events = speak(utterance, _once(text), self._services.tts, self._services.face)
         else:
-            events = run_turn(utterance, text, self._services, self.history)
-        await self._stream(events)
+            def first_token() -> None:
+                stages.setdefault("llm_first_token", self._clock())
 
-    async def _stream(self, events: AsyncIterator[UtteranceEvent]) -> None:
+            events = run_turn(utterance, text, self._services, self.history, record_reply=False,
+                              on_first_token=first_token)
+        await self._stream(events, stages)
+
+    async def _stream(self, events: AsyncIterator[UtteranceEvent], stages: dict[str, float]) -> None:
         release: asyncio.Task[None] | None = None
         try:
             async with closing(events):
@@ -264,7 +255,7 @@ class EngineSession:
                     for sink in self._sinks:
                         sink.on_event(event)
                     if isinstance(event, UtteranceStarted):
-                        out = self._begin(event)
+                        out = self._begin(event, stages)
                         release = asyncio.create_task(self._release_face(out))
                     if isinstance(event, UtteranceEnded):
                         await self._finish(event, release)
@@ -284,10 +275,11 @@ class EngineSession:
                     await release
             self._current = None
 
-    def _begin(self, event: UtteranceStarted) -> _Outgoing:
+    def _begin(self, event: UtteranceStarted, stages: dict[str, float]) -> _Outgoing:
         assert self.hello is not None
-        out = _Outgoing(event.utterance, Resampler(event.rate, self.hello.audio.rate), owner=asyncio.current_task())
-        if not self._acks:
+        out = _Outgoing(event.utterance, Resampler(event.rate, self.hello.audio.rate), owner=asyncio.current_task(),
+                        reply=ReplyText(event.rate), stages=stages)
+        if not self.hello.acks:
             out.acked.set()
         self._current = out
         return out
@@ -300,6 +292,9 @@ class EngineSession:
             await self._tx.send_text(proto.encode_server(
                 "utterance_start", utterance=event.utterance, rate=fmt.rate, channels=fmt.channels))
         elif isinstance(event, SentenceOut):
+            out.stages.setdefault("first_sentence", self._clock())
+            assert out.reply is not None
+            out.reply.add(event.start, event.text)
             at = round(event.start * fmt.rate / out.resampler.in_rate)
             await self._tx.send_text(
                 proto.encode_server("reply_text", utterance=event.utterance, text=event.text, at=at))
@@ -307,15 +302,18 @@ class EngineSession:
             out.emotions.append((event.start, event.emotion))
             await self._tx.send_text(proto.encode_server("emotion", utterance=event.utterance, emotion=event.emotion))
         elif isinstance(event, AudioOut):
+            out.stages.setdefault("tts_first_chunk", self._clock())
             await self._send_audio(out, out.resampler.process(event.chunk.pcm))
         elif isinstance(event, FaceOut):
+            out.stages.setdefault("first_face", self._clock())
             if self.hello.face:
                 out.face.put_nowait(event.frames)
 
     async def _finish(self, event: UtteranceEnded, release: asyncio.Task[None] | None) -> None:
         """Send the audio tail, wait until every face frame went out (after the ack), then utterance_end."""
         out = self._current
-        assert out is not None
+        assert out is not None and out.reply is not None
+        out.reply.total = event.samples
         await self._send_audio(out, out.resampler.flush())
         out.face.put_nowait(None)
         if release is not None:
@@ -323,6 +321,7 @@ class EngineSession:
         frames = math.ceil(out.sent_samples * 60 / out.resampler.out_rate) if out.sent_samples else 0
         await self._tx.send_text(proto.encode_server(
             "utterance_end", utterance=event.utterance, samples=out.sent_samples, frames=frames, text=event.text))
+        await self._send_timing(out)
 
     async def _send_audio(self, out: _Outgoing, pcm: np.ndarray) -> None:
         if not len(pcm):
@@ -362,6 +361,14 @@ class EngineSession:
         if out.owner is not None:
             out.owner.cancel()
 
+    async def _send_timing(self, out: _Outgoing) -> None:
+        """Per-stage times of the turn, in ms from the end of the player's speech (or typed text)."""
+        base = out.stages.get("speech_end")
+        if base is None:
+            return
+        stages = {name: round((at - base) * 1000, 2) for name, at in out.stages.items() if name != "speech_end"}
+        await self._tx.send_text(proto.encode_server("timing", utterance=out.utterance, stages=stages))
+
     async def _on_playback_started(self, message: proto.PlaybackStarted) -> None:
         out = self._current
         if out is None or out.utterance != message.utterance:
@@ -373,22 +380,52 @@ class EngineSession:
             return
         if not out.acked.is_set():
             out.acked_at = now = self._clock()
+            out.stages.setdefault("engine_ack", now)
             for sink in self._sinks:
                 sink.on_playback_started(out.utterance, now)
+            self._record_heard()  # a previous reply still unreported was heard in full
+            self._playing = out
             out.acked.set()
 
+    def _on_playback_finished(self, message: proto.PlaybackFinished) -> None:
+        playing = self._playing
+        if playing is None or playing.utterance != message.utterance or self.hello is None:
+            return  # late report of a reply already recorded
+        position = message.position * playing.resampler.in_rate // self.hello.audio.rate
+        self._record_heard(position)
+
+    def _record_heard(self, position: int | None = None) -> None:
+        """Put the playing reply into the history, up to ``position`` (utterance samples; None = all)."""
+        playing, self._playing = self._playing, None
+        if playing is None or playing.reply is None:
+            return
+        text = playing.reply.full() if position is None else playing.reply.heard(position)
+        self.history.add_assistant(text)
+
     # -- control --------------------------------------------------------------------------------
-    async def interrupt(self) -> None:
-        """Stop the reply in progress: its work is cancelled and the client told to clear its buffer."""
-        turn, out = self._turn, self._current
-        if turn is not None and not turn.done():
+    async def interrupt(self, reason: str = "interrupt", notify: bool = True) -> None:
+        """Stop the reply in progress: its work is cancelled, the client told to clear its buffer, and the
+        history keeps what was heard up to now."""
+        turn, out, playing = self._turn, self._current, self._playing
+        active = turn is not None and not turn.done()
+        if active:
+            assert turn is not None
             turn.cancel()
             with suppress(asyncio.CancelledError):
                 await turn
-            if out is not None:
-                for sink in self._sinks:
-                    sink.on_clear(out.utterance)
-                await self._tx.send_text(proto.encode_server("clear_buffer", utterance=out.utterance))
+        target = out if active and out is not None else playing
+        if target is not None and self.hello is not None:
+            heard = 0
+            if target.acked.is_set() and target.acked_at:
+                heard = int((self._clock() - target.acked_at) * target.resampler.in_rate)
+            if target is self._playing or target.acked.is_set():
+                self._playing = target
+                self._record_heard(heard)
+            for sink in self._sinks:
+                sink.on_clear(target.utterance)
+            if notify:
+                await self._tx.send_text(proto.encode_server("clear_buffer", utterance=target.utterance,
+                                                             reason=reason))
 
     async def send_error(self, code: str, message: str) -> None:
         log.info("engine session error %s: %s", code, message)
@@ -398,10 +435,11 @@ class EngineSession:
     async def close(self) -> None:
         """Cancel everything the session runs. Safe to call more than once."""
         self.closed.set()
-        tasks = [t for t in (self._turn, self._listen) if t is not None and not t.done()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._turn is not None and not self._turn.done():
+            self._turn.cancel()
+            await asyncio.gather(self._turn, return_exceptions=True)
+        if self._listener is not None:
+            await self._listener.close()
         sinks, self._sinks = self._sinks, ()
         for sink in sinks:
             close = getattr(sink, "close", None)
@@ -411,4 +449,3 @@ class EngineSession:
 
 async def _once(text: str) -> AsyncIterator[str]:
     yield text
-

@@ -233,7 +233,10 @@ def _blend(segments: _Segments, first: int, stop: int, rate: int, config: Phonet
     np.square(terms[:, 4], out=terms[:, 3])
     np.multiply(terms[:, 3], poses, out=terms[:, 2])
     # Each frame's pairs are consecutive, in segment order: reduce them row by row.
-    starts = np.flatnonzero(np.diff(frame, prepend=-1))
+    change = np.empty(len(frame), np.bool_)
+    change[0] = True
+    np.not_equal(frame[1:], frame[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
     sums = np.add.reduceat(terms[:, :4], starts, axis=0)
     rows_out = frame[starts]
     out[0, rows_out] = sums[:, 0] / (sums[:, 1] + config.rest_weight)

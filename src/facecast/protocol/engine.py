@@ -103,6 +103,10 @@ class Hello:
     subject: str = ""
     """Live Link subject name for this session ('' = the server's default)."""
     workflow: str = "conversation"
+    acks: bool = True
+    """Whether the client sends ``playback_started`` (face frames wait for it)."""
+    turns: str = "server"
+    """``server``: the server detects the player's turns (VAD); ``client``: push-to-talk, ``end_of_speech``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,11 +195,16 @@ def _hello(data: dict[str, Any]) -> Hello:
     workflow = data.get("workflow", "conversation")
     if workflow not in WORKFLOWS:
         raise ProtocolError("bad_message", f"'workflow' must be one of {WORKFLOWS}, got {workflow!r}")
-    face = data.get("face", True)
-    if not isinstance(face, bool):
-        raise ProtocolError("bad_message", "'face' must be true or false")
+    flags = {}
+    for key in ("face", "acks"):
+        flags[key] = data.get(key, True)
+        if not isinstance(flags[key], bool):
+            raise ProtocolError("bad_message", f"'{key}' must be true or false")
+    turns = data.get("turns", "server")
+    if turns not in ("server", "client"):
+        raise ProtocolError("bad_message", f"'turns' must be 'server' or 'client', got {turns!r}")
     return Hello(version, _format(data, "audio", AudioFormat()), _format(data, "mic", AudioFormat(16000, 1)),
-                 face, subject, workflow)
+                 flags["face"], subject, workflow, flags["acks"], turns)
 
 
 def _user_text(data: dict[str, Any]) -> UserText:

@@ -1,0 +1,177 @@
+"""Voice activity and end-of-turn detection on the microphone stream.
+
+:class:`WebRtcVad` classifies 20 ms frames of 16 kHz audio (webrtcvad). :class:`TurnDetector` is a pure
+state machine on the audio's own sample clock (no wall clock, so it is tested deterministically): it turns
+per-frame decisions into turn events.
+
+- A turn STARTS when most of the last ``start_ms`` of audio is voiced (a click or a single loud frame does
+  not start one). ``SpeechStarted.at`` points at the start of that window, and the caller keeps
+  ``preroll_ms`` of audio before it so the first syllable reaches speech-to-text.
+- ``SpeechSustained`` follows once the turn has ``barge_in_ms`` of voiced audio: long enough to be speech
+  rather than a cough, a knock or a laugh; the controller interrupts the character only then.
+- A turn ENDS after ``end_ms`` of continuous silence (endpointing). A pause shorter than that does not end
+  it. ``SpeechEnded.at`` is where the silence began, i.e. where the player stopped speaking.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .audio import float_to_pcm16
+from .errors import ConfigError
+
+__all__ = [
+    "VAD_RATE",
+    "FRAME",
+    "VoiceActivity",
+    "WebRtcVad",
+    "TurnConfig",
+    "SpeechStarted",
+    "SpeechSustained",
+    "SpeechEnded",
+    "TurnEvent",
+    "TurnDetector",
+]
+
+VAD_RATE = 16000
+FRAME = 320
+"""Samples per VAD frame (20 ms at 16 kHz)."""
+
+
+class VoiceActivity(Protocol):
+    def is_speech(self, frame: np.ndarray) -> bool:
+        """Whether one 20 ms frame (320 float32 samples at 16 kHz) holds speech."""
+        ...
+
+
+class WebRtcVad:
+    """webrtcvad (``webrtcvad-wheels``): ``aggressiveness`` 0 (lenient) to 3 (strict about noise)."""
+
+    def __init__(self, aggressiveness: int = 2) -> None:
+        if not 0 <= aggressiveness <= 3:
+            raise ConfigError(f"VAD aggressiveness must be 0-3, got {aggressiveness}")
+        import webrtcvad
+
+        self._vad = webrtcvad.Vad(aggressiveness)
+
+    def is_speech(self, frame: np.ndarray) -> bool:
+        return bool(self._vad.is_speech(float_to_pcm16(frame), VAD_RATE))
+
+
+@dataclass(frozen=True, slots=True)
+class TurnConfig:
+    start_ms: int = 200
+    """Window that must be mostly voiced (``start_ratio``) before a turn starts."""
+    start_ratio: float = 0.7
+    end_ms: int = 300
+    """Silence that ends a turn (endpointing)."""
+    barge_in_ms: int = 400
+    """Voiced audio a turn needs before it may interrupt the character."""
+    preroll_ms: int = 300
+    """Audio kept from before the detected start, so speech-to-text hears the first syllable."""
+    aggressiveness: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("start_ms", "end_ms", "barge_in_ms"):
+            if getattr(self, name) < 20:
+                raise ConfigError(f"turn detection {name} must be at least 20 ms")
+        if not 0.0 < self.start_ratio <= 1.0:
+            raise ConfigError("turn detection start_ratio must be in (0, 1]")
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    at: int
+    """Sample (16 kHz, from the start of the stream) where the turn's speech began."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechSustained:
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEnded:
+    at: int
+    """Sample where the player stopped speaking (the start of the final silence)."""
+    detected: int
+    """Sample at which the end was detected (``at`` + the endpointing silence)."""
+
+
+TurnEvent = SpeechStarted | SpeechSustained | SpeechEnded
+
+
+class TurnDetector:
+    """Feed 16 kHz float32 audio of any chunk size; get :data:`TurnEvent` s in order."""
+
+    def __init__(self, vad: VoiceActivity, config: TurnConfig | None = None) -> None:
+        self.config = cfg = config or TurnConfig()
+        self._vad = vad
+        self._pending = np.zeros(0, np.float32)
+        self._samples = 0  # samples classified so far
+        self._window: deque[bool] = deque(maxlen=max(1, cfg.start_ms // 20))
+        self._speaking = False
+        self._voiced = 0  # voiced frames in the current turn
+        self._sustained = False
+        self._silence = 0  # consecutive unvoiced frames in the current turn
+
+    @property
+    def speaking(self) -> bool:
+        return self._speaking
+
+    @property
+    def position(self) -> int:
+        """Samples classified so far (the detector's clock)."""
+        return self._samples
+
+    def push(self, pcm: np.ndarray) -> list[TurnEvent]:
+        data = np.concatenate([self._pending, np.asarray(pcm, np.float32)])
+        events: list[TurnEvent] = []
+        usable = len(data) - len(data) % FRAME
+        for start in range(0, usable, FRAME):
+            voiced = self._vad.is_speech(data[start : start + FRAME])
+            self._samples += FRAME
+            event = self._step(voiced)
+            if event is not None:
+                events.append(event)
+                if isinstance(event, SpeechStarted) and self._voiced * 20 >= self.config.barge_in_ms:
+                    self._sustained = True
+                    events.append(SpeechSustained(self._samples))
+        self._pending = data[usable:]
+        return events
+
+    def _step(self, voiced: bool) -> TurnEvent | None:
+        cfg = self.config
+        self._window.append(voiced)
+        if not self._speaking:
+            full = len(self._window) == self._window.maxlen
+            if full and sum(self._window) >= cfg.start_ratio * len(self._window):
+                self._speaking, self._sustained, self._silence = True, False, 0
+                self._voiced = sum(self._window)
+                return SpeechStarted(self._samples - len(self._window) * FRAME)
+            return None
+        if voiced:
+            self._voiced += 1
+            self._silence = 0
+            if not self._sustained and self._voiced * 20 >= cfg.barge_in_ms:
+                self._sustained = True
+                return SpeechSustained(self._samples)
+            return None
+        self._silence += 1
+        if self._silence * 20 >= cfg.end_ms:
+            self._speaking = False
+            self._window.clear()
+            return SpeechEnded(self._samples - self._silence * FRAME, self._samples)
+        return None
+
+    def force_end(self) -> SpeechEnded | None:
+        """End the current turn now (the client said ``end_of_speech``); None when no turn is open."""
+        if not self._speaking:
+            return None
+        self._speaking = False
+        self._window.clear()
+        return SpeechEnded(self._samples - self._silence * FRAME, self._samples)
