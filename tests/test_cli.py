@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from facecast.errors import InputError
 from facecast.face.arkit import INDEX
 from facecast.face.takes import NEUROSYNC_COLUMNS
 from facecast.offline import say
-from facecast.errors import InputError
 from facecast.session import read_session
 from facecast.types import frames_for_samples
 

@@ -5,6 +5,7 @@ from contextlib import aclosing
 
 import numpy as np
 import pytest
+from tests.fakes import FakeFace, FakeLLM, FakeSTT, FakeTTS
 
 from facecast.errors import ServiceError
 from facecast.events import AudioOut, EmotionOut, FaceOut, SentenceOut, UtteranceEnded, UtteranceStarted
@@ -12,7 +13,6 @@ from facecast.llm.history import ChatHistory
 from facecast.offline import collect
 from facecast.pipeline import Services, run_turn, speak
 from facecast.types import frames_for_samples
-from tests.fakes import FakeFace, FakeLLM, FakeSTT, FakeTTS
 
 
 async def tokens(*parts: str, delay: float = 0.0):  # type: ignore[no-untyped-def]

@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="access token clients must present (required off loopback)")
     p.add_argument("--livelink", action="append", help="Live Link Face UDP target HOST:PORT (repeatable; 'off')")
     p.add_argument("--record", help="keep every utterance as a session folder under this directory")
+    p.add_argument("--neurosync-ports", action="store_true", default=None,
+                   help="also serve the NeuroSync-compatible API on NeuroSync's default ports "
+                        "(5000, 6969, 8000, 7070; 1234 with image endpoints) on the same host")
 
     p = sub.add_parser("say", help="speak TEXT and animate it into DIR/audio.wav + DIR/shapes.csv")
     _common(p)
@@ -70,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subject", default="Facecast", help="Live Link subject name")
     p.add_argument("-v", "--verbose", action="store_true")
 
+    p = sub.add_parser("convert", help="convert a take between NeuroSync shapes.csv and Live Link Face app CSV")
+    p.add_argument("input", help="take CSV (NeuroSync, Live Link Face app or Unreal) or a session folder")
+    p.add_argument("output", help="output CSV file (or a folder, which gets shapes.csv)")
+    p.add_argument("--to", choices=("neurosync", "livelink-app"),
+                   help="output format (default: shapes.csv or a folder -> neurosync, else the other format "
+                        "from the input's)")
+    p.add_argument("--fps", type=int, help="frame rate of livelink-app output (default: the input's, or 60)")
+    p.add_argument("-v", "--verbose", action="store_true")
+
     p = sub.add_parser("engine-sim", help="the reference engine client: one turn against a running server")
     p.add_argument("--url", default="ws://127.0.0.1:8765/ws/engine")
     src = p.add_mutually_exclusive_group(required=True)
@@ -90,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _SETTING_FLAGS = ("stt", "llm", "llm_model", "tts", "face", "voice", "speech_rate", "pitch", "persona",
-                  "host", "port", "token", "livelink", "record")
+                  "host", "port", "token", "livelink", "record", "neurosync_ports")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -145,6 +157,13 @@ def _play(args: argparse.Namespace) -> int:
 
     result = run_play(args.path, parse_targets(args.livelink or ["127.0.0.1:11111"]), args.subject)
     print(f"played {result.frames} frames ({result.duration:.2f} s): {result.sent} sent, {result.skipped} skipped")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .convert import convert_take
+
+    print(convert_take(args.input, args.output, args.to, args.fps).summary())
     return 0
 
 
@@ -206,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench(args)
         if args.command == "play":
             return _play(args)
+        if args.command == "convert":
+            return _convert(args)
     except FacecastError as exc:
         print(f"facecast {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

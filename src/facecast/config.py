@@ -53,6 +53,25 @@ class Settings:
     """Folder to keep every utterance in (``--record``); empty keeps nothing."""
     ack_timeout: float = 2.0
     neurosync_ports: bool = False
+    """Also serve on NeuroSync's default ports (5000, 6969, 8000, 7070; 1234 with image endpoints)."""
+    neurosync_audio_endpoints: bool = True
+    """``/audio_to_blendshapes`` and ``/transcribe`` (NeuroSync's ENABLE_AUDIO_ENDPOINTS)."""
+    neurosync_tts_endpoints: bool = True
+    """``/generate_speech`` and ``/synthesize_and_blendshapes`` (ENABLE_TTS_ENDPOINTS)."""
+    neurosync_embedding_endpoints: bool = True
+    """``/get_embedding`` (ENABLE_EMBEDDING_ENDPOINTS); answers 501 until the embeddings extra is installed."""
+    neurosync_image_endpoints: bool = False
+    """``/process_image`` and ``/process_clip`` (ENABLE_IMAGE_ENDPOINTS); need the images extra and a model."""
+    neurosync_face: str = "learned"
+    """Face animator for ``/audio_to_blendshapes`` (audio without phoneme timing)."""
+    neurosync_max_upload_mb: float = 50.0
+    """Largest audio or image body the NeuroSync endpoints accept, in MB (2**20 bytes)."""
+    embedding_model: str = ""
+    """Local sentence-transformers folder for ``/get_embedding``; empty: the bundled all-MiniLM-L6-v2."""
+    caption_model: str = ""
+    """Local image-captioning model folder (BLIP) for ``/process_image``."""
+    clip_model: str = ""
+    """Local CLIP model folder for ``/process_clip``."""
     log_level: str = "info"
     extra: Mapping[str, Any] = field(default_factory=dict)
 

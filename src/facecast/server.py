@@ -3,18 +3,65 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 import sys
+from collections.abc import Sequence
 
 import uvicorn
 
 from .config import Settings
+from .errors import ConfigError
 from .http.app import AppState, create_app
 from .llm import NO_LLM_HINT
 from .pipeline import Services
 from .protocol.engine import MAX_BINARY_FRAME
 from .services import build_services
 
-__all__ = ["serve", "startup_banner", "BackgroundServer"]
+__all__ = ["serve", "startup_banner", "BackgroundServer", "NEUROSYNC_PORTS", "serving_ports", "bind_sockets"]
+
+NEUROSYNC_PORTS: dict[str, int] = {"local API": 5000, "audio": 6969, "TTS": 8000, "embeddings": 7070, "images": 1234}
+"""NeuroSync's default ports (its Local API, and its Real-Time API's four apps), served by ``--neurosync-ports``."""
+
+
+def serving_ports(settings: Settings) -> list[int]:
+    """The ports to listen on: ``settings.port``, then NeuroSync's defaults with ``neurosync_ports``.
+
+    Every port serves the whole app. NeuroSync's image port (1234) is included only when the image
+    endpoints are switched on.
+    """
+    ports = [settings.port]
+    if settings.neurosync_ports:
+        for name, port in NEUROSYNC_PORTS.items():
+            if (name != "images" or settings.neurosync_image_endpoints) and port not in ports:
+                ports.append(port)
+    return ports
+
+
+def bind_sockets(host: str, ports: Sequence[int]) -> list[socket.socket]:
+    """Listening TCP sockets on ``host`` for each port (0 = a free port); all or none.
+
+    Raises :class:`ConfigError` naming the port when one cannot be bound (e.g. already in use).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    bound: list[socket.socket] = []
+    try:
+        for port in ports:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            bound.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                why = "it is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+                raise ConfigError(f"cannot listen on {host}:{port}: {why}") from None
+            sock.listen(2048)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in bound:
+            sock.close()
+        raise
+    return bound
 
 
 def startup_banner(settings: Settings) -> str:
@@ -22,6 +69,9 @@ def startup_banner(settings: Settings) -> str:
         f"Facecast on http://{settings.host}:{settings.port}  (engine WebSocket: /ws/engine, health: /health)",
         f"  stt={settings.stt} llm={settings.llm} tts={settings.tts} voice={settings.voice} face={settings.face}",
     ]
+    if settings.neurosync_ports:
+        extra = ", ".join(str(p) for p in serving_ports(settings)[1:])
+        lines.append(f"  NeuroSync-compatible API also on {settings.host} ports {extra} (docs: /docs)")
     if settings.llm == "echo":
         lines.append("  " + NO_LLM_HINT)
     return "\n".join(lines)
@@ -36,7 +86,10 @@ def serve(settings: Settings) -> int:
         app, host=settings.host, port=settings.port, log_level=settings.log_level,
         ws_max_size=MAX_BINARY_FRAME + 64, ws_ping_interval=20.0, ws_ping_timeout=20.0,
     )
-    uvicorn.Server(config).run()
+    if settings.neurosync_ports:
+        uvicorn.Server(config).run(sockets=bind_sockets(settings.host, serving_ports(settings)))
+    else:
+        uvicorn.Server(config).run()
     return 0
 
 
@@ -46,13 +99,16 @@ class BackgroundServer:
     ``async with BackgroundServer(settings, services) as server:`` then connect to ``server.ws_url``.
     """
 
-    def __init__(self, settings: Settings, services: Services) -> None:
+    def __init__(self, settings: Settings, services: Services, extra_ports: Sequence[int] = ()) -> None:
         self.state = AppState(settings, services)
         config = uvicorn.Config(create_app(self.state), host="127.0.0.1", port=0, log_level="warning",
                                 ws_max_size=MAX_BINARY_FRAME + 64)
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
+        self._extra_ports = tuple(extra_ports)
         self.port = 0
+        self.ports: list[int] = []
+        """Every port served: ``port`` first, then one per ``extra_ports`` entry (0 there = a free port)."""
 
     @property
     def ws_url(self) -> str:
@@ -63,13 +119,15 @@ class BackgroundServer:
         return f"http://127.0.0.1:{self.port}"
 
     async def __aenter__(self) -> BackgroundServer:
-        self._task = asyncio.create_task(self._server.serve())
+        sockets = bind_sockets("127.0.0.1", (0, *self._extra_ports)) if self._extra_ports else None
+        self._task = asyncio.create_task(self._server.serve(sockets=sockets))
         while not self._server.started:
             if self._task.done():
                 self._task.result()
                 raise RuntimeError("the server stopped during start-up")
             await asyncio.sleep(0.01)
-        self.port = int(self._server.servers[0].sockets[0].getsockname()[1])
+        self.ports = [int(s.getsockname()[1]) for server in self._server.servers for s in server.sockets]
+        self.port = self.ports[0]
         return self
 
     async def __aexit__(self, *exc: object) -> None:

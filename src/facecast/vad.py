@@ -49,16 +49,35 @@ class VoiceActivity(Protocol):
 
 
 class WebRtcVad:
-    """webrtcvad (``webrtcvad-wheels``): ``aggressiveness`` 0 (lenient) to 3 (strict about noise)."""
+    """webrtcvad (``webrtcvad-wheels``), ``aggressiveness`` 0 (lenient) to 3 (strict), behind a noise gate.
 
-    def __init__(self, aggressiveness: int = 2) -> None:
+    webrtcvad alone calls steady broadband noise (a fan, a hum, a noisy mic preamp) speech. The gate tracks
+    the noise floor (it follows quiet frames down quickly and creeps up by ``rise_db_per_s`` through loud
+    ones) and lets a frame count as speech only when it is ``snr_db`` above that floor and above an absolute
+    floor of -54 dBFS.
+    """
+
+    def __init__(self, aggressiveness: int = 2, snr_db: float = 9.0, rise_db_per_s: float = 3.0) -> None:
         if not 0 <= aggressiveness <= 3:
             raise ConfigError(f"VAD aggressiveness must be 0-3, got {aggressiveness}")
         import webrtcvad
 
         self._vad = webrtcvad.Vad(aggressiveness)
+        self._ratio = 10 ** (snr_db / 20)
+        self._rise = 10 ** (rise_db_per_s / 20 / 50)  # per 20 ms frame
+        self._floor = 0.003  # -50 dBFS until the stream shows its own floor
+
+    @property
+    def noise_floor(self) -> float:
+        return self._floor
 
     def is_speech(self, frame: np.ndarray) -> bool:
+        rms = float(np.sqrt(np.mean(np.square(frame, dtype=np.float64)))) + 1e-9
+        floor = self._floor
+        floor = floor * 0.8 + rms * 0.2 if rms < floor else floor * self._rise
+        self._floor = floor
+        if rms < max(0.002, floor * self._ratio):
+            return False
         return bool(self._vad.is_speech(float_to_pcm16(frame), VAD_RATE))
 
 
@@ -152,7 +171,8 @@ class TurnDetector:
             if full and sum(self._window) >= cfg.start_ratio * len(self._window):
                 self._speaking, self._sustained, self._silence = True, False, 0
                 self._voiced = sum(self._window)
-                return SpeechStarted(self._samples - len(self._window) * FRAME)
+                first = list(self._window).index(True)  # the turn starts at its first voiced frame
+                return SpeechStarted(self._samples - (len(self._window) - first) * FRAME)
             return None
         if voiced:
             self._voiced += 1

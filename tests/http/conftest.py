@@ -35,3 +35,20 @@ async def live_server() -> AsyncIterator[LiveServer]:
     async with LiveServer(settings, services) as server:
         server.livelink_port = port
         yield server
+
+
+TURN_GRAMMAR = """#JSGF V1.0;
+grammar turns;
+public <turn> = tell me about the weather | what is your name | stop talking please | hello there;
+"""
+
+
+@pytest.fixture
+async def grammar_server() -> AsyncIterator[LiveServer]:
+    """The live server with the real pocketsphinx decoder restricted to a JSGF grammar (exact transcripts)."""
+    from facecast.stt.pocketsphinx import PocketSphinxConfig, PocketSphinxSTT
+
+    services = Services(PocketSphinxSTT(PocketSphinxConfig(grammar=TURN_GRAMMAR)), EchoLLM(), EspeakTTS(),
+                        PhoneticAnimator())
+    async with LiveServer(replace(Settings(), livelink=("off",)), services) as server:
+        yield server

@@ -42,6 +42,8 @@ class SimConfig:
     token: str = ""
     acks: bool = True
     chunk_ms: float = 20.0
+    turns: str = "server"
+    """``server``: the server detects the end of speech; ``client``: engine-sim sends ``end_of_speech``."""
 
 
 @dataclass(slots=True)
@@ -67,6 +69,8 @@ class UtteranceReport:
     face: list[Float32Array] = field(default_factory=list)
     ended: bool = False
     cleared: bool = False
+    after_clear: int = 0
+    """Audio or face frames of this utterance that arrived after its ``clear_buffer`` (must be 0)."""
 
 
 @dataclass(slots=True)
@@ -77,6 +81,8 @@ class TurnReport:
     utterances: list[UtteranceReport] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=dict)
+    """The server's per-stage times of the reply (ms from the end of speech)."""
 
     @property
     def response_latency(self) -> float:
@@ -102,6 +108,8 @@ class EngineSim:
         self._udp: asyncio.DatagramTransport | None = None
         self._listener = _LiveLinkListener()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._mic_offset = 0
+        self.last_voice_end = 0.0
 
     async def __aenter__(self) -> EngineSim:
         cfg = self.config
@@ -113,7 +121,7 @@ class EngineSim:
         self._ws = await connect(cfg.url, additional_headers=headers, max_size=2**21)
         hello = {"type": "hello", "version": proto.VERSION, "audio": {"rate": cfg.rate, "channels": 1},
                  "mic": {"rate": cfg.mic_rate, "channels": 1}, "face": True, "acks": cfg.acks,
-                 "subject": cfg.subject}
+                 "subject": cfg.subject, "turns": cfg.turns}
         await self._ws.send(json.dumps(hello))
         self.welcome = json.loads(await self._ws.recv())
         if self.welcome.get("type") != "welcome":
@@ -141,8 +149,24 @@ class EngineSim:
         return await self.receive_reply(report, timeout)
 
     async def say_audio(self, pcm: Float32Array, rate: int, timeout: float = 30.0, realtime: bool = True) -> TurnReport:
-        """Stream ``pcm`` as the microphone (in real time unless ``realtime`` is false), then end the turn."""
+        """Stream ``pcm`` as the microphone (in real time unless ``realtime`` is false) and receive the reply.
+
+        With server-side turns the server must detect the end of speech itself (stream enough trailing
+        silence); with client-side turns ``end_of_speech`` is sent after the audio.
+        """
+        await self.stream_mic(pcm, rate, realtime)
+        report = TurnReport(speech_end=self.last_voice_end)
+        if self.config.turns == "client":
+            report.speech_end = time.monotonic()
+            await self.ws.send(json.dumps({"type": "end_of_speech"}))
+        return await self.receive_reply(report, timeout)
+
+    async def stream_mic(self, pcm: Float32Array, rate: int, realtime: bool = True) -> None:
+        """Send ``pcm`` as microphone audio, paced in real time. Sets :attr:`last_voice_end`: the monotonic
+        time at which the last non-silent sample was sent (the end of the player's speech)."""
         mic = resample(pcm, rate, self.config.mic_rate)
+        voiced = np.flatnonzero(np.abs(mic) > 0.01)
+        last_voiced = int(voiced[-1]) + 1 if len(voiced) else 0
         step = int(self.config.mic_rate * self.config.chunk_ms / 1000)
         start = time.monotonic()
         for offset in range(0, len(mic), step):
@@ -150,24 +174,43 @@ class EngineSim:
                 delay = start + offset / self.config.mic_rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            await self.ws.send(proto.encode_mic(offset, float_to_pcm16(mic[offset : offset + step])))
-        report = TurnReport(speech_end=time.monotonic())
-        await self.ws.send(json.dumps({"type": "end_of_speech"}))
-        return await self.receive_reply(report, timeout)
+            await self.ws.send(proto.encode_mic(self._mic_offset + offset, float_to_pcm16(mic[offset : offset + step])))
+            if offset <= last_voiced < offset + step:
+                self.last_voice_end = time.monotonic()
+        self._mic_offset += len(mic)
 
     async def receive_reply(self, report: TurnReport, timeout: float) -> TurnReport:
-        """Receive until the reply's last utterance ends (or an error ends the turn)."""
+        """Receive until the reply's last utterance has been sent AND played out (or an error ends the turn).
+
+        Like an engine, it keeps receiving while the audio plays, so a ``clear_buffer`` during playback
+        (barge-in) is seen; it then waits for the next utterance (the reply to the interruption).
+        """
         deadline = time.monotonic() + timeout
         current: UtteranceReport | None = None
+        playing_out: UtteranceReport | None = None
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            now = time.monotonic()
+            if now >= deadline:
                 raise TimeoutError("no complete reply within the timeout")
-            message = await asyncio.wait_for(self.ws.recv(), remaining)
+            wait = deadline - now
+            if playing_out is not None:
+                left = playing_out.playback_start + playing_out.samples / self.config.rate - now
+                if left <= 0:
+                    await self._played(playing_out, interrupted=False)
+                    return report
+                wait = min(wait, left)
+            try:
+                message = await asyncio.wait_for(self.ws.recv(), wait)
+            except TimeoutError:
+                continue
             now = time.monotonic()
             if isinstance(message, bytes):
                 packet = proto.decode_binary(message)
-                if current is None or getattr(packet, "utterance", None) != current.utterance:
+                owner = next((u for u in report.utterances if u.utterance == getattr(packet, "utterance", None)), None)
+                if owner is not None and owner.cleared:
+                    owner.after_clear += 1
+                    continue
+                if current is None or owner is not current:
                     continue
                 if isinstance(packet, proto.AudioPacket):
                     await self._on_audio(current, packet, now)
@@ -182,13 +225,19 @@ class EngineSim:
             elif kind == "utterance_start":
                 current = UtteranceReport(data["utterance"])
                 report.utterances.append(current)
+                playing_out = None
             elif kind == "utterance_end" and current is not None:
                 current.ended, current.text = True, data.get("text", "")
-                await self._finish(current, interrupted=False)
-                self._collect_livelink(current)
-                return report
-            elif kind == "clear_buffer" and current is not None:
-                current.cleared = True
+                playing_out = current
+            elif kind == "clear_buffer":
+                cleared = next((u for u in report.utterances if u.utterance == data.get("utterance")), None)
+                if cleared is not None and not cleared.cleared:
+                    cleared.cleared = True
+                    await self._played(cleared, interrupted=True)
+                    if cleared is playing_out:
+                        playing_out = None
+            elif kind == "timing":
+                report.timing = data.get("stages", {})
             elif kind == "error":
                 report.errors.append(data)
                 if data.get("code") in ("ack_timeout", "service_unavailable", "no_speech", "bad_input"):
@@ -225,14 +274,15 @@ class EngineSim:
         utt.face_frames += len(packet.values)
         utt.face.append(packet.values)
 
-    async def _finish(self, utt: UtteranceReport, interrupted: bool) -> None:
-        # wait, like an engine, until the audio has played out, then report it
-        end = utt.playback_start + utt.samples / self.config.rate
-        delay = end - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    async def _played(self, utt: UtteranceReport, interrupted: bool) -> None:
+        """Report the end of playback, with the samples actually played, like an engine does."""
+        played = utt.samples
+        if interrupted:
+            elapsed = time.monotonic() - utt.playback_start if utt.acked_at else 0.0
+            played = min(utt.samples, max(0, int(elapsed * self.config.rate)))
         await self.ws.send(json.dumps({"type": "playback_finished", "utterance": utt.utterance,
-                                       "position": utt.samples, "interrupted": interrupted}))
+                                       "position": played, "interrupted": interrupted}))
+        self._collect_livelink(utt)
 
     def _collect_livelink(self, utt: UtteranceReport) -> None:
         info = self.welcome.get("livelink") or {}

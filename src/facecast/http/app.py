@@ -13,10 +13,12 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from .. import __version__
@@ -26,10 +28,14 @@ from ..engine.outputs import LiveLinkOutput, LiveLinkSink, RecorderSink
 from ..engine.session import EngineSession, SessionConfig, UtteranceSink
 from ..pipeline import Services
 from ..protocol.engine import Hello
+from .neurosync import NeuroSyncBackends, NeuroSyncOptions, neurosync_router
 
 __all__ = ["create_app", "AppState", "TransportClosed"]
 
 log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+"""The browser client's static files (``facecast/web``), served at ``/`` and ``/web/``."""
 
 
 class TransportClosed(ConnectionError):
@@ -44,6 +50,13 @@ class AppState:
     sessions: set[EngineSession] = field(default_factory=set)
     livelink: LiveLinkOutput | None = None
     session_count: int = 0
+    neurosync: NeuroSyncBackends | None = None
+    """Models behind the NeuroSync endpoints; built from ``services`` on first use when left ``None``."""
+
+    def neurosync_backends(self) -> NeuroSyncBackends:
+        if self.neurosync is None:
+            self.neurosync = NeuroSyncBackends.from_services(self.settings, self.services)
+        return self.neurosync
 
     def sinks_for(self, hello: Hello) -> list[UtteranceSink]:
         """The outputs of a new session: its Live Link subject and, with ``--record``, the recorder."""
@@ -128,6 +141,14 @@ def create_app(state: AppState) -> FastAPI:
             "services": {"stt": settings.stt, "llm": settings.llm, "tts": settings.tts, "face": settings.face},
         })
 
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
+
+    app.include_router(neurosync_router(NeuroSyncOptions.from_settings(state.settings), state.neurosync_backends))
+
     @app.websocket("/ws/engine")
     async def engine(ws: WebSocket) -> None:
         if not _authorized(ws, state.settings.token):
@@ -149,8 +170,8 @@ def create_app(state: AppState) -> FastAPI:
         except (WebSocketDisconnect, TransportClosed):
             pass
         finally:
-            state.sessions.discard(session)
             await session.close()
+            state.sessions.discard(session)
             if ws.application_state == WebSocketState.CONNECTED:
                 await ws.close(code=1000)
 

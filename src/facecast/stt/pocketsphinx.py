@@ -24,8 +24,9 @@ What the decoder is fed, and why (measured on espeak-ng speech, see ``tests/stt/
   input ends (~0.3 s for a 2 s sentence) for no measured accuracy gain on this model.
 
 A decoder's cepstral-mean estimate (its idea of the channel) carries over from one utterance to the next,
-as PocketSphinx intends for one audio source; the first utterance on a new decoder starts from the
-model's default. Open-vocabulary recognition with the bundled model is weak on synthetic speech (about
+as PocketSphinx intends for one audio source, and a newly created decoder starts from the latest estimate
+of the instance (the model's default before any utterance has ended): recognition improves once one
+utterance has been heard. Open-vocabulary recognition with the bundled model is weak on synthetic speech (about
 half the words); a JSGF grammar (``PocketSphinxConfig.grammar``) recognises a fixed vocabulary exactly.
 8 kHz (telephone) audio lacks the 4-8 kHz band the wideband model was trained on, and is recognised
 less reliably than wideband audio.
@@ -38,6 +39,7 @@ import queue
 import re
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +142,8 @@ class PocketSphinxSTT:
             kwargs["lm"] = None
         kwargs.update(cfg.decoder_options)
         self._pool = _Pool(_DecoderFactory(kwargs, self._grammar), cfg.max_idle_decoders)
+        # Idle workers hold no reference to this instance: when it is collected, stop them for good.
+        weakref.finalize(self, self._pool.drain, True)
         self._noise = _noise_table(cfg.noise_floor)
         self._padding = DECODER_RATE * cfg.end_padding_ms // 1000
         self._partial = DECODER_RATE * cfg.partial_interval_ms // 1000
@@ -371,6 +375,8 @@ class _Pool:
         self._lock = threading.Lock()
         self._idle: list[_Worker] = []
         self._created = 0
+        self._closed = False
+        self.cmn: str | None = None  # the latest cepstral mean a decoder learned; new decoders start there
 
     @property
     def created(self) -> int:
@@ -390,18 +396,23 @@ class _Pool:
         decoder = self.factory()
         with self._lock:
             self._created += 1
+            cmn = self.cmn
+        if cmn is not None:
+            decoder.set_cmn(cmn)
         return decoder
 
     def release(self, worker: _Worker) -> bool:
         """Take ``worker`` back; False when the pool is full (the worker then stops)."""
         with self._lock:
-            if len(self._idle) >= self.max_idle:
+            if self._closed or len(self._idle) >= self.max_idle:
                 return False
             self._idle.append(worker)
             return True
 
-    def drain(self) -> None:
+    def drain(self, final: bool = False) -> None:
+        """Stop the idle workers; ``final``: also those still busy, when they finish."""
         with self._lock:
+            self._closed = self._closed or final
             idle, self._idle = self._idle, []
         for worker in idle:
             worker.stop()
@@ -488,6 +499,7 @@ class _Worker:
             in_utterance = False
             decoder.end_utt()
             text = _hypothesis(decoder)
+            self._pool.cmn = decoder.get_cmn(False)
             cpu += time.thread_time() - tick
             return _Final(text, decoded, after_end, steps_after_end, cpu, partials, created)
         finally:

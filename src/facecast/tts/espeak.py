@@ -1,7 +1,7 @@
 """The default text-to-speech: libespeak-ng (from the ``espeakng-loader`` wheel) through ctypes.
 
 Audio, phoneme and word timing come from one call of ``espeak_Synth`` in synchronous mode: the library
-calls back every ~50 ms of generated audio with its PCM (int16, 22050 Hz) and the events that happened
+calls back every ~60 ms of generated audio with its PCM (int16, 22050 Hz) and the events that happened
 inside that buffer (PHONEME events carry the espeak-ng mnemonic and the exact sample position).
 
 Threading: libespeak-ng has global state and is not thread-safe, so every call into it runs on ONE
@@ -27,8 +27,8 @@ Timing contract of :meth:`EspeakTTS.synthesize` (all positions in samples from 0
   times faster than real time, so this costs well under a millisecond). Chunks are contiguous.
 
 espeak-ng keeps some synthesis state across requests (pitch flutter phase, gain), so the same text may
-come back a few samples longer or shorter, with slightly shifted phonemes, depending on what was
-spoken before. Phoneme symbols, words and the sound are the same.
+come back a few samples longer or shorter, depending on what was spoken before; symbols, words and
+sound are the same.
 """
 
 from __future__ import annotations
@@ -56,26 +56,14 @@ MIN_RATE = 80
 MAX_RATE = 450
 """Fastest speaking rate, words per minute (espeak-ng's own limit)."""
 
-_BUFFER_MS = 50  # audio per callback: the streaming granularity
-_AUDIO_OUTPUT_SYNCHRONOUS = 2
-_INIT_PHONEME_EVENTS = 0x0001
-_INIT_DONT_EXIT = 0x8000  # without it a missing data folder makes the library call exit()
-_POS_CHARACTER = 1
-_CHARS_UTF8 = 1
-_ENDPAUSE = 0x1000
-_PARAM_RATE = 1
-_PARAM_PITCH = 3
-_EV_LIST_TERMINATED = 0
-_EV_WORD = 1
-_EV_SENTENCE = 2
-_EV_END = 5
-_EV_PHONEME = 7
+_BUFFER_MS = 50  # audio per callback (the library makes it ~60 ms): the streaming granularity
+# Constants of speak_lib.h. Without DONT_EXIT, a missing data folder makes the library call exit().
+_AUDIO_OUTPUT_SYNCHRONOUS, _INIT_PHONEME_EVENTS, _INIT_DONT_EXIT = 2, 0x0001, 0x8000
+_POS_CHARACTER, _CHARS_UTF8, _ENDPAUSE, _PARAM_RATE, _PARAM_PITCH = 1, 1, 0x1000, 1, 3
+_EV_LIST_TERMINATED, _EV_WORD, _EV_SENTENCE, _EV_END, _EV_PHONEME = 0, 1, 2, 5, 7
 
 _WHITESPACE_CONTROLS = re.compile(r"[\t\n\x0b\x0c\r\x1c-\x1f\x85]")
 _OTHER_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
-
-
-# ---------------------------------------------------------------------------------------------- ctypes
 
 
 class _EventId(ctypes.Union):
@@ -86,15 +74,13 @@ class _Event(ctypes.Structure):
     """``espeak_EVENT`` from speak_lib.h (40 bytes on 64-bit: the pointer fields are 8-aligned)."""
 
     _fields_ = [
-        ("type", ctypes.c_int),
-        ("unique_identifier", ctypes.c_uint),
+        ("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint),
         ("text_position", ctypes.c_int),  # 1-based character (code point) index in the text
         ("length", ctypes.c_int),  # word length in characters (WORD events)
         ("audio_position", ctypes.c_int),  # ms
         ("sample", ctypes.c_int),  # exact sample position from the start of the espeak_Synth call
-        ("user_data", ctypes.c_void_p),
-        ("id", _EventId),
-    ]
+        ("user_data", ctypes.c_void_p), ("id", _EventId),
+    ]  # fmt: skip
 
 
 class _Voice(ctypes.Structure):
@@ -136,17 +122,14 @@ class _Settings:
     end_pause: bool
 
 
-# ------------------------------------------------------------------------------------------ assembler
-
-
+@dataclass(slots=True, eq=False)
 class _WordRec:
-    __slots__ = ("text", "lo", "hi", "start", "end", "closed")
-
-    def __init__(self, text: str, lo: int, hi: int) -> None:
-        self.text, self.lo, self.hi = text, lo, hi
-        self.start: int | None = None
-        self.end: int | None = None
-        self.closed = False
+    text: str
+    lo: int  # character span in the text
+    hi: int
+    start: int | None = None  # sample span, from its phonemes
+    end: int | None = None
+    closed: bool = False  # takes no more phonemes
 
 
 class _Assembler:
@@ -251,10 +234,8 @@ class _Assembler:
         # Events never lie past the audio in practice; clamp so that the tiling contract holds anyway.
         self._phonemes = deque(Phoneme(p.symbol, p.start, min(p.end, total)) for p in self._phonemes if p.start < total)
         for word in self._words:
-            if word.start is not None and word.start >= total:
-                word.start = None
-            if word.end is not None:
-                word.end = min(word.end, total)
+            word.start = None if word.start is None or word.start >= total else word.start
+            word.end = None if word.end is None else min(word.end, total)
         return self._pop(total)
 
     def _pop(self, horizon: int) -> list[SpeechChunk]:
@@ -278,14 +259,11 @@ class _Assembler:
         return out
 
 
-# ------------------------------------------------------------------------------------------ the worker
-
-
 _END = object()
 
 
 class _Job:
-    """One synthesis request. The worker :meth:`post` s results; the consumer :meth:`take` s them.
+    """One synthesis request: the worker thread calls :meth:`post`, the consumer awaits :meth:`take`.
 
     Results the worker produces while the consumer is busy are handed over together, with one wake-up
     of the consumer's loop instead of one per chunk.
@@ -390,8 +368,7 @@ class _Engine:
                 code = ctypes.string_at(address + 1)
                 languages.append((priority, code.decode("utf-8", "replace").lower()))
                 address += len(code) + 2
-            name = (voice.name or b"").decode("utf-8", "replace")
-            identifier = (voice.identifier or b"").decode("utf-8", "replace")
+            name, identifier = ((text or b"").decode("utf-8", "replace") for text in (voice.name, voice.identifier))
             out.append(_VoiceInfo(name, identifier, tuple(languages)))
             index += 1
         return tuple(out)
@@ -487,9 +464,6 @@ def _engine() -> _Engine:
         engine = _ENGINE
     engine.wait_ready()
     return engine
-
-
-# -------------------------------------------------------------------------------------------- public
 
 
 def list_voices() -> list[str]:
@@ -591,19 +565,11 @@ class EspeakTTS:
         """The voice as given, e.g. ``en-gb+f3``."""
         return self._voice
 
-    @property
-    def rate(self) -> int:
-        return self._settings.rate
-
-    @property
-    def pitch(self) -> int:
-        return self._settings.pitch
-
     def __repr__(self) -> str:
-        return f"EspeakTTS(voice={self._voice!r}, rate={self.rate}, pitch={self.pitch})"
+        return f"EspeakTTS(voice={self._voice!r}, rate={self._settings.rate}, pitch={self._settings.pitch})"
 
     async def synthesize(self, text: str) -> AsyncGenerator[SpeechChunk, None]:
-        """Speak ``text``, yielding ~50 ms chunks as the library produces them (timing: module docstring).
+        """Speak ``text``, yielding ~60 ms chunks as the library produces them (timing: module docstring).
 
         Control characters are removed (line breaks and tabs become spaces). Raises :class:`InputError`
         for empty text or text over :data:`MAX_TEXT_CHARS` characters, :class:`ServiceError` if the

@@ -1,0 +1,452 @@
+"""NeuroSync-compatible HTTP endpoints (REFERENCE.md section 4), so a NeuroSync Player or script keeps working.
+
+==================================  =====================================================================
+``POST /audio_to_blendshapes``      raw audio file bytes -> ``{"blendshapes": N x 68}``, 60 frames per
+                                    second of audio, from the configured audio-driven animator
+``POST /transcribe``                ``{"audio_base64", "return_timestamps"}`` (or raw audio bytes) ->
+                                    ``{"status": "success", "transcription", "timestamps"}``
+``POST /generate_speech``           ``{"text", "voice"}`` -> ``audio/wav``
+``POST /synthesize_and_blendshapes``  ``{"text", "voice"}`` -> ``multipart/mixed; boundary=MY_BOUNDARY_STRING``:
+                                    the WAV, then the frames as a JSON list (phoneme-timed animation)
+``POST /get_embedding``             ``{"text"}`` -> ``{"embedding": [...]}`` (``embeddings`` extra)
+``POST /process_image``             image -> ``{"caption"}`` (``images`` extra + a local model; off by default)
+``POST /process_clip``              image (+ labels) -> CLIP scores and embedding (same)
+==================================  =====================================================================
+
+Endpoint groups switch on and off like NeuroSync's ``ENABLE_*_ENDPOINTS`` flags (see
+:class:`NeuroSyncOptions`); a switched-off endpoint answers 404 naming the setting. Every error is JSON,
+``{"status": "error", "code", "message"}`` (plus ``"hint"`` when something can be installed): 400 for a
+malformed or empty body, 401 for a missing token, 413 for a body over the limit, 415 for a wrong content
+type, 422 for a well-formed request that cannot be used (too-short audio, invalid fields), 501 for a
+feature that is not installed or configured, 503 when a service fails. The value conventions and the
+multipart layout are in :mod:`facecast.protocol.neurosync`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import hmac
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from ..aio import closing
+from ..audio import iter_chunks, split_chunks
+from ..config import Settings
+from ..errors import ConfigError, FacecastError, InputError, ServiceError
+from ..offline import say
+from ..pipeline import Services, transcribe_all
+from ..protocol import neurosync as wire
+from ..roles import FaceAnimator, SpeechToText, TextToSpeech
+from ..types import FACE_WIDTH, Float32Array, SpeechChunk, frames_for_samples
+from .extras.embeddings import Embedder, load_embedder
+from .extras.images import Captioner, ClipScorer, load_captioner, load_clip
+from .neurosync_io import (
+    MAX_AUDIO_SECONDS,
+    MB,
+    ApiError,
+    EmbeddingRequest,
+    ErrorBody,
+    Handler,
+    ImageRequest,
+    SpeechRequest,
+    TranscribeRequest,
+    decode_audio,
+    decode_base64,
+    guarded,
+    is_audio_type,
+    is_json_type,
+    media_type,
+    parse_json,
+    read_body,
+    too_large,
+    unsupported,
+)
+
+__all__ = [
+    "NeuroSyncOptions",
+    "NeuroSyncBackends",
+    "Lazy",
+    "ApiError",
+    "neurosync_router",
+    "animate_audio",
+    "MAX_AUDIO_SECONDS",
+]
+
+T = TypeVar("T")
+
+_VOICE_CACHE = 16
+
+
+# ------------------------------------------------------------------------------------------ configuration
+
+
+@dataclass(frozen=True, slots=True)
+class NeuroSyncOptions:
+    """What the router serves and accepts. ``max_upload_bytes`` bounds audio and image bodies; JSON bodies
+    with base64 audio may be 4/3 of it; text-only JSON bodies ``max_text_bytes``. A non-empty ``token`` is
+    required from clients as ``Authorization: Bearer T``, ``API-Key: T`` (NeuroSync's header),
+    ``X-API-Key: T`` or ``?token=T``."""
+
+    audio: bool = True
+    tts: bool = True
+    embedding: bool = True
+    image: bool = False
+    max_upload_bytes: int = 50 * MB
+    max_text_bytes: int = MB
+    min_audio_seconds: float = wire.MIN_AUDIO_SECONDS
+    token: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NeuroSyncOptions:
+        return cls(
+            audio=settings.neurosync_audio_endpoints,
+            tts=settings.neurosync_tts_endpoints,
+            embedding=settings.neurosync_embedding_endpoints,
+            image=settings.neurosync_image_endpoints,
+            max_upload_bytes=max(1, int(settings.neurosync_max_upload_mb * MB)),
+            token=settings.token,
+        )
+
+
+class Lazy(Generic[T]):
+    """A value built on first use, off the event loop, once; a failure to build is kept and re-raised."""
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._value: T | None = None
+        self._error: FacecastError | None = None
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def ready(cls, value: T) -> Lazy[T]:
+        lazy: Lazy[T] = cls(lambda: value)
+        lazy._value = value
+        return lazy
+
+    async def get(self) -> T:
+        """The value; raises what the factory raised (a :class:`FacecastError`), now and on every later call."""
+        async with self._lock:
+            if self._value is None and self._error is None:
+                try:
+                    self._value = await asyncio.to_thread(self._factory)
+                except FacecastError as exc:
+                    self._error = exc
+            if self._error is not None:
+                raise self._error
+            assert self._value is not None
+            return self._value
+
+
+@dataclass(slots=True)
+class NeuroSyncBackends:
+    """The models behind the endpoints. ``speech_face`` animates TTS output (with phoneme timing), as in
+    ``facecast say``; ``audio_face`` animates bare audio; ``tts_for_voice`` gives the TTS for a requested
+    voice (raising :class:`InputError` for one it does not know)."""
+
+    stt: SpeechToText
+    tts: TextToSpeech
+    speech_face: FaceAnimator
+    audio_face: Lazy[FaceAnimator]
+    embedder: Lazy[Embedder]
+    captioner: Lazy[Captioner]
+    clip: Lazy[ClipScorer]
+    tts_for_voice: Callable[[str], TextToSpeech] | None = None
+    voices: dict[str, TextToSpeech] = field(default_factory=dict)
+
+    @classmethod
+    def from_services(cls, settings: Settings, services: Services) -> NeuroSyncBackends:
+        """Backends sharing ``services``; the audio animator, embedder and image models load on first use."""
+        from ..services import make_face, make_tts
+
+        audio_spec = settings.neurosync_face.strip()
+        if audio_spec.lower() == settings.face.strip().lower():
+            audio_face = Lazy.ready(services.face)
+        else:
+            audio_face = Lazy(functools.partial(make_face, audio_spec))
+
+        def tts_for_voice(voice: str) -> TextToSpeech:
+            return make_tts(settings.tts, voice, settings.speech_rate, settings.pitch)
+
+        return cls(
+            stt=services.stt,
+            tts=services.tts,
+            speech_face=services.face,
+            audio_face=audio_face,
+            embedder=Lazy(functools.partial(load_embedder, settings.embedding_model)),
+            captioner=Lazy(functools.partial(load_captioner, settings.caption_model)),
+            clip=Lazy(functools.partial(load_clip, settings.clip_model)),
+            tts_for_voice=tts_for_voice,
+        )
+
+    def voice(self, name: str | None) -> tuple[TextToSpeech, str | None]:
+        """The TTS for ``name`` and a warning when it is unknown (the default voice speaks instead)."""
+        if not name or self.tts_for_voice is None:
+            return self.tts, None
+        if name not in self.voices:
+            try:
+                tts = self.tts_for_voice(name)
+            except (InputError, ConfigError) as exc:
+                return self.tts, f"voice {name!r} is not available here ({exc}); the default voice was used"
+            if len(self.voices) >= _VOICE_CACHE:
+                self.voices.pop(next(iter(self.voices)))
+            self.voices[name] = tts
+        return self.voices[name], None
+
+# ---------------------------------------------------------------------------------------------- the work
+
+
+async def _speech(pcm: Float32Array, rate: int) -> AsyncIterator[SpeechChunk]:
+    for chunk in split_chunks(pcm, rate, chunk_ms=100.0):
+        yield SpeechChunk(chunk)
+
+
+async def animate_audio(face: FaceAnimator, pcm: Float32Array, rate: int) -> Float32Array:
+    """Animate bare audio (no phoneme timing): exactly ``frames_for_samples(len(pcm), rate)`` frames.
+
+    Raises :class:`ServiceError` if the animator's frames are not contiguous from frame 0. Frames it
+    does not deliver are held from its last one.
+    """
+    expected = frames_for_samples(len(pcm), rate)
+    out = np.zeros((expected, FACE_WIDTH), np.float32)
+    filled = 0
+    async with closing(face.animate(_speech(pcm, rate))) as blocks:
+        async for block in blocks:
+            if block.start != filled:
+                raise ServiceError(f"the face animator sent frame {block.start} where {filled} was due")
+            take = block.values[: max(0, expected - block.start)]
+            out[block.start : block.start + len(take)] = take
+            filled = block.end
+    if 0 < filled < expected:
+        out[filled:] = out[filled - 1]
+    return out
+
+
+def _wav_response(wav: bytes, headers: dict[str, str]) -> Response:
+    return Response(wav, media_type="audio/wav", headers=headers)
+
+
+def _voice_headers(tts: TextToSpeech, warning: str | None) -> dict[str, str]:
+    headers = {}
+    voice = getattr(tts, "voice", None)
+    if isinstance(voice, str):
+        headers["X-Facecast-Voice"] = voice.encode("ascii", "replace").decode()
+    if warning:
+        headers["X-Facecast-Warning"] = warning.encode("ascii", "replace").decode()[:300]
+    return headers
+
+
+# ------------------------------------------------------------------------------------------------ router
+
+
+def _schema(model: type[BaseModel], *raw: str) -> dict[str, Any]:
+    content: dict[str, Any] = {"application/json": {"schema": model.model_json_schema()}}
+    for media in raw:
+        content[media] = {"schema": {"type": "string", "format": "binary"}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+_RAW_AUDIO = {"requestBody": {"required": True, "content": {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    "audio/wav": {"schema": {"type": "string", "format": "binary"}},
+}}}  # fmt: skip
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in (
+        (400, "malformed or empty body"), (401, "missing or wrong access token"), (413, "body over the size limit"),
+        (415, "wrong Content-Type"), (422, "unusable input"), (501, "feature not installed or configured"),
+        (503, "a service failed"),
+    )
+}  # fmt: skip
+
+
+def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSyncBackends]) -> APIRouter:
+    """The NeuroSync endpoints. ``backends`` is called per request (it may build and cache them lazily)."""
+    router = APIRouter(tags=["NeuroSync-compatible"])
+    upload = options.max_upload_bytes
+    b64_upload = upload * 4 // 3 + 64 * 1024
+    drain_cap = max(b64_upload, 16 * MB) * 2
+
+    def check_token(request: Request) -> None:
+        if not options.token:
+            return
+        offered = request.query_params.get("token", "")
+        for header in ("api-key", "x-api-key"):
+            offered = request.headers.get(header, offered)
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            offered = auth[7:].strip()
+        if not hmac.compare_digest(offered.encode(), options.token.encode()):
+            raise ApiError(401, "unauthorized", "missing or wrong access token",
+                           "send it as 'Authorization: Bearer TOKEN' or 'API-Key: TOKEN'")
+
+    def route(path: str, group: str, enabled: bool, summary: str, **extra: Any) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            async def endpoint(request: Request) -> Response:
+                check_token(request)
+                if not enabled:
+                    setting = f"neurosync_{group}_endpoints"
+                    raise ApiError(404, "endpoint_disabled", f"{path} is switched off on this server",
+                                   f"enable it with the setting {setting} = true "
+                                   f"(environment: FACECAST_{setting.upper()}=1)")
+                return await handler(request)
+
+            endpoint.__name__ = handler.__name__
+            endpoint.__doc__ = handler.__doc__
+            responses = {**_ERRORS, **extra.pop("responses", {})}
+            router.add_api_route(path, guarded(endpoint, drain_cap), methods=["POST"], summary=summary,
+                                 include_in_schema=enabled, responses=responses, **extra)
+            return handler
+
+        return register
+
+    @route("/audio_to_blendshapes", "audio", options.audio, "Audio file -> 60 fps ARKit frames",
+           openapi_extra=_RAW_AUDIO)
+    async def audio_to_blendshapes(request: Request) -> Response:
+        """The body is an audio file's bytes (WAV, FLAC, OGG...; any rate, channels are mixed down), sent as
+        ``application/octet-stream`` or ``audio/*``. Answers ``{"blendshapes": [[68 values], ...]}``: one frame
+        per 1/60 s of audio (rounded up), values 0-60 in [0, 1], emotions 61-67 unscaled. Audio under ~83 ms
+        is refused (422)."""
+        media = media_type(request)
+        if not is_audio_type(media):
+            raise unsupported(media, "the audio file's bytes as application/octet-stream or audio/*")
+        body = await read_body(request, upload, "audio")
+        pcm, rate = await asyncio.to_thread(decode_audio, body, options.min_audio_seconds)
+        try:
+            face = await backends().audio_face.get()
+        except ConfigError as exc:
+            raise ApiError(501, "not_available", f"no audio-driven face animator is available: {exc}",
+                           "set neurosync_face (FACECAST_NEUROSYNC_FACE) to an audio-driven animator such as "
+                           "'learned'") from None
+        frames = await animate_audio(face, pcm, rate)
+        payload = await asyncio.to_thread(wire.blendshapes_json, frames)
+        return Response(payload, media_type="application/json")
+
+    @route("/transcribe", "audio", options.audio, "Speech to text",
+           openapi_extra=_schema(TranscribeRequest, "application/octet-stream", "audio/wav"))
+    async def transcribe(request: Request) -> Response:
+        """JSON ``{"audio_base64": ..., "return_timestamps": false}`` as NeuroSync's Player sends it, or the raw
+        audio bytes. Answers ``{"status": "success", "transcription": ..., "timestamps": [...]}``; timestamps
+        (when asked for) are one segment ``{"start", "end", "text"}`` spanning the audio."""
+        media = media_type(request)
+        timestamps = False
+        if is_audio_type(media) and media:
+            audio = await read_body(request, upload, "audio")
+        elif is_json_type(media):
+            parsed = parse_json(await read_body(request, b64_upload, "request body"), TranscribeRequest)
+            if not parsed.audio_base64.strip():
+                raise ApiError(400, "empty_audio", "audio_base64 is empty: no audio data provided")
+            audio = decode_base64(parsed.audio_base64, "audio_base64")
+            timestamps = parsed.return_timestamps
+        else:
+            raise unsupported(media, "application/json with audio_base64, or the audio file's bytes")
+        pcm, rate = await asyncio.to_thread(decode_audio, audio, 0.0)
+        text = (await transcribe_all(backends().stt, iter_chunks(pcm, rate, chunk_ms=100.0))).strip()
+        result: dict[str, Any] = {"status": "success", "transcription": text}
+        if timestamps:
+            result["timestamps"] = [{"start": 0.0, "end": round(len(pcm) / rate, 3), "text": text}] if text else []
+        return JSONResponse(result)
+
+    async def speak(request: Request) -> tuple[Any, dict[str, str]]:
+        if not is_json_type(media_type(request)):
+            raise unsupported(media_type(request), 'application/json such as {"text": "Hello"}')
+        parsed = parse_json(await read_body(request, options.max_text_bytes, "request body"), SpeechRequest)
+        if not parsed.text.strip():
+            raise ApiError(400, "empty_text", "no text provided: the text is empty")
+        current = backends()
+        tts, warning = current.voice(parsed.voice)
+        utterance = await say(parsed.text, tts, current.speech_face)
+        return utterance, _voice_headers(tts, warning)
+
+    @route("/generate_speech", "tts", options.tts, "Text to speech (WAV)", openapi_extra=_schema(SpeechRequest),
+           response_class=Response, responses={200: {"content": {"audio/wav": {}}}})
+    async def generate_speech(request: Request) -> Response:
+        """JSON ``{"text": ..., "voice": ...}`` -> a mono PCM16 WAV at the TTS's rate."""
+        utterance, headers = await speak(request)
+        return _wav_response(wire.player_safe_wav(utterance.audio, utterance.rate), headers)
+
+    @route("/synthesize_and_blendshapes", "tts", options.tts, "Text to speech + face frames (multipart)",
+           openapi_extra=_schema(SpeechRequest), responses={200: {"content": {wire.MULTIPART_CONTENT_TYPE: {}}}})
+    async def synthesize_and_blendshapes(request: Request) -> Response:
+        """JSON ``{"text": ..., "voice": ...}`` -> ``multipart/mixed; boundary=MY_BOUNDARY_STRING`` with the WAV
+        (``audio/wav``) then the frames (``application/json``, a list of 68-value lists, one per 1/60 s of
+        the audio), animated from the TTS's phoneme timing like ``facecast say``."""
+        utterance, headers = await speak(request)
+        wav = wire.player_safe_wav(utterance.audio, utterance.rate)
+        frames = await asyncio.to_thread(wire.frames_json, utterance.face)
+        return Response(wire.encode_multipart(wav, frames), headers=headers, media_type=wire.MULTIPART_CONTENT_TYPE)
+
+    @route("/get_embedding", "embedding", options.embedding, "Text embedding",
+           openapi_extra=_schema(EmbeddingRequest))
+    async def get_embedding(request: Request) -> Response:
+        """JSON ``{"text": ...}`` -> ``{"embedding": [...], "dimensions": n, "model": name}``, unit length."""
+        if not is_json_type(media_type(request)):
+            raise unsupported(media_type(request), 'application/json such as {"text": "Hello"}')
+        parsed = parse_json(await read_body(request, options.max_text_bytes, "request body"), EmbeddingRequest)
+        if not parsed.text.strip():
+            raise ApiError(400, "empty_text", "no text provided: the text is empty")
+        embedder = await backends().embedder.get()
+        vectors = await asyncio.to_thread(embedder.embed, [parsed.text])
+        return JSONResponse({"embedding": [round(float(v), 7) for v in vectors[0]],
+                             "dimensions": embedder.dimensions, "model": embedder.name})
+
+    async def image_request(request: Request) -> ImageRequest:
+        media = media_type(request)
+        if media.startswith("image/") or media == "application/octet-stream":
+            data = await read_body(request, upload, "image")
+            return ImageRequest(image_base64=base64.b64encode(data).decode())
+        if media in ("", "text/plain"):
+            text = (await read_body(request, b64_upload, "request body")).decode("utf-8", "replace").strip()
+            if text.startswith("{"):
+                return parse_json(text.encode(), ImageRequest)
+            return ImageRequest(image_base64=text)
+        if is_json_type(media):
+            return parse_json(await read_body(request, b64_upload, "request body"), ImageRequest)
+        raise unsupported(media, "image bytes (image/*), a base64 text body, or JSON with image_base64")
+
+    def image_bytes(parsed: ImageRequest) -> bytes:
+        encoded = parsed.image_base64 or parsed.image or ""
+        if not encoded.strip():
+            raise ApiError(400, "empty_body", "no image provided")
+        data = decode_base64(encoded, "the image")
+        if len(data) > upload:
+            raise too_large("image", upload)
+        return data
+
+    @route("/process_image", "image", options.image, "Image caption",
+           openapi_extra=_schema(ImageRequest, "image/png", "image/jpeg"))
+    async def process_image(request: Request) -> Response:
+        """An image (raw bytes, a base64 text body, or JSON ``{"image_base64", "prompt"}``) ->
+        ``{"caption": ...}`` from the local captioning model."""
+        parsed = await image_request(request)
+        data = image_bytes(parsed)
+        captioner = await backends().captioner.get()
+        caption = await asyncio.to_thread(captioner.caption, data, parsed.prompt)
+        return JSONResponse({"caption": caption, "model": captioner.name})
+
+    @route("/process_clip", "image", options.image, "CLIP labels and image embedding",
+           openapi_extra=_schema(ImageRequest, "image/png", "image/jpeg"))
+    async def process_clip(request: Request) -> Response:
+        """An image (as for ``/process_image``) with optional ``labels`` -> ``{"labels": [{"label", "score"}],
+        "best_label", "image_embedding"}`` (scores are softmax probabilities; the embedding is unit length)."""
+        parsed = await image_request(request)
+        data = image_bytes(parsed)
+        clip = await backends().clip.get()
+        result = await asyncio.to_thread(clip.score, data, tuple(parsed.labels))
+        return JSONResponse({
+            "labels": [{"label": label, "score": score} for label, score in zip(result.labels, result.scores,
+                                                                                strict=True)],
+            "best_label": result.best,
+            "image_embedding": [round(float(v), 7) for v in result.image_embedding],
+            "model": clip.name,
+        })
+
+    return router

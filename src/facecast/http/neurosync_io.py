@@ -1,0 +1,261 @@
+"""Request and error plumbing of the NeuroSync endpoints (:mod:`facecast.http.neurosync`).
+
+Bodies are read with a byte limit (413 past it, judged from ``Content-Length`` when sent, else while
+reading); an error answer first drains what is left of the body (up to a cap) so that a client still
+writing its upload reads the answer instead of a reset connection. Request JSON is validated with the
+pydantic models below (which also document the endpoints in ``/docs``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import io
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import soundfile as sf
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+from starlette.requests import ClientDisconnect
+
+from ..audio import read_audio
+from ..errors import ConfigError, FacecastError, InputError, ServiceError
+from ..types import Float32Array
+from .extras import ExtraUnavailable
+
+__all__ = [
+    "MB",
+    "MAX_AUDIO_SECONDS",
+    "ApiError",
+    "ErrorBody",
+    "Handler",
+    "RequestBody",
+    "TranscribeRequest",
+    "SpeechRequest",
+    "EmbeddingRequest",
+    "ImageRequest",
+    "from_facecast",
+    "drain",
+    "guarded",
+    "media_type",
+    "read_body",
+    "too_large",
+    "is_audio_type",
+    "is_json_type",
+    "unsupported",
+    "parse_json",
+    "decode_base64",
+    "decode_audio",
+]
+
+log = logging.getLogger("facecast.http.neurosync")
+
+MB = 1 << 20
+
+MAX_AUDIO_SECONDS = 30 * 60
+"""Longest audio the endpoints decode (a compressed file under the byte limit can hold hours)."""
+
+_AUDIO_TYPES = ("", "application/octet-stream", "application/ogg")
+
+
+class ApiError(Exception):
+    """An answer other than 200, as JSON ``{"status": "error", "code", "message"[, "hint"][, "errors"]}``."""
+
+    def __init__(self, status: int, code: str, message: str, hint: str = "", errors: list[Any] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.hint = hint
+        self.errors = errors
+
+    def response(self) -> JSONResponse:
+        body: dict[str, Any] = {"status": "error", "code": self.code, "message": self.message}
+        if self.hint:
+            body["hint"] = self.hint
+        if self.errors is not None:
+            body["errors"] = self.errors
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        return JSONResponse(body, status_code=self.status, headers=headers)
+
+
+class ErrorBody(BaseModel):
+    status: str = "error"
+    code: str
+    message: str
+    hint: str | None = None
+
+
+def from_facecast(exc: FacecastError) -> ApiError:
+    """The answer for an error a Facecast component raised: 501 not installed/configured, 422 unusable
+    input, 503 a failing service."""
+    if isinstance(exc, ExtraUnavailable):
+        return ApiError(501, "not_available", exc.reason, exc.hint)
+    if isinstance(exc, ConfigError):
+        return ApiError(501, "not_available", str(exc))
+    if isinstance(exc, InputError):
+        return ApiError(422, "bad_input", str(exc))
+    if isinstance(exc, ServiceError):
+        return ApiError(503, "service_unavailable", str(exc))
+    return ApiError(500, exc.code, str(exc))
+
+
+async def drain(request: Request, cap: int) -> None:
+    """Read and drop what is left of the body (up to ``cap`` bytes) so the client can read the answer."""
+    seen = 0
+    try:
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > cap:
+                return
+    except (RuntimeError, ClientDisconnect):
+        return  # already consumed, or the client went away
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def guarded(handler: Handler, drain_cap: int) -> Handler:
+    @functools.wraps(handler)
+    async def run(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            error = exc
+        except FacecastError as exc:
+            error = from_facecast(exc)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        except Exception:  # noqa: BLE001 - an unexpected bug still answers JSON, and is logged
+            log.exception("NeuroSync endpoint %s failed", request.url.path)
+            error = ApiError(500, "internal_error", "internal error while handling the request (see the server log)")
+        await drain(request, drain_cap)
+        return error.response()
+
+    return run
+
+
+# ------------------------------------------------------------------------------------------ request bodies
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_body(request: Request, limit: int, what: str) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ApiError(400, "bad_request", f"Content-Length {declared!r} is not a number") from None
+        if size > limit:
+            raise too_large(what, limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large(what, limit)
+    return bytes(body)
+
+
+def too_large(what: str, limit: int) -> ApiError:
+    return ApiError(413, "too_large", f"the {what} is over the limit of {limit / MB:g} MB",
+                    "the limit is the setting neurosync_max_upload_mb (FACECAST_NEUROSYNC_MAX_UPLOADMB)")
+
+
+def is_audio_type(media: str) -> bool:
+    return media in _AUDIO_TYPES or media.startswith("audio/")
+
+
+def is_json_type(media: str) -> bool:
+    return media in ("", "application/json") or media.endswith("+json")
+
+
+def unsupported(media: str, accepted: str) -> ApiError:
+    return ApiError(415, "unsupported_media_type", f"Content-Type {media!r} is not accepted here; send {accepted}")
+
+
+class RequestBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class TranscribeRequest(RequestBody):
+    audio_base64: StrictStr = Field(description="the audio file (WAV, FLAC, OGG...), base64-encoded")
+    return_timestamps: StrictBool = Field(default=False, description="also return timed segments")
+
+
+class SpeechRequest(RequestBody):
+    text: StrictStr = Field(description="what to say (up to 20,000 characters)")
+    voice: StrictStr | None = Field(default=None, description="an espeak-ng voice such as en-gb+f3; unknown names "
+                                                        "(e.g. Kokoro's) fall back to the default voice")
+
+
+class EmbeddingRequest(RequestBody):
+    text: StrictStr = Field(description="the text to embed")
+
+
+class ImageRequest(RequestBody):
+    image_base64: StrictStr | None = Field(default=None, description="the image file, base64 (a data: URL is accepted)")
+    image: StrictStr | None = Field(default=None, description="alias of image_base64")
+    labels: list[StrictStr] = Field(default_factory=list, description="/process_clip: labels to score")
+    prompt: StrictStr | None = Field(default=None, description="/process_image: the caption's first words")
+
+
+M = TypeVar("M", bound=RequestBody)
+
+
+def parse_json(body: bytes, model: type[M]) -> M:
+    if not body.strip():
+        raise ApiError(400, "empty_body", "the request body is empty; send a JSON object")
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ApiError(400, "bad_json", f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "bad_input", "the request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        fields = ", ".join(e["field"] or "body" for e in errors)
+        raise ApiError(422, "bad_input", f"invalid request fields: {fields}", errors=errors) from None
+
+
+def decode_base64(text: str, what: str) -> bytes:
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(400, "bad_base64", f"{what} is not valid base64: {exc}") from None
+
+
+def decode_audio(data: bytes, min_seconds: float) -> tuple[Float32Array, int]:
+    """Decode an audio file (blocking); 400 for what is not audio, 413/422 for too long/too short."""
+    if not data:
+        raise ApiError(400, "empty_body", "the request body is empty; send the bytes of an audio file (e.g. WAV)")
+    try:
+        info = sf.info(io.BytesIO(data))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        reason = getattr(exc, "error_string", "") or str(exc)
+        raise ApiError(400, "bad_audio", f"the body is not an audio file this server can decode ({reason}); "
+                                         "send WAV, FLAC, OGG or another format libsndfile reads") from None
+    if info.samplerate > 0 and info.frames / info.samplerate > MAX_AUDIO_SECONDS:
+        raise ApiError(413, "too_long", f"the audio is {info.frames / info.samplerate:.0f} s long; the limit is "
+                                        f"{MAX_AUDIO_SECONDS} s")
+    try:
+        pcm, rate = read_audio(data)
+    except InputError as exc:
+        raise ApiError(400, "bad_audio", str(exc)) from None
+    if len(pcm) < min_seconds * rate:
+        raise ApiError(422, "audio_too_short", f"the audio is {len(pcm) / rate * 1000:.0f} ms long; at least "
+                                               f"{min_seconds * 1000:.0f} ms are needed to animate it")
+    return pcm, rate
+
+

@@ -1,0 +1,146 @@
+"""Sans-I/O pieces of NeuroSync's HTTP API (REFERENCE.md section 4): value conventions and the multipart body.
+
+No sockets and no web framework here: :mod:`facecast.http.neurosync` serves these over HTTP.
+
+Value conventions of a NeuroSync frame (``{"blendshapes": [[68 floats], ...]}``, 60 per second of audio):
+
+* values 0-60 (the 61 Live Link curves) are in [0, 1]: NeuroSync divides its model's output by 100 and its
+  Player clamps to [0, 1] before sending, so head and eye rotations (signed, degrees / 180 in Facecast's
+  frames) cannot go below 0 there. :func:`neurosync_values` clips 0-60 to [0, 1];
+* values 61-67 (the 7 emotions) are passed through unscaled;
+* a non-finite value becomes 0, and numbers are rounded to 6 decimals (float32 carries ~7 significant
+  digits; this keeps a minute of frames near 1.5 MB of JSON instead of 4 MB).
+
+``/synthesize_and_blendshapes`` answers ``multipart/mixed; boundary=MY_BOUNDARY_STRING`` with part 1 the
+WAV (``audio/wav``) and part 2 the frames as a JSON list (``application/json``), each part's body followed
+by CRLF and the body closed by ``--MY_BOUNDARY_STRING--``. NeuroSync's Player splits the body on the
+boundary, strips each part of surrounding whitespace and then strips trailing CR/LF from the audio: a WAV
+whose last byte is one of ``\\t \\n \\v \\f \\r`` or space would lose it there. :func:`player_safe_wav` writes
+the last sample as 0 (inaudible) so that no audio byte can be eaten.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..audio import wav_bytes
+from ..face.arkit import LIVE_LINK_COUNT
+from ..types import FACE_WIDTH, FPS, Float32Array
+
+__all__ = [
+    "BOUNDARY",
+    "MULTIPART_CONTENT_TYPE",
+    "MIN_AUDIO_SECONDS",
+    "neurosync_values",
+    "blendshapes_json",
+    "frames_json",
+    "player_safe_wav",
+    "encode_multipart",
+    "split_multipart",
+    "part_named",
+]
+
+BOUNDARY = "MY_BOUNDARY_STRING"
+"""The fixed boundary NeuroSync's Player expects."""
+
+MULTIPART_CONTENT_TYPE = f"multipart/mixed; boundary={BOUNDARY}"
+
+MIN_AUDIO_SECONDS = 5 / FPS
+"""Shortest audio ``/audio_to_blendshapes`` animates: 5 frames, ~83 ms (NeuroSync rejects shorter audio)."""
+
+_DECIMALS = 6
+
+
+def neurosync_values(values: object) -> Float32Array:
+    """Face frames (N x 68, Facecast frame order) in NeuroSync's conventions (see the module docstring).
+
+    Raises :class:`ValueError` for a shape other than (N, 68). The input is not modified.
+    """
+    arr = np.array(values, dtype=np.float32, copy=True)
+    if arr.ndim != 2 or arr.shape[1] != FACE_WIDTH:
+        raise ValueError(f"face values must have shape (N, {FACE_WIDTH}), got {arr.shape}")
+    arr[~np.isfinite(arr)] = 0.0
+    np.clip(arr[:, :LIVE_LINK_COUNT], 0.0, 1.0, out=arr[:, :LIVE_LINK_COUNT])
+    return arr
+
+
+def _rows(values: object) -> list[list[float]]:
+    rows: list[list[float]] = np.round(neurosync_values(values).astype(np.float64), _DECIMALS).tolist()
+    return rows
+
+
+def frames_json(values: object) -> bytes:
+    """The frames as a JSON list of 68-value lists (the second part of the multipart answer)."""
+    return json.dumps(_rows(values), separators=(",", ":")).encode()
+
+
+def blendshapes_json(values: object) -> bytes:
+    """The body of an ``/audio_to_blendshapes`` answer: ``{"blendshapes": [[68 values], ...]}``."""
+    return b'{"blendshapes":' + frames_json(values) + b"}"
+
+
+def player_safe_wav(pcm: object, rate: int) -> bytes:
+    """A mono PCM16 WAV of ``pcm`` (float32 mono) whose last sample is 0, so its last bytes are ``00 00``.
+
+    See the module docstring for why. An empty signal gives a WAV with no samples.
+    """
+    audio = np.array(pcm, dtype=np.float32, copy=True).reshape(-1)
+    if len(audio):
+        audio[-1] = 0.0
+    return wav_bytes(audio, rate)
+
+
+def encode_multipart(wav: bytes, frames: bytes, boundary: str = BOUNDARY) -> bytes:
+    """The ``multipart/mixed`` body of ``/synthesize_and_blendshapes``: the WAV part, then the JSON part."""
+    dash = f"--{boundary}".encode()
+    return b"".join((
+        dash, b"\r\nContent-Type: audio/wav\r\nContent-Disposition: attachment; filename=\"output.wav\"\r\n\r\n",
+        wav, b"\r\n",
+        dash, b"\r\nContent-Type: application/json\r\nContent-Disposition: inline\r\n\r\n",
+        frames, b"\r\n",
+        dash, b"--\r\n",
+    ))  # fmt: skip
+
+
+def split_multipart(body: bytes, boundary: str = BOUNDARY) -> list[tuple[dict[str, str], bytes]]:
+    """Parse a ``multipart/mixed`` body into ``(headers, content)`` parts, exactly (no stripping of content).
+
+    Header names are lower-cased. Raises :class:`ValueError` when the body does not start with the
+    boundary, a part has no blank line after its headers, or the closing boundary is missing.
+    """
+    dash = f"--{boundary}".encode()
+    if not body.startswith(dash):
+        raise ValueError("multipart body does not start with its boundary")
+    parts: list[tuple[dict[str, str], bytes]] = []
+    rest = body[len(dash) :]
+    delimiter = b"\r\n" + dash
+    while True:
+        if rest.startswith(b"--"):
+            return parts
+        if not rest.startswith(b"\r\n"):
+            raise ValueError("malformed boundary line")
+        head_end = rest.find(b"\r\n\r\n", 2)
+        if head_end < 0:
+            raise ValueError("multipart part has no blank line after its headers")
+        headers: dict[str, str] = {}
+        for line in rest[2:head_end].split(b"\r\n"):
+            name, sep, value = line.decode("latin-1").partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        content_start = head_end + 4
+        end = rest.find(delimiter, content_start)
+        if end < 0:
+            raise ValueError("multipart body has no closing boundary")
+        parts.append((headers, rest[content_start:end]))
+        rest = rest[end + len(delimiter) :]
+
+
+def part_named(parts: Sequence[tuple[dict[str, str], bytes]], content_type: str) -> bytes:
+    """The content of the first part whose ``Content-Type`` is ``content_type``; :class:`KeyError` if none."""
+    for headers, content in parts:
+        if headers.get("content-type", "").split(";")[0].strip().lower() == content_type:
+            return content
+    raise KeyError(content_type)

@@ -1,0 +1,404 @@
+"""The browser client end to end: real headless Chromium (Debian's, driven by Playwright) against a real server.
+
+The microphone is Chromium's fake capture device playing an espeak-generated question from a WAV file
+(Chromium loops the file, so it is padded with silence). Everything is observed through the page's own
+``window.facecast`` state: what it sent, what it received, its AudioContext clock, the mouth it drew.
+
+Skipped when ``/usr/bin/chromium`` or the ``playwright`` package is missing, unless
+``FACECAST_REQUIRE_BROWSER=1`` (CI), which turns a missing browser into a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+import uvicorn
+
+from facecast.audio import write_wav
+from facecast.config import Settings
+from facecast.face.arkit import FRAME_NAMES
+from facecast.face.phonetic import PhoneticAnimator
+from facecast.http.app import AppState, create_app
+from facecast.llm.echo import EchoLLM
+from facecast.pipeline import Services
+from facecast.protocol.engine import MAX_BINARY_FRAME
+from facecast.server import BackgroundServer
+from facecast.services import make_stt
+from facecast.tts.espeak import EspeakTTS
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, ConsoleMessage, Page
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+QUESTION = "What is your name?"
+LEAD_SILENCE_S = 0.6
+TAIL_SILENCE_S = 8.0
+LONG_TEXT = ("Tell me a long story about a lighthouse keeper who walks along the cliffs every evening, counting the "
+             "ships that pass, and writing their names in a little blue book before the sun goes down.")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-device-for-media-stream",
+]
+
+
+def _require_browser() -> None:
+    problem = None
+    if not CHROMIUM.exists():
+        problem = f"{CHROMIUM} is missing (apt-get install chromium)"
+    else:
+        try:
+            import playwright.async_api  # noqa: F401
+        except ImportError:
+            problem = "the playwright package is missing (pip install -e '.[test]')"
+    if problem is not None:
+        if os.environ.get("FACECAST_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser tests required (FACECAST_REQUIRE_BROWSER=1) but {problem}")
+        pytest.skip(f"browser tests need Chromium and Playwright: {problem}")
+
+
+@dataclass
+class Question:
+    path: Path
+    speech_s: float
+    """Seconds of speech after LEAD_SILENCE_S of silence."""
+
+
+@pytest.fixture(scope="module")
+def question(tmp_path_factory: pytest.TempPathFactory) -> Question:
+    _require_browser()
+
+    async def synthesize() -> tuple[np.ndarray, int]:
+        tts = EspeakTTS(end_pause=False)
+        chunks = [chunk.audio.pcm async for chunk in tts.synthesize(QUESTION)]
+        return np.concatenate(chunks), tts.sample_rate
+
+    speech, rate = asyncio.run(synthesize())
+    silence = np.zeros(int(LEAD_SILENCE_S * rate), np.float32)
+    tail = np.zeros(int(TAIL_SILENCE_S * rate), np.float32)
+    path = tmp_path_factory.mktemp("mic") / "question.wav"
+    write_wav(path, np.concatenate([silence, 0.8 * speech / np.abs(speech).max(), tail]), rate)
+    return Question(path, len(speech) / rate)
+
+
+def _services() -> Services:
+    return Services(make_stt(), EchoLLM(), EspeakTTS(), PhoneticAnimator())
+
+
+def _settings() -> Settings:
+    return replace(Settings(), livelink=("off",))
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[BackgroundServer]:
+    async with BackgroundServer(_settings(), _services()) as running:
+        yield running
+
+
+@asynccontextmanager
+async def chromium(question: Question, *, grant_microphone: bool = True) -> AsyncIterator[Browser]:
+    from playwright.async_api import async_playwright
+
+    args = [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={question.path}"]
+    if grant_microphone:
+        args.append("--use-fake-ui-for-media-stream")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@dataclass
+class PageUnderTest:
+    page: Page
+    console: list[str] = field(default_factory=list)
+
+    async def state(self, expression: str) -> Any:
+        return await self.page.evaluate(f"(() => {{ {expression} }})()")
+
+    async def wait(self, condition: str, timeout_s: float = 20.0) -> None:
+        await self.page.wait_for_function(condition, timeout=timeout_s * 1000)
+
+    def errors(self, allowed: Callable[[str], bool] = lambda _: False) -> list[str]:
+        return [m for m in self.console if not allowed(m)]
+
+
+async def open_page(browser: Browser, url: str) -> PageUnderTest:
+    page = await browser.new_page(viewport={"width": 1200, "height": 760})
+    out = PageUnderTest(page)
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            out.console.append(f"{message.type}: {message.text}")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: out.console.append(f"pageerror: {exc}"))
+    await page.goto(url)
+    await out.wait("window.facecast && window.facecast.ready")
+    return out
+
+
+async def start_sampling(p: PageUnderTest) -> None:
+    """Record (time, mouth openness, face source, speaking) every 20 ms inside the page."""
+    await p.page.evaluate("""() => {
+        window.__samples = [];
+        setInterval(() => window.__samples.push({
+            t: performance.now(), mouth: facecast.mouthOpen, source: facecast.faceSource,
+            playing: facecast.acks.length > 0 && facecast.acks.at(-1).type === "playback_started" }), 20);
+    }""")
+
+
+def save_artifact(name: str, data: bytes | str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    if isinstance(data, str):
+        path.write_text(data)
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def check_utterance_played(u: dict[str, Any]) -> None:
+    """The page's audio clock ran over all of the utterance's audio, and it reported the position reached."""
+    assert u["started"] and not u["interrupted"]
+    assert u["samples"] == u["expectedSamples"] > 0
+    assert u["position"] == u["samples"]
+    duration = u["samples"] / u["rate"]
+    assert u["endTime"] - u["startTime"] >= duration - 0.005, (u, duration)
+
+
+def check_acks_before_face(log: list[dict[str, Any]], utterance: int) -> int:
+    """playback_started for `utterance` was sent before its first face frame arrived; returns the frame count."""
+    ack = next(i for i, e in enumerate(log) if e["dir"] == "out" and e["type"] == "playback_started"
+               and e["utterance"] == utterance)
+    first_audio = next(i for i, e in enumerate(log) if e["type"] == "audio" and e["utterance"] == utterance)
+    faces = [i for i, e in enumerate(log) if e["type"] == "face" and e["utterance"] == utterance]
+    assert faces, "no face frames arrived"
+    assert first_audio < ack < faces[0]
+    return sum(log[i]["count"] for i in faces)
+
+
+# -- tests --------------------------------------------------------------------------------------------
+
+
+async def test_page_loads_fast_offline_and_connects(server: BackgroundServer, question: Question) -> None:
+    async with chromium(question) as browser:
+        p = await open_page(browser, server.http_url + "/")
+        await p.wait("facecast.status === 'connected'")
+        timing = await p.state("return performance.getEntriesByType('navigation')[0].toJSON()")
+        resources = await p.state("return performance.getEntriesByType('resource').map(r => r.name)")
+        names = await p.state("return facecast.frameNames")
+        welcome = await p.state("return facecast.welcome")
+        hello = await p.state("return facecast.log.find(e => e.type === 'hello')")
+        rate = await p.state("return facecast.audioContext.sampleRate")
+        await p.page.wait_for_timeout(300)  # a few idle frames drawn
+        idle = await p.state("return [facecast.faceSource, facecast.mouthOpen]")
+        await p.page.close()
+    load_ms = timing["loadEventEnd"] - timing["startTime"]
+    save_artifact("page-load.json", json.dumps({"load_ms": load_ms, "navigation": timing}, indent=1))
+    print(f"page load: {load_ms:.0f} ms (DOMContentLoaded {timing['domContentLoadedEventEnd']:.0f} ms)")
+    assert timing["responseStatus"] == 200
+    assert 0 < load_ms < 1000, f"the page took {load_ms:.0f} ms to load"
+    # everything comes from the server itself: no CDN, nothing remote
+    assert resources and all(r.startswith(server.http_url + "/web/") for r in resources), resources
+    assert {r.rsplit("/", 1)[1] for r in resources} >= {"app.js", "protocol.js", "face.js", "style.css"}
+    assert names == list(FRAME_NAMES)
+    assert hello["audio"] == rate and welcome["audio"]["rate"] == rate and welcome["face"]["enabled"]
+    assert idle == ["idle", 0.0]
+    assert not p.errors()
+
+
+async def test_typed_turn_plays_audio_and_moves_the_mouth_in_sync(server: BackgroundServer, question: Question) -> None:
+    async with chromium(question) as browser:
+        p = await open_page(browser, server.http_url + "/")
+        await p.wait("facecast.status === 'connected'")
+        await start_sampling(p)
+        await p.page.fill("#text", "Maybe we should buy a map.")
+        await p.page.press("#text", "Enter")
+        await p.wait("facecast.faceSource === 'live' && facecast.mouthOpen > 0.25", timeout_s=15)
+        shot = await p.page.screenshot()
+        save_artifact("page-mid-reply.png", shot)
+        await p.wait("facecast.utterances.length === 1", timeout_s=20)
+        await p.page.wait_for_timeout(600)  # the face settles back to idle
+        state = await p.state("""return {u: facecast.utterances, log: facecast.log, counters: facecast.counters,
+            transcript: facecast.transcript, turn: facecast.turn, samples: window.__samples,
+            pane: document.getElementById('transcript').innerText}""")
+        await p.page.close()
+    [u] = state["u"]
+    check_utterance_played(u)
+    assert state["counters"]["audioSamples"] == u["samples"]
+    frames = check_acks_before_face(state["log"], u["id"])
+    end = next(e for e in state["log"] if e["type"] == "utterance_end")
+    assert frames == end["frames"] == u["framesReceived"] > 0
+    assert [(t["who"], t["text"]) for t in state["transcript"]] == [
+        ("player", "Maybe we should buy a map."), ("character", "You said: Maybe we should buy a map.")]
+    assert "You said: Maybe we should buy a map." in state["pane"]
+    finished = next(e for e in state["log"] if e["type"] == "playback_finished")
+    assert finished["position"] == u["samples"] and finished["interrupted"] is False
+    # the mouth moved with the voice: opened wide, closed in between (m, b, p), and rests after the reply
+    started_at = next(e["at"] for e in state["log"] if e["type"] == "playback_started")
+    during = [s["mouth"] for s in state["samples"] if started_at + 100 <= s["t"] <= finished["at"] - 100]
+    after = [s["mouth"] for s in state["samples"] if s["t"] >= finished["at"] + 300]
+    assert during and max(during) > 0.35 and min(during) < 0.1
+    assert after and max(after) < 0.02
+    assert all(s["source"] == "idle" for s in state["samples"] if s["t"] < started_at)
+    # the latency readout has every stage of the typed turn, in order
+    stages = state["turn"]["stages"]
+    order = [stages[k] for k in ("utterance_start", "first_audio", "playback", "first_face")]
+    assert order == sorted(order) and order[0] > 0
+    assert not p.errors()
+
+
+async def test_push_to_talk_turn_from_the_microphone(server: BackgroundServer, question: Question) -> None:
+    async with chromium(question) as browser:
+        p = await open_page(browser, server.http_url + "/")
+        await p.wait("facecast.status === 'connected'")
+        talk = p.page.locator("#talk")
+        await talk.hover()
+        await p.page.mouse.down()  # opening the microphone starts the fake capture file from its beginning
+        await p.wait("document.body.classList.contains('talking') && facecast.counters.micChunks > 0")
+        await p.page.wait_for_timeout((LEAD_SILENCE_S + question.speech_s + 0.5) * 1000)
+        await p.page.mouse.up()
+        await p.wait("facecast.transcript.some(t => t.who === 'player' && !t.typed)", timeout_s=20)
+        await p.wait("facecast.utterances.length === 1", timeout_s=25)
+        state = await p.state("""return {u: facecast.utterances, log: facecast.log, counters: facecast.counters,
+            transcript: facecast.transcript, turn: facecast.turn, micRate: facecast.micRate}""")
+        await p.page.close()
+    heard = next(t["text"] for t in state["transcript"] if t["who"] == "player")
+    reply = next(t["text"] for t in state["transcript"] if t["who"] == "character")
+    assert heard.strip() and reply == f"You said: {heard}"
+    assert state["counters"]["micSamples"] >= (LEAD_SILENCE_S + question.speech_s) * state["micRate"]
+    assert any(e["type"] == "end_of_speech" and e["dir"] == "out" for e in state["log"])
+    [u] = state["u"]
+    check_utterance_played(u)
+    check_acks_before_face(state["log"], u["id"])
+    stages = state["turn"]["stages"]
+    order = [stages[k] for k in ("transcript", "utterance_start", "first_audio", "playback", "first_face")]
+    assert order == sorted(order)
+    assert not p.errors()
+
+
+async def test_hands_free_barge_in_by_speaking(server: BackgroundServer, question: Question) -> None:
+    async with chromium(question) as browser:
+        p = await open_page(browser, server.http_url + "/")
+        await p.wait("facecast.status === 'connected' && facecast.serverTurns")
+        await p.page.fill("#text", LONG_TEXT)
+        await p.page.press("#text", "Enter")
+        await p.wait("facecast.acks.some(a => a.type === 'playback_started')", timeout_s=15)
+        await p.page.check("#handsfree")  # the microphone opens: the question starts after LEAD_SILENCE_S
+        await p.wait("facecast.log.some(e => e.type === 'clear_buffer')", timeout_s=15)
+        await p.wait("facecast.utterances.length === 2", timeout_s=30)
+        state = await p.state("""return {u: facecast.utterances, log: facecast.log, transcript: facecast.transcript,
+            speaking: document.body.classList.contains('speaking'),
+            interrupted: document.querySelector('.line.character.interrupted') !== null}""")
+        await p.page.close()
+    log = state["log"]
+    first, second = state["u"]
+    # the first reply stopped part-way when the player spoke over it, and said so
+    assert first["id"] == 1 and first["interrupted"] and first["started"]
+    assert 0 < first["position"] < first["samples"] or first["expectedSamples"] is None
+    cleared = next(i for i, e in enumerate(log) if e["type"] == "clear_buffer")
+    assert log[cleared]["utterance"] == 1
+    assert not any(e["type"] in ("audio", "face") and e["utterance"] == 1 for e in log[cleared:])
+    finished = next(e for e in log if e["type"] == "playback_finished" and e["utterance"] == 1)
+    assert finished["interrupted"] is True and finished["position"] == first["position"]
+    assert state["interrupted"]
+    # the server found the end of the player's turn by itself: no end_of_speech was sent
+    assert not any(e["type"] == "end_of_speech" for e in log)
+    heard = [t["text"] for t in state["transcript"] if t["who"] == "player" and not t["typed"]]
+    assert heard and heard[0].strip()
+    check_utterance_played(second)
+    assert second["id"] == 2
+    assert not state["speaking"]
+    assert not p.errors()
+
+
+async def test_refused_microphone_is_explained_and_typing_still_works(
+    server: BackgroundServer, question: Question
+) -> None:
+    async with chromium(question, grant_microphone=False) as browser:
+        p = await open_page(browser, server.http_url + "/")
+        await p.wait("facecast.status === 'connected'")
+        await p.page.locator("#talk").click()
+        await p.wait("facecast.micError !== null", timeout_s=10)
+        error = await p.state("return facecast.micError")
+        banner = await p.page.locator("#banner").inner_text()
+        disabled = await p.page.locator("#talk").is_disabled()
+        await p.page.fill("#text", "Hello there.")
+        await p.page.press("#text", "Enter")
+        await p.wait("facecast.transcript.some(t => t.who === 'character')", timeout_s=15)
+        await p.page.close()
+    assert error["reason"] == "denied"
+    assert "Microphone access was refused" in banner and disabled
+    assert not p.errors()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def server_on(port: int, services: Services) -> AsyncIterator[str]:
+    config = uvicorn.Config(create_app(AppState(_settings(), services)), host="127.0.0.1", port=port,
+                            log_level="warning", ws_max_size=MAX_BINARY_FRAME + 64)
+    running = uvicorn.Server(config)
+    task = asyncio.create_task(running.serve())
+    while not running.started:
+        assert not task.done(), "the server stopped during start-up"
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        running.should_exit = True
+        await task
+
+
+async def test_server_down_is_reported_and_the_page_reconnects(question: Question) -> None:
+    port = _free_port()
+    services = _services()
+    async with chromium(question) as browser:
+        async with server_on(port, services) as url:
+            p = await open_page(browser, url + "/")
+            await p.wait("facecast.status === 'connected'")
+        # the server is gone
+        await p.wait("facecast.status === 'reconnecting' || facecast.status === 'offline'", timeout_s=10)
+        banner = await p.page.locator("#banner").inner_text()
+        assert "retrying" in banner
+        await p.wait("facecast.status === 'offline'", timeout_s=10)  # a retry found nobody there
+        async with server_on(port, services):
+            await p.wait("facecast.status === 'connected'", timeout_s=15)
+            await p.page.fill("#text", "Are you back?")
+            await p.page.press("#text", "Enter")
+            await p.wait("facecast.utterances.length === 1", timeout_s=20)
+            connects = await p.state("return facecast.counters.connects")
+            banner_hidden = await p.page.locator("#banner").is_hidden()
+            await p.page.close()
+    assert connects == 2 and banner_hidden
+    # Chromium itself logs each refused WebSocket connection; nothing else may appear
+    assert not p.errors(lambda m: "WebSocket connection to" in m)
+
+
+def test_web_files_are_shipped_and_chromium_is_where_the_tests_expect() -> None:
+    # Not a browser test: the package data the page needs is there (pyproject includes web/*).
+    web = Path(__file__).resolve().parents[2] / "src" / "facecast" / "web"
+    for name in ("index.html", "app.js", "protocol.js", "face.js", "player.js", "mic.js", "mic-worklet.js",
+                 "connection.js", "style.css", "favicon.svg"):
+        assert (web / name).is_file(), name
+    if os.environ.get("FACECAST_REQUIRE_BROWSER") == "1":
+        assert CHROMIUM.exists() and shutil.which("chromium")

@@ -1,0 +1,234 @@
+"""Synthesise the learned face model's training and evaluation data with the repo's own espeak-ng TTS.
+
+Each utterance is a random sentence of English words from pocketsphinx's bundled CMU dictionary, spoken
+by :class:`facecast.tts.espeak.EspeakTTS` with a random voice, variant, rate and pitch, after a random
+lead-in of silence (so frames fall at every phase of the audio). Its target is the phonetic animator's
+mouth for the same utterance (:meth:`facecast.face.phonetic.PhoneticAnimator.render` of the TTS phoneme
+timing), so both animators produce one consistent face. Every utterance is stored twice: clean (random
+gain only) and through a random augmentation chain (noise at 0-35 dB SNR, reverberation, gain and
+clipping, band-limiting, resampling to 8-48 kHz). Features are computed exactly as at run time
+(:class:`facecast.audio.Resampler` to the feature rate, then :func:`facecast.face.features.features`).
+
+The evaluation split uses voices AND variants that the training split never uses (``HELDOUT_*``).
+
+    .venv/bin/python training/make_dataset.py --out out/face-dataset --train 2400 --eval 240 --seed 1
+
+writes ``train.npz`` / ``eval.npz`` (features float16, targets float16, per-utterance offsets) and
+``eval_meta.json`` (per evaluation utterance: voice, augmentation, phonemes with their frame spans).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import signal
+
+from facecast.audio import Resampler
+from facecast.face.arkit import INDEX
+from facecast.face.features import FeatureConfig, features
+from facecast.face.phonetic import PhoneticAnimator
+from facecast.tts.espeak import EspeakTTS
+from facecast.types import FPS, Phoneme, frames_for_samples
+
+__all__ = ["MOUTH_CHANNELS", "TRAIN_VOICES", "TRAIN_VARIANTS", "HELDOUT_VOICES", "HELDOUT_VARIANTS", "main"]
+
+MOUTH_CHANNELS: tuple[str, ...] = (
+    "JawOpen", "MouthClose", "MouthFunnel", "MouthPucker", "MouthSmileLeft", "MouthSmileRight",
+    "MouthStretchLeft", "MouthStretchRight", "MouthRollLower", "MouthRollUpper", "MouthShrugUpper",
+    "MouthPressLeft", "MouthPressRight", "MouthLowerDownLeft", "MouthLowerDownRight", "MouthUpperUpLeft",
+    "MouthUpperUpRight", "TongueOut",
+)  # fmt: skip
+TRAIN_VOICES = ("en-us", "en-gb", "en-029", "en-gb-x-rp", "en-us-nyc", "en-gb-x-gbclan")
+TRAIN_VARIANTS = ("", "m1", "m2", "m3", "m5", "m7", "f1", "f2", "f3", "f5", "klatt", "klatt3", "klatt4",
+                  "Alex", "Annie", "benjamin", "david", "linda", "max", "paul", "robert", "travis", "zac")
+HELDOUT_VOICES = ("en-gb-scotland", "en-gb-x-gbcwmd")
+HELDOUT_VARIANTS = ("m4", "f4", "m6", "klatt2", "steph", "Andy")
+DELAY = 4  # model lookahead in frames; features are stored for frames + DELAY
+
+_SOURCE_RATE = 22_050
+
+
+def load_words(rng: random.Random) -> list[str]:
+    """Plain alphabetic words of 1-10 letters from pocketsphinx's CMU dictionary, shuffled."""
+    import pocketsphinx
+
+    path = Path(pocketsphinx.get_model_path()) / "en-us" / "cmudict-en-us.dict"
+    words = set()
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        word = line.split(" ", 1)[0]
+        if word.isalpha() and word.isascii() and 1 <= len(word) <= 10:
+            words.add(word.lower())
+    ordered = sorted(words)
+    rng.shuffle(ordered)
+    return ordered
+
+
+def sentence(rng: random.Random, words: list[str]) -> str:
+    parts = []
+    for i in range(rng.randint(3, 12)):
+        parts.append(rng.choice(words))
+        if i and rng.random() < 0.12:
+            parts[-1] += rng.choice([",", ",", ".", "?", "!"])
+    return " ".join(parts).capitalize() + rng.choice([".", ".", "?", "!"])
+
+
+@dataclass
+class Utterance:
+    voice: str
+    rate: int
+    pitch: int
+    audio: np.ndarray  # float32 at 22050
+    phonemes: list[Phoneme]
+
+
+async def synthesise(text: str, voice: str, rate: int, pitch: int, lead: int) -> Utterance:
+    tts = EspeakTTS(voice, rate=rate, pitch=pitch)
+    chunks = [c async for c in tts.synthesize(text)]
+    audio = np.concatenate([np.zeros(lead, np.float32), *[c.audio.pcm for c in chunks]])
+    phonemes = [Phoneme(p.symbol, p.start + lead, p.end + lead) for c in chunks for p in c.phonemes]
+    if lead:
+        phonemes.insert(0, Phoneme("_", 0, lead))
+    return Utterance(voice, rate, pitch, audio, phonemes)
+
+
+# ---------------------------------------------------------------------------------------- augmentation
+
+
+def _coloured_noise(rng: np.random.Generator, n: int) -> np.ndarray:
+    white = rng.standard_normal(n)
+    kind = rng.integers(3)
+    if kind == 0:
+        return white
+    spectrum = np.fft.rfft(white)
+    f = np.maximum(np.arange(len(spectrum)), 1.0)
+    spectrum /= f ** (0.5 if kind == 1 else 1.0)  # pink or brown
+    return np.fft.irfft(spectrum, n)
+
+
+def _reverb(rng: np.random.Generator, x: np.ndarray, rate: int) -> np.ndarray:
+    rt60 = rng.uniform(0.1, 0.8)
+    n = int(rt60 * rate)
+    t = np.arange(n) / rate
+    ir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)
+    ir[: int(0.002 * rate)] *= 0.1  # a gap before the reflections
+    ir[0] = 1.0 / rng.uniform(0.3, 1.0)  # direct path
+    wet = signal.fftconvolve(x, ir)[: len(x)]
+    return wet * (np.abs(x).max() / max(np.abs(wet).max(), 1e-9))
+
+
+def augment(rng: np.random.Generator, x: np.ndarray, rate: int) -> tuple[np.ndarray, int, str]:
+    """A random chain of degradations; returns (audio, its rate, a description)."""
+    steps = []
+    y = x.astype(np.float64)
+    if rng.random() < 0.5:
+        y = _reverb(rng, y, rate)
+        steps.append("reverb")
+    if rng.random() < 0.5:
+        lo = float(rng.choice([0.0, 100.0, 300.0]))
+        hi = float(rng.choice([3400.0, 4000.0, 5500.0, 8000.0]))
+        if lo > 0:
+            y = signal.sosfilt(signal.butter(4, [lo, hi], "bandpass", fs=rate, output="sos"), y)
+        else:
+            y = signal.sosfilt(signal.butter(4, hi, "lowpass", fs=rate, output="sos"), y)
+        steps.append(f"band{int(lo)}-{int(hi)}")
+    if rng.random() < 0.7:
+        snr = rng.uniform(0.0, 35.0)
+        speech = np.sqrt(np.mean(y[np.abs(y) > 0.01 * np.abs(y).max()] ** 2) + 1e-12)
+        noise = _coloured_noise(rng, len(y))
+        y = y + noise * speech / np.sqrt(np.mean(noise**2)) * 10 ** (-snr / 20)
+        steps.append(f"snr{snr:.0f}")
+    gain_db = rng.uniform(-24.0, 10.0)
+    y = np.clip(y / max(np.abs(y).max(), 1e-9) * 0.7 * 10 ** (gain_db / 20), -1.0, 1.0)
+    steps.append(f"gain{gain_db:+.0f}")
+    out_rate = int(rng.choice([8000, 16000, 22050, 22050, 24000, 44100, 48000]))
+    z = y.astype(np.float32)
+    if out_rate != rate:
+        resampler = Resampler(rate, out_rate)
+        z = np.concatenate([resampler.process(z), resampler.flush()])
+        steps.append(f"rate{out_rate}")
+    return z.astype(np.float32), out_rate, "+".join(steps)
+
+
+def to_features(audio: np.ndarray, rate: int, frames: int, config: FeatureConfig) -> np.ndarray:
+    """Features for ``frames`` frames exactly as :class:`facecast.face.learned.LearnedAnimator` computes them."""
+    resampler = Resampler(rate, config.rate)
+    pcm = np.concatenate([resampler.process(audio), resampler.flush()])
+    return features(pcm, frames, config)
+
+
+def _phoneme_frames(phonemes: list[Phoneme]) -> list[tuple[str, float, float]]:
+    return [(p.symbol, p.start * FPS / _SOURCE_RATE, p.end * FPS / _SOURCE_RATE) for p in phonemes]
+
+
+async def build_split(
+    count: int, voices: tuple[str, ...], variants: tuple[str, ...], seed: int, words: list[str],
+    config: FeatureConfig,
+) -> tuple[dict[str, np.ndarray], list[dict[str, object]]]:
+    rng = random.Random(seed)
+    nrng = np.random.default_rng(seed)
+    animator = PhoneticAnimator()
+    channels = [INDEX[c] for c in MOUTH_CHANNELS]
+    feats, targets, offsets, meta = [], [], [0], []
+    for i in range(count):
+        variant = rng.choice(variants)
+        voice = rng.choice(voices) + (f"+{variant}" if variant else "")
+        rate, pitch = rng.randint(110, 330), rng.randint(15, 90)
+        utt = await synthesise(sentence(rng, words), voice, rate, pitch, rng.randint(0, 2 * 735))
+        frames = frames_for_samples(len(utt.audio), _SOURCE_RATE)
+        target = animator.render(utt.phonemes, len(utt.audio), _SOURCE_RATE)[:, channels]
+        clean = utt.audio * np.float32(10 ** (nrng.uniform(-20.0, 6.0) / 20) * 0.7 / max(np.abs(utt.audio).max(), 1e-9))
+        versions = [(np.clip(clean, -1, 1), _SOURCE_RATE, "clean"), augment(nrng, utt.audio, _SOURCE_RATE)]
+        for audio, audio_rate, how in versions:
+            feats.append(to_features(audio, audio_rate, frames + DELAY, config).astype(np.float16))
+            targets.append(target.astype(np.float16))
+            offsets.append(offsets[-1] + frames)
+            meta.append({"voice": voice, "rate": rate, "pitch": pitch, "augment": how,
+                         "phonemes": _phoneme_frames(utt.phonemes)})
+        if (i + 1) % 200 == 0:
+            print(f"  {i + 1}/{count} utterances", flush=True)
+    data = {
+        "features": np.concatenate(feats),
+        "targets": np.concatenate(targets),
+        "offsets": np.asarray(offsets, np.int64),  # target rows of utterance k: offsets[k]:offsets[k+1]
+        "delay": np.asarray(DELAY),
+    }
+    return data, meta
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="out/face-dataset")
+    parser.add_argument("--train", type=int, default=2400, help="training utterances (each stored twice)")
+    parser.add_argument("--eval", type=int, default=240, help="held-out utterances (each stored twice)")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = FeatureConfig()
+    started = time.perf_counter()
+    words = load_words(random.Random(args.seed))
+    split = len(words) // 10  # the evaluation sentences use words the training ones never do
+    for name, count, voices, variants, seed, vocab in (
+        ("train", args.train, TRAIN_VOICES, TRAIN_VARIANTS, args.seed, words[split:]),
+        ("eval", args.eval, HELDOUT_VOICES, HELDOUT_VARIANTS, args.seed + 1000, words[:split]),
+    ):
+        print(f"{name}: {count} utterances", flush=True)
+        data, meta = asyncio.run(build_split(count, voices, variants, seed, vocab, config))
+        np.savez(out / f"{name}.npz", **data)
+        if name == "eval":
+            (out / "eval_meta.json").write_text(json.dumps(meta))
+        hours = len(data["targets"]) / FPS / 3600
+        print(f"{name}: {len(meta)} clips, {hours:.2f} h, {time.perf_counter() - started:.0f} s", flush=True)
+    (out / "config.json").write_text(json.dumps({"features": config.to_json(), "delay": DELAY,
+                                                 "channels": list(MOUTH_CHANNELS), "seed": args.seed}))
+
+
+if __name__ == "__main__":
+    main()
