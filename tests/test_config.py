@@ -10,7 +10,8 @@ from facecast.errors import ConfigError
 
 def test_defaults_need_nothing() -> None:
     s = load_settings(environ={})
-    assert (s.host, s.port, s.llm, s.stt, s.tts, s.face) == ("127.0.0.1", 8765, "echo", "pocketsphinx", "espeak", "phonetic")
+    assert (s.host, s.port, s.llm, s.stt) == ("127.0.0.1", 8765, "echo", "pocketsphinx")
+    assert (s.tts, s.face) == ("espeak", "phonetic")
 
 
 def test_layers_file_then_env_then_flags(tmp_path: Path) -> None:

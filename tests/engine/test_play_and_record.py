@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facecast.engine.livelink import LiveLinkTarget
+from facecast.engine.livelink import LiveLinkTarget, VirtualClock
 from facecast.engine.outputs import RecorderSink
 from facecast.engine.play import play, to_60fps
 from facecast.events import AudioOut, EmotionOut, FaceOut, UtteranceEnded, UtteranceStarted
@@ -36,13 +36,15 @@ def _drain(sock: socket.socket) -> list[bytes]:
 
 
 async def test_play_sends_every_frame_of_a_session_in_order(tmp_path: Path) -> None:
+    """On a virtual clock (so machine load cannot make frames late), over a real UDP socket."""
     rate = 16000
     frames = np.zeros((30, 68), np.float32)
     frames[:, INDEX["JawOpen"]] = np.linspace(0, 1, 30)  # a ramp we can recognise on the wire
     write_session(tmp_path, np.zeros(rate // 2, np.float32), rate, frames)
     sock = _udp()
     try:
-        result = await play(tmp_path, (LiveLinkTarget("127.0.0.1", sock.getsockname()[1]),), subject="Player")
+        target = (LiveLinkTarget("127.0.0.1", sock.getsockname()[1]),)
+        result = await play(tmp_path, target, subject="Player", clock=VirtualClock(100.0))
         await asyncio.sleep(0.05)
         packets = [decode_frame(p) for p in _drain(sock)]
     finally:
@@ -61,12 +63,12 @@ async def test_play_accepts_a_live_link_face_app_csv_at_30_fps(tmp_path: Path) -
     write_livelink_app_csv(csv, values, fps=30)
     sock = _udp()
     try:
-        result = await play(csv, (LiveLinkTarget("127.0.0.1", sock.getsockname()[1]),))
+        result = await play(csv, (LiveLinkTarget("127.0.0.1", sock.getsockname()[1]),), clock=VirtualClock(5.0))
         await asyncio.sleep(0.05)
         packets = [decode_frame(p) for p in _drain(sock)]
     finally:
         sock.close()
-    assert result.frames == 120  # the same two seconds at 60 fps
+    assert result.frames == 120 and result.skipped == 0  # the same two seconds at 60 fps
     assert sum(1 for p in packets if abs(p.values[INDEX["JawLeft"]] - 0.25) < 1e-6) == 120
 
 
@@ -108,3 +110,14 @@ def test_recorder_keeps_an_interrupted_utterance_trimmed(tmp_path: Path) -> None
     [folder] = recorder.folders
     session = read_session(folder)
     assert session.warning is None and len(session.audio) == 8000 and len(session.values) == 30
+
+
+async def test_play_on_the_real_clock_accounts_for_every_frame(tmp_path: Path) -> None:
+    """On the real clock a loaded machine may skip late frames (never bunch them): sent + skipped covers all."""
+    write_session(tmp_path, np.zeros(8000, np.float32), 16000, np.zeros((30, 68), np.float32))
+    sock = _udp()
+    try:
+        result = await play(tmp_path, (LiveLinkTarget("127.0.0.1", sock.getsockname()[1]),))
+    finally:
+        sock.close()
+    assert result.frames == 30 and result.sent + result.skipped >= 30

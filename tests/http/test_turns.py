@@ -77,7 +77,7 @@ async def test_barge_in_stops_the_reply_and_history_keeps_what_was_heard(grammar
         await sim.ws.send(json.dumps({"type": "text", "text": question}))
 
         async def barge_in() -> None:
-            while not (report.utterances and report.utterances[0].acked_at):
+            while not (report.utterances and report.utterances[0].acked_at):  # noqa: ASYNC110 - polls the sim
                 await asyncio.sleep(0.02)
             await asyncio.sleep(1.0)  # a second of the reply has been heard
             await sim.stream_mic(interruption, rate)

@@ -43,7 +43,8 @@ def test_face_frame_golden_bytes() -> None:
     np.testing.assert_array_equal(packet.values, values)
 
 
-@given(st.integers(0, 2**32 - 1), st.integers(0, 2**63 - 1), st.binary(max_size=4000).map(lambda b: b[: len(b) // 2 * 2]))
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2**63 - 1),
+       st.binary(max_size=4000).map(lambda b: b[: len(b) // 2 * 2]))
 def test_audio_roundtrip(utterance: int, offset: int, pcm: bytes) -> None:
     packet = proto.decode_binary(proto.encode_audio(utterance, offset, pcm))
     assert isinstance(packet, proto.AudioPacket)

@@ -34,6 +34,7 @@ from ..errors import FacecastError
 from ..events import AudioOut, EmotionOut, FaceOut, SentenceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
 from ..face.layers import AnimationLayer, Emotion
 from ..llm.history import ChatHistory
+from ..metrics import Metrics
 from ..pipeline import Services, run_turn, speak
 from ..protocol import engine as proto
 from ..types import FaceFrames, Transcript
@@ -112,8 +113,10 @@ class EngineSession:
         config: SessionConfig | None = None,
         sinks: SinkFactory | None = None,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self._services = services
+        self._metrics = metrics
         self._tx = transport
         self._config = config or SessionConfig()
         self._sink_factory = sinks
@@ -353,6 +356,8 @@ class EngineSession:
             await self._tx.send_bytes(proto.encode_face(out.utterance, frames.start, values))
 
     async def _abandon(self, out: _Outgoing) -> None:
+        if self._metrics is not None:
+            self._metrics.utterances.labels("abandoned").inc()
         for sink in self._sinks:
             sink.on_clear(out.utterance)
         await self._tx.send_text(proto.encode_server("clear_buffer", utterance=out.utterance))
@@ -367,6 +372,9 @@ class EngineSession:
         if base is None:
             return
         stages = {name: round((at - base) * 1000, 2) for name, at in out.stages.items() if name != "speech_end"}
+        if self._metrics is not None:
+            self._metrics.observe_turn(stages)
+            self._metrics.utterances.labels("completed").inc()
         await self._tx.send_text(proto.encode_server("timing", utterance=out.utterance, stages=stages))
 
     async def _on_playback_started(self, message: proto.PlaybackStarted) -> None:
@@ -423,12 +431,16 @@ class EngineSession:
                 self._record_heard(heard)
             for sink in self._sinks:
                 sink.on_clear(target.utterance)
+            if self._metrics is not None and active:
+                self._metrics.utterances.labels("interrupted").inc()
             if notify:
                 await self._tx.send_text(proto.encode_server("clear_buffer", utterance=target.utterance,
                                                              reason=reason))
 
     async def send_error(self, code: str, message: str) -> None:
         log.info("engine session error %s: %s", code, message)
+        if self._metrics is not None:
+            self._metrics.errors.labels(code).inc()
         with suppress(Exception):
             await self._tx.send_text(proto.encode_server("error", code=code, message=message))
 

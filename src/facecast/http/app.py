@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
@@ -26,6 +26,7 @@ from ..config import Settings
 from ..engine.livelink import LiveLinkSender, parse_targets
 from ..engine.outputs import LiveLinkOutput, LiveLinkSink, RecorderSink
 from ..engine.session import EngineSession, SessionConfig, UtteranceSink
+from ..metrics import CONTENT_TYPE, Metrics
 from ..pipeline import Services
 from ..protocol.engine import Hello
 from .neurosync import NeuroSyncBackends, NeuroSyncOptions, neurosync_router
@@ -50,6 +51,7 @@ class AppState:
     sessions: set[EngineSession] = field(default_factory=set)
     livelink: LiveLinkOutput | None = None
     session_count: int = 0
+    metrics: Metrics = field(default_factory=Metrics)
     neurosync: NeuroSyncBackends | None = None
     """Models behind the NeuroSync endpoints; built from ``services`` on first use when left ``None``."""
 
@@ -149,6 +151,11 @@ def create_app(state: AppState) -> FastAPI:
 
     app.include_router(neurosync_router(NeuroSyncOptions.from_settings(state.settings), state.neurosync_backends))
 
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus metrics: per-stage turn latency histograms, sessions, utterances, errors, failovers."""
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
     @app.websocket("/ws/engine")
     async def engine(ws: WebSocket) -> None:
         if not _authorized(ws, state.settings.token):
@@ -156,8 +163,10 @@ def create_app(state: AppState) -> FastAPI:
             return
         await ws.accept()
         config = SessionConfig(ack_timeout=state.settings.ack_timeout, persona=state.settings.persona or None)
-        session = EngineSession(state.services, _WebSocketTransport(ws), config, state.sinks_for)
+        session = EngineSession(state.services, _WebSocketTransport(ws), config, state.sinks_for,
+                                metrics=state.metrics)
         state.sessions.add(session)
+        state.metrics.active_sessions.inc()
         try:
             while not session.closed.is_set():
                 message = await ws.receive()
@@ -172,6 +181,7 @@ def create_app(state: AppState) -> FastAPI:
         finally:
             await session.close()
             state.sessions.discard(session)
+            state.metrics.active_sessions.dec()
             if ws.application_state == WebSocketState.CONNECTED:
                 await ws.close(code=1000)
 

@@ -1,0 +1,89 @@
+"""NeuroSync's wire conventions: value ranges, the multipart body, and a WAV the Player cannot truncate."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from facecast.face.arkit import INDEX
+from facecast.protocol.neurosync import (
+    BOUNDARY,
+    MIN_AUDIO_SECONDS,
+    MULTIPART_CONTENT_TYPE,
+    blendshapes_json,
+    encode_multipart,
+    frames_json,
+    neurosync_values,
+    part_named,
+    player_safe_wav,
+    split_multipart,
+)
+
+
+def test_values_follow_neurosync_conventions() -> None:
+    frames = np.zeros((3, 68), np.float32)
+    frames[0, INDEX["JawOpen"]] = 1.7
+    frames[1, INDEX["HeadYaw"]] = -0.25  # signed rotation: NeuroSync's Player would clamp it to 0
+    frames[2, INDEX["MouthClose"]] = np.nan
+    frames[:, INDEX["Happy"]] = 3.5  # emotions stay unscaled
+    frames[:, INDEX["Sad"]] = -1.25
+    out = neurosync_values(frames)
+    assert out[0, INDEX["JawOpen"]] == 1.0 and out[1, INDEX["HeadYaw"]] == 0.0 and out[2, INDEX["MouthClose"]] == 0.0
+    assert np.all(out[:, INDEX["Happy"]] == 3.5) and np.all(out[:, INDEX["Sad"]] == -1.25)
+    assert frames[0, INDEX["JawOpen"]] == pytest.approx(1.7)  # the input is untouched
+    with pytest.raises(ValueError):
+        neurosync_values(np.zeros((2, 61)))
+
+
+def test_json_shapes() -> None:
+    frames = np.full((2, 68), 0.123456789, np.float32)
+    assert json.loads(blendshapes_json(frames)) == {"blendshapes": [[0.123457] * 68] * 2}
+    assert json.loads(frames_json(np.zeros((0, 68), np.float32))) == []
+
+
+def test_min_audio_is_five_frames() -> None:
+    assert MIN_AUDIO_SECONDS == pytest.approx(0.0833, abs=1e-4)
+
+
+def test_multipart_golden_bytes() -> None:
+    body = encode_multipart(b"RIFF..", b"[[0]]")
+    assert body == (
+        b"--MY_BOUNDARY_STRING\r\nContent-Type: audio/wav\r\n"
+        b'Content-Disposition: attachment; filename="output.wav"\r\n\r\nRIFF..\r\n'
+        b"--MY_BOUNDARY_STRING\r\nContent-Type: application/json\r\nContent-Disposition: inline\r\n\r\n[[0]]\r\n"
+        b"--MY_BOUNDARY_STRING--\r\n"
+    )
+    assert MULTIPART_CONTENT_TYPE == "multipart/mixed; boundary=MY_BOUNDARY_STRING"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=300), st.binary(max_size=100))
+def test_multipart_round_trip(audio: bytes, frames: bytes) -> None:
+    parts = split_multipart(encode_multipart(audio, frames))
+    assert [h["content-type"] for h, _ in parts] == ["audio/wav", "application/json"]
+    assert part_named(parts, "audio/wav") == audio and part_named(parts, "application/json") == frames
+
+
+def test_split_multipart_rejects_truncated_bodies() -> None:
+    body = encode_multipart(b"abc", b"[]")
+    for broken in (body[:-30], b"junk" + body, body[: body.index(b"\r\n\r\n")]):
+        with pytest.raises(ValueError):
+            split_multipart(broken)
+    with pytest.raises(KeyError):
+        part_named(split_multipart(body), "image/png")
+
+
+def test_player_safe_wav_ends_in_a_zero_sample() -> None:
+    pcm = np.full(1000, 10 / 32767, np.float32)  # PCM16 value 10 = b"\n\x00" little-endian: ends in 0 anyway
+    pcm[-1] = 0x0A0A / 32767  # last sample b"\n\n": the Player's rstrip(b"\r\n") would eat it
+    wav = player_safe_wav(pcm, 22050)
+    assert wav.endswith(b"\x00\x00") and wav.rstrip(b"\r\n\t\x0b\x0c ") == wav
+    data, rate = sf.read(io.BytesIO(wav), dtype="int16")
+    assert rate == 22050 and len(data) == 1000 and data[-1] == 0 and data[0] == 10
+    assert BOUNDARY.encode() not in wav
