@@ -147,7 +147,8 @@ def main() -> None:
     info = export_onnx(model, Path(args.out), meta)
     error = check(model, Path(args.out))
     size = Path(args.out).stat().st_size
-    print(f"wrote {args.out} ({size / 1e6:.2f} MB, {info['parameters']} parameters); onnx vs torch max error {error:.2e}")
+    print(f"wrote {args.out} ({size / 1e6:.2f} MB, {info['parameters']} parameters); "
+          f"onnx vs torch max error {error:.2e}")
     if error > 1e-4:
         raise SystemExit("ONNX output does not match the torch model")
 

@@ -24,6 +24,7 @@ import asyncio
 import json
 import random
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,9 +36,12 @@ from facecast.face.arkit import INDEX
 from facecast.face.features import FeatureConfig, features
 from facecast.face.phonetic import PhoneticAnimator
 from facecast.tts.espeak import EspeakTTS
-from facecast.types import FPS, Phoneme, frames_for_samples
+from facecast.types import FPS, Phoneme
 
-__all__ = ["MOUTH_CHANNELS", "TRAIN_VOICES", "TRAIN_VARIANTS", "HELDOUT_VOICES", "HELDOUT_VARIANTS", "main"]
+__all__ = [
+    "iter_split", "splits", "load_words", "to_features", "MOUTH_CHANNELS", "TRAIN_VOICES", "TRAIN_VARIANTS",
+    "HELDOUT_VOICES", "HELDOUT_VARIANTS", "main",
+]
 
 MOUTH_CHANNELS: tuple[str, ...] = (
     "JawOpen", "MouthClose", "MouthFunnel", "MouthPucker", "MouthSmileLeft", "MouthSmileRight",
@@ -167,32 +171,45 @@ def _phoneme_frames(phonemes: list[Phoneme]) -> list[tuple[str, float, float]]:
     return [(p.symbol, p.start * FPS / _SOURCE_RATE, p.end * FPS / _SOURCE_RATE) for p in phonemes]
 
 
-async def build_split(
-    count: int, voices: tuple[str, ...], variants: tuple[str, ...], seed: int, words: list[str],
-    config: FeatureConfig,
-) -> tuple[dict[str, np.ndarray], list[dict[str, object]]]:
+async def iter_split(
+    count: int, voices: tuple[str, ...], variants: tuple[str, ...], seed: int, words: list[str]
+) -> AsyncIterator[tuple[Utterance, np.ndarray, list[tuple[np.ndarray, int, str]]]]:
+    """Per utterance: the utterance, its target (frames, channels), and its two versions (audio, rate, how).
+
+    Deterministic for a given seed (the evaluation script regenerates the held-out split from it).
+    """
     rng = random.Random(seed)
     nrng = np.random.default_rng(seed)
     animator = PhoneticAnimator()
     channels = [INDEX[c] for c in MOUTH_CHANNELS]
-    feats, targets, offsets, meta = [], [], [0], []
-    for i in range(count):
+    for _ in range(count):
         variant = rng.choice(variants)
         voice = rng.choice(voices) + (f"+{variant}" if variant else "")
         rate, pitch = rng.randint(110, 330), rng.randint(15, 90)
         utt = await synthesise(sentence(rng, words), voice, rate, pitch, rng.randint(0, 2 * 735))
-        frames = frames_for_samples(len(utt.audio), _SOURCE_RATE)
         target = animator.render(utt.phonemes, len(utt.audio), _SOURCE_RATE)[:, channels]
-        clean = utt.audio * np.float32(10 ** (nrng.uniform(-20.0, 6.0) / 20) * 0.7 / max(np.abs(utt.audio).max(), 1e-9))
-        versions = [(np.clip(clean, -1, 1), _SOURCE_RATE, "clean"), augment(nrng, utt.audio, _SOURCE_RATE)]
+        gain = np.float32(10 ** (nrng.uniform(-20.0, 6.0) / 20) * 0.7 / max(np.abs(utt.audio).max(), 1e-9))
+        versions = [(np.clip(utt.audio * gain, -1, 1), _SOURCE_RATE, "clean"), augment(nrng, utt.audio, _SOURCE_RATE)]
+        yield utt, target, versions
+
+
+async def build_split(
+    count: int, voices: tuple[str, ...], variants: tuple[str, ...], seed: int, words: list[str],
+    config: FeatureConfig,
+) -> tuple[dict[str, np.ndarray], list[dict[str, object]]]:
+    feats, targets, offsets, meta = [], [], [0], []
+    done = 0
+    async for utt, target, versions in iter_split(count, voices, variants, seed, words):
+        frames = len(target)
         for audio, audio_rate, how in versions:
             feats.append(to_features(audio, audio_rate, frames + DELAY, config).astype(np.float16))
             targets.append(target.astype(np.float16))
             offsets.append(offsets[-1] + frames)
-            meta.append({"voice": voice, "rate": rate, "pitch": pitch, "augment": how,
+            meta.append({"voice": utt.voice, "rate": utt.rate, "pitch": utt.pitch, "augment": how,
                          "phonemes": _phoneme_frames(utt.phonemes)})
-        if (i + 1) % 200 == 0:
-            print(f"  {i + 1}/{count} utterances", flush=True)
+        done += 1
+        if done % 200 == 0:
+            print(f"  {done}/{count} utterances", flush=True)
     data = {
         "features": np.concatenate(feats),
         "targets": np.concatenate(targets),
@@ -200,6 +217,18 @@ async def build_split(
         "delay": np.asarray(DELAY),
     }
     return data, meta
+
+
+Split = tuple[str, int, tuple[str, ...], tuple[str, ...], int, list[str]]
+
+
+def splits(words: list[str], seed: int, train: int, heldout: int) -> list[Split]:
+    """(name, count, voices, variants, seed, vocabulary) of the training and held-out splits."""
+    cut = len(words) // 10  # the held-out sentences use words the training ones never do
+    return [
+        ("train", train, TRAIN_VOICES, TRAIN_VARIANTS, seed, words[cut:]),
+        ("eval", heldout, HELDOUT_VOICES, HELDOUT_VARIANTS, seed + 1000, words[:cut]),
+    ]
 
 
 def main() -> None:
@@ -214,11 +243,7 @@ def main() -> None:
     config = FeatureConfig()
     started = time.perf_counter()
     words = load_words(random.Random(args.seed))
-    split = len(words) // 10  # the evaluation sentences use words the training ones never do
-    for name, count, voices, variants, seed, vocab in (
-        ("train", args.train, TRAIN_VOICES, TRAIN_VARIANTS, args.seed, words[split:]),
-        ("eval", args.eval, HELDOUT_VOICES, HELDOUT_VARIANTS, args.seed + 1000, words[:split]),
-    ):
+    for name, count, voices, variants, seed, vocab in splits(words, args.seed, args.train, args.eval):
         print(f"{name}: {count} utterances", flush=True)
         data, meta = asyncio.run(build_split(count, voices, variants, seed, vocab, config))
         np.savez(out / f"{name}.npz", **data)

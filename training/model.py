@@ -2,9 +2,10 @@
 
 A causal temporal convolution network over the 60 fps feature vectors of
 :mod:`facecast.face.features`: a pointwise input layer, residual blocks of causal dilated convolutions,
-a pointwise output layer predicting the mouth channels. Every convolution (written as one matrix product over its ``kernel`` dilated taps, which is
-faster on a CPU than ``Conv1d`` at these sizes) keeps its own left context as an explicit state tensor
-(``states[k]``, shape (batch, (kernel - 1) * dilation, width): the last inputs it saw), so the
+a pointwise output layer predicting the mouth channels. Every convolution (written
+as one matrix product over its ``kernel`` dilated taps, faster to train on a CPU than ``Conv1d`` at these
+sizes) keeps its own left context as an explicit state tensor (``states[k]``, shape
+(batch, (kernel - 1) * dilation, width): the last inputs it saw), so the
 same forward pass serves training (zero initial state, whole sequences) and streaming (any number of
 steps per call, state carried between calls), and exports to ONNX with that state as inputs/outputs.
 

@@ -108,6 +108,12 @@ def read_audio(source: str | Path | bytes) -> tuple[Float32Array, int]:
     Raises :class:`InputError` with the reason when it cannot be decoded or holds no samples.
     """
     name = "<bytes>" if isinstance(source, bytes) else str(source)
+    if not isinstance(source, bytes):
+        path = Path(source)
+        if not path.exists():
+            raise InputError(f"audio file not found: {name}")
+        if path.is_dir():
+            raise InputError(f"{name} is a folder, not an audio file")
     try:
         handle = io.BytesIO(source) if isinstance(source, bytes) else source
         data, rate = sf.read(handle, dtype="float32", always_2d=True)

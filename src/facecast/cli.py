@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from . import __version__
@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--text", help="what the player says")
     src.add_argument("--audio", help="an audio file of the player speaking")
     p.add_argument("--out", required=True, help="output folder for the reply")
+
+    p = sub.add_parser("animate", help="animate an audio file (audio-driven face) into DIR/audio.wav + DIR/shapes.csv")
+    p.add_argument("audio", help="audio file (WAV, FLAC, OGG...; any rate, mixed to mono)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--face", help="learned (default), learned:PATH/mouth.json or neurosync:PATH/model.pth")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     p = sub.add_parser("transcribe", help="print the transcript of an audio file")
     _common(p)
@@ -134,6 +140,33 @@ async def _chat(args: argparse.Namespace) -> int:
     print(f"you: {user}")
     print(f"character: {reply.text}")
     print(f"{folder}: {len(reply.audio) / reply.rate:.2f} s of audio, {len(reply.face)} face frames")
+    return 0
+
+
+async def _animate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .audio import read_audio, split_chunks
+    from .errors import ConfigError
+    from .services import make_face
+    from .session import write_session
+    from .types import SpeechChunk
+
+    spec = args.face or "learned"
+    if spec.strip().lower() in ("", "phonetic", "default"):
+        raise ConfigError("animate needs an audio-driven face: --face learned or neurosync:PATH/model.pth "
+                          "(the phonetic face needs TTS phoneme timing)")
+    pcm, rate = read_audio(args.audio)
+    face = make_face(spec)
+
+    async def speech() -> AsyncIterator[SpeechChunk]:
+        for chunk in split_chunks(pcm, rate, 100.0):
+            yield SpeechChunk(chunk)
+
+    parts = [frames.values async for frames in face.animate(speech())]
+    values = np.concatenate(parts) if parts else np.zeros((0, 68), np.float32)
+    write_session(args.out, pcm, rate, values)
+    print(f"{args.out}: {len(pcm) / rate:.2f} s of audio, {len(values)} face frames ({spec})")
     return 0
 
 
@@ -215,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handlers = {"say": _say, "chat": _chat, "transcribe": _transcribe, "engine-sim": _engine_sim}
+    handlers = {"say": _say, "chat": _chat, "transcribe": _transcribe, "animate": _animate, "engine-sim": _engine_sim}
     try:
         if args.command in handlers:
             return asyncio.run(handlers[args.command](args))

@@ -36,6 +36,8 @@ class Services:
     llm: LanguageModel
     tts: TextToSpeech
     face: FaceAnimator
+    audio_face: FaceAnimator | None = None
+    """The animator for audio without phoneme timing (puppet and lip-sync workflows); None if unavailable."""
 
 
 _DONE = object()

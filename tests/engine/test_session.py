@@ -190,3 +190,53 @@ async def test_close_mid_utterance_leaves_nothing_running() -> None:
     await rec.wait_for("utterance_start")
     await session.close()
     # the autouse fixture fails the test if any task of the session is still alive
+
+
+def make_audio_face(workflow: str) -> tuple[EngineSession, Recorder]:
+    rec = Recorder()
+    services = Services(FakeSTT(), FakeLLM(), FakeTTS(rate=16000), FakeFace(), audio_face=FakeFace())
+    return EngineSession(services, rec), rec
+
+
+async def test_puppet_streams_face_frames_while_the_audio_is_still_coming() -> None:
+    session, rec = make_audio_face("puppet")
+    await session.handle_text(json.dumps({"type": "hello", "workflow": "puppet", "mic": {"rate": 16000}}))
+    tone = (0.3 * np.sin(np.arange(320) / 3)).astype(np.float32)
+    pcm = (tone * 32767).astype("<i2").tobytes()
+    for i in range(50):  # one second, 20 ms at a time
+        await session.handle_bytes(proto.encode_mic(i * 320, pcm))
+    start = await rec.wait_for("utterance_start")
+    while sum(len(m.values) for m in rec.sent if isinstance(m, proto.FacePacket)) < 55:
+        rec.changed.clear()
+        await asyncio.wait_for(rec.changed.wait(), 10)
+    assert not rec.of_type("utterance_end")  # live: frames came before the stream ended
+    await session.handle_text(json.dumps({"type": "end_of_speech"}))
+    end = await rec.wait_for("utterance_end")
+    face = [m for m in rec.sent if isinstance(m, proto.FacePacket)]
+    assert all(m.utterance == start["utterance"] for m in face)
+    assert sum(len(m.values) for m in face) == end["frames"] == 60
+    assert not any(isinstance(m, proto.AudioPacket) for m in rec.sent)  # no audio comes back
+    await session.close()
+
+
+async def test_lipsync_answers_each_segment_with_its_frames() -> None:
+    session, rec = make_audio_face("lipsync")
+    await session.handle_text(json.dumps({"type": "hello", "workflow": "lipsync", "mic": {"rate": 16000}}))
+    pcm = np.zeros(800, "<i2").tobytes()  # 50 ms
+    for segment in range(2):
+        for i in range(10):
+            await session.handle_bytes(proto.encode_mic(i * 800, pcm))
+        await session.handle_text(json.dumps({"type": "end_of_speech"}))
+        end = await rec.wait_for("utterance_end", segment + 1)
+        assert end["frames"] == 30
+    starts = [m["utterance"] for m in rec.of_type("utterance_start")]
+    assert len(set(starts)) == 2
+    await session.close()
+
+
+async def test_audio_workflows_need_an_audio_driven_model() -> None:
+    session, rec = make()
+    await session.handle_text(json.dumps({"type": "hello", "workflow": "puppet"}))
+    assert rec.of_type("error")[0]["code"] == "bad_config"
+    assert not rec.of_type("welcome")
+    await session.close()

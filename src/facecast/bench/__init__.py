@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from .report import Table, machine_description
 
@@ -18,6 +19,7 @@ async def run_all(quick: bool) -> tuple[list[Table], dict[str, object]]:
     from ..services import make_face, make_stt, make_tts
     from .livelink_bench import jitter, sync_error
     from .pipeline_bench import first_output_latency, speed
+    from .turns_bench import voice_to_voice
 
     tts, face = make_tts(), make_face()
     runs = 5 if quick else 30
@@ -32,7 +34,11 @@ async def run_all(quick: bool) -> tuple[list[Table], dict[str, object]]:
     table, data = await jitter(2.0 if quick else 10.0)
     tables.append(table)
     raw["livelink_jitter"] = data
-    table, data = await sync_error(Services(make_stt(), EchoLLM(), tts, face), 4 if quick else 20)
+    services = Services(make_stt(), EchoLLM(), tts, face)
+    table, data = await voice_to_voice(services, 5 if quick else 30)
+    tables.append(table)
+    raw["voice_to_voice"] = data
+    table, data = await sync_error(services, 4 if quick else 20)
     tables.append(table)
     raw["sync"] = data
     return tables, raw
@@ -48,6 +54,21 @@ def main(quick: bool = False, json_path: str | None = None, markdown_path: str |
     if json_path:
         Path(json_path).write_text(json.dumps(raw, indent=1))
     if markdown_path:
-        body = "\n\n".join(t.markdown() for t in tables)
-        Path(markdown_path).write_text(f"Machine: {raw['machine']}\n\n{body}\n")
+        Path(markdown_path).write_text(markdown_report(tables, raw, quick))
     return 0
+
+
+def markdown_report(tables: list[Table], raw: dict[str, Any], quick: bool) -> str:
+    """The whole of docs/benchmarks.md: how it was produced, on what, and every table."""
+    command = "facecast bench --quick" if quick else "facecast bench"
+    body = "\n\n".join(t.markdown() for t in tables)
+    return (
+        "# Benchmarks\n\n"
+        f"Produced by `{command} --markdown docs/benchmarks.md` (raw numbers: `--json FILE`) on "
+        f"{time.strftime('%Y-%m-%d')}, in {raw['wall_s']:.0f} s.\n\n"
+        f"Machine: {raw['machine']}. These machines are shared and noisy: read percentiles and ratios measured "
+        "side by side in the same run, not single timings.\n\n"
+        "Everything runs on loopback through the real components: the real server (uvicorn), the reference "
+        "engine client `engine-sim`, pocketsphinx, libespeak-ng, the phonetic face, real UDP sockets.\n\n"
+        f"{body}\n"
+    )

@@ -39,6 +39,7 @@ from ..pipeline import Services, run_turn, speak
 from ..protocol import engine as proto
 from ..types import FaceFrames, Transcript
 from ..vad import TurnConfig
+from .audioface import AudioFaceStream, puppet_delay
 from .heard import ReplyText
 from .listen import HeardUtterance, Listener, ListenerCallbacks
 
@@ -131,6 +132,8 @@ class EngineSession:
         self._current: _Outgoing | None = None
         self._playing: _Outgoing | None = None  # sent, acknowledged, not yet reported finished
         self._listener: Listener | None = None
+        self._audio_stream: AudioFaceStream | None = None
+        self._audio_anchor = 0.0
 
     # -- inbound --------------------------------------------------------------------------------
     async def handle_text(self, text: str) -> None:
@@ -150,7 +153,7 @@ class EngineSession:
         except proto.ProtocolError as exc:
             await self.send_error(exc.code, exc.message)
             return
-        if self.hello is None or self._listener is None:
+        if self.hello is None:
             await self.send_error("no_hello", "send a 'hello' message before audio")
             return
         if not isinstance(packet, proto.MicAudio):
@@ -161,7 +164,10 @@ class EngineSession:
         except FacecastError as exc:
             await self.send_error(exc.code, str(exc))
             return
-        self._listener.feed(pcm)
+        if self._listener is not None:
+            self._listener.feed(pcm)
+        else:
+            self._feed_audio_face(pcm)
 
     async def _dispatch(self, message: proto.ClientMessage) -> None:
         if isinstance(message, proto.Hello):
@@ -169,8 +175,9 @@ class EngineSession:
         elif isinstance(message, proto.UserText):
             await self._begin_turn(message.text, typed=True)
         elif isinstance(message, proto.EndOfSpeech):
-            assert self._listener is not None
-            if not self._listener.end_of_speech() and self.hello is not None and self.hello.turns == "client":
+            if self._listener is None:
+                await self._end_audio_face()
+            elif not self._listener.end_of_speech() and self.hello is not None and self.hello.turns == "client":
                 await self.send_error("no_speech", "'end_of_speech' without microphone audio since the last turn")
         elif isinstance(message, proto.PlaybackStarted):
             await self._on_playback_started(message)
@@ -187,10 +194,17 @@ class EngineSession:
         if self.hello is not None:
             await self.send_error("out_of_order", "'hello' was already received on this connection")
             return
+        if hello.workflow in ("puppet", "lipsync") and self._services.audio_face is None:
+            await self.send_error("bad_config", f"the {hello.workflow} workflow needs an audio-driven face model "
+                                  "(the learned model could not be loaded; see the server log)")
+            return
         self.hello = hello
-        callbacks = ListenerCallbacks(self._on_transcript, self._on_heard, self._on_barge_in, self._on_listen_error)
-        turns = self._config.turns if hello.turns == "server" else None
-        self._listener = Listener(self._services.stt, hello.mic.rate, callbacks, turns, self._config.max_mic_seconds)
+        if hello.workflow in ("conversation", "say"):
+            callbacks = ListenerCallbacks(self._on_transcript, self._on_heard, self._on_barge_in,
+                                          self._on_listen_error)
+            turns = self._config.turns if hello.turns == "server" else None
+            self._listener = Listener(self._services.stt, hello.mic.rate, callbacks, turns,
+                                      self._config.max_mic_seconds)
         if self._sink_factory is not None:
             self._sinks = tuple(self._sink_factory(hello))
         livelink = [sink.describe() for sink in self._sinks if hasattr(sink, "describe")]
@@ -202,6 +216,48 @@ class EngineSession:
                 **({"livelink": livelink[0]} if livelink else {}),
             )
         )
+
+    # -- audio-driven workflows (puppet, lipsync) ------------------------------------------------
+    def _feed_audio_face(self, pcm: np.ndarray) -> None:
+        assert self.hello is not None and self._services.audio_face is not None
+        if self._audio_stream is None:
+            utterance = self._next_utterance
+            self._next_utterance += 1
+            self._audio_stream = AudioFaceStream(self._services.audio_face, utterance, self.hello.mic.rate,
+                                                 self._emit_audio_face)
+            self._audio_anchor = self._audio_stream.started_at
+            if self.hello.workflow == "puppet":
+                self._audio_anchor += puppet_delay(self._services.audio_face)
+        self._audio_stream.feed(pcm)
+
+    async def _end_audio_face(self) -> None:
+        stream, self._audio_stream = self._audio_stream, None
+        if stream is None:
+            await self.send_error("no_speech", "'end_of_speech' without audio since the last one")
+            return
+        try:
+            await stream.end()
+        except FacecastError as exc:
+            await self.send_error(exc.code, str(exc))
+
+    async def _emit_audio_face(self, event: UtteranceEvent) -> None:
+        """Face frames of client audio go out at once, time-coded on that audio's sample clock."""
+        assert self.hello is not None
+        for sink in self._sinks:
+            sink.on_event(event)
+        if isinstance(event, UtteranceStarted):
+            await self._tx.send_text(proto.encode_server(
+                "utterance_start", utterance=event.utterance, rate=event.rate, channels=1))
+            if self.hello.workflow == "puppet":  # no playback to wait for: the sound is live
+                for sink in self._sinks:
+                    sink.on_playback_started(event.utterance, self._audio_anchor)
+        elif isinstance(event, FaceOut):
+            if self.hello.face:
+                values = self._layer.frames(self._audio_anchor + event.frames.start / 60, event.frames.values)
+                await self._tx.send_bytes(proto.encode_face(event.utterance, event.frames.start, values))
+        elif isinstance(event, UtteranceEnded):
+            await self._tx.send_text(proto.encode_server(
+                "utterance_end", utterance=event.utterance, samples=event.samples, frames=event.frames, text=""))
 
     # -- listening ------------------------------------------------------------------------------
     async def _on_transcript(self, result: Transcript) -> None:
@@ -378,6 +434,10 @@ class EngineSession:
         await self._tx.send_text(proto.encode_server("timing", utterance=out.utterance, stages=stages))
 
     async def _on_playback_started(self, message: proto.PlaybackStarted) -> None:
+        if self.hello is not None and self.hello.workflow == "lipsync":
+            for sink in self._sinks:  # the engine plays its own audio: Live Link follows from now
+                sink.on_playback_started(message.utterance, self._clock())
+            return
         out = self._current
         if out is None or out.utterance != message.utterance:
             await self.send_error("out_of_order", f"playback_started for utterance {message.utterance}, "
@@ -452,6 +512,9 @@ class EngineSession:
             await asyncio.gather(self._turn, return_exceptions=True)
         if self._listener is not None:
             await self._listener.close()
+        if self._audio_stream is not None:
+            await self._audio_stream.cancel()
+            self._audio_stream = None
         sinks, self._sinks = self._sinks, ()
         for sink in sinks:
             close = getattr(sink, "close", None)

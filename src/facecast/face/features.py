@@ -105,7 +105,8 @@ def mel_filterbank(config: FeatureConfig) -> Float32Array:
     lo, mid, hi = edges[:-2], edges[1:-1], edges[2:]
     rising = (bins[:, None] - lo) / np.maximum(mid - lo, 1e-9)
     falling = (hi - bins[:, None]) / np.maximum(hi - mid, 1e-9)
-    return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+    bank: Float32Array = np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+    return bank
 
 
 class FeatureStream:

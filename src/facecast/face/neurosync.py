@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ..audio import resample
 from ..errors import ConfigError, InputError
@@ -92,14 +93,16 @@ def _slaney_mel(rate: int, n_fft: int, n_mels: int) -> Float32Array:
     lower = -ramps[:-2] / gaps[:-1, None]
     upper = ramps[2:] / gaps[1:, None]
     weights = np.maximum(0.0, np.minimum(lower, upper)) * (2.0 / (points[2:] - points[:-2]))[:, None]
-    return weights.astype(np.float32)
+    bank: Float32Array = weights.astype(np.float32)
+    return bank
 
 
-def _frames(signal: np.ndarray) -> np.ndarray:
+def _frames(signal: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     padded = np.pad(signal, (_FRAME // 2, _FRAME // 2))
     count = 1 + (len(padded) - _FRAME) // _HOP
     index = np.arange(count)[:, None] * _HOP + np.arange(_FRAME)
-    return padded[index]
+    framed: npt.NDArray[np.float64] = padded[index]
+    return framed
 
 
 def neurosync_features(pcm: np.ndarray, rate: int) -> Float32Array:
@@ -143,7 +146,8 @@ def neurosync_features(pcm: np.ndarray, rate: int) -> Float32Array:
     out = (combined[0 : 2 * pairs : 2] + combined[1 : 2 * pairs : 2]) / 2
     if len(out) < want:
         out = np.concatenate([out, np.repeat(out[-1:], want - len(out), axis=0)])
-    return out[:want].astype(np.float32)
+    result: Float32Array = out[:want].astype(np.float32)
+    return result
 
 
 def postprocess(raw: np.ndarray) -> Float32Array:
@@ -288,7 +292,7 @@ class NeuroSyncAnimator:
         try:
             async for chunk in iterator:
                 if rate and chunk.audio.rate != rate:
-                    raise InputError(f"speech changed sample rate within an utterance ({rate} -> {chunk.audio.rate} Hz)")
+                    raise InputError(f"speech changed sample rate within an utterance ({rate} -> {chunk.audio.rate})")
                 rate = chunk.audio.rate
                 parts.append(chunk.audio.pcm)
         finally:

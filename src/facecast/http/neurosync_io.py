@@ -27,6 +27,7 @@ from ..audio import read_audio
 from ..errors import ConfigError, FacecastError, InputError, ServiceError
 from ..types import Float32Array
 from .extras import ExtraUnavailable
+from .extras.images import ImageDecodeError
 
 __all__ = [
     "MB",
@@ -98,6 +99,8 @@ def from_facecast(exc: FacecastError) -> ApiError:
         return ApiError(501, "not_available", exc.reason, exc.hint)
     if isinstance(exc, ConfigError):
         return ApiError(501, "not_available", str(exc))
+    if isinstance(exc, ImageDecodeError):
+        return ApiError(400, exc.code, str(exc))
     if isinstance(exc, InputError):
         return ApiError(422, "bad_input", str(exc))
     if isinstance(exc, ServiceError):
@@ -165,7 +168,7 @@ async def read_body(request: Request, limit: int, what: str) -> bytes:
 
 
 def too_large(what: str, limit: int) -> ApiError:
-    return ApiError(413, "too_large", f"the {what} is over the limit of {limit / MB:g} MB",
+    return ApiError(413, "too_large", f"the {what} is over the limit of {limit / MB:.3g} MB",
                     "the limit is the setting neurosync_max_upload_mb (FACECAST_NEUROSYNC_MAX_UPLOADMB)")
 
 

@@ -26,8 +26,10 @@ What the decoder is fed, and why (measured on espeak-ng speech, see ``tests/stt/
 A decoder's cepstral-mean estimate (its idea of the channel) carries over from one utterance to the next,
 as PocketSphinx intends for one audio source, and a newly created decoder starts from the latest estimate
 of the instance (the model's default before any utterance has ended): recognition improves once one
-utterance has been heard. Open-vocabulary recognition with the bundled model is weak on synthetic speech (about
-half the words); a JSGF grammar (``PocketSphinxConfig.grammar``) recognises a fixed vocabulary exactly.
+utterance has been heard. An utterance that was cancelled, or in which nothing was recognised, leaves
+the estimate as it was (silence would skew it). Open-vocabulary recognition with the bundled model is weak on synthetic speech (about
+half the words) and turns steady noise without speech into a short word: it needs a voice activity
+detector in front. A JSGF grammar (``PocketSphinxConfig.grammar``) recognises a fixed vocabulary exactly.
 8 kHz (telephone) audio lacks the 4-8 kHz band the wideband model was trained on, and is recognised
 less reliably than wideband audio.
 """
@@ -468,6 +470,7 @@ class _Worker:
         decoded = after_end = steps_after_end = partials = since_partial = 0
         cpu = 0.0
         last = ""
+        channel = decoder.get_cmn(False)
         decoder.start_utt()
         in_utterance = True
         try:
@@ -499,12 +502,16 @@ class _Worker:
             in_utterance = False
             decoder.end_utt()
             text = _hypothesis(decoder)
-            self._pool.cmn = decoder.get_cmn(False)
+            if text:
+                self._pool.cmn = decoder.get_cmn(False)
+            else:  # silence or noise: keep the channel estimate learned from speech
+                decoder.set_cmn(channel)
             cpu += time.thread_time() - tick
             return _Final(text, decoded, after_end, steps_after_end, cpu, partials, created)
         finally:
-            if in_utterance:
+            if in_utterance:  # aborted (or failed): end the utterance, forget what it taught
                 decoder.end_utt()
+                decoder.set_cmn(channel)
 
 
 # -- helpers --------------------------------------------------------------------------------------

@@ -346,7 +346,7 @@ export class FaceRenderer {
     const innerUp = clamp(v[I.BrowInnerUp]);
     const cx = 200 + side * 60 + p.fx;
     const base = 176 + p.fy;
-    const innerY = base + 9 * down - 16 * innerUp;
+    const innerY = base + 14 * down - 16 * innerUp;
     const outerY = base + 2 + 4 * down - 14 * outerUp;
     const midY = Math.min(innerY, outerY) - 9 + 3 * down;
     const ix = cx - side * (30 - 3 * down);
@@ -364,31 +364,48 @@ export class FaceRenderer {
     const x = 200 + p.fx * 1.25;
     const y = 292 + p.fy;
     const sneer = (v[I.NoseSneerLeft] + v[I.NoseSneerRight]) / 2;
-    g.strokeStyle = "rgba(168, 103, 77, 0.7)";
+    const lift = 4 * sneer;
+    // a soft shadow down one side of the bridge, and the tip
+    const side = g.createLinearGradient(x - 16, 0, x - 2, 0);
+    side.addColorStop(0, "rgba(200, 130, 100, 0)");
+    side.addColorStop(1, "rgba(200, 130, 100, 0.35)");
+    g.fillStyle = side;
+    g.beginPath();
+    g.moveTo(x - 6, 246 + p.fy);
+    g.quadraticCurveTo(x - 12, y - 16, x - 14, y - 4 - lift);
+    g.lineTo(x - 4, y - 6 - lift);
+    g.quadraticCurveTo(x - 4, y - 24, x - 2, 246 + p.fy);
+    g.closePath();
+    g.fill();
+    const tip = g.createRadialGradient(x + 1, y - 9 - lift, 1, x, y - 6 - lift, 15);
+    tip.addColorStop(0, "rgba(255, 235, 220, 0.55)");
+    tip.addColorStop(1, "rgba(255, 235, 220, 0)");
+    g.fillStyle = tip;
+    g.beginPath();
+    g.arc(x, y - 6 - lift, 15, 0, 2 * Math.PI);
+    g.fill();
+    g.strokeStyle = "rgba(168, 103, 77, 0.75)";
     g.lineWidth = 2;
     g.lineCap = "round";
     g.beginPath();
-    g.moveTo(x - 4, 232 + p.fy);
-    g.quadraticCurveTo(x - 10, y - 22, x - 14, y - 4 * sneer);
+    g.moveTo(x - 15, y - 6 - lift);
+    g.bezierCurveTo(x - 19, y + 2 - lift, x - 10, y + 5 - lift, x - 5, y + 2 - lift);
+    g.moveTo(x + 15, y - 6 - lift);
+    g.bezierCurveTo(x + 19, y + 2 - lift, x + 10, y + 5 - lift, x + 5, y + 2 - lift);
     g.stroke();
-    g.fillStyle = "rgba(168, 103, 77, 0.55)";
-    for (const side of [-1, 1]) {
-      const s = side > 0 ? v[I.NoseSneerLeft] : v[I.NoseSneerRight];
+    g.fillStyle = "rgba(140, 80, 65, 0.6)";
+    for (const s of [-1, 1]) {
+      const n = s > 0 ? v[I.NoseSneerLeft] : v[I.NoseSneerRight];
       g.beginPath();
-      g.ellipse(x + side * 9, y + 1 - 4 * s, 5, 3, side * 0.3, 0, 2 * Math.PI);
+      g.ellipse(x + s * 8, y + 1 - 4 * n, 3.6, 2, s * 0.35, 0, 2 * Math.PI);
       g.fill();
     }
-    g.strokeStyle = "rgba(168, 103, 77, 0.6)";
-    g.beginPath();
-    g.moveTo(x - 17, y - 4 - 4 * sneer);
-    g.quadraticCurveTo(x, y + 10 - 4 * sneer, x + 17, y - 4 - 4 * sneer);
-    g.stroke();
     if (sneer > 0.2) {
       g.strokeStyle = `rgba(168, 103, 77, ${0.6 * sneer})`;
-      for (const side of [-1, 1]) {
+      for (const s of [-1, 1]) {
         g.beginPath();
-        g.moveTo(x + side * 8, 250 + p.fy);
-        g.lineTo(x + side * 14, 258 + p.fy);
+        g.moveTo(x + s * 7, 252 + p.fy);
+        g.quadraticCurveTo(x + s * 12, 255 + p.fy, x + s * 15, 262 + p.fy);
         g.stroke();
       }
     }
@@ -407,7 +424,7 @@ export class FaceRenderer {
     const shift = (v[I.MouthLeft] - v[I.MouthRight]) * 14 + (v[I.JawLeft] - v[I.JawRight]) * 6;
     const x0 = 200 + p.fx * 1.1 + shift;
     const y0 = 336 + p.fy + p.jaw * 6 - 3 * shrug;
-    const narrow = 1 - 0.38 * pucker - 0.28 * funnel;
+    const narrow = 1 - 0.38 * pucker - 0.2 * funnel;
     const corner = (sideName) => {
       const smile = clamp(v[I[`MouthSmile${sideName}`]]);
       const stretch = clamp(v[I[`MouthStretch${sideName}`]]);
@@ -415,7 +432,7 @@ export class FaceRenderer {
       const dimple = clamp(v[I[`MouthDimple${sideName}`]]);
       return {
         w: 44 * narrow * (1 + 0.2 * smile + 0.28 * stretch + 0.08 * dimple),
-        y: -12 * smile + 10 * frown - 2 * dimple + 2 * stretch,
+        y: -16 * smile + 11 * frown - 2 * dimple + 1 * stretch,
       };
     };
     const cl = corner("Left"); // viewer's right
@@ -516,24 +533,36 @@ export class FaceRenderer {
   }
 
   hairFront(g, p) {
-    const grad = g.createLinearGradient(0, 50, 0, 180);
+    const dy = p.fy * 0.1;
+    const grad = g.createLinearGradient(0, 40, 0, 200);
     grad.addColorStop(0, HAIR_LIGHT);
     grad.addColorStop(1, HAIR);
     g.fillStyle = grad;
     g.beginPath();
-    g.moveTo(66, 215);
-    g.bezierCurveTo(52, 110, 120, 42, 205, 44);
-    g.bezierCurveTo(292, 46, 350, 110, 334, 215);
-    g.bezierCurveTo(320, 160, 300, 128, 262, 112);
-    g.bezierCurveTo(236, 142, 168, 150, 128, 132 + p.fy * 0.1);
-    g.bezierCurveTo(100, 150, 80, 175, 66, 215);
+    g.moveTo(64, 232);
+    g.bezierCurveTo(46, 120, 112, 40, 206, 42);
+    g.bezierCurveTo(296, 44, 356, 112, 336, 232);
+    g.bezierCurveTo(330, 190, 318, 156, 290, 134 + dy);
+    // the fringe sweeps from a part on the character's left across the forehead
+    g.bezierCurveTo(262, 150 + dy, 214, 156 + dy, 170, 148 + dy);
+    g.bezierCurveTo(132, 142 + dy, 104, 150 + dy, 86, 176 + dy);
+    g.bezierCurveTo(76, 192, 70, 210, 64, 232);
     g.closePath();
     g.fill();
-    g.strokeStyle = "rgba(255,255,255,0.08)";
-    g.lineWidth = 3;
+    // strands and a sheen
+    g.strokeStyle = "rgba(20, 10, 16, 0.35)";
+    g.lineWidth = 1.5;
+    for (const [x0, x1] of [[250, 150], [268, 190], [232, 112]]) {
+      g.beginPath();
+      g.moveTo(x0 + 10, 62);
+      g.quadraticCurveTo(x0 - 20, 110, x1, 150 + dy);
+      g.stroke();
+    }
+    g.strokeStyle = "rgba(255, 255, 255, 0.1)";
+    g.lineWidth = 5;
     g.beginPath();
-    g.moveTo(150, 70);
-    g.quadraticCurveTo(200, 56, 262, 82);
+    g.moveTo(140, 78);
+    g.quadraticCurveTo(200, 58, 270, 86);
     g.stroke();
   }
 }

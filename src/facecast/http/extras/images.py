@@ -35,6 +35,7 @@ __all__ = [
     "MAX_IMAGE_PIXELS",
     "MAX_LABELS",
     "ClipResult",
+    "ImageDecodeError",
     "Captioner",
     "ClipScorer",
     "decode_image",
@@ -56,22 +57,28 @@ MAX_LABELS = 256
 _MAX_CAPTION_TOKENS = 60
 
 
+class ImageDecodeError(InputError):
+    """The bytes are not an image Pillow can decode (or one over :data:`MAX_IMAGE_PIXELS`)."""
+
+    code = "bad_image"
+
+
 def decode_image(data: bytes) -> Any:
-    """Decode PNG/JPEG/WebP/... bytes into an RGB ``PIL.Image``; :class:`InputError` if they are not one."""
+    """Decode PNG/JPEG/WebP/... bytes into an RGB ``PIL.Image``; :class:`ImageDecodeError` if they are not one."""
     image_module = require("PIL.Image", IMAGES_HINT)
     if not data:
-        raise InputError("the image is empty")
+        raise ImageDecodeError("the image is empty")
     try:
         image = image_module.open(io.BytesIO(data))
         width, height = image.size
         if width * height > MAX_IMAGE_PIXELS:
-            raise InputError(f"the image has {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,}")
+            raise ImageDecodeError(f"the image has {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,}")
         image.load()
         return image.convert("RGB")
-    except InputError:
+    except ImageDecodeError:
         raise
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for undecodable data
-        raise InputError(f"cannot decode the image: {exc}") from None
+        raise ImageDecodeError(f"cannot decode the image: {exc}") from None
 
 
 def _folder(path: str, setting: str) -> Path:

@@ -1,0 +1,129 @@
+"""Evaluate the shipped (or any) learned mouth model on held-out voices, end to end through the runtime.
+
+    .venv/bin/python training/evaluate.py --utterances 150 --seed 1 [--model path/mouth.json] [--json out.json]
+
+Regenerates the held-out split of ``make_dataset.py`` (voices and variants never used in training, words
+never used in training sentences; clean and augmented versions), animates each clip's audio with
+:class:`facecast.face.learned.LearnedAnimator` (resampling, features and onnxruntime exactly as at run
+time) and compares with the phonetic animator's frames from the TTS phoneme timing:
+
+- per-channel mean absolute error; JawOpen Pearson correlation;
+- lip-closure recall: the share of ``p b m`` phonemes where the predicted MouthClose reaches 0.3 (the
+  target pose is 0.65) within the phoneme's frames, one frame of slack either side;
+- open-vowel opening: mean predicted JawOpen at the centre frame of open vowels (``a A: V 0 aI aU``...)
+  and the share of those frames where the mouth is wrongly closed (MouthClose >= 0.3);
+- timing lag: the shift (frames, -6..6) maximising the cross-correlation of predicted and target
+  JawOpen (and MouthClose); positive = the prediction is late;
+- speed: :func:`facecast.bench.face_bench.learned_speed`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+
+try:
+    from make_dataset import MOUTH_CHANNELS, iter_split, load_words, splits  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover
+    from training.make_dataset import MOUTH_CHANNELS, iter_split, load_words, splits
+
+from facecast.face.arkit import INDEX
+from facecast.face.learned import LearnedAnimator
+from facecast.face.visemes import lookup
+from facecast.types import FPS
+
+__all__ = ["evaluate", "main"]
+
+CLOSED = 0.3
+_OPEN_VISEMES = {"aa", "ah"}
+
+
+def _lag(pred: list[np.ndarray], target: list[np.ndarray], span: int = 6) -> int:
+    scores = []
+    for shift in range(-span, span + 1):
+        total = 0.0
+        for p, t in zip(pred, target, strict=True):
+            p, t = p - p.mean(), t - t.mean()
+            if shift >= 0:
+                total += float(np.dot(p[shift:], t[: len(t) - shift]))
+            else:
+                total += float(np.dot(p[:shift], t[-shift:]))
+        scores.append(total)
+    return int(np.argmax(scores)) - span
+
+
+async def evaluate(utterances: int, seed: int, model: str | None) -> dict[str, object]:
+    animator = LearnedAnimator(model)
+    words = load_words(random.Random(seed))
+    _, count, voices, variants, split_seed, vocab = splits(words, seed, 0, utterances)[1]
+    channels = [INDEX[c] for c in MOUTH_CHANNELS]
+    jaw, close = MOUTH_CHANNELS.index("JawOpen"), MOUTH_CHANNELS.index("MouthClose")
+    results: dict[str, object] = {"utterances": count, "voices": voices, "variants": variants}
+    per: dict[str, dict[str, list[np.ndarray]]] = {"clean": {"p": [], "t": []}, "augmented": {"p": [], "t": []}}
+    hits = {"clean": [0, 0], "augmented": [0, 0]}
+    vowels: dict[str, list[tuple[float, bool]]] = {"clean": [], "augmented": []}
+    async for utt, target, versions in iter_split(count, voices, variants, split_seed, vocab):
+        for audio, rate, how in versions:
+            kind = "clean" if how == "clean" else "augmented"
+            pred = animator.render(audio, rate)[:, channels]
+            n = min(len(pred), len(target))
+            pred, tgt = pred[:n], target[:n]
+            per[kind]["p"].append(pred)
+            per[kind]["t"].append(tgt)
+            for ph in utt.phonemes:
+                lo = int(np.floor(ph.start * FPS / 22050)) - 1
+                hi = int(np.ceil(ph.end * FPS / 22050)) + 1
+                lo, hi = max(lo, 0), min(hi, n)
+                if hi <= lo:
+                    continue
+                visemes = lookup(ph.symbol).visemes
+                if visemes == ("PP",):
+                    hits[kind][1] += 1
+                    hits[kind][0] += int(pred[lo:hi, close].max() >= CLOSED)
+                elif visemes[0] in _OPEN_VISEMES:
+                    centre = min(n - 1, round((ph.start + ph.end) / 2 * FPS / 22050))
+                    vowels[kind].append((float(pred[centre, jaw]), bool(pred[centre, close] >= CLOSED)))
+    for kind in ("clean", "augmented"):
+        p, t = np.concatenate(per[kind]["p"]), np.concatenate(per[kind]["t"])
+        results[kind] = {
+            "frames": len(p),
+            "mae": {name: round(float(np.abs(p[:, i] - t[:, i]).mean()), 4) for i, name in enumerate(MOUTH_CHANNELS)},
+            "mae_mean": round(float(np.abs(p - t).mean()), 4),
+            "jaw_corr": round(float(np.corrcoef(p[:, jaw], t[:, jaw])[0, 1]), 4),
+            "close_corr": round(float(np.corrcoef(p[:, close], t[:, close])[0, 1]), 4),
+            "closure_recall": round(hits[kind][0] / max(hits[kind][1], 1), 4),
+            "closures": hits[kind][1],
+            "open_vowel_jaw_mean": round(float(np.mean([v[0] for v in vowels[kind]])), 4),
+            "open_vowel_target_jaw_mean": round(float(t[:, jaw][t[:, jaw] > 0.35].mean()), 4),
+            "open_vowels_closed": round(float(np.mean([v[1] for v in vowels[kind]])), 4),
+            "lag_jaw_frames": _lag([x[:, jaw] for x in per[kind]["p"]], [x[:, jaw] for x in per[kind]["t"]]),
+            "lag_close_frames": _lag([x[:, close] for x in per[kind]["p"]], [x[:, close] for x in per[kind]["t"]]),
+        }
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="evaluate the learned mouth model on held-out voices")
+    parser.add_argument("--utterances", type=int, default=150)
+    parser.add_argument("--seed", type=int, default=1, help="the dataset seed (held-out split = seed + 1000)")
+    parser.add_argument("--model", help="mouth.json (default: the shipped model)")
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--no-speed", action="store_true")
+    args = parser.parse_args()
+    results = asyncio.run(evaluate(args.utterances, args.seed, args.model))
+    if not args.no_speed:
+        from facecast.bench.face_bench import learned_speed
+
+        results["speed"] = learned_speed(seconds=30.0, model=args.model)
+    print(json.dumps(results, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
