@@ -47,7 +47,8 @@ def app_take_text(
     for i in range(rows):
         frame = ff + i
         seconds = ss + frame // fps
-        stamp = f"{hh:02d}:{mm + seconds // 60:02d}:{seconds % 60:02d}:{frame % fps:02d}.{(100 + i) % 1000 if drift else 0:03d}"
+        sub = (100 + i) % 1000 if drift else 0
+        stamp = f"{hh:02d}:{mm + seconds // 60:02d}:{seconds % 60:02d}:{frame % fps:02d}.{sub:03d}"
         lines.append(stamp + ",61," + ",".join(f"{columns[name][i]:.10f}" for name in APP_NAMES))
     return "\r\n".join(lines) + "\r\n", columns
 

@@ -200,7 +200,8 @@ async def test_other_audio_content_types_and_flac(server: BackgroundServer) -> N
     buf = io.BytesIO()
     sf.write(buf, pcm, 16000, format="FLAC")
     async with httpx.AsyncClient(base_url=server.http_url) as client:
-        flac = await client.post("/audio_to_blendshapes", content=buf.getvalue(), headers={"Content-Type": "audio/flac"})
+        flac = await client.post("/audio_to_blendshapes", content=buf.getvalue(),
+                                 headers={"Content-Type": "audio/flac"})
         bare = await client.post("/audio_to_blendshapes", content=wav_file(pcm, 16000))  # no Content-Type
     assert flac.status_code == bare.status_code == 200
     assert len(flac.json()["blendshapes"]) == len(bare.json()["blendshapes"]) == 30
@@ -355,7 +356,8 @@ async def test_bad_requests_get_clear_4xx_and_the_server_keeps_serving() -> None
                 assert body["status"] == "error" and body["code"] == code and body["message"], body
             missing = await client.post("/transcribe", json={"return_timestamps": True})
             assert missing.json()["errors"][0]["field"] == "audio_base64"
-            assert "0.05 MB" in (await client.post("/audio_to_blendshapes", content=big, headers=octet)).json()["message"]
+            too_big = await client.post("/audio_to_blendshapes", content=big, headers=octet)
+            assert "over the limit of 0.05 MB" in too_big.json()["message"]
             after = await client.post("/audio_to_blendshapes", content=good, headers=octet)
             assert after.status_code == 200 and len(after.json()["blendshapes"]) == 75
             assert (await client.get("/health")).json()["status"] == "ok"

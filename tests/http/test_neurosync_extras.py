@@ -128,7 +128,8 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     chars = sorted(set("".join(WORDS)))
     vocab: dict[str, int] = {}
-    for token in ["<|startoftext|>", "<|endoftext|>", *chars, *(c + "</w>" for c in chars), *(w + "</w>" for w in WORDS)]:
+    tokens = ["<|startoftext|>", "<|endoftext|>", *chars, *(c + "</w>" for c in chars), *(w + "</w>" for w in WORDS)]
+    for token in tokens:
         vocab.setdefault(token, len(vocab))
     (root / "vocab.json").write_text(json.dumps(vocab))
     (root / "merges.txt").write_text("#version: 0.2\n")
@@ -213,7 +214,8 @@ async def test_process_image_captions_with_the_local_model(serve: Any, tiny_mode
 
 async def test_image_errors(serve: Any, tiny_models: dict[str, Path]) -> None:
     server = await serve(replace(image_settings(tiny_models), neurosync_max_upload_mb=0.01))
-    not_image = await post(server, "/process_image", content=b"\x89PNG but not really", headers={"Content-Type": "image/png"})
+    not_image = await post(server, "/process_image", content=b"\x89PNG but not really",
+                           headers={"Content-Type": "image/png"})
     assert not_image.status_code == 400 and not_image.json()["code"] == "bad_image"
     empty = await post(server, "/process_clip", json={"labels": ["x"]})
     assert empty.status_code == 400 and empty.json()["code"] == "empty_body"
