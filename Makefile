@@ -23,7 +23,7 @@ run: $(BIN)/facecast
 	$(BIN)/facecast run
 
 test: $(VENV)/.test-deps
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 

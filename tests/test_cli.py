@@ -83,3 +83,23 @@ def test_chat_with_text_writes_the_echo_reply(tmp_path: Path) -> None:
     assert "--llm" in result.stderr  # says how to configure a real model
     session = read_session(tmp_path / "r")
     assert session.warning is None and len(session.audio) / session.rate > 1.0
+
+
+def test_chat_with_a_spoken_question_answers_with_a_session_folder(tmp_path: Path) -> None:
+    question = tmp_path / "question"
+    assert facecast("say", "Stop talking please.", "--voice", "en-gb", "--out", str(question)).returncode == 0
+    stereo = tmp_path / "question-44k-stereo.wav"  # any rate, stereo: the CLI mixes down and resamples
+    pcm, rate = sf.read(str(question / "audio.wav"))
+    from facecast.audio import resample
+
+    mono = resample(pcm.astype(np.float32), rate, 44100)
+    sf.write(str(stereo), np.stack([mono, mono], axis=1), 44100)
+    result = facecast("chat", "--audio", str(stereo), "--out", str(tmp_path / "reply"))
+    assert result.returncode == 0, result.stderr
+    heard = result.stdout.split("you: ", 1)[1].split("\n", 1)[0]
+    assert heard.startswith("stop")  # open vocabulary: the first word is reliable on espeak speech
+    assert f"character: You said: {heard}." in result.stdout
+    reply = read_session(tmp_path / "reply")
+    assert reply.warning is None
+    assert len(reply.values) == frames_for_samples(len(reply.audio), reply.rate)
+    assert len(reply.audio) / reply.rate > 1.0 and np.abs(reply.audio).max() > 0.1

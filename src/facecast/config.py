@@ -62,8 +62,8 @@ class Settings:
     """``/get_embedding`` (ENABLE_EMBEDDING_ENDPOINTS); answers 501 until the embeddings extra is installed."""
     neurosync_image_endpoints: bool = False
     """``/process_image`` and ``/process_clip`` (ENABLE_IMAGE_ENDPOINTS); need the images extra and a model."""
-    neurosync_face: str = "learned"
-    """Face animator for ``/audio_to_blendshapes`` (audio without phoneme timing)."""
+    neurosync_face: str = ""
+    """Face animator for ``/audio_to_blendshapes``; empty: ``face`` when audio-driven, else ``learned``."""
     neurosync_max_upload_mb: float = 50.0
     """Largest audio or image body the NeuroSync endpoints accept, in MB (2**20 bytes)."""
     embedding_model: str = ""

@@ -224,6 +224,16 @@ async def test_with_the_real_learned_animator() -> None:
     assert jaw[:20].mean() < 0.05 and jaw[speech].max() > 0.2  # the mouth moves with the speech only
 
 
+async def test_by_default_the_servers_audio_driven_animator_is_used() -> None:
+    face = LoudnessFace()
+    services = Services(FakeSTT(), EchoLLM(), EspeakTTS(), PhoneticAnimator(), audio_face=face)
+    async with BackgroundServer(replace(Settings(), livelink=("off",)), services) as running:
+        audio, samples = await speech_wav(16000)
+        response = await asyncio.to_thread(player_post_audio, running.http_url + "/audio_to_blendshapes", audio)
+    assert response.status_code == 200
+    assert face.samples == samples and response.json()["blendshapes"][0][INDEX["Happy"]] == 2.5
+
+
 async def test_no_audio_driven_animator_is_501_with_a_hint() -> None:
     settings = replace(Settings(), neurosync_face="no-such-animator")
     services = Services(FakeSTT(), EchoLLM(), EspeakTTS(), PhoneticAnimator())
@@ -233,7 +243,7 @@ async def test_no_audio_driven_animator_is_501_with_a_hint() -> None:
         assert response.status_code == 501
         body = response.json()
         assert body["code"] == "not_available" and "no-such-animator" in body["message"]
-        assert "neurosync_face" in body["hint"]
+        assert "neurosync_face" in body["hint"] and "--face learned" in body["hint"]
 
 
 # ------------------------------------------------------------------------------ text -> speech (+ face)

@@ -27,7 +27,8 @@ from facecast.types import AudioChunk, Transcript
 GRAMMAR = """#JSGF V1.0;
 grammar facecast;
 public <utterance> = <command> | <question> | <greeting> | <story>;
-<command> = (turn on | turn off | open | close) the (lights | door | window | radio) [in the (kitchen | bedroom | garden)];
+<command> = (turn on | turn off | open | close) the (lights | door | window | radio) [in the <room>];
+<room> = kitchen | bedroom | garden;
 <question> = what (time | day) is it | where is the (door | kitchen | garden) | how are you today;
 <greeting> = hello | good (morning | evening) | my name is (john | mary | peter);
 <story> = tell me a story about <thing> (and <thing>)*;

@@ -235,7 +235,7 @@ async def test_typed_turn_plays_audio_and_moves_the_mouth_in_sync(question: Ques
         await start_sampling(p)
         await p.page.fill("#text", "Maybe we should buy a map.")
         await p.page.press("#text", "Enter")
-        await p.wait("facecast.faceSource === 'live' && facecast.mouthOpen > 0.25", timeout_s=15)
+        await p.wait("facecast.faceSource === 'live' && facecast.mouthOpen > 0.4", timeout_s=15)
         shot = await p.page.screenshot()
         save_artifact("page-mid-reply.png", shot)
         await p.wait("facecast.utterances.length === 1", timeout_s=20)

@@ -180,14 +180,14 @@ def _config_from(state: dict[str, Any]) -> NeuroSyncConfig:
     except (KeyError, ValueError, AttributeError) as exc:
         raise ConfigError(f"not a NeuroSync state_dict (missing or odd tensor: {exc})") from exc
     layers = 1 + max(int(k.split(".")[2]) for k in state if k.startswith("encoder.transformer_encoder."))
-    heads = 16 if hidden == 1024 else max(1, hidden // 64)
+    heads = max(1, hidden // 64)  # head size 64, as in the published model (1024 / 16)
     return NeuroSyncConfig(input_dim, hidden, layers, heads, ffn, output_dim)
 
 
 def load_net(path: str | Path, device: str | None = None) -> tuple[NeuroSyncNet, str]:
     """Load a user's ``model.pth`` strictly (every tensor name and shape must match); returns (net, device).
 
-    Sizes are read from the weights (the published model is the default configuration). Uses CUDA in
+    Sizes are read from the weights (the published model is the default configuration; heads of 64). Uses CUDA in
     fp16 when available unless ``device`` says otherwise. Raises :class:`ConfigError` for a missing
     file, a file that is not a NeuroSync state_dict, or missing torch.
     """

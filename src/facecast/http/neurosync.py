@@ -1,17 +1,15 @@
 """NeuroSync-compatible HTTP endpoints (REFERENCE.md section 4), so a NeuroSync Player or script keeps working.
 
-==================================  =====================================================================
-``POST /audio_to_blendshapes``      raw audio file bytes -> ``{"blendshapes": N x 68}``, 60 frames per
-                                    second of audio, from the configured audio-driven animator
-``POST /transcribe``                ``{"audio_base64", "return_timestamps"}`` (or raw audio bytes) ->
-                                    ``{"status": "success", "transcription", "timestamps"}``
-``POST /generate_speech``           ``{"text", "voice"}`` -> ``audio/wav``
-``POST /synthesize_and_blendshapes``  ``{"text", "voice"}`` -> ``multipart/mixed; boundary=MY_BOUNDARY_STRING``:
-                                    the WAV, then the frames as a JSON list (phoneme-timed animation)
-``POST /get_embedding``             ``{"text"}`` -> ``{"embedding": [...]}`` (``embeddings`` extra)
-``POST /process_image``             image -> ``{"caption"}`` (``images`` extra + a local model; off by default)
-``POST /process_clip``              image (+ labels) -> CLIP scores and embedding (same)
-==================================  =====================================================================
+* ``POST /audio_to_blendshapes``: raw audio file bytes -> ``{"blendshapes": N x 68}``, 60 frames per second
+  of audio, from the server's audio-driven animator;
+* ``POST /transcribe``: ``{"audio_base64", "return_timestamps"}`` (or raw audio bytes) ->
+  ``{"status": "success", "transcription", "timestamps"}``;
+* ``POST /generate_speech``: ``{"text", "voice"}`` -> ``audio/wav``;
+* ``POST /synthesize_and_blendshapes``: ``{"text", "voice"}`` -> ``multipart/mixed;
+  boundary=MY_BOUNDARY_STRING``, the WAV then the frames as a JSON list (animated like ``facecast say``);
+* ``POST /get_embedding``: ``{"text"}`` -> ``{"embedding": [...]}`` (``embeddings`` extra);
+* ``POST /process_image``: an image -> ``{"caption"}`` (``images`` extra + a local model; off by default);
+* ``POST /process_clip``: an image (+ labels) -> CLIP scores and image embedding (likewise).
 
 Endpoint groups switch on and off like NeuroSync's ``ENABLE_*_ENDPOINTS`` flags (see
 :class:`NeuroSyncOptions`); a switched-off endpoint answers 404 naming the setting. Every error is JSON,
@@ -163,14 +161,21 @@ class NeuroSyncBackends:
 
     @classmethod
     def from_services(cls, settings: Settings, services: Services) -> NeuroSyncBackends:
-        """Backends sharing ``services``; the audio animator, embedder and image models load on first use."""
+        """Backends sharing ``services``; the embedder and image models load on first use.
+
+        ``/audio_to_blendshapes`` uses ``settings.neurosync_face`` when set, else ``services.audio_face``
+        (the configured face when it is audio-driven, e.g. ``neurosync:model.pth``, else the learned model).
+        """
         from ..services import make_face, make_tts
 
         audio_spec = settings.neurosync_face.strip()
-        if audio_spec.lower() == settings.face.strip().lower():
+        audio_face: Lazy[FaceAnimator]
+        if not audio_spec and services.audio_face is not None:
+            audio_face = Lazy.ready(services.audio_face)  # the configured face if audio-driven, else learned
+        elif audio_spec and audio_spec.lower() == settings.face.strip().lower():
             audio_face = Lazy.ready(services.face)
         else:
-            audio_face = Lazy(functools.partial(make_face, audio_spec))
+            audio_face = Lazy(functools.partial(make_face, audio_spec or "learned"))
 
         def tts_for_voice(voice: str) -> TextToSpeech:
             return make_tts(settings.tts, voice, settings.speech_rate, settings.pitch)
@@ -324,8 +329,8 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
             face = await backends().audio_face.get()
         except ConfigError as exc:
             raise ApiError(501, "not_available", f"no audio-driven face animator is available: {exc}",
-                           "set neurosync_face (FACECAST_NEUROSYNC_FACE) to an audio-driven animator such as "
-                           "'learned'") from None
+                           "configure an audio-driven animator: --face learned or --face neurosync:PATH/model.pth, "
+                           "or the setting neurosync_face (FACECAST_NEUROSYNC_FACE)") from None
         frames = await animate_audio(face, pcm, rate)
         payload = await asyncio.to_thread(wire.blendshapes_json, frames)
         return Response(payload, media_type="application/json")

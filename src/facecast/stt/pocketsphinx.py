@@ -23,15 +23,16 @@ What the decoder is fed, and why (measured on espeak-ng speech, see ``tests/stt/
 * The second ``fwdflat`` search pass is off by default: it re-decodes the whole utterance after the
   input ends (~0.3 s for a 2 s sentence) for no measured accuracy gain on this model.
 
-A decoder's cepstral-mean estimate (its idea of the channel) carries over from one utterance to the next,
-as PocketSphinx intends for one audio source, and a newly created decoder starts from the latest estimate
-of the instance (the model's default before any utterance has ended): recognition improves once one
-utterance has been heard. An utterance that was cancelled, or in which nothing was recognised, leaves
-the estimate as it was (silence would skew it). Open-vocabulary recognition with the bundled model is weak on synthetic speech (about
-half the words) and turns steady noise without speech into a short word: it needs a voice activity
-detector in front. A JSGF grammar (``PocketSphinxConfig.grammar``) recognises a fixed vocabulary exactly.
-8 kHz (telephone) audio lacks the 4-8 kHz band the wideband model was trained on, and is recognised
-less reliably than wideband audio.
+A decoder's cepstral-mean estimate (its idea of the channel) carries over from one utterance to the
+next, as PocketSphinx intends for one audio source, and a new decoder starts from the instance's latest
+estimate: recognition improves once one utterance has been heard. A cancelled utterance, or one in
+which nothing was recognised, leaves the estimate as it was (silence would skew it).
+
+Accuracy. A JSGF grammar (``PocketSphinxConfig.grammar``) recognises a fixed vocabulary exactly (98-100%
+of espeak-ng sentences at wideband rates). Open vocabulary with the bundled model gets about half the
+words of synthetic speech, and turns steady noise without speech into a short word: keep a voice
+activity detector in front. 8 kHz (telephone) audio lacks the 4-8 kHz band the wideband model was
+trained on and is recognised less reliably (82-94% of the same grammar sentences).
 """
 
 from __future__ import annotations
@@ -195,7 +196,9 @@ class PocketSphinxSTT:
 
         Chunks may have any rate from 1 kHz to 384 kHz (all chunks of one stream the same rate) and be
         mono or frames x channels. Partial transcripts come when the hypothesis changes, at most once per
-        ``partial_interval_ms`` of audio; the final one may be empty (no speech recognised, or no audio).
+        ``partial_interval_ms`` of audio, and are handed out as the next chunk arrives (a partial of audio
+        still queued when the input ends is skipped: the final follows). The final text may be empty (no
+        speech recognised, or no audio).
 
         Raises :class:`InputError` for a rate out of range, a stream that changes rate or a chunk that is
         not audio, plus what :meth:`warm_up` raises, and :class:`ServiceError` if PocketSphinx fails.
@@ -289,7 +292,7 @@ class _Final:
 
 
 class _Aborted:
-    pass
+    """The utterance was stopped (or a warm-up finished): the decoder is back in the pool."""
 
 
 _Event: TypeAlias = _Partial | _Failed | _Final | _Aborted
@@ -374,7 +377,7 @@ class _Pool:
     def __init__(self, factory: _DecoderFactory, max_idle: int) -> None:
         self.factory = factory
         self.max_idle = max_idle
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # drain() may run from a finalizer on a thread holding it
         self._idle: list[_Worker] = []
         self._created = 0
         self._closed = False
@@ -451,6 +454,9 @@ class _Worker:
             except FacecastError as exc:
                 job.post(_Failed(exc))
                 return False
+            except Exception as exc:  # e.g. a decoder_options value of the wrong type
+                job.post(_Failed(ConfigError(f"pocketsphinx could not create a decoder: {exc!r}")))
+                return False
             created = time.perf_counter() - start
         if job.warm_only:
             keep = self._pool.release(self)
@@ -458,8 +464,8 @@ class _Worker:
             return keep
         try:
             event = self._decode(job, created)
-        except (RuntimeError, ValueError) as exc:  # PocketSphinx failed: do not reuse this decoder
-            job.post(_Failed(ServiceError(f"pocketsphinx failed while decoding: {exc}")))
+        except Exception as exc:  # PocketSphinx failed: report it (the loop side waits) and drop the decoder
+            job.post(_Failed(ServiceError(f"pocketsphinx failed while decoding: {exc!r}")))
             return False
         keep = self._pool.release(self)
         job.post(event)
