@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -94,10 +95,12 @@ def export_onnx(model: MouthNet, path: Path, meta: dict[str, Any]) -> dict[str, 
     names_in = ["features", *[f"state{k}" for k in range(n)]]
     names_out = ["mouth", *[f"next_state{k}" for k in range(n)]]
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        flat, (example, *states), str(path), input_names=names_in, output_names=names_out,
-        dynamic_axes={"features": {1: "time"}, "mouth": {1: "time"}}, opset_version=17, dynamo=False,
-    )
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated, and gives the simplest graph here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            flat, (example, *states), str(path), input_names=names_in, output_names=names_out,
+            dynamic_axes={"features": {1: "time"}, "mouth": {1: "time"}}, opset_version=17, dynamo=False,
+        )
     info = {
         "format": 1,
         "onnx": path.name,

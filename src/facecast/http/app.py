@@ -11,7 +11,7 @@ import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,6 +183,7 @@ def create_app(state: AppState) -> FastAPI:
             state.sessions.discard(session)
             state.metrics.active_sessions.dec()
             if ws.application_state == WebSocketState.CONNECTED:
-                await ws.close(code=1000)
+                with suppress(WebSocketDisconnect, RuntimeError, OSError):  # the client may be gone already
+                    await ws.close(code=1000)
 
     return app

@@ -489,6 +489,7 @@ class _Worker:
                     tick = time.thread_time()
                     decoder.process_raw(block, False, False)
                     cpu += time.thread_time() - tick
+                    time.sleep(0)
                     samples = len(block) // 2
                     decoded += samples
                     if late:
