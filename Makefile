@@ -15,8 +15,13 @@ $(BIN)/facecast: pyproject.toml
 	$(BIN)/pip install -q -e .
 	@touch $@
 
+# The optional extras are tested too. torch comes first and pinned: 2.13.0 is the CPU build on these
+# machines (a bare or newer torch would pull GBs of CUDA packages).
+TEST_EXTRAS := test,llamacpp,embeddings,images,neurosync,train
+
 $(VENV)/.test-deps: $(BIN)/facecast
-	$(BIN)/pip install -q -e '.[test,llamacpp]'
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[$(TEST_EXTRAS)]'
 	@touch $@
 
 run: $(BIN)/facecast

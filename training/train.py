@@ -119,7 +119,7 @@ def train(args: argparse.Namespace) -> dict[str, object]:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimiser.step()
             schedule.step()
-            total += float(loss)
+            total += loss.item()
         model.eval()
         corr = _jaw_corr(model, ex[:100], ey[:100], delay)
         entry = {"epoch": epoch + 1, "loss": total / per_epoch, "heldout_jaw_corr": corr,

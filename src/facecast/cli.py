@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the received reply as a session folder here")
     p.add_argument("-v", "--verbose", action="store_true")
 
+    p = sub.add_parser("serve", help="run one service (stt, llm, tts or face) as a standalone WebSocket server")
+    _common(p)
+    p.add_argument("role", choices=("stt", "llm", "tts", "face"))
+    p.add_argument("--host", help="address to bind (default 127.0.0.1; others need --token)")
+    p.add_argument("--port", type=int, help="port (default: stt 8766, llm 8767, tts 8768, face 8769; 0 = any)")
+    p.add_argument("--token", help="access token clients must present (required off loopback)")
+
     p = sub.add_parser("bench", help="run the benchmark suite and print its tables")
     p.add_argument("--quick", action="store_true", help="a short run (under two minutes)")
     p.add_argument("--json", dest="json_path", help="also write the raw numbers to this JSON file")
@@ -237,6 +244,29 @@ async def _engine_sim(args: argparse.Namespace) -> int:
     return 0 if report.utterances and not report.errors else EXIT_ERROR
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .remote.server import DEFAULT_PORTS, run_forever
+
+    settings = _settings(args)
+    port = DEFAULT_PORTS[args.role] if args.port is None else args.port
+
+    def build() -> Any:
+        from .llm import make_llm
+        from .services import make_face, make_stt, make_tts
+
+        s = settings
+        if args.role == "stt":
+            return make_stt(s.stt)
+        if args.role == "llm":
+            return make_llm(s.llm, model=s.llm_model or None)
+        if args.role == "tts":
+            return make_tts(s.tts, s.voice, s.speech_rate, s.pitch)
+        return make_face(s.face)
+
+    asyncio.run(run_forever(args.role, build, settings.host, port, settings.token))
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .bench import main as bench_main
 
@@ -256,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "serve":
+            return _serve(args)
         if args.command == "play":
             return _play(args)
         if args.command == "convert":

@@ -271,7 +271,8 @@ def test_cli_animate_writes_a_session(tmp_path: Path, capsys: pytest.CaptureFixt
     write_wav(tmp_path / "in.wav", pcm, 16_000)
     assert main(["animate", str(tmp_path / "in.wav"), "--out", str(tmp_path / "take")]) == 0
     session = read_session(tmp_path / "take")
-    assert len(session.face) == frames_for_samples(len(pcm), 16_000)
-    assert np.abs(session.face[:, JAW]).max() > 0  # the mouth moves
+    assert session.warning is None and session.rate == 16_000
+    assert len(session.values) == frames_for_samples(len(pcm), 16_000)
+    assert np.abs(session.values[:, JAW]).max() > 0  # the mouth moves
     assert main(["animate", str(tmp_path / "in.wav"), "--out", str(tmp_path / "x"), "--face", "phonetic"]) == 1
     assert "audio-driven" in capsys.readouterr().err

@@ -4,13 +4,13 @@ Audio of any rate (mono float32 :class:`~facecast.types.AudioChunk`; frames x ch
 resampled to 16 kHz as it arrives and fed to a decoder incrementally, so when the input ends only the
 resampler's tail and a short padding are left to decode and the final transcript follows at once.
 
-Decoders and threads. A decoder takes ~0.2-0.5 s to create (the en-us language model is ~95 MB of
-memory; a grammar decoder ~30 MB), so an instance keeps a small pool: an utterance takes an idle decoder
-or creates one, uses it alone, and gives it back when it ends (``start_utt`` / ``end_utt`` keep its
-state clean). Concurrent utterances use separate decoders. Each decoder lives on its own worker thread,
-where creation and every ``process_raw`` call run. The bundled binding holds the GIL while it decodes, so
-audio is fed in 20 ms steps: the event loop waits at most one step, and concurrent utterances share one
-CPU core.
+Decoders and threads. A decoder takes ~0.15-0.5 s to create (more on a busy machine; the en-us language
+model takes ~95 MB of memory, a grammar decoder ~30 MB), so an instance keeps a small pool: an utterance
+takes an idle decoder or creates one, uses it alone, and gives it back when it ends (``start_utt`` /
+``end_utt`` keep its state clean). Concurrent utterances use separate decoders. Each decoder lives on its
+own worker thread, where creation and every ``process_raw`` call run. The bundled binding holds the GIL
+while it decodes, so audio is fed in 10 ms steps and the GIL is offered back after each: the event loop
+waits at most about one step (a few ms), and concurrent utterances share one CPU core.
 
 What the decoder is fed, and why (measured on espeak-ng speech, see ``tests/stt/test_pocketsphinx.py``):
 
@@ -44,7 +44,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -60,7 +60,7 @@ __all__ = ["PocketSphinxConfig", "PocketSphinxSTT", "UtteranceStats", "DECODER_R
 DECODER_RATE = 16_000
 """The rate the bundled acoustic model expects; input at any other rate is resampled to it."""
 
-_STEP_SAMPLES = 320  # 20 ms per process_raw call: the longest the event loop waits on the GIL
+_STEP_SAMPLES = 160  # 10 ms per process_raw call, which holds the GIL: the event loop waits at most that
 _NOISE_SEED = 20_240_601
 _GRAMMAR_SEARCH = "facecast_grammar"
 _DecoderOption: TypeAlias = str | int | float | bool | None
@@ -196,9 +196,9 @@ class PocketSphinxSTT:
 
         Chunks may have any rate from 1 kHz to 384 kHz (all chunks of one stream the same rate) and be
         mono or frames x channels. Partial transcripts come when the hypothesis changes, at most once per
-        ``partial_interval_ms`` of audio, and are handed out as the next chunk arrives (a partial of audio
-        still queued when the input ends is skipped: the final follows). The final text may be empty (no
-        speech recognised, or no audio).
+        ``partial_interval_ms`` of audio, and are handed out as the next chunk arrives; audio still queued
+        for the decoder when the input ends gives no partials (the final follows). The final text may be
+        empty (no speech recognised, or no audio).
 
         Raises :class:`InputError` for a rate out of range, a stream that changes rate or a chunk that is
         not audio, plus what :meth:`warm_up` raises, and :class:`ServiceError` if PocketSphinx fails.
@@ -237,7 +237,8 @@ class PocketSphinxSTT:
                 if isinstance(event, _Final):
                     job.terminal = True
                     if self._config.on_stats is not None:
-                        self._config.on_stats(event.stats(convert.seconds, time.perf_counter() - ended_at))
+                        latency = time.perf_counter() - ended_at
+                        self._config.on_stats(replace(event.stats, input_seconds=convert.seconds, end_latency=latency))
                     yield Transcript(event.text, True)
                     return
                 yield Transcript(job.partial(event), False)
@@ -270,25 +271,7 @@ class _Failed:
 @dataclass(frozen=True, slots=True)
 class _Final:
     text: str
-    decoded: int
-    after_end: int
-    steps_after_end: int
-    cpu: float
-    partials: int
-    create_seconds: float | None
-
-    def stats(self, input_seconds: float, end_latency: float) -> UtteranceStats:
-        return UtteranceStats(
-            input_seconds=input_seconds,
-            decoded_samples=self.decoded,
-            samples_after_input_end=self.after_end,
-            steps_after_input_end=self.steps_after_end,
-            cpu_seconds=self.cpu,
-            end_latency=end_latency,
-            partials=self.partials,
-            new_decoder=self.create_seconds is not None,
-            decoder_create_seconds=self.create_seconds or 0.0,
-        )
+    stats: UtteranceStats  # input_seconds and end_latency are filled in on the loop side
 
 
 class _Aborted:
@@ -350,7 +333,7 @@ class _DecoderFactory:
 
         try:
             decoder = pocketsphinx.Decoder(**self.kwargs)
-        except (RuntimeError, ValueError) as exc:
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(
                 f"pocketsphinx could not create a decoder ({exc}); check the model, dictionary, "
                 "language model and decoder_options (debug=True shows its log)"
@@ -489,7 +472,7 @@ class _Worker:
                     tick = time.thread_time()
                     decoder.process_raw(block, False, False)
                     cpu += time.thread_time() - tick
-                    time.sleep(0)
+                    time.sleep(0)  # hand the GIL to a waiting event loop now, not after the switch interval
                     samples = len(block) // 2
                     decoded += samples
                     if late:
@@ -514,7 +497,10 @@ class _Worker:
             else:  # silence or noise: keep the channel estimate learned from speech
                 decoder.set_cmn(channel)
             cpu += time.thread_time() - tick
-            return _Final(text, decoded, after_end, steps_after_end, cpu, partials, created)
+            stats = UtteranceStats(
+                0.0, decoded, after_end, steps_after_end, cpu, 0.0, partials, created is not None, created or 0.0
+            )
+            return _Final(text, stats)
         finally:
             if in_utterance:  # aborted (or failed): end the utterance, forget what it taught
                 decoder.end_utt()

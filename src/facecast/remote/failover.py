@@ -1,0 +1,358 @@
+"""Failover wrappers: one per role, each itself an implementation of that role over several endpoints.
+
+Endpoints are tried in the configured order. When one fails (:class:`facecast.errors.ServiceError`: refused,
+closed, "connects then closes", dead or hung by heartbeat, past a deadline, garbage) the request moves to the
+next one at once, a :class:`FailoverEvent` is reported (log, ``facecast_failovers_total``, callback), and the
+failed endpoint is probed in the background with jittered exponential backoff (from ``backoff_initial``, tens
+of ms) until it answers; new requests then prefer it again. When every endpoint is down a request still tries
+them all, ``rounds`` times, sleeping a jittered backoff between rounds.
+
+What each role guarantees across a failover:
+
+- STT: the user's audio is kept from the first chunk until the final transcript, so the backup gets it whole;
+- LLM: before the first token the request is retried as is; after it, the backup is asked to continue from
+  the partial reply (an ``assistant`` message) and any restart of the already emitted text is dropped, so
+  nothing is repeated;
+- TTS: the sentence is synthesised again and the samples already yielded are skipped, so audio is neither
+  repeated nor dropped (exact for the same voice on every endpoint; use the same voice everywhere);
+- face: the utterance's speech so far is replayed to the backup and only frames not yet yielded are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from ..aio import closing
+from ..errors import InputError, ServiceError
+from ..metrics import Metrics
+from ..protocol.service import Role
+from ..types import AudioChunk, ChatMessage, FaceFrames, SpeechChunk, Transcript
+from .client import ClientOptions, Endpoint, RemoteFace, RemoteLLM, RemoteSTT, RemoteTTS
+
+__all__ = ["FailoverEvent", "FailoverOptions", "FailoverSTT", "FailoverLLM", "FailoverTTS", "FailoverFace",
+           "make_failover"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverEvent:
+    """A request moved from one endpoint to another (``kind="failover"``) or an endpoint is back (``"restored"``)."""
+
+    role: str
+    kind: str
+    from_url: str
+    to_url: str
+    reason: str
+    progress: str
+    """What the failed attempt had already delivered, e.g. ``"12000 samples"``."""
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverOptions:
+    client: ClientOptions = ClientOptions()
+    backoff_initial: float = 0.02
+    backoff_max: float = 2.0
+    rounds: int = 3
+    """Passes over all endpoints before a request gives up when none answers."""
+    on_event: Callable[[FailoverEvent], None] | None = None
+    metrics: Metrics | None = None
+
+
+def _jitter(base: float) -> float:
+    return base * random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not cryptography
+
+
+class _Group(Generic[T]):
+    """The endpoints of one role: their order, which are down, and the background probes."""
+
+    def __init__(self, role: Role, clients: Sequence[T], options: FailoverOptions) -> None:
+        if not clients:
+            raise ValueError("a failover group needs at least one endpoint")
+        self.role = role
+        self.clients = list(clients)
+        self.options = options
+        self.down: set[int] = set()
+        self._probes: dict[int, asyncio.Task[None]] = {}
+
+    def endpoint(self, index: int) -> Endpoint:
+        endpoint: Endpoint = getattr(self.clients[index], "endpoint")  # noqa: B009 - typed by the client classes
+        return endpoint
+
+    async def attempts(self) -> AsyncIterator[tuple[int, T]]:
+        """Endpoints to try for one request: up ones in order, then down ones; backoff between rounds."""
+        delay = self.options.backoff_initial
+        for round_ in range(self.options.rounds):
+            if round_:
+                await asyncio.sleep(_jitter(delay))
+                delay = min(self.options.backoff_max, delay * 2)
+            order = [i for i in range(len(self.clients)) if i not in self.down]
+            order += [i for i in range(len(self.clients)) if i in self.down]
+            for index in order:
+                yield index, self.clients[index]
+
+    def failed(self, index: int, error: ServiceError, progress: str, next_index: int | None) -> None:
+        """Record a failure of endpoint ``index`` and report the move to ``next_index``."""
+        url = self.endpoint(index).url
+        if index not in self.down:
+            self.down.add(index)
+            if index not in self._probes or self._probes[index].done():
+                self._probes[index] = asyncio.create_task(self._probe(index))
+        to = self.endpoint(next_index).url if next_index is not None else ""
+        reason = getattr(error, "reason", str(error))
+        if getattr(error, "quick_close", False):
+            reason += " (connects then closes)"
+        self._report(FailoverEvent(self.role, "failover", url, to, reason, progress, time.time()))
+
+    def _report(self, event: FailoverEvent) -> None:
+        log.warning("%s %s: %s -> %s (%s; already delivered: %s)", event.role, event.kind, event.from_url,
+                    event.to_url or "nothing left", event.reason, event.progress or "nothing")
+        opts = self.options
+        if opts.metrics is not None and event.kind == "failover":
+            opts.metrics.failovers.labels(self.role).inc()
+        if opts.on_event is not None:
+            opts.on_event(event)
+
+    async def _probe(self, index: int) -> None:
+        endpoint = self.endpoint(index)
+        delay = self.options.backoff_initial
+        while index in self.down:
+            await asyncio.sleep(_jitter(delay))
+            delay = min(self.options.backoff_max, delay * 2)
+            try:
+                await endpoint.probe()
+                await asyncio.sleep(self.options.client.quick_close)
+                await endpoint.probe()  # still there: it did not just connect and close
+            except ServiceError:
+                continue
+            self.down.discard(index)
+            self._report(FailoverEvent(self.role, "restored", endpoint.url, endpoint.url, "answering again", "",
+                                       time.time()))
+
+    def succeeded(self, index: int) -> None:
+        if index in self.down:
+            self.down.discard(index)
+
+    async def aclose(self) -> None:
+        probes = list(self._probes.values())
+        for task in probes:
+            task.cancel()
+        await asyncio.gather(*probes, return_exceptions=True)
+        self._probes.clear()
+        for i in range(len(self.clients)):
+            await self.endpoint(i).aclose()
+
+
+def _next(group: _Group[Any], index: int) -> int | None:
+    count = len(group.clients)
+    for step in range(1, count):
+        if (index + step) % count not in group.down:
+            return (index + step) % count
+    return (index + 1) % count if count > 1 else None
+
+
+class _Replay(Generic[T]):
+    """Keeps every item of a source stream so each attempt can replay it from the start, then follow it live.
+
+    A pump task owns the source, so an attempt that fails mid-stream cannot end or lose the source.
+    """
+
+    def __init__(self, source: AsyncIterable[T]) -> None:
+        self.items: list[T] = []
+        self.ended = False
+        self.error: BaseException | None = None
+        self._changed = asyncio.Event()
+        self._task = asyncio.create_task(self._pump(source))
+
+    async def _pump(self, source: AsyncIterable[T]) -> None:
+        try:
+            async for item in source:
+                self.items.append(item)
+                self._changed.set()
+        except Exception as exc:  # noqa: BLE001 - re-raised to the attempt reading the replay
+            self.error = exc
+        finally:
+            self.ended = True
+            self._changed.set()
+
+    async def replay(self) -> AsyncIterator[T]:
+        i = 0
+        while True:
+            if i < len(self.items):
+                i += 1
+                yield self.items[i - 1]
+                continue
+            if self.ended:
+                if self.error is not None:
+                    raise self.error
+                return
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def aclose(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+class _Base(Generic[T]):
+    role: Role
+
+    def __init__(self, clients: Sequence[T], options: FailoverOptions | None = None) -> None:
+        self.group = _Group(self.role, clients, options or FailoverOptions())
+
+    def _fail(self, index: int, error: ServiceError, progress: str) -> None:
+        self.group.failed(index, error, progress, _next(self.group, index))
+
+    def _give_up(self, last: ServiceError | None) -> ServiceError:
+        return ServiceError(f"every {self.role} service failed; last: {last}")
+
+    async def aclose(self) -> None:
+        """Stop the background probes and close every pooled connection."""
+        await self.group.aclose()
+
+
+class FailoverSTT(_Base[RemoteSTT]):
+    role: Role = "stt"
+
+    async def transcribe(self, audio: AsyncIterable[AudioChunk]) -> AsyncIterator[Transcript]:
+        replay = _Replay(audio)
+        last: ServiceError | None = None
+        try:
+            async for index, client in self.group.attempts():
+                try:
+                    async with closing(client.transcribe(replay.replay())) as transcripts:
+                        async for text in transcripts:
+                            yield text
+                    self.group.succeeded(index)
+                    return
+                except InputError:
+                    raise
+                except ServiceError as exc:
+                    last = exc
+                    self._fail(index, exc, f"{sum(len(c.pcm) for c in replay.items)} samples of input kept")
+            raise self._give_up(last)
+        finally:
+            await replay.aclose()
+
+
+class FailoverLLM(_Base[RemoteLLM]):
+    role: Role = "llm"
+
+    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
+        said = ""
+        last: ServiceError | None = None
+        async for index, client in self.group.attempts():
+            history = list(messages) if not said else [*messages, ChatMessage("assistant", said)]
+            held, skipping = "", bool(said)
+            try:
+                async with closing(client.stream(history)) as tokens:
+                    async for token in tokens:
+                        if skipping:
+                            held += token
+                            if said.startswith(held):
+                                continue  # the backup restarted the reply: drop what was already said
+                            token = held[len(said) :] if held.startswith(said) else held
+                            skipping = False
+                        if token:
+                            said += token
+                            yield token
+                self.group.succeeded(index)
+                return
+            except InputError:
+                raise
+            except ServiceError as exc:
+                last = exc
+                self._fail(index, exc, f"{len(said)} characters of reply")
+        raise self._give_up(last)
+
+
+def _trim_speech(chunk: SpeechChunk, sent: int) -> SpeechChunk | None:
+    audio = chunk.audio
+    if audio.end <= sent:
+        return None
+    if audio.offset >= sent:
+        return chunk
+    cut = sent - audio.offset
+    return SpeechChunk(AudioChunk(audio.pcm[cut:], audio.rate, sent),
+                       tuple(p for p in chunk.phonemes if p.start >= sent),
+                       tuple(w for w in chunk.words if w.start >= sent))
+
+
+class FailoverTTS(_Base[RemoteTTS]):
+    role: Role = "tts"
+
+    @property
+    def sample_rate(self) -> int:
+        return self.group.clients[0].sample_rate
+
+    async def synthesize(self, text: str) -> AsyncIterator[SpeechChunk]:
+        sent = 0
+        last: ServiceError | None = None
+        async for index, client in self.group.attempts():
+            try:
+                async with closing(client.synthesize(text)) as chunks:
+                    async for chunk in chunks:
+                        trimmed = _trim_speech(chunk, sent)
+                        if trimmed is not None and len(trimmed.audio.pcm):
+                            sent = trimmed.audio.end
+                            yield trimmed
+                self.group.succeeded(index)
+                return
+            except InputError:
+                raise
+            except ServiceError as exc:
+                last = exc
+                self._fail(index, exc, f"{sent} samples")
+        raise self._give_up(last)
+
+
+class FailoverFace(_Base[RemoteFace]):
+    role: Role = "face"
+
+    async def animate(self, speech: AsyncIterable[SpeechChunk]) -> AsyncIterator[FaceFrames]:
+        replay = _Replay(speech)
+        done = 0
+        last: ServiceError | None = None
+        try:
+            async for index, client in self.group.attempts():
+                try:
+                    async with closing(client.animate(replay.replay())) as blocks:
+                        async for block in blocks:
+                            if block.end <= done:
+                                continue
+                            if block.start < done:
+                                block = FaceFrames(done, block.values[done - block.start :])
+                            done = block.end
+                            yield block
+                    self.group.succeeded(index)
+                    return
+                except InputError:
+                    raise
+                except ServiceError as exc:
+                    last = exc
+                    self._fail(index, exc, f"{done} face frames")
+            raise self._give_up(last)
+        finally:
+            await replay.aclose()
+
+
+def make_failover(role: Role, urls: Sequence[str], options: FailoverOptions | None = None,
+                  tts_rate: int = 22050) -> FailoverSTT | FailoverLLM | FailoverTTS | FailoverFace:
+    """The failover wrapper of ``role`` over ``urls`` (tried in this order)."""
+    opts = options or FailoverOptions()
+    if role == "stt":
+        return FailoverSTT([RemoteSTT(u, opts.client) for u in urls], opts)
+    if role == "llm":
+        return FailoverLLM([RemoteLLM(u, opts.client) for u in urls], opts)
+    if role == "tts":
+        return FailoverTTS([RemoteTTS(u, opts.client, tts_rate) for u in urls], opts)
+    return FailoverFace([RemoteFace(u, opts.client) for u in urls], opts)
+

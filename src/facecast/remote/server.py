@@ -1,0 +1,312 @@
+"""``facecast serve ROLE``: one role (STT, LLM, TTS or face) as a standalone WebSocket server.
+
+The server speaks the service protocol (:mod:`facecast.protocol.service`, docs/protocol.md) and wraps any
+local implementation of the role. Every message is validated; a bad one is answered with an ``error`` and
+the connection keeps serving. A connection may run several requests at once (each its own task); ``cancel``
+or the connection closing cancels a request's task, which closes the role's stream, so the work stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from ..aio import closing
+from ..audio import Resampler
+from ..config import LOOPBACK_HOSTS
+from ..errors import ConfigError, FacecastError
+from ..protocol import service as sp
+from ..roles import FaceAnimator, LanguageModel, SpeechToText, TextToSpeech
+from ..types import AudioChunk, SpeechChunk
+
+__all__ = ["DEFAULT_PORTS", "MAX_REQUESTS", "WS_MAX_SIZE", "ServiceServer", "start_server", "check_token_rule",
+           "token_matches", "run_forever"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORTS: dict[str, int] = {"stt": 8766, "llm": 8767, "tts": 8768, "face": 8769}
+MAX_REQUESTS = 8
+"""Requests one connection may run at the same time."""
+WS_MAX_SIZE = 4 * sp.MAX_BINARY_FRAME
+"""Frames up to this size are read and, when over the protocol's limits, answered with ``too_large``;
+larger ones close the connection (code 1009) before they are buffered."""
+_END = object()
+RoleImpl = SpeechToText | LanguageModel | TextToSpeech | FaceAnimator
+
+
+def check_token_rule(host: str, token: str) -> None:
+    """Raise :class:`ConfigError` when ``host`` is not loopback and no access token is set."""
+    if host not in LOOPBACK_HOSTS and not token:
+        raise ConfigError(f"binding to {host} exposes the service beyond this machine: set an access token with "
+                          "--token or FACECAST_TOKEN")
+
+
+def token_matches(request: Request, token: str) -> bool:
+    """Whether ``request`` carries ``token`` (``Authorization: Bearer`` or ``?token=``), compared in constant time."""
+    given = ""
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        given = auth[len("Bearer ") :]
+    else:
+        given = (parse_qs(urlsplit(request.path).query).get("token") or [""])[0]
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+@dataclass(slots=True)
+class _Request:
+    message: sp.Transcribe | sp.Chat | sp.Synthesize | sp.Animate
+    inputs: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+    timing: sp.Timing | None = None
+    ended: bool = False
+    task: asyncio.Task[None] | None = None
+
+
+async def _queued(request: _Request) -> AsyncIterator[Any]:
+    while (item := await request.inputs.get()) is not _END:
+        yield item
+
+
+class _Session:
+    """One client connection: reads and validates messages, runs requests, answers pings."""
+
+    def __init__(self, ws: ServerConnection, role: sp.Role, impl: RoleImpl) -> None:
+        self.ws = ws
+        self.role = role
+        self.impl = impl
+        self.hello = False
+        self.requests: dict[int, _Request] = {}
+
+    async def send(self, message: sp.Message | bytes) -> None:
+        await self.ws.send(message if isinstance(message, bytes) else sp.encode(message))
+
+    async def error(self, code: str, message: str, request: int = 0) -> None:
+        await self.send(sp.Error(code, message, request))
+
+    async def run(self) -> None:
+        try:
+            async for raw in self.ws:
+                try:
+                    if isinstance(raw, str):
+                        await self.on_text(sp.decode_client(raw))
+                    else:
+                        await self.on_binary(sp.decode_binary(raw))
+                except sp.ProtocolError as exc:
+                    await self.error(exc.code, exc.message)
+        except ConnectionClosed:
+            pass
+        finally:
+            tasks = [r.task for r in self.requests.values() if r.task is not None]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def on_text(self, message: sp.ClientMessage) -> None:
+        if isinstance(message, sp.Ping):
+            await self.send(sp.Pong(message.id))
+        elif isinstance(message, sp.Pong):
+            pass
+        elif isinstance(message, sp.Hello):
+            if message.role != self.role:
+                await self.error("wrong_role", f"this server serves {self.role}, not {message.role}")
+                return
+            self.hello = True
+            rate = self.impl.sample_rate if isinstance(self.impl, TextToSpeech) else 0
+            await self.send(sp.Welcome(self.role, rate))
+        elif not self.hello:
+            await self.error("no_hello", "send hello first")
+        elif isinstance(message, sp.Transcribe | sp.Chat | sp.Synthesize | sp.Animate):
+            await self.start(message)
+        elif isinstance(message, sp.Cancel):
+            request = self.requests.pop(message.id, None)
+            if request is not None and request.task is not None:
+                request.task.cancel()
+        else:
+            request = self.requests.get(message.id)
+            if request is None or request.ended:
+                await self.error("unknown_request", f"no open request {message.id}", message.id)
+            elif isinstance(message, sp.End):
+                request.ended = True
+                request.inputs.put_nowait(_END)
+            elif self.role != "face":
+                await self.error("bad_direction", "timing is sent to the face service only", message.id)
+            else:
+                request.timing = message
+
+    async def start(self, message: sp.Transcribe | sp.Chat | sp.Synthesize | sp.Animate) -> None:
+        wanted = {"stt": sp.Transcribe, "llm": sp.Chat, "tts": sp.Synthesize, "face": sp.Animate}[self.role]
+        if not isinstance(message, wanted):
+            await self.error("wrong_role", f"this server serves {self.role}", message.id)
+        elif message.id in self.requests:
+            await self.error("duplicate_id", f"request {message.id} is already running", message.id)
+        elif len(self.requests) >= MAX_REQUESTS:
+            await self.error("busy", f"at most {MAX_REQUESTS} requests at a time per connection", message.id)
+        else:
+            request = _Request(message)
+            self.requests[message.id] = request
+            request.task = asyncio.create_task(self.serve_request(request))
+
+    async def on_binary(self, frame: sp.AudioFrame | sp.FaceFrame) -> None:
+        if isinstance(frame, sp.FaceFrame) or self.role in ("llm", "tts"):
+            await self.error("bad_direction", f"the {self.role} service takes no binary input of this kind", frame.id)
+            return
+        request = self.requests.get(frame.id)
+        if request is None or request.ended:
+            await self.error("unknown_request", f"no open request {frame.id}", frame.id)
+            return
+        rate = request.message.rate  # type: ignore[union-attr]  # stt/face requests carry a rate
+        if frame.chunk.rate != rate:
+            await self.error("bad_audio_format", f"audio at {frame.chunk.rate} Hz in a {rate} Hz request", frame.id)
+            return
+        if self.role == "stt":
+            request.inputs.put_nowait(frame.chunk)
+        else:
+            timing, request.timing = request.timing, None
+            request.inputs.put_nowait(SpeechChunk(frame.chunk, timing.phonemes if timing else (),
+                                                  timing.words if timing else ()))
+
+    async def serve_request(self, request: _Request) -> None:
+        ident = request.message.id
+        try:
+            await self.produce(request)
+            await self.send(sp.Done(ident))
+        except asyncio.CancelledError:
+            raise
+        except ConnectionClosed:
+            pass
+        except FacecastError as exc:
+            with suppress(ConnectionClosed):
+                await self.error(exc.code, str(exc), ident)
+        except Exception as exc:  # noqa: BLE001 - a failing provider must not stop the server
+            log.exception("request %d failed", ident)
+            with suppress(ConnectionClosed):
+                await self.error("service_unavailable", f"{type(exc).__name__}: {exc}", ident)
+        finally:
+            if self.requests.get(ident) is request:
+                del self.requests[ident]
+
+    async def produce(self, request: _Request) -> None:
+        message, impl = request.message, self.impl
+        ident = message.id
+        if isinstance(message, sp.Transcribe) and isinstance(impl, SpeechToText):
+            async with closing(impl.transcribe(_queued(request))) as transcripts:
+                async for text in transcripts:
+                    await self.send(sp.transcript(ident, text))
+        elif isinstance(message, sp.Chat) and isinstance(impl, LanguageModel):
+            async with closing(impl.stream(message.messages)) as tokens:
+                async for token in tokens:
+                    if token:
+                        await self.send(sp.Token(ident, token))
+        elif isinstance(message, sp.Synthesize) and isinstance(impl, TextToSpeech):
+            async with closing(_speech_at(impl, message.text, message.rate)) as speech:
+                async for chunk in speech:
+                    if chunk.phonemes or chunk.words:
+                        await self.send(sp.Timing(ident, chunk.phonemes, chunk.words))
+                    for start in range(0, len(chunk.audio.pcm), 65536):
+                        piece = chunk.audio.pcm[start : start + 65536]
+                        await self.send(sp.encode_audio(ident, AudioChunk(piece, chunk.audio.rate,
+                                                                          chunk.audio.offset + start)))
+        elif isinstance(message, sp.Animate) and isinstance(impl, FaceAnimator):
+            async with closing(impl.animate(_queued(request))) as blocks:
+                async for block in blocks:
+                    for start in range(0, len(block.values), 1000):
+                        values = block.values[start : start + 1000]
+                        await self.send(sp.encode_face(ident, type(block)(block.start + start, values)))
+        else:  # pragma: no cover - start() admits only the role's own request
+            raise ConfigError(f"{type(impl).__name__} cannot serve {type(message).__name__}")
+
+
+async def _speech_at(tts: TextToSpeech, text: str, rate: int) -> AsyncIterator[SpeechChunk]:
+    """``tts.synthesize(text)`` at ``rate``: resampled (timings scaled) when the TTS's own rate differs."""
+    native = tts.sample_rate
+    stream = tts.synthesize(text)
+    if native == rate:
+        async with closing(stream):
+            async for chunk in stream:
+                yield chunk
+        return
+    resampler, produced, scale = Resampler(native, rate), 0, rate / native
+    async with closing(stream):
+        async for chunk in stream:
+            pcm = resampler.process(chunk.audio.pcm)
+            yield SpeechChunk(AudioChunk(pcm, rate, produced),
+                              tuple(type(p)(p.symbol, round(p.start * scale), round(p.end * scale))
+                                    for p in chunk.phonemes),
+                              tuple(type(w)(w.text, round(w.start * scale), round(w.end * scale))
+                                    for w in chunk.words))
+            produced += len(pcm)
+    tail = resampler.flush()
+    if len(tail):
+        yield SpeechChunk(AudioChunk(np.asarray(tail, np.float32), rate, produced))
+
+
+class ServiceServer:
+    """A running service server; ``async with`` it or call :meth:`close`."""
+
+    def __init__(self, server: Server, role: sp.Role) -> None:
+        self.server = server
+        self.role = role
+
+    @property
+    def port(self) -> int:
+        return int(next(iter(self.server.sockets)).getsockname()[1])
+
+    async def close(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def __aenter__(self) -> ServiceServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def start_server(role: sp.Role, impl: RoleImpl, host: str = "127.0.0.1", port: int = 0,
+                       token: str = "") -> ServiceServer:
+    """Listen on ``host:port`` (0 = a free port) and serve ``impl`` as ``role`` until closed.
+
+    Raises :class:`ConfigError` when ``host`` is not loopback and ``token`` is empty, or the port is taken.
+    """
+    check_token_rule(host, token)
+
+    def authorize(connection: ServerConnection, request: Request) -> Response | None:
+        if token and not token_matches(request, token):
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid access token is required\n")
+        return None
+
+    async def handler(ws: ServerConnection) -> None:
+        await _Session(ws, role, impl).run()
+
+    try:
+        server = await serve(handler, host, port, process_request=authorize if token else None,
+                             max_size=WS_MAX_SIZE, compression=None, ping_interval=10, ping_timeout=10)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return ServiceServer(server, role)
+
+
+async def run_forever(role: sp.Role, build: Callable[[], RoleImpl], host: str, port: int, token: str,
+                      ready: Callable[[int], Awaitable[None] | None] | None = None) -> None:
+    """Build the role, serve it and print ``facecast serve ROLE: listening on ws://HOST:PORT`` (flushed)."""
+    impl = build()
+    async with await start_server(role, impl, host, port, token) as server:
+        print(f"facecast serve {role}: listening on ws://{host}:{server.port}", flush=True)
+        sys.stdout.flush()
+        if ready is not None:
+            result = ready(server.port)
+            if result is not None:
+                await result
+        await asyncio.Future()
