@@ -64,9 +64,9 @@ async def evaluate(utterances: int, seed: int, model: str | None) -> dict[str, o
     channels = [INDEX[c] for c in MOUTH_CHANNELS]
     jaw, close = MOUTH_CHANNELS.index("JawOpen"), MOUTH_CHANNELS.index("MouthClose")
     results: dict[str, object] = {"utterances": count, "voices": voices, "variants": variants}
-    per: dict[str, dict[str, list[np.ndarray]]] = {"clean": {"p": [], "t": []}, "augmented": {"p": [], "t": []}}
+    per: dict[str, dict[str, list[np.ndarray]]] = {k: {"p": [], "t": []} for k in ("clean", "augmented")}
     hits = {"clean": [0, 0], "augmented": [0, 0]}
-    vowels: dict[str, list[tuple[float, bool]]] = {"clean": [], "augmented": []}
+    vowels: dict[str, list[tuple[float, bool, float]]] = {"clean": [], "augmented": []}
     async for utt, target, versions in iter_split(count, voices, variants, split_seed, vocab):
         for audio, rate, how in versions:
             kind = "clean" if how == "clean" else "augmented"
@@ -87,22 +87,26 @@ async def evaluate(utterances: int, seed: int, model: str | None) -> dict[str, o
                     hits[kind][0] += int(pred[lo:hi, close].max() >= CLOSED)
                 elif visemes[0] in _OPEN_VISEMES:
                     centre = min(n - 1, round((ph.start + ph.end) / 2 * FPS / 22050))
-                    vowels[kind].append((float(pred[centre, jaw]), bool(pred[centre, close] >= CLOSED)))
+                    vowels[kind].append(
+                        (float(pred[centre, jaw]), bool(pred[centre, close] >= CLOSED), float(tgt[centre, jaw]))
+                    )
     for kind in ("clean", "augmented"):
         p, t = np.concatenate(per[kind]["p"]), np.concatenate(per[kind]["t"])
         results[kind] = {
             "frames": len(p),
-            "mae": {name: round(float(np.abs(p[:, i] - t[:, i]).mean()), 4) for i, name in enumerate(MOUTH_CHANNELS)},
+            "mae": {name: round(float(np.abs(p[:, i] - t[:, i]).mean()), 4)
+                    for i, name in enumerate(MOUTH_CHANNELS)},
             "mae_mean": round(float(np.abs(p - t).mean()), 4),
             "jaw_corr": round(float(np.corrcoef(p[:, jaw], t[:, jaw])[0, 1]), 4),
             "close_corr": round(float(np.corrcoef(p[:, close], t[:, close])[0, 1]), 4),
             "closure_recall": round(hits[kind][0] / max(hits[kind][1], 1), 4),
             "closures": hits[kind][1],
             "open_vowel_jaw_mean": round(float(np.mean([v[0] for v in vowels[kind]])), 4),
-            "open_vowel_target_jaw_mean": round(float(t[:, jaw][t[:, jaw] > 0.35].mean()), 4),
+            "open_vowel_target_jaw_mean": round(float(np.mean([v[2] for v in vowels[kind]])), 4),
             "open_vowels_closed": round(float(np.mean([v[1] for v in vowels[kind]])), 4),
             "lag_jaw_frames": _lag([x[:, jaw] for x in per[kind]["p"]], [x[:, jaw] for x in per[kind]["t"]]),
-            "lag_close_frames": _lag([x[:, close] for x in per[kind]["p"]], [x[:, close] for x in per[kind]["t"]]),
+            "lag_close_frames": _lag([x[:, close] for x in per[kind]["p"]],
+                                     [x[:, close] for x in per[kind]["t"]]),
         }
     return results
 

@@ -14,8 +14,10 @@ from .config import Settings
 from .errors import ConfigError
 from .http.app import AppState, create_app
 from .llm import NO_LLM_HINT
+from .metrics import Metrics
 from .pipeline import Services
 from .protocol.engine import MAX_BINARY_FRAME
+from .remote.failover import FailoverEvent
 from .services import build_services
 
 __all__ = ["serve", "startup_banner", "BackgroundServer", "NEUROSYNC_PORTS", "serving_ports", "bind_sockets"]
@@ -79,8 +81,17 @@ def startup_banner(settings: Settings) -> str:
 
 def serve(settings: Settings) -> int:
     """Run the server until interrupted. Raises :class:`facecast.errors.ConfigError` for bad settings."""
-    services = build_services(settings)
-    app = create_app(AppState(settings, services))
+    metrics = Metrics()
+    states: list[AppState] = []
+
+    def on_failover(event: FailoverEvent) -> None:  # reported to every connected engine client
+        for state in states:
+            state.broadcast("failover", role=event.role, event=event.kind, from_url=event.from_url,
+                            to_url=event.to_url, reason=event.reason)
+
+    services = build_services(settings, metrics=metrics, on_failover=on_failover)
+    states.append(AppState(settings, services, metrics=metrics))
+    app = create_app(states[0])
     print(startup_banner(settings), file=sys.stderr, flush=True)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=settings.log_level,

@@ -205,7 +205,6 @@ def test_make_face_builds_the_learned_animator() -> None:
 @needs_torch
 def test_onnx_export_matches_the_torch_model(tmp_path: Path) -> None:
     import torch
-
     from training.export import export_onnx
     from training.model import ModelConfig, MouthNet
 

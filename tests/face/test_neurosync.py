@@ -106,10 +106,10 @@ def test_rotary_keeps_position_zero_and_norms() -> None:
 
 
 def _tiny() -> object:
+    import torch
+
     from facecast.face.neurosync import build_net
     from facecast.face.neurosync_net import NeuroSyncConfig
-
-    import torch
 
     torch.manual_seed(0)
     return build_net(NeuroSyncConfig(hidden=128, layers=2, heads=2, ffn=256)).eval()

@@ -19,6 +19,7 @@ async def run_all(quick: bool) -> tuple[list[Table], dict[str, object]]:
     from ..services import make_face, make_stt, make_tts
     from .livelink_bench import jitter, sync_error
     from .pipeline_bench import first_output_latency, speed
+    from .remote_bench import remote_overhead
     from .turns_bench import voice_to_voice
 
     tts, face = make_tts(), make_face()
@@ -41,6 +42,9 @@ async def run_all(quick: bool) -> tuple[list[Table], dict[str, object]]:
     table, data = await sync_error(services, 4 if quick else 20)
     tables.append(table)
     raw["sync"] = data
+    table, remote = await remote_overhead(10 if quick else 30, 2 if quick else 5)
+    tables.append(table)
+    raw["remote"] = remote
     return tables, raw
 
 

@@ -134,6 +134,7 @@ class EngineSession:
         self._listener: Listener | None = None
         self._audio_stream: AudioFaceStream | None = None
         self._audio_anchor = 0.0
+        self._posts: set[asyncio.Task[None]] = set()
 
     # -- inbound --------------------------------------------------------------------------------
     async def handle_text(self, text: str) -> None:
@@ -497,6 +498,19 @@ class EngineSession:
                 await self._tx.send_text(proto.encode_server("clear_buffer", utterance=target.utterance,
                                                              reason=reason))
 
+    def post(self, kind: str, **fields: Any) -> None:
+        """Send a server event (e.g. ``failover``) from outside the session's own tasks, without waiting."""
+        if self.hello is None or self.closed.is_set():
+            return
+
+        async def send() -> None:
+            with suppress(Exception):
+                await self._tx.send_text(proto.encode_server(kind, **fields))
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._posts.add(task)
+        task.add_done_callback(self._posts.discard)
+
     async def send_error(self, code: str, message: str) -> None:
         log.info("engine session error %s: %s", code, message)
         if self._metrics is not None:
@@ -515,6 +529,9 @@ class EngineSession:
         if self._audio_stream is not None:
             await self._audio_stream.cancel()
             self._audio_stream = None
+        for task in list(self._posts):
+            task.cancel()
+        await asyncio.gather(*self._posts, return_exceptions=True)
         sinks, self._sinks = self._sinks, ()
         for sink in sinks:
             close = getattr(sink, "close", None)

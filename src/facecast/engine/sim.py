@@ -58,6 +58,8 @@ class UtteranceReport:
     samples: int = 0
     underruns: int = 0
     """Audio frames that arrived after the moment they were due to play."""
+    discontinuities: int = 0
+    """Audio frames whose offset did not continue the previous one (a gap or a repeat; must be 0)."""
     face_frames: int = 0
     face_before_ack: int = 0
     """Socket face frames that arrived before ``playback_started`` was sent (must be 0)."""
@@ -252,6 +254,8 @@ class EngineSim:
                 task = asyncio.create_task(self._ack(utt))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+        if packet.offset != utt.samples:
+            utt.discontinuities += 1
         due = utt.playback_start + packet.offset / rate
         if now > due:
             utt.underruns += 1

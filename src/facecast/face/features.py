@@ -9,7 +9,7 @@ values. Samples outside the audio (before 0, after the end) are zeros.
 So feature ``i`` depends on samples ``[i * hop + min(offsets) - win / 2, i * hop + max(offsets) + win / 2)``
 and on nothing else: :class:`FeatureStream` computes each vector as soon as those samples have arrived,
 with the same arithmetic (per frame, in float32) whichever way the audio is chunked, and
-:func:`features` of a whole signal gives the same vectors. Only numpy is needed (no librosa).
+:func:`features` of a whole signal gives the same vectors. Only numpy and scipy's FFT are needed.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import scipy.fft
 
 from ..errors import InputError
 from ..types import FPS, Float32Array
@@ -161,7 +162,7 @@ class FeatureStream:
         hop, win = self.config.hop, self.config.win
         starts = (np.arange(first, stop, dtype=np.int64)[:, None] * hop + self._offsets) - self._base
         windows = self._buffer[starts[:, :, None] + np.arange(win)] * self._window  # (k, offsets, win)
-        spectrum = np.fft.rfft(windows, n=self.config.n_fft, axis=-1)
+        spectrum = scipy.fft.rfft(windows, n=self.config.n_fft, axis=-1, workers=1)  # 3-5x numpy's, in float32
         power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
         mel = np.log(power @ self._mel + np.float32(self.config.floor))
         self.computed = stop

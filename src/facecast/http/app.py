@@ -60,6 +60,11 @@ class AppState:
             self.neurosync = NeuroSyncBackends.from_services(self.settings, self.services)
         return self.neurosync
 
+    def broadcast(self, kind: str, **fields: Any) -> None:
+        """Send an event message (e.g. ``failover``) to every connected client, without waiting."""
+        for session in self.sessions:
+            session.post(kind, **fields)
+
     def sinks_for(self, hello: Hello) -> list[UtteranceSink]:
         """The outputs of a new session: its Live Link subject and, with ``--record``, the recorder."""
         self.session_count += 1
@@ -113,6 +118,19 @@ async def _warm_up(services: Services) -> None:
                 await result
 
 
+async def _close_services(services: Services) -> None:
+    """Release what the services hold (connections, background probes, decoders) at shutdown."""
+    for service in {id(s): s for s in (services.stt, services.llm, services.tts, services.face,
+                                       services.audio_face) if s is not None}.values():
+        for name in ("aclose", "close"):
+            method = getattr(service, name, None)
+            if method is not None:
+                result = method()
+                if asyncio.iscoroutine(result):
+                    await result
+                break
+
+
 def create_app(state: AppState) -> FastAPI:
     """The ASGI app for ``facecast run`` (and for tests, which drive it in-process or over a socket)."""
 
@@ -128,6 +146,7 @@ def create_app(state: AppState) -> FastAPI:
             for session in list(state.sessions):
                 await session.close()
             state.livelink = None
+        await _close_services(state.services)
 
     app = FastAPI(title="Facecast", version=__version__, lifespan=lifespan)
     app.state.facecast = state
