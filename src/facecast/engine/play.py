@@ -12,8 +12,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+from ..convert import resample_frames
 from ..errors import InputError
 from ..face.takes import Take, read_take
 from ..session import read_session
@@ -43,17 +42,8 @@ def load_take(path: str | Path) -> tuple[Take, float | None]:
 
 
 def to_60fps(values: Float32Array, fps: float) -> Float32Array:
-    """Resample frames taken at ``fps`` onto the 60 fps grid of the same timeline (linear interpolation)."""
-    if len(values) == 0 or abs(fps - FPS) < 1e-9:
-        return values
-    duration = len(values) / fps
-    count = max(1, round(duration * FPS))
-    src_t = np.arange(len(values)) / fps
-    dst_t = np.arange(count) / FPS
-    out = np.empty((count, values.shape[1]), np.float32)
-    for column in range(values.shape[1]):
-        out[:, column] = np.interp(dst_t, src_t, values[:, column])
-    return out
+    """Frames taken at ``fps`` on the 60 fps grid of the same timeline (linear interpolation)."""
+    return resample_frames(values, fps, FPS)
 
 
 @dataclass(frozen=True, slots=True)

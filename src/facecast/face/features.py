@@ -163,7 +163,7 @@ class FeatureStream:
         starts = (np.arange(first, stop, dtype=np.int64)[:, None] * hop + self._offsets) - self._base
         windows = self._buffer[starts[:, :, None] + np.arange(win)] * self._window  # (k, offsets, win)
         spectrum = scipy.fft.rfft(windows, n=self.config.n_fft, axis=-1, workers=1)  # 3-5x numpy's, in float32
-        power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+        power = (spectrum.real**2 + spectrum.imag**2).reshape(-1, spectrum.shape[-1])  # one 2-D product
         mel = np.log(power @ self._mel + np.float32(self.config.floor))
         self.computed = stop
         keep_from = stop * hop - self.config.reach_before - self._base  # first sample frame `stop` reads
