@@ -11,7 +11,7 @@ clipping, band-limiting, resampling to 8-48 kHz). Features are computed exactly 
 
 The evaluation split uses voices AND variants that the training split never uses (``HELDOUT_*``).
 
-    .venv/bin/python training/make_dataset.py --out out/face-dataset --train 2400 --eval 240 --seed 1
+    .venv/bin/python training/make_dataset.py --out out/face-dataset --train 3000 --eval 300 --seed 1
 
 writes ``train.npz`` / ``eval.npz`` (features float16, targets float16, per-utterance offsets) and
 ``eval_meta.json`` (per evaluation utterance: voice, augmentation, phonemes with their frame spans).
@@ -234,8 +234,8 @@ def splits(words: list[str], seed: int, train: int, heldout: int) -> list[Split]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="out/face-dataset")
-    parser.add_argument("--train", type=int, default=2400, help="training utterances (each stored twice)")
-    parser.add_argument("--eval", type=int, default=240, help="held-out utterances (each stored twice)")
+    parser.add_argument("--train", type=int, default=3000, help="training utterances (each stored twice)")
+    parser.add_argument("--eval", type=int, default=300, help="held-out utterances (each stored twice)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     out = Path(args.out)

@@ -30,7 +30,7 @@ class ModelConfig:
 
     n_in: int = 80
     n_out: int = 18
-    width: int = 128
+    width: int = 96
     kernel: int = 3
     dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2)
     delay: int = 4

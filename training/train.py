@@ -1,6 +1,6 @@
 """Train the learned mouth model (CPU, seeded, reproducible) on the data of ``make_dataset.py``.
 
-    .venv/bin/python training/train.py --data out/face-dataset --out out/face-model --epochs 14 --seed 1
+    .venv/bin/python training/train.py --data out/face-dataset --out out/face-model --epochs 9 --width 96 --seed 1
 
 Whole utterances are batched (padded, the padding masked out of the loss) from a zero initial state,
 which is exactly how the runtime starts an utterance. Loss: channel-weighted squared error (JawOpen and
@@ -142,10 +142,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="train the learned mouth model")
     parser.add_argument("--data", default="out/face-dataset")
     parser.add_argument("--out", default="out/face-model")
-    parser.add_argument("--epochs", type=int, default=14)
+    parser.add_argument("--epochs", type=int, default=9)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--width", type=int, default=96)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     summary = train(parser.parse_args())

@@ -72,7 +72,7 @@ def test_feature_stream_equals_whole_signal(seed: int) -> None:
         parts.append(stream.push(pcm[position : position + size]))
         position += size
     parts.append(stream.finish(frames))
-    assert np.array_equal(np.concatenate(parts), whole)
+    np.testing.assert_allclose(np.concatenate(parts), whole, rtol=0, atol=1e-5)  # BLAS blocking: ~2e-7
     assert whole.shape == (frames, config.width)
 
 
@@ -84,7 +84,7 @@ def test_feature_reads_only_its_window() -> None:
     changed = pcm.copy()
     changed[frame * config.hop + config.reach_after :] += 1.0  # everything after frame 10's window
     changed[: frame * config.hop - config.reach_before] -= 1.0  # and everything before it
-    assert np.array_equal(features(changed, 30, config)[frame], base[frame])
+    np.testing.assert_allclose(features(changed, 30, config)[frame], base[frame], rtol=0, atol=1e-5)
     assert not np.array_equal(features(changed, 30, config)[frame + 1], base[frame + 1])
 
 
@@ -227,26 +227,47 @@ def test_onnx_export_matches_the_torch_model(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- held-out voice: lips and jaw move right
 
 
-async def test_heldout_voice_closes_on_pbm_and_opens_on_open_vowels(animator: LearnedAnimator) -> None:
-    from facecast.tts.espeak import EspeakTTS
+_SPEAK = """
+import asyncio, json, sys
+import numpy as np
+from facecast.audio import write_wav
+from facecast.tts.espeak import EspeakTTS
 
-    # en-gb-scotland and the m4 variant are held out of training (training/make_dataset.py HELDOUT_*)
-    tts = EspeakTTS("en-gb-scotland+m4", rate=170, pitch=45)
+async def main():
+    tts = EspeakTTS(sys.argv[1], rate=170, pitch=45)
+    chunks = [c async for c in tts.synthesize(sys.argv[2])]
+    write_wav(sys.argv[3], np.concatenate([c.audio.pcm for c in chunks]), tts.sample_rate)
+    print(json.dumps([(p.symbol, p.start, p.end) for c in chunks for p in c.phonemes]))
+
+asyncio.run(main())
+"""
+
+
+def test_heldout_voice_closes_on_pbm_and_opens_on_open_vowels(animator: LearnedAnimator, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from facecast.audio import read_audio
+
+    # en-gb-scotland and the m4 variant are held out of training (training/make_dataset.py HELDOUT_*).
+    # Synthesised in a child process: libespeak-ng keeps state between requests (timing shifts by a few
+    # ms), which would make this test change the input of every later espeak test in this process.
     text = "Bob bought a big map. Pam calmly parked by the harbour, and my father paid."
-    chunks = [c async for c in tts.synthesize(text)]
-    pcm = np.concatenate([c.audio.pcm for c in chunks])
-    rate = tts.sample_rate
-    frames = [f async for f in animator.animate(_as_speech(chunks))]
-    values = np.concatenate([f.values for f in frames])
+    wav = tmp_path / "heldout.wav"
+    done = subprocess.run([sys.executable, "-c", _SPEAK, "en-gb-scotland+m4", text, str(wav)],
+                          capture_output=True, text=True, check=True, timeout=120)
+    phonemes = json.loads(done.stdout)
+    pcm, rate = read_audio(wav)
+    values = animator.render(pcm, rate)
     closures, opens = [], []
-    for phoneme in (p for c in chunks for p in c.phonemes):
-        lo = max(0, int(phoneme.start * FPS / rate) - 1)
-        hi = min(len(values), int(np.ceil(phoneme.end * FPS / rate)) + 1)
-        visemes = lookup(phoneme.symbol).visemes
+    for symbol, start, end in phonemes:
+        lo = max(0, int(start * FPS / rate) - 1)
+        hi = min(len(values), int(np.ceil(end * FPS / rate)) + 1)
+        visemes = lookup(symbol).visemes
         if visemes == ("PP",):
             closures.append(values[lo:hi, CLOSE].max())
         elif visemes[0] in ("aa", "ah"):
-            centre = min(len(values) - 1, round((phoneme.start + phoneme.end) / 2 * FPS / rate))
+            centre = min(len(values) - 1, round((start + end) / 2 * FPS / rate))
             opens.append((values[centre, JAW], values[centre, CLOSE]))
     assert len(values) == frames_for_samples(len(pcm), rate)
     assert len(closures) >= 8 and len(opens) >= 6
@@ -254,11 +275,6 @@ async def test_heldout_voice_closes_on_pbm_and_opens_on_open_vowels(animator: Le
     jaw_open = np.array([o[0] for o in opens])
     assert np.mean(jaw_open >= 0.2) >= 0.85, jaw_open
     assert all(o[1] < 0.3 for o in opens)
-
-
-async def _as_speech(chunks: list[SpeechChunk]) -> AsyncIterator[SpeechChunk]:
-    for chunk in chunks:
-        yield SpeechChunk(chunk.audio)  # audio only: the learned face ignores phoneme timing anyway
 
 
 def test_cli_animate_writes_a_session(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,6 +19,7 @@ async def run_all(quick: bool) -> tuple[list[Table], dict[str, object]]:
     from ..services import make_face, make_stt, make_tts
     from .livelink_bench import jitter, sync_error
     from .pipeline_bench import first_output_latency, speed
+    from .face_bench import face_speed
     from .remote_bench import remote_overhead
     from .turns_bench import voice_to_voice
 
@@ -32,6 +33,9 @@ async def run_all(quick: bool) -> tuple[list[Table], dict[str, object]]:
     table, data = await speed(tts, face, 3 if quick else 10)
     tables.append(table)
     raw["speed"] = data
+    table, face_raw = face_speed(quick)
+    tables.append(table)
+    raw["face_speed"] = face_raw
     table, data = await jitter(2.0 if quick else 10.0)
     tables.append(table)
     raw["livelink_jitter"] = data

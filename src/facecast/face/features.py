@@ -8,8 +8,9 @@ values. Samples outside the audio (before 0, after the end) are zeros.
 
 So feature ``i`` depends on samples ``[i * hop + min(offsets) - win / 2, i * hop + max(offsets) + win / 2)``
 and on nothing else: :class:`FeatureStream` computes each vector as soon as those samples have arrived,
-with the same arithmetic (per frame, in float32) whichever way the audio is chunked, and
-:func:`features` of a whole signal gives the same vectors. Only numpy and scipy's FFT are needed.
+and :func:`features` of a whole signal gives the same vectors whichever way the audio is chunked (up
+to float32 rounding of the mel matrix product, ~1e-7, which depends on how many frames it batches).
+Only numpy and scipy's FFT are needed.
 """
 
 from __future__ import annotations
@@ -177,7 +178,8 @@ class FeatureStream:
 def features(pcm: np.ndarray, frames: int, config: FeatureConfig | None = None) -> Float32Array:
     """The first ``frames`` feature vectors of a whole signal already at ``config.rate``: shape (frames, width).
 
-    Equal to what :class:`FeatureStream` returns for the same samples pushed in any chunks, then finished.
+    Equal (to float32 rounding) to what :class:`FeatureStream` returns for the same samples pushed in any
+    chunks, then finished.
     """
     stream = FeatureStream(config if config is not None else FeatureConfig())
     first = stream.push(pcm)

@@ -2,9 +2,9 @@
 
 Facecast never ships or downloads these weights (they are cc-by-nc-4.0); a user points at their own
 ``model.pth``. The network (:mod:`facecast.face.neurosync_net`) and the features below follow
-REFERENCE.md section 4; torch is needed (``pip install torch==2.13.0`` for the CPU build, or a CUDA build
-from pytorch.org, plus the ``facecast[neurosync]`` extra), and a missing torch is a :class:`ConfigError`
-naming that.
+REFERENCE.md section 4; torch is needed (``pip install torch==2.13.0`` for the CPU build, or a CUDA
+build from pytorch.org; the ``facecast[neurosync]`` extra pins torch 2.13.0), and a missing torch is a
+:class:`ConfigError` naming that.
 
 Features (:func:`neurosync_features`), 256 per 60 fps frame: the audio is resampled to 88200 Hz mono and
 peak-normalised; frames of 1470 samples every 735 (120 per second, centred: the signal is zero-padded by
@@ -109,7 +109,7 @@ def neurosync_features(pcm: np.ndarray, rate: int) -> Float32Array:
     """NeuroSync's 256 features per 60 fps frame for a whole signal (any rate), shape (frames, 256).
 
     ``frames_for_samples(len(pcm), rate)`` rows (the pair-averaged frames, trimmed or extended with the
-    last row to that count). Needs scipy (the ``neurosync`` extra). Raises :class:`InputError` for
+    last row to that count). Raises :class:`InputError` for
     audio under ~83 ms, which NeuroSync rejects too.
     """
     from scipy.fft import dct
