@@ -17,9 +17,9 @@ async def run_all(quick: bool) -> tuple[list[Table], dict[str, object]]:
     from ..llm import EchoLLM
     from ..pipeline import Services
     from ..services import make_face, make_stt, make_tts
+    from .face_bench import face_speed
     from .livelink_bench import jitter, sync_error
     from .pipeline_bench import first_output_latency, speed
-    from .face_bench import face_speed
     from .remote_bench import remote_overhead
     from .turns_bench import voice_to_voice
 
