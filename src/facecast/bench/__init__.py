@@ -17,10 +17,12 @@ async def run_all(quick: bool) -> tuple[list[Table], dict[str, object]]:
     from ..llm import EchoLLM
     from ..pipeline import Services
     from ..services import make_face, make_stt, make_tts
+    from .compare_bench import streaming_vs_neurosync
     from .face_bench import face_speed
     from .livelink_bench import jitter, sync_error
     from .pipeline_bench import first_output_latency, speed
     from .remote_bench import remote_overhead
+    from .scale_bench import scale
     from .turns_bench import voice_to_voice
 
     tts, face = make_tts(), make_face()
@@ -39,13 +41,19 @@ async def run_all(quick: bool) -> tuple[list[Table], dict[str, object]]:
     table, data = await jitter(2.0 if quick else 10.0)
     tables.append(table)
     raw["livelink_jitter"] = data
-    services = Services(make_stt(), EchoLLM(), tts, face)
-    table, data = await voice_to_voice(services, 5 if quick else 30)
+    services = Services(make_stt(), EchoLLM(), tts, face, audio_face=make_face("learned"))
+    table, data = await voice_to_voice(services, 5 if quick else 20)
     tables.append(table)
     raw["voice_to_voice"] = data
     table, data = await sync_error(services, 4 if quick else 20)
     tables.append(table)
     raw["sync"] = data
+    table, data = await streaming_vs_neurosync(services, 3 if quick else 10)
+    tables.append(table)
+    raw["streaming_vs_neurosync"] = data
+    table, data = await scale(services, (1, 2, 4) if quick else (1, 2, 4, 8, 16), 1 if quick else 3)
+    tables.append(table)
+    raw["scale"] = data
     table, remote = await remote_overhead(10 if quick else 30, 2 if quick else 5)
     tables.append(table)
     raw["remote"] = remote

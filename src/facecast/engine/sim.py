@@ -44,6 +44,9 @@ class SimConfig:
     chunk_ms: float = 20.0
     turns: str = "server"
     """``server``: the server detects the end of speech; ``client``: engine-sim sends ``end_of_speech``."""
+    play_out: bool = True
+    """Wait until the reply has played before returning (False: return at ``utterance_end``, for benchmarks
+    that only time the start of replies)."""
 
 
 @dataclass(slots=True)
@@ -230,6 +233,8 @@ class EngineSim:
                 playing_out = None
             elif kind == "utterance_end" and current is not None:
                 current.ended, current.text = True, data.get("text", "")
+                if not self.config.play_out:
+                    return report
                 playing_out = current
             elif kind == "clear_buffer":
                 cleared = next((u for u in report.utterances if u.utterance == data.get("utterance")), None)
