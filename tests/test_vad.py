@@ -91,7 +91,8 @@ async def test_webrtcvad_finds_the_speech_in_espeak_audio_with_silence_around_it
     voiced = np.flatnonzero(np.abs(speech) > 0.02)
     true_start, true_end = 16000 + voiced[0], 16000 + voiced[-1]
     assert abs(starts[0].at - true_start) < 0.25 * 16000
-    assert abs(ends[0].at - true_end) < 0.25 * 16000
+    # espeak's quiet tail after the last loud sample varies from one request to the next
+    assert -0.1 * 16000 < ends[0].at - true_end < 0.5 * 16000
 
 
 def test_steady_noise_is_not_speech_but_speech_over_it_is() -> None:
