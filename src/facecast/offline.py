@@ -19,7 +19,10 @@ from .roles import FaceAnimator, SpeechToText, TextToSpeech
 from .session import write_session
 from .types import FACE_WIDTH, Float32Array
 
-__all__ = ["Utterance", "collect", "say", "chat", "transcribe_file", "MAX_SAY_CHARS"]
+__all__ = ["Utterance", "collect", "say", "chat", "transcribe_file", "transcribe_pcm", "MAX_SAY_CHARS"]
+
+TRAILING_SILENCE = 0.2
+"""Seconds of silence appended to an audio file before speech-to-text, so its last word is decoded."""
 
 MAX_SAY_CHARS = 20_000
 """Longest text ``say`` accepts (about 25 minutes of speech)."""
@@ -90,7 +93,13 @@ async def say(text: str, tts: TextToSpeech, face: FaceAnimator) -> Utterance:
 async def transcribe_file(source: str | Path | bytes, stt: SpeechToText) -> str:
     """The final transcript of an audio file (any rate; stereo is mixed down)."""
     pcm, rate = read_audio(source)
-    return await transcribe_all(stt, iter_chunks(pcm, rate, chunk_ms=100))
+    return await transcribe_pcm(pcm, rate, stt)
+
+
+async def transcribe_pcm(pcm: np.ndarray, rate: int, stt: SpeechToText) -> str:
+    """The final transcript of a whole recording (float32 mono at ``rate``)."""
+    tail = np.zeros(int(rate * TRAILING_SILENCE), np.float32)  # a recording may stop right at its last word
+    return await transcribe_all(stt, iter_chunks(np.concatenate([pcm, tail]), rate, chunk_ms=100))
 
 
 async def chat(

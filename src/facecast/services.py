@@ -63,7 +63,9 @@ def make_stt(spec: str = "pocketsphinx", failover: FailoverOptions | None = None
 
         # No second (flat-lexicon) pass: the final transcript is ready ~15 ms after the end of speech
         # instead of ~300 ms, and decoding runs ~40% faster, for a small loss of accuracy.
-        return PocketSphinxSTT(PocketSphinxConfig(decoder_options={"fwdflat": False}))
+        # No end padding: live turns end with the endpoint's real silence, and the inputs that can stop right
+        # at the last word (files, push-to-talk) get their 200 ms of silence where they are read.
+        return PocketSphinxSTT(PocketSphinxConfig(decoder_options={"fwdflat": False}, end_padding_ms=0))
     raise ConfigError(f"--stt {spec!r} is unknown; available: pocketsphinx")
 
 

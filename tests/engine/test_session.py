@@ -165,7 +165,8 @@ async def test_push_to_talk_speech_is_transcribed_and_answered() -> None:
     await session.handle_text(json.dumps({"type": "playback_started", "utterance": start["utterance"]}))
     end = await rec.wait_for("utterance_end")
     assert "what time is it" in end["text"].lower()
-    assert stt.samples == 5 * 3200  # stereo mixed down to mono: every frame arrived once
+    # stereo mixed down to mono, every frame arrived once, then 200 ms of silence at the release of the button
+    assert stt.samples == 5 * 3200 + 3200
     await session.close()
 
 

@@ -118,6 +118,8 @@ class Listener:
             return False
         if self._detector is not None:
             self._detector.force_end()
+        else:  # push-to-talk may be released right at the last word: let the decoder hear it end
+            self._send(np.zeros(VAD_RATE // 5, np.float32))
         now = time.monotonic()
         self._close(min(self._last_voice or now, now), now)
         return True

@@ -156,15 +156,25 @@ class EngineSim:
     async def say_audio(self, pcm: Float32Array, rate: int, timeout: float = 30.0, realtime: bool = True) -> TurnReport:
         """Stream ``pcm`` as the microphone (in real time unless ``realtime`` is false) and receive the reply.
 
-        With server-side turns the server must detect the end of speech itself (stream enough trailing
-        silence); with client-side turns ``end_of_speech`` is sent after the audio.
+        Like an engine, it keeps sending the microphone while the reply arrives. With server-side turns the
+        server must detect the end of speech itself (stream enough trailing silence); with client-side turns
+        ``end_of_speech`` is sent after the audio.
         """
-        await self.stream_mic(pcm, rate, realtime)
-        report = TurnReport(speech_end=self.last_voice_end)
+        report = TurnReport()
         if self.config.turns == "client":
+            await self.stream_mic(pcm, rate, realtime)
             report.speech_end = time.monotonic()
             await self.ws.send(json.dumps({"type": "end_of_speech"}))
-        return await self.receive_reply(report, timeout)
+            return await self.receive_reply(report, timeout)
+        sending = asyncio.create_task(self.stream_mic(pcm, rate, realtime))
+        try:
+            report = await self.receive_reply(report, timeout)
+            await sending
+        finally:
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
+        report.speech_end = self.last_voice_end
+        return report
 
     async def stream_mic(self, pcm: Float32Array, rate: int, realtime: bool = True) -> None:
         """Send ``pcm`` as microphone audio, paced in real time. Sets :attr:`last_voice_end`: the monotonic

@@ -36,11 +36,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from ..aio import closing
-from ..audio import iter_chunks, split_chunks
+from ..audio import split_chunks
 from ..config import Settings
 from ..errors import ConfigError, FacecastError, InputError, ServiceError
-from ..offline import say
-from ..pipeline import Services, transcribe_all
+from ..offline import say, transcribe_pcm
+from ..pipeline import Services
 from ..protocol import neurosync as wire
 from ..roles import FaceAnimator, SpeechToText, TextToSpeech
 from ..types import FACE_WIDTH, Float32Array, SpeechChunk, frames_for_samples
@@ -354,7 +354,7 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
         else:
             raise unsupported(media, "application/json with audio_base64, or the audio file's bytes")
         pcm, rate = await asyncio.to_thread(decode_audio, audio, 0.0)
-        text = (await transcribe_all(backends().stt, iter_chunks(pcm, rate, chunk_ms=100.0))).strip()
+        text = (await transcribe_pcm(pcm, rate, backends().stt)).strip()
         result: dict[str, Any] = {"status": "success", "transcription": text}
         if timestamps:
             result["timestamps"] = [{"start": 0.0, "end": round(len(pcm) / rate, 3), "text": text}] if text else []
