@@ -48,3 +48,8 @@ def test_binding_off_loopback_requires_a_token() -> None:
     with pytest.raises(ConfigError, match="token"):
         load_settings(environ={}, overrides={"host": "0.0.0.0"})
     assert load_settings(environ={"FACECAST_TOKEN": "s3cret"}, overrides={"host": "0.0.0.0"}).token == "s3cret"
+
+
+def test_turn_detection_timings_are_settings() -> None:
+    s = load_settings(environ={"FACECAST_ENDPOINT_MS": "250"}, overrides={"barge_in_ms": 600})
+    assert (s.endpoint_ms, s.barge_in_ms) == (250, 600)

@@ -52,6 +52,10 @@ class Settings:
     record: str = ""
     """Folder to keep every utterance in (``--record``); empty keeps nothing."""
     ack_timeout: float = 2.0
+    endpoint_ms: int = 300
+    """Silence that ends the player's turn (server-side turn detection)."""
+    barge_in_ms: int = 400
+    """Speech needed to interrupt the character."""
     neurosync_ports: bool = False
     """Also serve on NeuroSync's default ports (5000, 6969, 8000, 7070; 1234 with image endpoints)."""
     neurosync_audio_endpoints: bool = True

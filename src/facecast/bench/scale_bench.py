@@ -49,14 +49,27 @@ async def scale(services: Services, counts: tuple[int, ...], turns: int) -> tupl
                   ["conversations", "latency p50 ms", "p95 ms", "p99 ms", "late audio frames", "MiB per session"],
                   note="Latency: typed text -> playback start (includes engine-sim's 50 ms start buffer). "
                        "Late audio frames: reply audio that arrived after it was due to play; real time "
-                       "breaks where this becomes non-zero.")
+                       "breaks where this becomes non-zero. MiB per session: peak resident memory of the "
+                       "process (server and clients) while they talk, above the idle server, per conversation.")
     raw: dict[str, object] = {}
     async with BackgroundServer(replace(Settings(), livelink=("off",)), services) as server:
         await _conversation(server.ws_url, 1, 0)  # warm-up
         for count in counts:
-            before = rss_mb()
-            results = await asyncio.gather(*[_conversation(server.ws_url, turns, k) for k in range(count)])
-            after = rss_mb()
+            before = peak = rss_mb()
+
+            async def sample() -> None:
+                nonlocal peak
+                while True:
+                    peak = max(peak, rss_mb())
+                    await asyncio.sleep(0.05)
+
+            sampler = asyncio.create_task(sample())
+            try:
+                results = await asyncio.gather(*[_conversation(server.ws_url, turns, k) for k in range(count)])
+            finally:
+                sampler.cancel()
+                await asyncio.gather(sampler, return_exceptions=True)
+            after = peak
             latencies = [x for r in results for x in r[0]]
             late = sum(r[1] for r in results)
             table.add(count, *percentiles(latencies), late, max(0.0, after - before) / count)

@@ -49,13 +49,14 @@ async def _questions(voice: str) -> list[tuple[np.ndarray, int]]:
     return out
 
 
-async def voice_to_voice(services: Services, turns: int) -> tuple[Table, dict[str, object]]:
+async def voice_to_voice(services: Services, turns: int, endpoint_ms: int = 300) -> tuple[Table, dict[str, object]]:
     questions = await _questions("en-gb")  # a different voice from the character's
     totals: list[float] = []
     stages: dict[str, list[float]] = {name: [] for name, _, _ in CHAIN}
     stages["first face frame"] = []
     unaccounted: list[float] = []
-    async with BackgroundServer(replace(Settings(), livelink=("off",)), services) as server:
+    settings = replace(Settings(), livelink=("off",), endpoint_ms=endpoint_ms)
+    async with BackgroundServer(settings, services) as server:
         async with EngineSim(SimConfig(url=server.ws_url)) as sim:
             for k in range(turns):
                 pcm, rate = questions[k % len(questions)]
@@ -69,9 +70,10 @@ async def voice_to_voice(services: Services, turns: int) -> tuple[Table, dict[st
                     stages[name].append(timing[end] - (timing[start] if start else 0.0))
                 stages["first face frame"].append(timing["first_face"] - timing["tts_first_chunk"])
                 unaccounted.append(total - timing["engine_ack"])
-    table = Table(f"Voice-to-voice: end of speech -> engine playback start ({len(totals)} spoken turns, "
-                  "pocketsphinx + echo LLM + espeak + phonetic face)", ["stage", "p50 ms", "p95 ms", "p99 ms"],
-                  note="Endpointing is the configured end-of-turn silence (300 ms). Engine ack includes "
+    table = Table(f"Voice-to-voice with {endpoint_ms} ms endpointing: end of speech -> engine playback start "
+                  f"({len(totals)} spoken turns, pocketsphinx + echo LLM + espeak + phonetic face)",
+                  ["stage", "p50 ms", "p95 ms", "p99 ms"],
+                  note="Endpointing is the configured end-of-turn silence (--endpoint-ms). Engine ack includes "
                        "engine-sim's 50 ms playback start buffer. First face frame runs in parallel with the ack.")
     table.add("TOTAL (client measured)", *percentiles(totals))
     for name, values in stages.items():

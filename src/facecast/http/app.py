@@ -29,6 +29,7 @@ from ..engine.session import EngineSession, SessionConfig, UtteranceSink
 from ..metrics import CONTENT_TYPE, Metrics
 from ..pipeline import Services
 from ..protocol.engine import Hello
+from ..vad import TurnConfig
 from .neurosync import NeuroSyncBackends, NeuroSyncOptions, neurosync_router
 
 __all__ = ["create_app", "AppState", "TransportClosed"]
@@ -181,7 +182,9 @@ def create_app(state: AppState) -> FastAPI:
             await ws.close(code=4401, reason="missing or wrong access token")
             return
         await ws.accept()
-        config = SessionConfig(ack_timeout=state.settings.ack_timeout, persona=state.settings.persona or None)
+        settings = state.settings
+        config = SessionConfig(ack_timeout=settings.ack_timeout, persona=settings.persona or None,
+                               turns=TurnConfig(end_ms=settings.endpoint_ms, barge_in_ms=settings.barge_in_ms))
         session = EngineSession(state.services, _WebSocketTransport(ws), config, state.sinks_for,
                                 metrics=state.metrics)
         state.sessions.add(session)
