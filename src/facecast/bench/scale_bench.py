@@ -50,8 +50,9 @@ async def scale(services: Services, counts: tuple[int, ...], turns: int) -> tupl
                   note="Latency: typed text -> playback start (includes engine-sim's 50 ms start buffer). "
                        "Late audio frames: reply audio that arrived after it was due to play; real time "
                        "breaks where this becomes non-zero. MiB per session: peak resident memory of the "
-                       "process (server and clients) while they talk, above the idle server, per conversation (sessions "
-                       "reuse memory the warmed-up process already holds, so growth is a fraction of a MiB).")
+                       "process (server and clients) while they talk, above the idle server, per conversation "
+                       "(sessions reuse memory the warmed-up process already holds, so growth is a fraction of "
+                       "a MiB).")
     raw: dict[str, object] = {}
     async with BackgroundServer(replace(Settings(), livelink=("off",)), services) as server:
         await _conversation(server.ws_url, 1, 0)  # warm-up
