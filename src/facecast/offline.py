@@ -14,7 +14,7 @@ from .audio import iter_chunks, read_audio
 from .errors import InputError
 from .events import AudioOut, FaceOut, SentenceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
 from .llm.history import ChatHistory
-from .pipeline import Services, run_turn, speak, transcribe_all
+from .pipeline import Services, run_turn, say_text, transcribe_all
 from .roles import FaceAnimator, SpeechToText, TextToSpeech
 from .session import write_session
 from .types import FACE_WIDTH, Float32Array
@@ -77,17 +77,13 @@ async def collect(events: AsyncIterator[UtteranceEvent]) -> Utterance:
     return result
 
 
-async def _once(text: str) -> AsyncIterator[str]:
-    yield text
-
-
 async def say(text: str, tts: TextToSpeech, face: FaceAnimator) -> Utterance:
     """Speak and animate ``text`` (no LLM). Raises :class:`InputError` for empty text."""
     if not text.strip():
         raise InputError("nothing to say: the text is empty")
     if len(text) > MAX_SAY_CHARS:
         raise InputError(f"the text has {len(text):,} characters; the limit is {MAX_SAY_CHARS:,}")
-    return await collect(speak(1, _once(text), tts, face))
+    return await collect(say_text(1, text, tts, face))
 
 
 async def transcribe_file(source: str | Path | bytes, stt: SpeechToText) -> str:

@@ -25,7 +25,7 @@ from .roles import FaceAnimator, LanguageModel, SpeechToText, TextToSpeech
 from .text import SplitterConfig, split_sentences
 from .types import AudioChunk, ChatMessage, Phoneme, SpeechChunk, Word, frames_for_samples
 
-__all__ = ["Services", "speak", "reply_tokens", "run_turn", "transcribe_all"]
+__all__ = ["Services", "speak", "say_text", "reply_tokens", "run_turn", "transcribe_all"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +137,15 @@ async def speak(
             task.cancel()
         with suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def say_text(utterance: int, text: str, tts: TextToSpeech, face: FaceAnimator) -> AsyncIterator[UtteranceEvent]:
+    """:func:`speak` for a text known in full (no LLM): the ``say`` workflow and ``facecast say``."""
+    return speak(utterance, _once(text), tts, face)
+
+
+async def _once(text: str) -> AsyncIterator[str]:
+    yield text
 
 
 async def reply_tokens(

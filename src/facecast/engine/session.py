@@ -35,7 +35,7 @@ from ..events import AudioOut, EmotionOut, FaceOut, SentenceOut, UtteranceEnded,
 from ..face.layers import AnimationLayer, Emotion
 from ..llm.history import ChatHistory
 from ..metrics import Metrics
-from ..pipeline import Services, run_turn, speak
+from ..pipeline import Services, run_turn, say_text
 from ..protocol import engine as proto
 from ..types import FaceFrames, Transcript
 from ..vad import TurnConfig
@@ -298,7 +298,7 @@ class EngineSession:
         utterance = self._next_utterance
         self._next_utterance += 1
         if self.hello.workflow == "say":
-            events = speak(utterance, _once(text), self._services.tts, self._services.face)
+            events = say_text(utterance, text, self._services.tts, self._services.face)
         else:
             def first_token() -> None:
                 stages.setdefault("llm_first_token", self._clock())
@@ -537,7 +537,3 @@ class EngineSession:
             close = getattr(sink, "close", None)
             if close is not None:
                 close()
-
-
-async def _once(text: str) -> AsyncIterator[str]:
-    yield text
