@@ -35,7 +35,8 @@ def test_say_writes_a_session_folder(tmp_path: Path) -> None:
     assert session.warning is None
     assert len(session.values) == frames_for_samples(len(session.audio), session.rate)
     assert session.values[:, INDEX["MouthClose"]].max() > 0.5
-    assert session.values[:, INDEX["EyeBlinkLeft"]].max() >= 0.0
+    # a take of speech only: blinks, gaze and head are the live outputs' animation layer (and --record's)
+    assert session.values[:, INDEX["EyeBlinkLeft"]].max() == 0.0
 
 
 def test_say_with_a_voice_variant_changes_the_voice(tmp_path: Path) -> None:
