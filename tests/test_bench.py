@@ -4,7 +4,7 @@ docs/benchmarks.md, not in unit tests; what is asserted is that each scenario me
 from __future__ import annotations
 
 from facecast.bench.compare_bench import streaming_vs_neurosync
-from facecast.bench.livelink_bench import jitter
+from facecast.bench.livelink_bench import jitter, sync_error
 from facecast.bench.report import Table, percentiles
 from facecast.bench.scale_bench import scale
 from facecast.llm import EchoLLM
@@ -27,6 +27,9 @@ async def test_scenarios_produce_complete_numbers() -> None:
     _, scaled = await scale(services, (2,), 1)
     two = scaled["conversations_2"]
     assert isinstance(two, dict) and len(two["latency_ms"]) == 2
+    _, synced = await sync_error(services, 1, (3,))
+    three = synced["subjects_3"]
+    assert isinstance(three, dict) and len(three["sync_error_ms"]) > 30 and three["face_before_ack"] == 0
     _, jit = await jitter(0.5, (3,))
     data = jit["subjects_3"]
     assert isinstance(data, dict) and data["packets"][0] >= 3 * 20  # three subjects streamed for 0.5 s

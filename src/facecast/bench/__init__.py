@@ -46,7 +46,7 @@ async def run_all(quick: bool) -> tuple[list[Table], dict[str, object]]:
         table, data = await voice_to_voice(services, 5 if quick else 20, endpoint_ms)
         tables.append(table)
         raw[f"voice_to_voice_{endpoint_ms}ms"] = data
-    table, data = await sync_error(services, 4 if quick else 20)
+    table, data = await sync_error(services, 3 if quick else 10, (1, 10) if quick else (1, 10, 100))
     tables.append(table)
     raw["sync"] = data
     table, data = await streaming_vs_neurosync(services, 3 if quick else 10)

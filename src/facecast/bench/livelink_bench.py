@@ -8,6 +8,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -91,14 +92,18 @@ async def jitter(seconds: float, counts: tuple[int, ...] = (1, 10, 100)) -> tupl
     return table, raw
 
 
-async def sync_error(services: Services, turns: int) -> tuple[Table, dict[str, object]]:
-    """Audio/face sync and response latency measured by engine-sim against the real server."""
+async def _sync_once(services: Services, turns: int, subjects: int) -> dict[str, Any]:
+    """One engine-sim conversation whose Live Link subject shares the pacer with ``subjects - 1`` others."""
     receiver_port = _free_udp_port()
     settings = replace(Settings(), livelink=(f"127.0.0.1:{receiver_port}",))
     errors: list[float] = []
     latency: list[float] = []
     face_before_ack = underruns = 0
     async with BackgroundServer(settings, services) as server:
+        output = server.state.livelink
+        assert output is not None
+        for k in range(subjects - 1):  # the other characters, streaming their idle faces
+            output.subject(f"Other{k}", seed=k)
         config = SimConfig(url=server.ws_url, livelink_port=receiver_port)
         async with EngineSim(config) as sim:
             for k in range(turns):
@@ -108,15 +113,26 @@ async def sync_error(services: Services, turns: int) -> tuple[Table, dict[str, o
                     face_before_ack += utt.face_before_ack
                     underruns += utt.underruns
                 latency.append(report.response_latency * 1000)
-    table = Table(f"Audio/face sync measured by engine-sim ({turns} typed turns, echo LLM, Live Link UDP)",
-                  ["measure", "p50 ms", "p99 ms", "count"],
-                  note=f"Face frames before the playback ack: {face_before_ack}; audio underruns: {underruns}. "
-                       "Sync error: Live Link packet arrival minus the moment its audio sample plays. "
-                       "Typed-text latency includes engine-sim's 50 ms playback start buffer.")
-    table.add("Live Link sync error |arrival - audio time|", *percentiles(errors, (50, 99)), len(errors))
-    table.add("typed text -> playback start", *percentiles(latency, (50, 99)), len(latency))
-    return table, {"sync_error_ms": errors, "text_latency_ms": latency, "face_before_ack": face_before_ack,
-                   "underruns": underruns}
+    return {"sync_error_ms": errors, "text_latency_ms": latency, "face_before_ack": face_before_ack,
+            "underruns": underruns}
+
+
+async def sync_error(services: Services, turns: int, counts: tuple[int, ...] = (1, 10, 100)
+                     ) -> tuple[Table, dict[str, object]]:
+    """Audio/face sync measured by engine-sim against the real server, with 1, 10 and 100 Live Link subjects."""
+    table = Table(f"Audio/face sync measured by engine-sim ({turns} typed turns per row, echo LLM, Live Link UDP)",
+                  ["Live Link subjects", "sync error p50 ms", "p99 ms", "frames", "text -> playback p50 ms",
+                   "face before ack", "late audio"],
+                  note="Sync error: |Live Link packet arrival - the moment its audio sample plays| for the talking "
+                       "subject, while the pacer also streams the other subjects' idle faces. Text -> playback "
+                       "includes engine-sim's 50 ms playback start buffer.")
+    raw: dict[str, object] = {}
+    for count in counts:
+        data = await _sync_once(services, turns, count)
+        table.add(count, *percentiles(data["sync_error_ms"], (50, 99)), len(data["sync_error_ms"]),
+                  percentiles(data["text_latency_ms"], (50,))[0], data["face_before_ack"], data["underruns"])
+        raw[f"subjects_{count}"] = data
+    return table, raw
 
 
 def _free_udp_port() -> int:
