@@ -183,7 +183,9 @@ async def test_final_needs_only_the_tail_decoded_after_the_input_ends() -> None:
     # The same audio handed over all at once leaves nearly all of it to decode after the input ends:
     # the statistic above does measure the backlog.
     await run(stt, chunks(pcm, rate, chunk_ms=50))
-    assert stats[-1].samples_after_input_end > live.decoded_samples / 2
+    # (how much is left depends on how far the decoder thread got while the chunks were queued, so compare
+    # with the live backlog rather than with a fixed share of the audio)
+    assert stats[-1].samples_after_input_end > 4 * live.samples_after_input_end
 
 
 async def test_stats_report_decoder_creation_and_speed() -> None:
