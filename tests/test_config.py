@@ -52,4 +52,5 @@ def test_binding_off_loopback_requires_a_token() -> None:
 
 def test_turn_detection_timings_are_settings() -> None:
     s = load_settings(environ={"FACECAST_ENDPOINT_MS": "250"}, overrides={"barge_in_ms": 600})
-    assert (s.endpoint_ms, s.barge_in_ms) == (250, 600)
+    assert (s.endpoint_ms, s.barge_in_ms, s.transcript_lead_ms) == (250, 600, 100)
+    assert load_settings(environ={"FACECAST_TRANSCRIPT_LEAD_MS": "0"}).transcript_lead_ms == 0

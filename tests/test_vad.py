@@ -9,7 +9,17 @@ from facecast.audio import resample
 from facecast.face.phonetic import PhoneticAnimator
 from facecast.offline import say
 from facecast.tts.espeak import EspeakTTS
-from facecast.vad import FRAME, SpeechEnded, SpeechStarted, SpeechSustained, TurnConfig, TurnDetector, WebRtcVad
+from facecast.vad import (
+    FRAME,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    SpeechSustained,
+    TurnConfig,
+    TurnDetector,
+    WebRtcVad,
+)
 
 
 class Scripted:
@@ -37,12 +47,42 @@ def frames(ms: int) -> int:
 
 def test_turn_starts_after_the_window_and_ends_after_the_endpoint_silence() -> None:
     script = [False] * 10 + [True] * 30 + [False] * 20
-    events = run(script, TurnConfig(start_ms=200, end_ms=300, barge_in_ms=400))
+    events = run(script, TurnConfig(start_ms=200, end_ms=300, barge_in_ms=400, transcript_lead_ms=0))
     assert events == [
         SpeechStarted(at=10 * FRAME),
         SpeechSustained(at=30 * FRAME),
         SpeechEnded(at=40 * FRAME, detected=55 * FRAME),
     ]
+
+
+def test_the_pause_comes_transcript_lead_before_the_endpoint() -> None:
+    script = [True] * 20 + [False] * frames(400)
+    events = run(script, TurnConfig(end_ms=300, transcript_lead_ms=100))
+    assert [e for e in events if isinstance(e, SpeechPaused | SpeechEnded)] == [
+        SpeechPaused(at=20 * FRAME),  # reported at 200 ms of silence, 100 ms before the endpoint
+        SpeechEnded(at=20 * FRAME, detected=35 * FRAME),
+    ]
+    paused = events.index(SpeechPaused(at=20 * FRAME))
+    assert events[paused + 1] == SpeechEnded(at=20 * FRAME, detected=35 * FRAME)
+
+
+def test_speech_after_the_pause_resumes_the_same_turn() -> None:
+    script = [True] * 20 + [False] * frames(240) + [True] * 10 + [False] * frames(400)
+    events = [e for e in run(script, TurnConfig(end_ms=300)) if not isinstance(e, SpeechSustained)]
+    assert events == [
+        SpeechStarted(0),
+        SpeechPaused(at=20 * FRAME),
+        SpeechResumed(at=32 * FRAME),
+        SpeechPaused(at=42 * FRAME),
+        SpeechEnded(at=42 * FRAME, detected=57 * FRAME),
+    ]
+
+
+@pytest.mark.parametrize("lead", [0, 250])
+def test_no_pause_events_when_the_lead_is_off_or_leaves_under_100_ms(lead: int) -> None:
+    script = [True] * 20 + [False] * frames(240) + [True] * 10 + [False] * frames(400)
+    events = run(script, TurnConfig(end_ms=300, transcript_lead_ms=lead))
+    assert not [e for e in events if isinstance(e, SpeechPaused | SpeechResumed)]
 
 
 def test_a_pause_shorter_than_the_endpoint_does_not_end_the_turn() -> None:
@@ -56,7 +96,7 @@ def test_a_click_does_not_start_a_turn_and_a_cough_does_not_barge_in() -> None:
     assert run(click) == []
     cough = [False] * 10 + [True] * frames(300) + [False] * 30  # a turn, but never "sustained"
     kinds = [type(e) for e in run(cough, TurnConfig(barge_in_ms=400))]
-    assert kinds == [SpeechStarted, SpeechEnded]
+    assert kinds == [SpeechStarted, SpeechPaused, SpeechEnded]
 
 
 def test_force_end_closes_an_open_turn() -> None:
@@ -68,12 +108,13 @@ def test_force_end_closes_an_open_turn() -> None:
     assert detector.force_end() is None
 
 
-@pytest.mark.parametrize("field", ["start_ms", "end_ms", "barge_in_ms"])
-def test_config_rejects_nonsense(field: str) -> None:
+@pytest.mark.parametrize(("field", "value"), [("start_ms", 5), ("end_ms", 5), ("barge_in_ms", 5),
+                                              ("transcript_lead_ms", -1)])
+def test_config_rejects_nonsense(field: str, value: int) -> None:
     from facecast.errors import ConfigError
 
     with pytest.raises(ConfigError):
-        TurnConfig(**{field: 5})  # type: ignore[arg-type]
+        TurnConfig(**{field: value})  # type: ignore[arg-type]
 
 
 async def test_webrtcvad_finds_the_speech_in_espeak_audio_with_silence_around_it() -> None:

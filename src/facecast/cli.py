@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--livelink", action="append", help="Live Link Face UDP target HOST:PORT (repeatable; 'off')")
     p.add_argument("--record", help="keep every utterance as a session folder under this directory")
     p.add_argument("--endpoint-ms", type=int, help="silence that ends the player's turn (default 300)")
+    p.add_argument("--transcript-lead-ms", type=int,
+                   help="finish the transcript at a pause this long before the endpoint (default 100; 0: off)")
     p.add_argument("--barge-in-ms", type=int, help="speech needed to interrupt the character (default 400)")
     p.add_argument("--neurosync-ports", action="store_true", default=None,
                    help="also serve the NeuroSync-compatible API on NeuroSync's default ports "
@@ -118,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _SETTING_FLAGS = ("stt", "llm", "llm_model", "tts", "face", "voice", "speech_rate", "pitch", "persona",
                   "host", "port", "token", "livelink", "record", "neurosync_ports",
-                  "endpoint_ms", "barge_in_ms")
+                  "endpoint_ms", "transcript_lead_ms", "barge_in_ms")
 
 
 def _settings(args: argparse.Namespace) -> Settings:

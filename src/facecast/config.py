@@ -54,6 +54,8 @@ class Settings:
     ack_timeout: float = 2.0
     endpoint_ms: int = 300
     """Silence that ends the player's turn (server-side turn detection)."""
+    transcript_lead_ms: int = 100
+    """Speech-to-text finishes its transcript at a pause this long before the endpoint (0: at the endpoint)."""
     barge_in_ms: int = 400
     """Speech needed to interrupt the character."""
     neurosync_ports: bool = False

@@ -11,6 +11,10 @@ per-frame decisions into turn events.
   rather than a cough, a knock or a laugh; the controller interrupts the character only then.
 - A turn ENDS after ``end_ms`` of continuous silence (endpointing). A pause shorter than that does not end
   it. ``SpeechEnded.at`` is where the silence began, i.e. where the player stopped speaking.
+- ``SpeechPaused`` comes ``transcript_lead_ms`` before that (a 200 ms pause with the defaults) and
+  ``SpeechResumed`` when the player goes on before the endpoint: the caller closes its speech-to-text
+  segment at the pause, so the final transcript is ready by the time the endpoint is reached, and opens
+  another if the turn goes on.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ __all__ = [
     "TurnConfig",
     "SpeechStarted",
     "SpeechSustained",
+    "SpeechPaused",
+    "SpeechResumed",
     "SpeechEnded",
     "TurnEvent",
     "TurnDetector",
@@ -93,11 +99,17 @@ class TurnConfig:
     preroll_ms: int = 300
     """Audio kept from before the detected start, so speech-to-text hears the first syllable."""
     aggressiveness: int = 2
+    transcript_lead_ms: int = 100
+    """At a pause of ``end_ms - transcript_lead_ms`` the speech-to-text segment is closed (and reopened if
+    the player goes on), so the transcript is ready when the endpoint ends the turn. 0, or a pause shorter
+    than 100 ms, turns this off: the segment then closes at the endpoint."""
 
     def __post_init__(self) -> None:
         for name in ("start_ms", "end_ms", "barge_in_ms"):
             if getattr(self, name) < 20:
                 raise ConfigError(f"turn detection {name} must be at least 20 ms")
+        if self.transcript_lead_ms < 0:
+            raise ConfigError("turn detection transcript_lead_ms must not be negative")
         if not 0.0 < self.start_ratio <= 1.0:
             raise ConfigError("turn detection start_ratio must be in (0, 1]")
 
@@ -121,7 +133,22 @@ class SpeechEnded:
     """Sample at which the end was detected (``at`` + the endpointing silence)."""
 
 
-TurnEvent = SpeechStarted | SpeechSustained | SpeechEnded
+@dataclass(frozen=True, slots=True)
+class SpeechPaused:
+    """The player has been silent for ``end_ms - transcript_lead_ms`` inside a turn (the turn goes on)."""
+
+    at: int
+    """Sample where the silence began."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResumed:
+    """Speech came back after a :class:`SpeechPaused`, before the endpoint: the same turn goes on."""
+
+    at: int
+
+
+TurnEvent = SpeechStarted | SpeechSustained | SpeechPaused | SpeechResumed | SpeechEnded
 
 
 class TurnDetector:
@@ -137,6 +164,9 @@ class TurnDetector:
         self._voiced = 0  # voiced frames in the current turn
         self._sustained = False
         self._silence = 0  # consecutive unvoiced frames in the current turn
+        self._paused = False  # SpeechPaused was reported for the current silence
+        pause_ms = cfg.end_ms - cfg.transcript_lead_ms
+        self._pause_frames = pause_ms // 20 if cfg.transcript_lead_ms and pause_ms >= 100 else 0
 
     @property
     def speaking(self) -> bool:
@@ -177,21 +207,27 @@ class TurnDetector:
         if voiced:
             self._voiced += 1
             self._silence = 0
+            if self._paused:  # (a barge-in due on this frame follows on the next voiced one)
+                self._paused = False
+                return SpeechResumed(self._samples - FRAME)
             if not self._sustained and self._voiced * 20 >= cfg.barge_in_ms:
                 self._sustained = True
                 return SpeechSustained(self._samples)
             return None
         self._silence += 1
         if self._silence * 20 >= cfg.end_ms:
-            self._speaking = False
+            self._speaking = self._paused = False
             self._window.clear()
             return SpeechEnded(self._samples - self._silence * FRAME, self._samples)
+        if self._silence == self._pause_frames:
+            self._paused = True
+            return SpeechPaused(self._samples - self._silence * FRAME)
         return None
 
     def force_end(self) -> SpeechEnded | None:
         """End the current turn now (the client said ``end_of_speech``); None when no turn is open."""
         if not self._speaking:
             return None
-        self._speaking = False
+        self._speaking = self._paused = False
         self._window.clear()
         return SpeechEnded(self._samples - self._silence * FRAME, self._samples)

@@ -45,6 +45,18 @@ async def test_a_short_pause_does_not_end_the_turn_and_the_endpoint_does(grammar
     assert 0.25 <= report.timing["endpoint"] / 1000 <= 0.6
 
 
+async def test_a_pause_past_the_early_transcript_point_still_gives_the_whole_sentence(
+    grammar_server: LiveServer,
+) -> None:
+    # 250 ms: past the 200 ms pause where the speech-to-text segment closes early, short of the endpoint;
+    # the grammar only knows whole sentences, so a transcript of the first half alone would be wrong
+    pcm, rate = await speech(0.3, "Tell me about", 0.25, "the weather.", 1.0)
+    async with EngineSim(SimConfig(url=grammar_server.ws_url)) as sim:
+        report = await sim.say_audio(pcm, rate)
+    assert finals(report) == ["tell me about the weather"]
+    assert [u.ended for u in report.utterances] == [True]
+
+
 async def test_consecutive_turns_each_get_a_reply(grammar_server: LiveServer) -> None:
     async with EngineSim(SimConfig(url=grammar_server.ws_url)) as sim:
         first = await sim.say_audio(*(await speech(0.2, "What is your name?", 0.8)))

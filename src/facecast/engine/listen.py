@@ -1,9 +1,13 @@
 """The listening side of a session: microphone audio in, the player's finished utterances out.
 
-With server-side turn detection (the default), every microphone frame goes through the VAD; when a turn
-starts, a speech-to-text stream opens with the pre-roll audio and receives the audio as it arrives (so its
-final transcript is ready almost as soon as the player stops), and the endpoint closes it. With client-side
-turns (push-to-talk), all audio since the last turn is one utterance that ``end_of_speech`` closes.
+With server-side turn detection (the default), every microphone frame goes through the VAD. When a turn
+starts, a speech-to-text segment opens with the pre-roll audio and receives the audio as it arrives, so the
+decoder keeps up with the player. At a pause of ``end_ms - transcript_lead_ms`` the segment is closed: its
+final transcript is then ready by the time the endpoint (``end_ms`` of silence) ends the turn, instead of
+one decoder finalisation after it. If the player goes on before the endpoint, that segment is dropped and a
+new one decodes the whole turn again (so a grammar or the language model still hears one sentence), then
+the audio as it arrives. With client-side turns (push-to-talk), all audio since the last turn is one segment
+that ``end_of_speech`` closes. Each turn gives exactly one final transcript.
 
 Times reported in :class:`HeardUtterance` are ``time.monotonic()`` seconds.
 """
@@ -25,7 +29,17 @@ from ..audio import Resampler
 from ..errors import FacecastError
 from ..roles import SpeechToText
 from ..types import AudioChunk, Transcript
-from ..vad import VAD_RATE, SpeechEnded, SpeechStarted, SpeechSustained, TurnConfig, TurnDetector, WebRtcVad
+from ..vad import (
+    VAD_RATE,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    SpeechSustained,
+    TurnConfig,
+    TurnDetector,
+    WebRtcVad,
+)
 
 __all__ = ["HeardUtterance", "ListenerCallbacks", "Listener"]
 
@@ -53,8 +67,25 @@ class ListenerCallbacks:
     error: Callable[[FacecastError], Awaitable[None]]
 
 
+_REPLAY_LIMIT = 10 * VAD_RATE
+"""A turn longer than this (samples) keeps its segment open to the endpoint: every resumption replays the
+whole turn, so a long turn with many pauses would cost quadratic decoding."""
+
+
+class _Turn:
+    """One player turn: all of its audio so far, and its latest speech-to-text segment."""
+
+    def __init__(self) -> None:
+        self.audio: list[np.ndarray] = []
+        self.samples = 0
+        self.text: asyncio.Future[str | None] | None = None
+        """The latest segment's final text (None: it failed, already reported, or the turn was dropped)."""
+        self.task: asyncio.Task[None] | None = None
+        """The latest segment's decoding."""
+
+
 class Listener:
-    """Routes microphone audio to speech-to-text, one stream per player utterance."""
+    """Routes microphone audio to speech-to-text, one turn per player utterance."""
 
     def __init__(
         self, stt: SpeechToText, mic_rate: int, callbacks: ListenerCallbacks, turns: TurnConfig | None,
@@ -68,16 +99,17 @@ class Listener:
         self._preroll_samples = 0
         self._preroll_limit = (turns.preroll_ms if turns else 0) * VAD_RATE // 1000
         self._max_samples = int(max_seconds * VAD_RATE)
+        self._turn: _Turn | None = None
         self._queue: asyncio.Queue[AudioChunk | _End | None] | None = None
+        """The open segment's audio (None while no segment is open)."""
         self._fed = 0
         self._last_voice = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._sustained: asyncio.Task[None] | None = None
 
     @property
     def hearing(self) -> bool:
-        """True while a player utterance is open."""
-        return self._queue is not None
+        """True while a player turn is open."""
+        return self._turn is not None
 
     def feed(self, pcm: np.ndarray) -> None:
         """Microphone audio (float32 mono at the declared rate), in order."""
@@ -86,9 +118,9 @@ class Listener:
             return
         now = time.monotonic()
         if self._detector is None:
-            if self._queue is None:
-                self._open()
-            self._send(audio)
+            if self._turn is None:
+                self._begin_turn()
+            self._hear(audio)
             self._last_voice = now
             return
         events = self._detector.push(audio)
@@ -96,32 +128,32 @@ class Listener:
             self._last_voice = now
         for event in events:
             if isinstance(event, SpeechStarted):
-                self._open()
-                for chunk in self._preroll:
-                    self._send(chunk)
-                self._preroll.clear()
-                self._preroll_samples = 0
+                self._begin_turn()
+            elif isinstance(event, SpeechResumed) and self._turn is not None and self._queue is None:
+                self._open_segment(self._turn)
             elif isinstance(event, SpeechSustained):
                 self._spawn(self._cb.barge_in())
-        if self._queue is not None:
-            self._send(audio)
+        if self._turn is not None:
+            self._hear(audio)
         else:
             self._remember(audio)
         for event in events:
-            if isinstance(event, SpeechEnded):
+            if isinstance(event, SpeechPaused) and self._turn is not None and self._turn.samples <= _REPLAY_LIMIT:
+                self._close_segment(_End(0.0, 0.0))
+            elif isinstance(event, SpeechEnded):
                 speech_end = now - (event.detected - event.at) / VAD_RATE
-                self._close(speech_end, now)
+                self._end_turn(_End(speech_end, now))
 
     def end_of_speech(self) -> bool:
         """The client ended the utterance (push-to-talk). False when no utterance was open."""
-        if self._queue is None:
+        if self._turn is None:
             return False
         if self._detector is not None:
             self._detector.force_end()
         else:  # push-to-talk may be released right at the last word: let the decoder hear it end
-            self._send(np.zeros(VAD_RATE // 5, np.float32))
+            self._hear(np.zeros(VAD_RATE // 5, np.float32))
         now = time.monotonic()
-        self._close(min(self._last_voice or now, now), now)
+        self._end_turn(_End(min(self._last_voice or now, now), now))
         return True
 
     async def close(self) -> None:
@@ -139,25 +171,65 @@ class Listener:
         while self._preroll and self._preroll_samples - len(self._preroll[0]) >= self._preroll_limit:
             self._preroll_samples -= len(self._preroll.popleft())
 
-    def _open(self) -> None:
+    def _begin_turn(self) -> None:
+        """A new turn, whose audio starts with the pre-roll, and its first segment."""
+        turn = self._turn = _Turn()
+        turn.audio += self._preroll
+        turn.samples = self._preroll_samples
+        self._preroll.clear()
+        self._preroll_samples = 0
+        self._open_segment(turn)
+
+    def _open_segment(self, turn: _Turn) -> None:
+        """A speech-to-text segment that decodes the whole turn so far, then the audio as it comes.
+
+        The turn's earlier segment (closed at a pause the player then talked through) is stopped: this one
+        replays its audio, so the decoder hears the turn as one utterance (a grammar or the language model
+        needs the whole sentence).
+        """
         queue: asyncio.Queue[AudioChunk | _End | None] = asyncio.Queue()
         self._queue, self._fed = queue, 0
-        self._spawn(self._transcribe(queue))
+        text: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        previous, turn.text = turn.task, text
+        if previous is not None:
+            previous.cancel()
+        turn.task = asyncio.create_task(self._transcribe(queue, text, previous))
+        self._tasks.add(turn.task)
+        turn.task.add_done_callback(self._tasks.discard)
+        for chunk in turn.audio:
+            self._segment(chunk)
 
-    def _send(self, audio: np.ndarray) -> None:
-        assert self._queue is not None
-        if self._fed + len(audio) > self._max_samples:
-            self._queue.put_nowait(None)
-            self._queue = None
+    def _hear(self, audio: np.ndarray) -> None:
+        """Audio of the open turn: kept, and sent to the open segment if there is one."""
+        turn = self._turn
+        assert turn is not None
+        if turn.samples + len(audio) > self._max_samples:
+            if self._queue is not None:
+                self._queue.put_nowait(None)
+            self._queue = self._turn = None
             self._spawn(self._cb.error(_TooLong(self._max_samples / VAD_RATE)))
             return
-        self._queue.put_nowait(AudioChunk(audio, VAD_RATE, self._fed))
-        self._fed += len(audio)
+        turn.audio.append(audio)
+        turn.samples += len(audio)
+        self._segment(audio)
 
-    def _close(self, speech_end: float, endpoint: float) -> None:
+    def _segment(self, audio: np.ndarray) -> None:
         if self._queue is not None:
-            self._queue.put_nowait(_End(speech_end, endpoint))
+            self._queue.put_nowait(AudioChunk(audio, VAD_RATE, self._fed))
+            self._fed += len(audio)
+
+    def _close_segment(self, end: _End) -> None:
+        if self._queue is not None:
+            self._queue.put_nowait(end)
             self._queue = None
+
+    def _end_turn(self, end: _End) -> None:
+        turn = self._turn
+        if turn is None:
+            return
+        self._close_segment(end)
+        self._turn = None
+        self._spawn(self._finish(turn, end))
 
     def _spawn(self, work: Awaitable[None]) -> None:
         async def run() -> None:
@@ -167,33 +239,46 @@ class Listener:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _transcribe(self, queue: asyncio.Queue[AudioChunk | _End | None]) -> None:
-        end: _End | None = None
+    async def _finish(self, turn: _Turn, end: _End) -> None:
+        """Once the ended turn's last segment has its final text: the final transcript and the utterance."""
+        assert turn.text is not None
+        text = await turn.text
+        if text is None:
+            return  # its decoding failed (already reported) or the turn was dropped
+        if not text:
+            log.debug("speech without words ignored (noise, cough...)")
+            return
+        await self._cb.transcript(Transcript(text, True))
+        await self._cb.utterance(HeardUtterance(text, end.speech_end, end.endpoint, time.monotonic()))
+
+    async def _transcribe(
+        self, queue: asyncio.Queue[AudioChunk | _End | None], done: asyncio.Future[str | None],
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        ended = False
 
         async def chunks() -> AsyncIterator[AudioChunk]:
-            nonlocal end
+            nonlocal ended
             while True:
                 item = await queue.get()
                 if item is None:
                     return
                 if isinstance(item, _End):
-                    end = item
+                    ended = True
                     return
                 yield item
 
+        text: str | None = None
         try:
+            if previous is not None:  # let it give its decoder back first, so this one reuses it
+                await asyncio.gather(previous, return_exceptions=True)
             async with closing(self._stt.transcribe(chunks())) as results:
                 async for result in results:
                     if result.final:
-                        if end is None:  # the utterance was dropped (too long)
-                            return
-                        if result.text.strip():
-                            await self._cb.transcript(result)
-                            await self._cb.utterance(
-                                HeardUtterance(result.text, end.speech_end, end.endpoint, time.monotonic()))
-                        else:
-                            log.debug("speech without words ignored (noise, cough...)")
-                    elif result.text.strip():
+                        if ended:  # else the turn was dropped (too long)
+                            text = result.text.strip()
+                        break
+                    if result.text.strip():
                         await self._cb.transcript(result)
         except FacecastError as exc:
             await self._cb.error(exc)
@@ -205,6 +290,9 @@ class Listener:
             log.exception("speech-to-text failed")
             with suppress(Exception):
                 await self._cb.error(_Internal())
+        finally:
+            if not done.done():
+                done.set_result(text)
 
 
 @dataclass(frozen=True, slots=True)

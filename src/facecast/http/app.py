@@ -184,7 +184,8 @@ def create_app(state: AppState) -> FastAPI:
         await ws.accept()
         settings = state.settings
         config = SessionConfig(ack_timeout=settings.ack_timeout, persona=settings.persona or None,
-                               turns=TurnConfig(end_ms=settings.endpoint_ms, barge_in_ms=settings.barge_in_ms))
+                               turns=TurnConfig(end_ms=settings.endpoint_ms, barge_in_ms=settings.barge_in_ms,
+                                                transcript_lead_ms=settings.transcript_lead_ms))
         session = EngineSession(state.services, _WebSocketTransport(ws), config, state.sinks_for,
                                 metrics=state.metrics)
         state.sessions.add(session)
