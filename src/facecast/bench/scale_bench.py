@@ -2,8 +2,9 @@
 
 Each conversation is an engine-sim client doing typed turns (echo LLM, espeak, phonetic face, Live Link
 off) and playing its replies on a real-time clock; all the clients share one child process, like one engine
-with many characters, so the server process has its loop to itself. Reported: text -> playback start latency, audio frames that
-arrived after they were due to play (the point where real time breaks), and resident memory per session.
+with many characters, so the server process has its loop to itself. Reported: text -> playback start
+latency, audio frames that arrived after they were due to play (the point where real time breaks), and
+resident memory per session.
 """
 
 from __future__ import annotations
