@@ -7,10 +7,13 @@ import math
 import random
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from facecast.engine.livelink import (
     LiveLinkPacer,
@@ -19,12 +22,15 @@ from facecast.engine.livelink import (
     LiveLinkTarget,
     MonotonicClock,
     PassthroughComposer,
+    SubjectStats,
     TickReport,
     VirtualClock,
     parse_targets,
 )
+from facecast.engine.livelink_udp import _Encoder
 from facecast.face.arkit import INDEX
 from facecast.face.layers import AnimationLayer, Emotion
+from facecast.protocol.livelink import encode_frame
 from facecast.types import FACE_WIDTH, FPS, FaceFrames, Float32Array
 
 JAW = INDEX["JawOpen"]
@@ -182,7 +188,10 @@ async def test_late_frames_are_skipped_not_bunched() -> None:
     assert skipped in (6, 7)  # 100-104 ms late: frames 50..55(56) were due while stalled
     assert frames == list(range(50)) + list(range(50 + skipped, 120))
     # The utterance frame shown after the stall is the one due then (the audio kept playing)...
-    assert [index for _, index in composer.calls] == frames
+    assert [round(packet["values"][JAW] * 1000) for _, packet in sink.sent] == frames
+    # ...computed again when due: frame 50 had been computed ahead, and was discarded as stale.
+    assert [index for _, index in composer.calls] == frames[:50] + [50] + frames[50:]
+    assert channel.stats.discarded == 1
     # ...and packets never bunch: consecutive sends stay about one frame apart.
     times = [sent_at for sent_at, _ in sink.sent]
     gaps = np.diff(times)
@@ -351,6 +360,185 @@ async def test_subjects_on_different_anchors_each_keep_their_own_schedule() -> N
         assert t == pytest.approx(0.504 + i / FPS)  # a follows its utterance's anchor
     a_after = [t for t, _ in sink.of("a") if t > 0.504 + 59 / FPS]
     assert np.diff(a_after) == pytest.approx(np.full(len(a_after) - 1, 1 / FPS))
+
+
+# ------------------------------------------------------------------------------- compute ahead, send on time
+
+
+class HookClock(VirtualClock):
+    """A virtual clock that runs ``hooks[n]`` during its n-th sleep: after the pacer computed its packets ahead,
+    before they are due. A hook may advance the clock."""
+
+    def __init__(self, hooks: dict[int, Callable[[], None]]) -> None:
+        super().__init__()
+        self.hooks = hooks
+        self.sleeps = 0
+
+    async def sleep_until(self, deadline: float) -> None:
+        hook = self.hooks.get(self.sleeps)
+        self.sleeps += 1
+        if hook is not None:
+            hook()
+        await super().sleep_until(deadline)
+
+
+class TimedComposer(RecordingComposer):
+    """Records when (on the clock) each frame is computed, and can make computing take clock time."""
+
+    def __init__(self, clock: VirtualClock, cost: float = 0.0) -> None:
+        super().__init__()
+        self.clock = clock
+        self.cost = cost
+        self.computed_at: list[float] = []
+
+    def frame(self, t: float, mouth: Float32Array | None) -> Float32Array:
+        self.computed_at.append(self.clock.now())
+        self.clock.advance(self.cost)
+        return super().frame(t, mouth)
+
+
+def jaws(sink: RecordingSink, subject: str = "face") -> list[int | None]:
+    """Which utterance frame each packet showed (None: the idle face), from the packets themselves."""
+    return [round(p["values"][JAW] * 1000) if p["values"][JAW] > 0 else None for _, p in sink.of(subject)]
+
+
+async def test_frames_are_computed_a_frame_ahead_and_only_sent_when_due() -> None:
+    clock = VirtualClock()
+    sink = RecordingSink(clock)
+    ticks: list[TickReport] = []
+    pacer = LiveLinkPacer(sink, clock=clock, on_tick=ticks.append)
+    composers = [TimedComposer(clock) for _ in range(3)]
+    channels = [pacer.add_subject(LiveLinkSubject(f"face-{k}"), c) for k, c in enumerate(composers)]
+    playback = channels[0].play(0.0)
+    playback.push(numbered_frames(40))
+    playback.finish()
+    await pacer.run(until=59 / FPS)
+    assert all(tick.computed == 0 and tick.packets == 3 for tick in ticks)  # every wake-up only sent
+    for composer in composers:
+        # Frame k is computed right after frame k - 1 was sent (frame 0 before the first wake-up)...
+        assert [t for t, _ in composer.calls] == pytest.approx([k / FPS for k in range(60)])
+        assert composer.computed_at == pytest.approx([0.0] + [k / FPS for k in range(59)])
+    # ...and sent at its due time, with the utterance frame due then.
+    assert [t for t, _ in sink.of("face-0")] == pytest.approx([k / FPS for k in range(60)])
+    assert jaws(sink, "face-0") == [None, *range(1, 40), *[None] * 20]  # frame 0 has JawOpen 0
+    assert all(channel.stats.discarded == 0 for channel in channels)
+    assert not channels[0].speaking
+
+
+async def test_an_utterance_starting_before_a_frame_computed_ahead_replaces_it() -> None:
+    anchor = 30 / FPS - 0.004  # the playback ack came in after the idle frame 30 was computed
+    holder: dict[str, Any] = {}
+
+    def ack() -> None:
+        holder["playback"] = playback = channel.play(anchor)
+        playback.push(numbered_frames(10))
+        playback.finish()
+
+    clock = HookClock({30: ack})
+    sink = RecordingSink(clock)
+    composer = TimedComposer(clock)
+    pacer = LiveLinkPacer(sink, clock=clock)
+    channel = pacer.add_subject(LiveLinkSubject("face"), composer)
+    await pacer.run(until=50 / FPS)
+    assert channel.stats.discarded == 1
+    # The idle frame computed ahead for 30/60 was never sent: the utterance's frame 0 took its place, at the
+    # same wake-up, and the utterance's own grid followed.
+    sent = [t for t, _ in sink.of("face")]
+    assert sent[:30] == pytest.approx([k / FPS for k in range(30)])
+    assert sent[30:40] == pytest.approx([30 / FPS] + [anchor + k / FPS for k in range(1, 10)])
+    assert [i for _, i in composer.calls][30:41] == [None, *range(10)]  # computed, discarded, then frame 0
+    assert [t for t, _ in composer.calls][31] == pytest.approx(anchor)
+    assert jaws(sink)[30:41] == [None, *range(1, 10), None]
+    assert [p["frame"] for _, p in sink.of("face")][29:32] == [29, 29, 30]  # 29 + 0.76, then 30 + 0.76
+    assert channel.stats.skipped == 0
+
+
+async def test_clear_discards_an_utterance_frame_computed_ahead_but_not_an_idle_one() -> None:
+    clock = HookClock({})
+    sink = RecordingSink(clock)
+    pacer = LiveLinkPacer(sink, clock=clock)
+    channel = pacer.add_subject(LiveLinkSubject("face"), RecordingComposer())
+    clock.hooks = {10: channel.clear, 20: channel.clear}  # barge-in, then a clear with nothing to clear
+    playback = channel.play(0.0)
+    playback.push(numbered_frames(100))
+    await pacer.run(until=29 / FPS)
+    assert jaws(sink) == [None, *range(1, 10), *[None] * 20]  # the idle face from the frame after the clear
+    assert channel.stats.discarded == 1
+
+
+async def test_an_utterance_frame_not_pushed_in_time_to_compute_ahead_uses_the_newest_data() -> None:
+    holder: dict[str, Any] = {}
+    clock = HookClock({12: lambda: holder["playback"].push(numbered_frames(20, start=10))})
+    sink = RecordingSink(clock)
+    ticks: list[TickReport] = []
+    pacer = LiveLinkPacer(sink, clock=clock, on_tick=ticks.append)
+    channel = pacer.add_subject(LiveLinkSubject("face"), RecordingComposer())
+    holder["playback"] = playback = channel.play(0.0)
+    playback.push(numbered_frames(10))
+    await pacer.run(until=20 / FPS)
+    # Frames 10-12 were late (held frame 9); frame 12 arrived during the wait for its due time: it is shown.
+    assert jaws(sink) == [None, *range(1, 10), 9, 9, *range(12, 21)]
+    assert channel.stats.underruns == 2
+    assert [tick.computed for tick in ticks][9:14] == [0, 1, 1, 1, 0]  # computed when due, then ahead again
+
+
+async def test_computing_ahead_gives_way_when_the_next_frame_is_near_and_nothing_is_lost() -> None:
+    clock = VirtualClock()
+    sink = RecordingSink(clock)
+    ticks: list[TickReport] = []
+    pacer = LiveLinkPacer(sink, clock=clock, on_tick=ticks.append)
+    channels = [pacer.add_subject(LiveLinkSubject(f"face-{k}"), TimedComposer(clock, 0.0015)) for k in range(8)]
+    await pacer.run(until=59 / FPS)  # 8 x 1.5 ms = 12 ms of computing per 16.7 ms frame
+    assert ticks[0].computed > 0  # nothing could be computed ahead of the first frame, due at once...
+    assert all(tick.computed == 0 for tick in ticks[10:])  # ...but the pacer soon computes everything ahead
+    assert all(tick.woke - tick.due < 1 / FPS for tick in ticks)
+    for k, channel in enumerate(channels):
+        assert channel.stats == SubjectStats(60, 0, 0, 0)
+        assert [p["frame"] for _, p in sink.of(f"face-{k}")] == list(range(60))
+
+
+async def test_the_animation_layer_takes_over_a_discarded_frame_smoothly() -> None:
+    anchor = 60 / FPS - 0.009
+    holder: dict[str, Any] = {}
+
+    def ack() -> None:
+        speech = np.zeros((60, FACE_WIDTH), np.float32)
+        speech[:, JAW] = 0.5
+        holder["playback"] = playback = channel.play(anchor)
+        playback.push(FaceFrames(0, speech))
+        playback.finish()
+
+    clock = HookClock({60: ack})
+    sink = RecordingSink(clock)
+    pacer = LiveLinkPacer(sink, clock=clock)
+    channel = pacer.add_subject(LiveLinkSubject("face"), AnimationLayer(seed=4))
+    await pacer.run(until=3.0)
+    assert channel.stats.discarded == 1
+    values = np.array([p["values"] for _, p in sink.sent])
+    assert np.isfinite(values).all()
+    assert np.abs(np.diff(values[:, JAW])).max() < 0.12  # blended in and out, no pop
+    head = values[:, INDEX["HeadYaw"]]
+    assert np.abs(np.diff(head)).max() < 0.5 / 180  # the head never jumps, across the discard either
+
+
+@given(
+    values=st.lists(
+        st.floats(width=32) | st.sampled_from([math.nan, math.inf, -math.inf, 3e38, -3e38]),
+        min_size=61,
+        max_size=61,
+    ),
+    wide=st.booleans(),
+    number=st.integers(0, 2**31 - 1),
+    sub_frame=st.floats(0.0, 1.0, exclude_max=True),
+    double=st.booleans(),
+)
+def test_the_pacers_encoder_matches_the_codec_byte_for_byte(
+    values: list[float], wide: bool, number: int, sub_frame: float, double: bool
+) -> None:
+    array = np.array(values + [0.5] * 7 if wide else values, np.float64 if double else np.float32)
+    subject = LiveLinkSubject("Gesicht-Ö", "dev:é")
+    expected = encode_frame(subject.device_id, subject.name, number, array, sub_frame=sub_frame)
+    assert _Encoder(subject).encode(number, sub_frame, array) == expected
 
 
 # --------------------------------------------------------------------------------------------- real UDP

@@ -162,6 +162,22 @@ def test_same_seed_gives_identical_frames_and_another_seed_does_not() -> None:
     assert not np.array_equal(first, other)
 
 
+def test_an_earlier_time_counts_as_the_previous_calls_time() -> None:
+    # The Live Link pacer computes frames ahead; a discarded one can leave the layer up to a frame ahead of the
+    # frame computed next. The layer never goes back: the same or an earlier time shows the same moment.
+    layer = AnimationLayer(12)
+    layer.set_emotion(Emotion.SURPRISED)
+    idle(layer, 2)
+    ahead = layer.frame(2.0, None)
+    np.testing.assert_array_equal(layer.frame(2.0 - 0.5 / FPS, None), ahead)
+    np.testing.assert_array_equal(layer.frame(2.0, None), ahead)
+    speech = layer.frame(2.0 - 0.3 / FPS, mouth_frames(1, JawOpen=0.5)[0])  # an utterance took the frame over
+    assert speech[INDEX["JawOpen"]] == ahead[INDEX["JawOpen"]]  # it starts blending in from the next frame
+    later = layer.frames(2.0 + 1 / FPS, mouth_frames(30, JawOpen=0.5))
+    assert np.abs(np.diff(np.concatenate([[speech], later])[:, INDEX["JawOpen"]])).max() <= 0.12
+    assert later[-1, INDEX["JawOpen"]] > 0.5
+
+
 def test_frames_matches_frame_by_frame_calls() -> None:
     a, b = AnimationLayer(1), AnimationLayer(1)
     block = a.frames(0.0, None, 120)

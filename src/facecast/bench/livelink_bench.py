@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import socket
-import threading
-import time
-from collections import defaultdict
+import sys
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from ..config import Settings
-from ..engine.livelink import LiveLinkPacer, LiveLinkSender, LiveLinkSubject, LiveLinkTarget, MonotonicClock
-from ..engine.sim import EngineSim, SimConfig
+from ..engine.livelink import (
+    LiveLinkPacer,
+    LiveLinkSender,
+    LiveLinkSubject,
+    LiveLinkTarget,
+    MonotonicClock,
+    TickReport,
+)
+from ..engine.sim import SimConfig
 from ..face.layers import AnimationLayer
 from ..pipeline import Services
-from ..protocol.livelink import decode_frame
 from ..server import BackgroundServer
+from .engines import Script, Turn, run_engines
 from .report import Table, percentiles
 
 __all__ = ["jitter", "sync_error"]
@@ -31,63 +38,79 @@ SENTENCES = [
 ]
 
 
-class _Receiver(threading.Thread):
-    """Blocking UDP receiver on its own thread, so receiving does not disturb the pacer's loop."""
+class _Receiver:
+    """The UDP receiver as a separate process (:mod:`facecast.bench.udp_receiver`), as a real engine is: a
+    thread in the pacer's process would contend with it for the GIL and distort the arrival times."""
 
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = int(self.sock.getsockname()[1])
-        self.arrivals: list[tuple[float, bytes]] = []
-        self.stop = threading.Event()
+    def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
+        self._process = process
+        self.port = port
 
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                data = self.sock.recv(2048)
-            except TimeoutError:
-                continue
-            self.arrivals.append((time.monotonic(), data))
-        self.sock.close()
+    @classmethod
+    async def start(cls) -> _Receiver:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "facecast.bench.udp_receiver", stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE)
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 30.0)
+        if not line.strip().isdigit():
+            process.kill()
+            await process.wait()
+            raise RuntimeError(f"the UDP receiver did not start (it said {line!r})")
+        return cls(process, int(line))
+
+    async def stop(self) -> dict[str, list[list[float]]]:
+        """Stop receiving; the arrival times per subject: [time.monotonic() ...], [kernel timestamps ...]."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(b"stop", ("127.0.0.1", self.port))
+        output, _ = await asyncio.wait_for(self._process.communicate(), 60.0)
+        subjects: dict[str, list[list[float]]] = json.loads(output)["subjects"]
+        return subjects
+
+
+def _interval_jitter_ms(times: list[float]) -> list[float]:
+    return list(np.abs(np.diff(np.asarray(times)) - 1 / 60) * 1000)
 
 
 async def _jitter_once(subjects: int, seconds: float) -> dict[str, list[float]]:
-    receiver = _Receiver()
-    receiver.start()
-    lateness: list[float] = []
+    receiver = await _Receiver.start()
+    ticks: list[TickReport] = []
     try:
         async with LiveLinkSender((LiveLinkTarget("127.0.0.1", receiver.port),)) as sender:
-            pacer = LiveLinkPacer(sender, clock=MonotonicClock(),
-                                  on_tick=lambda r: lateness.append(r.woke - r.due))
+            pacer = LiveLinkPacer(sender, clock=MonotonicClock(), on_tick=ticks.append)
             for k in range(subjects):
                 pacer.add_subject(LiveLinkSubject(f"Bench{k}"), AnimationLayer(seed=k))
             await pacer.run(until=pacer.clock.now() + seconds)
         await asyncio.sleep(0.1)
     finally:
-        receiver.stop.set()
-        receiver.join()
-    per_subject: dict[str, list[float]] = defaultdict(list)
-    for arrival, data in receiver.arrivals:
-        per_subject[decode_frame(data).subject].append(arrival)
+        arrivals = await receiver.stop()
     intervals: list[float] = []
-    for times in per_subject.values():
-        intervals += list(np.abs(np.diff(times) - 1 / 60) * 1000)
-    return {"interval_jitter_ms": intervals, "wake_lateness_ms": [x * 1000 for x in lateness],
-            "packets": [float(len(receiver.arrivals))]}
+    kernel_intervals: list[float] = []
+    for received, stamped in arrivals.values():
+        intervals += _interval_jitter_ms(received)
+        kernel_intervals += _interval_jitter_ms(stamped)
+    return {"interval_jitter_ms": intervals, "kernel_interval_jitter_ms": kernel_intervals,
+            "wake_lateness_ms": [(t.woke - t.due) * 1000 for t in ticks],
+            "send_ms": [(t.done - t.woke) * 1000 for t in ticks],
+            "computed_at_due": [float(sum(t.computed for t in ticks))], "load_average": [os.getloadavg()[0]],
+            "packets": [float(sum(len(received) for received, _ in arrivals.values()))]}
 
 
 async def jitter(seconds: float, counts: tuple[int, ...] = (1, 10, 100)) -> tuple[Table, dict[str, object]]:
     table = Table(f"Live Link frame-interval jitter ({seconds:g} s per row, real UDP on loopback)",
-                  ["subjects", "packets", "|interval - 16.67 ms| p50", "p99", "pacer wake-up late p50 ms", "p99"],
-                  note="Jitter is measured at the receiver, per subject, from packet arrival times.")
+                  ["subjects", "packets", "|interval - 16.67 ms| p50", "p99", "pacer wake-up late p50 ms", "p99",
+                   "sending p99 ms", "load avg"],
+                  note="Jitter is measured at the receiver, a separate process, per subject, from packet arrival "
+                       "times (time.monotonic() on receipt). Sending: from the pacer's wake-up to its last packet "
+                       "(packets are computed ahead, so a wake-up only sends them). Load avg: the machine's "
+                       "1-minute load average after the row; near the core count, other processes delay the "
+                       "pacer's wake-ups and these numbers measure the machine, not the pacer.")
     raw: dict[str, object] = {}
     for count in counts:
         data = await _jitter_once(count, seconds)
         table.add(count, int(data["packets"][0]), *percentiles(data["interval_jitter_ms"], (50, 99)),
-                  *percentiles(data["wake_lateness_ms"], (50, 99)))
+                  *percentiles(data["wake_lateness_ms"], (50, 99)), *percentiles(data["send_ms"], (99,)),
+                  data["load_average"][0])
         raw[f"subjects_{count}"] = {k: v for k, v in data.items()}
     return table, raw
 
@@ -105,14 +128,14 @@ async def _sync_once(services: Services, turns: int, subjects: int) -> dict[str,
         for k in range(subjects - 1):  # the other characters, streaming their idle faces
             output.subject(f"Other{k}", seed=k)
         config = SimConfig(url=server.ws_url, livelink_port=receiver_port)
-        async with EngineSim(config) as sim:
-            for k in range(turns):
-                report = await sim.say_text(SENTENCES[k % len(SENTENCES)])
-                for utt in report.utterances:
-                    errors += [abs(e) * 1000 for e in utt.livelink_error]
-                    face_before_ack += utt.face_before_ack
-                    underruns += utt.underruns
-                latency.append(report.response_latency * 1000)
+        script = tuple(Turn(SENTENCES[k % len(SENTENCES)]) for k in range(turns))
+        [reports] = await run_engines([Script(config, script)])
+    for report in reports:
+        for utt in report.utterances:
+            errors += [abs(e) * 1000 for e in utt.livelink_error]
+            face_before_ack += utt.face_before_ack
+            underruns += utt.underruns
+        latency.append(report.response_latency * 1000)
     return {"sync_error_ms": errors, "text_latency_ms": latency, "face_before_ack": face_before_ack,
             "underruns": underruns}
 
@@ -124,8 +147,9 @@ async def sync_error(services: Services, turns: int, counts: tuple[int, ...] = (
                   ["Live Link subjects", "sync error p50 ms", "p99 ms", "frames", "text -> playback p50 ms",
                    "face before ack", "late audio"],
                   note="Sync error: |Live Link packet arrival - the moment its audio sample plays| for the talking "
-                       "subject, while the pacer also streams the other subjects' idle faces. Text -> playback "
-                       "includes engine-sim's 50 ms playback start buffer.")
+                       "subject, while the pacer also streams the other subjects' idle faces; engine-sim runs in its "
+                       "own process, like an engine. Text -> playback includes engine-sim's 50 ms playback start "
+                       "buffer.")
     raw: dict[str, object] = {}
     for count in counts:
         data = await _sync_once(services, turns, count)

@@ -1,4 +1,4 @@
-"""Live Link output: UDP targets, the datagram sender, and the 60 fps pacer.
+"""Live Link output: the 60 fps pacer, and (from :mod:`facecast.engine.livelink_udp`) UDP targets and sender.
 
 Unreal applies a Live Link Face frame when its datagram ARRIVES (REFERENCE.md section 2), so the moment each
 packet leaves is the animation's timing. The pacer therefore sends every frame at its due wall-clock time on
@@ -10,6 +10,12 @@ engine's playback start on the pacer's clock. Nothing accumulates, so there is n
 - The character never freezes: between utterances each subject keeps streaming its composer's idle face
   on the same 60 fps grid (the grid of the last anchor, or of the pacer's start).
 - One loop drives any number of subjects; subjects whose schedules coincide are sent in the same wake-up.
+- Compute ahead, send on time: right after a wake-up's sends, the pacer computes every subject's NEXT packet
+  (composer and encoding), so at the due time it only hands ready bytes to the sink, back to back, and each
+  subject's packets leave at the same offset in every wake-up. A packet computed ahead is discarded, and
+  computed again when it is due, if it went stale: a stall made its frame late, a new utterance starts
+  before it, or the utterance it shows was cleared. Utterance frames that were not pushed yet are computed
+  when due, so they use the newest data.
 - The clock (``now`` and ``sleep_until``) is injected: :class:`MonotonicClock` for real time, with a sleep
   accurate to a few microseconds; :class:`VirtualClock` for tests and simulations.
 
@@ -30,20 +36,17 @@ from __future__ import annotations
 
 import asyncio
 import math
-import socket
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Protocol
 
 import numpy as np
 
-from ..errors import ConfigError
 from ..face.arkit import INDEX
-from ..protocol.livelink import DEFAULT_PORT, encode_frame, packet_size
 from ..types import FACE_WIDTH, FPS, FaceFrames, Float32Array
+from .livelink_udp import DatagramSink, LiveLinkSender, LiveLinkSubject, LiveLinkTarget, _Encoder, parse_targets
 
 __all__ = [
     "LiveLinkTarget",
@@ -65,77 +68,8 @@ __all__ = [
 
 _FRAME = 1.0 / FPS
 _EPS = 1e-9
-
-
-# ----------------------------------------------------------------------------------------------- targets
-
-
-@dataclass(frozen=True, slots=True)
-class LiveLinkTarget:
-    """Where Live Link datagrams go: a host name or IP address and a UDP port."""
-
-    host: str
-    port: int = DEFAULT_PORT
-
-    def __post_init__(self) -> None:
-        if not self.host:
-            raise ValueError("Live Link target host must not be empty")
-        if not 1 <= self.port <= 65535:
-            raise ValueError(f"Live Link target port must be 1-65535, got {self.port}")
-
-    @classmethod
-    def parse(cls, text: str) -> LiveLinkTarget:
-        """Parse ``HOST:PORT``, ``[IPV6]:PORT``, or a bare ``HOST`` / IPv6 address (port 11111).
-
-        Raises ValueError for an empty host, a port that is not a number in 1-65535, or unbalanced brackets.
-        """
-        spec = text.strip()
-        if spec.startswith("["):
-            host, sep, rest = spec[1:].partition("]")
-            if not sep or (rest and not rest.startswith(":")):
-                raise ValueError(f"bad Live Link target {text!r}: expected [IPV6]:PORT")
-            port_text = rest[1:] if rest else None
-        elif spec.count(":") == 1:
-            host, _, port_text = spec.partition(":")
-        else:  # a bare host name, IPv4 address, or unbracketed IPv6 address
-            host, port_text = spec, None
-        if port_text is None:
-            return cls(host)
-        if not port_text.isdecimal():
-            raise ValueError(f"bad Live Link target {text!r}: port {port_text!r} is not a number")
-        return cls(host, int(port_text))
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-def parse_targets(specs: Iterable[str]) -> tuple[LiveLinkTarget, ...]:
-    """Parse repeated ``--livelink`` values; any ``off`` (case-insensitive) means no Live Link output at all.
-
-    Duplicates are removed, keeping the first. Raises ValueError as :meth:`LiveLinkTarget.parse` does.
-    """
-    items = [spec.strip() for spec in specs]
-    if any(item.lower() == "off" for item in items):
-        return ()
-    return tuple(dict.fromkeys(LiveLinkTarget.parse(item) for item in items))
-
-
-@dataclass(frozen=True, slots=True)
-class LiveLinkSubject:
-    """A Live Link subject as Unreal lists it: ``name``, from the device ``device_id``.
-
-    Unreal keeps ONE subject per device id (a new subject name for a device replaces the old one), so each
-    subject needs its own device id; the default is ``"facecast:" + name``. Raises ValueError for names the
-    Live Link codec refuses (empty, NUL, too long).
-    """
-
-    name: str
-    device_id: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.device_id:
-            object.__setattr__(self, "device_id", f"facecast:{self.name}")
-        packet_size(self.device_id, self.name)  # validates both names
+_PREPARE_MARGIN = 0.001  # stop computing ahead this long before the next frame is due (the rest waits for it)
+_PREPARE_SLICE = 0.0005  # while computing ahead, let the event loop's other tasks run this often
 
 
 # -------------------------------------------------------------------------------------------------- clocks
@@ -154,13 +88,14 @@ class Clock(Protocol):
 class MonotonicClock:
     """``time.monotonic`` with a precise sleep.
 
-    asyncio's timers wake up to ~1 ms late (epoll rounds its timeout up to whole milliseconds), so
-    :meth:`sleep_until` sleeps with asyncio until ``spin`` seconds before the deadline, then yields to the
-    event loop (``asyncio.sleep(0)``) until the deadline passes. Other tasks keep running during the spin;
-    it costs a few percent of one core at 60 wake-ups per second with the default 1.5 ms.
+    asyncio's timers wake up to 2 ms late: epoll takes whole milliseconds, and CPython rounds the timeout up
+    twice, so that e.g. 13 ms (0.013000000000000001 s) sleeps 14 ms. :meth:`sleep_until` therefore sleeps
+    with asyncio until ``spin`` seconds before the deadline, then yields to the event loop
+    (``asyncio.sleep(0)``) until the deadline passes. Other tasks keep running during the spin; it costs
+    about 1.5 ms of CPU per wake-up (under 10 % of one core at 60 wake-ups per second) with the default.
     """
 
-    def __init__(self, spin: float = 0.0015) -> None:
+    def __init__(self, spin: float = 0.0025) -> None:
         if spin < 0:
             raise ValueError("spin must be >= 0")
         self._spin = spin
@@ -200,108 +135,22 @@ class VirtualClock:
         await asyncio.sleep(0)
 
 
-# -------------------------------------------------------------------------------------------------- sender
-
-
-class DatagramSink(Protocol):
-    """Where the pacer puts each encoded packet; must not block."""
-
-    def send(self, packet: bytes) -> None: ...
-
-
-class _SenderProtocol(asyncio.DatagramProtocol):
-    def __init__(self, sender: LiveLinkSender) -> None:
-        self._sender = sender
-
-    def error_received(self, exc: Exception) -> None:
-        self._sender._errors += 1
-
-
-class LiveLinkSender:
-    """Sends every packet, as one datagram, to each of its targets over UDP.
-
-    Use ``async with LiveLinkSender(targets) as sender`` (or :meth:`open` then :meth:`close`). Host names are
-    resolved once, on open, preferring IPv4 when a name has both (Unreal's Live Link source listens on IPv4).
-    A send error (e.g. nothing listening, network down) is counted in :attr:`errors`, never raised: Live Link
-    is fire-and-forget. :meth:`open` raises :class:`~facecast.errors.ConfigError` for a host that does not
-    resolve.
-    """
-
-    def __init__(self, targets: Sequence[LiveLinkTarget]) -> None:
-        self.targets = tuple(targets)
-        self._routes: list[tuple[asyncio.DatagramTransport, tuple[object, ...]]] = []
-        self._transports: list[asyncio.DatagramTransport] = []
-        self._sent = 0
-        self._errors = 0
-
-    @property
-    def sent(self) -> int:
-        """Datagrams handed to the operating system so far (one per packet per target)."""
-        return self._sent
-
-    @property
-    def errors(self) -> int:
-        """Send errors reported by the operating system so far."""
-        return self._errors
-
-    async def open(self) -> None:
-        if self._transports:
-            return
-        loop = asyncio.get_running_loop()
-        resolved: list[tuple[socket.AddressFamily, tuple[object, ...]]] = []
-        for target in self.targets:
-            try:
-                infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_DGRAM)
-            except OSError as exc:
-                raise ConfigError(f"Live Link target {target} does not resolve: {exc}") from exc
-            if not infos:
-                raise ConfigError(f"Live Link target {target} does not resolve")
-            ipv4 = [info for info in infos if info[0] == socket.AF_INET]
-            chosen = (ipv4 or infos)[0]
-            resolved.append((chosen[0], tuple(chosen[4])))
-        by_family: dict[socket.AddressFamily, asyncio.DatagramTransport] = {}
-        try:
-            for family, address in resolved:
-                if family not in by_family:
-                    transport, _ = await loop.create_datagram_endpoint(lambda: _SenderProtocol(self), family=family)
-                    by_family[family] = transport
-                    self._transports.append(transport)
-                self._routes.append((by_family[family], address))
-        except BaseException:
-            self.close()
-            raise
-
-    def send(self, packet: bytes) -> None:
-        """Send ``packet`` to every target; a no-op before :meth:`open` or after :meth:`close`."""
-        for transport, address in self._routes:
-            transport.sendto(packet, address)
-            self._sent += 1
-
-    def close(self) -> None:
-        for transport in self._transports:
-            transport.close()
-        self._transports.clear()
-        self._routes.clear()
-
-    async def __aenter__(self) -> LiveLinkSender:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
 # ------------------------------------------------------------------------------------------ what is shown
 
 
 class FaceComposer(Protocol):
     """Makes the face to send for the frame due at ``t``: a time on the pacer's clock (the same clock as
-    utterance anchors, so a composer can schedule things with anchor-based times), non-decreasing per subject.
+    utterance anchors, so a composer can schedule things with anchor-based times).
 
-    ``mouth`` is the utterance's frame due now (68 values), or None between utterances. Returns 68 values.
+    ``mouth`` is the utterance's frame due then (68 values), or None between utterances. Returns 68 values.
     :class:`facecast.face.layers.AnimationLayer` is one (idle blinks, eyes, head, emotion, blending).
+
+    The pacer calls it about a frame BEFORE ``t`` (it computes ahead), once per frame, with ``t`` increasing
+    per subject, except after a frame computed ahead was discarded (see the module's docstring): the frame
+    computed instead is for a time up to a frame EARLIER than the discarded one, or for the same time, or,
+    after a stall, later. A composer must accept that; ``AnimationLayer`` treats an earlier time as the
+    previous call's. Something changed between the call and the due time (an emotion set for "now") shows
+    from the next frame.
     """
 
     def frame(self, t: float, mouth: Float32Array | None) -> Float32Array: ...
@@ -378,22 +227,35 @@ class UtterancePlayback:
 
 @dataclass(frozen=True, slots=True)
 class SubjectStats:
-    """Counters of one subject: packets sent, scheduled frames skipped because the pacer was late, and
-    underruns (an utterance frame was due before it was pushed)."""
+    """Counters of one subject: packets sent, scheduled frames skipped because the pacer was late, underruns
+    (an utterance frame was due before it was pushed), and packets computed ahead then discarded as stale."""
 
     sent: int
     skipped: int
     underruns: int
+    discarded: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class TickReport:
-    """One wake-up of the pacer: when it was due, when it woke, when its last packet was sent, how many."""
+    """One wake-up of the pacer: when it was due, when it woke, when its last packet was sent, how many, and
+    how many of them had to be computed then (not ahead)."""
 
     due: float
     woke: float
     done: float
     packets: int
+    computed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Ahead:
+    """A subject's next packet, computed before it is due: ``tick`` of the current grid, due at ``due``."""
+
+    tick: int
+    due: float
+    mouth: Float32Array | None
+    packet: bytes
 
 
 class SubjectChannel:
@@ -402,18 +264,20 @@ class SubjectChannel:
     def __init__(self, subject: LiveLinkSubject, composer: FaceComposer) -> None:
         self.subject = subject
         self._composer = composer
+        self._encoder = _Encoder(subject)
         self._anchor = 0.0  # the grid: tick k is due at _anchor + k / FPS
         self._tick = 0
         self._attached = False
         self._current: UtterancePlayback | None = None
         self._pending: UtterancePlayback | None = None
+        self._ahead: _Ahead | None = None
         self._last_due: float | None = None
         self._last_mouth: Float32Array | None = None
-        self._sent = self._skipped = self._underruns = 0
+        self._sent = self._skipped = self._underruns = self._discarded = 0
 
     @property
     def stats(self) -> SubjectStats:
-        return SubjectStats(self._sent, self._skipped, self._underruns)
+        return SubjectStats(self._sent, self._skipped, self._underruns, self._discarded)
 
     @property
     def speaking(self) -> bool:
@@ -430,6 +294,8 @@ class SubjectChannel:
             self._pending._cancelled = True
         playback = UtterancePlayback(anchor)
         self._pending = playback
+        if self._ahead is not None and anchor <= self._ahead.due:
+            self._discard()  # the packet computed ahead shows what this utterance replaces
         return playback
 
     def clear(self) -> None:
@@ -439,6 +305,12 @@ class SubjectChannel:
                 playback._cancelled = True
         self._current = self._pending = None
         self._last_mouth = None
+        if self._ahead is not None and self._ahead.mouth is not None:
+            self._discard()
+
+    def _discard(self) -> None:
+        self._ahead = None
+        self._discarded += 1
 
     def _attach(self, epoch: float, now: float) -> None:
         if not self._attached:
@@ -456,6 +328,8 @@ class SubjectChannel:
         if self._last_due is not None and playback.anchor <= self._last_due:
             self._tick = math.floor((self._last_due - playback.anchor) * FPS + _EPS) + 1
             self._skipped += self._tick
+        if self._ahead is not None:
+            self._discard()
 
     def _next_due(self) -> float:
         due = self._anchor + self._tick * _FRAME
@@ -465,28 +339,25 @@ class SubjectChannel:
             due = self._anchor + self._tick * _FRAME
         return due
 
-    def _send(self, now: float, epoch: float, sink: DatagramSink) -> None:
-        pending = self._pending
-        if pending is not None and pending.anchor <= now:
-            self._switch(pending)
-        tick = self._tick
-        current_tick = math.floor((now - self._anchor) * FPS + _EPS)
-        if current_tick > tick:  # more than a frame behind: jump to the frame due now, never bunch
-            self._skipped += current_tick - tick
-            tick = current_tick
-        due = self._anchor + tick * _FRAME
-        mouth: Float32Array | None = None
+    def _mouth(self, tick: int, *, ahead: bool) -> tuple[bool, Float32Array | None]:
+        """(known, utterance frame due at ``tick`` or None for the idle face). Unknown only ``ahead`` of an
+        underrun: the frame is not pushed yet, and may be by the time it is due."""
         current = self._current
-        if current is not None:
-            mouth = current._frame(tick)
-            if mouth is not None:
-                self._last_mouth = mouth
-            elif current._over(tick):
-                self._current = None
-                self._last_mouth = None
-            else:
-                self._underruns += 1
-                mouth = self._last_mouth
+        if current is None:
+            return True, None
+        mouth = current._frame(tick)
+        if mouth is not None:
+            return True, mouth
+        if current._over(tick):
+            self._current = None
+            self._last_mouth = None
+            return True, None
+        if ahead:
+            return False, None
+        self._underruns += 1
+        return True, self._last_mouth
+
+    def _compose(self, tick: int, due: float, mouth: Float32Array | None, epoch: float) -> bytes:
         values = self._composer.frame(due, mouth)
         position = max(due - epoch, 0.0) * FPS  # negative only for an anchor before the pacer's start
         number = round(position)
@@ -495,7 +366,55 @@ class SubjectChannel:
         else:
             number = math.floor(position)
             sub_frame = position - number
-        sink.send(encode_frame(self.subject.device_id, self.subject.name, number % 2**31, values, sub_frame=sub_frame))
+        return self._encoder.encode(number % 2**31, sub_frame, values)
+
+    def _prepare(self, epoch: float) -> None:
+        """Compute the next packet ahead of its due time, unless it is computed already or depends on an
+        utterance frame that was not pushed yet."""
+        if self._ahead is not None:
+            return
+        due = self._next_due()
+        known, mouth = self._mouth(self._tick, ahead=True)
+        if known:
+            packet = self._compose(self._tick, due, mouth, epoch)
+            self._ahead = _Ahead(self._tick, due, mouth, packet)
+
+    def _send_ahead(self, now: float, sink: DatagramSink) -> bool:
+        """Send the packet computed ahead for the frame that is due (the caller checked that one is), unless
+        there is none, or it is stale: more than a frame late, or a new utterance has started since."""
+        ahead = self._ahead
+        pending = self._pending
+        if ahead is None or (pending is not None and pending.anchor <= now) or self._late(now):
+            return False
+        sink.send(ahead.packet)
+        self._done(ahead.tick, ahead.due, ahead.mouth)
+        return True
+
+    def _send(self, now: float, epoch: float, sink: DatagramSink) -> None:
+        """Compute and send the frame due at ``now`` (jumping over frames that are more than a frame late)."""
+        pending = self._pending
+        if pending is not None and pending.anchor <= now:
+            self._switch(pending)
+        tick = self._tick
+        current_tick = math.floor((now - self._anchor) * FPS + _EPS)
+        if current_tick > tick:  # more than a frame behind: jump to the frame due now, never bunch
+            self._skipped += current_tick - tick
+            tick = current_tick
+        if self._ahead is not None:
+            self._discard()  # made for a frame that was skipped
+        due = self._anchor + tick * _FRAME
+        _, mouth = self._mouth(tick, ahead=False)
+        sink.send(self._compose(tick, due, mouth, epoch))
+        self._done(tick, due, mouth)
+
+    def _late(self, now: float) -> bool:
+        """Whether the next frame is more than a frame behind ``now``."""
+        return math.floor((now - self._anchor) * FPS + _EPS) > self._tick
+
+    def _done(self, tick: int, due: float, mouth: Float32Array | None) -> None:
+        if mouth is not None:
+            self._last_mouth = mouth
+        self._ahead = None
         self._last_due = due
         self._tick = tick + 1
         self._sent += 1
@@ -580,14 +499,37 @@ class LiveLinkPacer:
                     self._idle_tick += 1
                 if until is not None and due > until:
                     return
+                await self._prepare(channels, epoch, due - _PREPARE_MARGIN, until)
                 await clock.sleep_until(due)
                 woke = clock.now()
+                # The packets computed ahead first, back to back; then those that must be computed now.
                 packets = 0
+                computed: list[SubjectChannel] = []
                 for channel in list(self._channels.values()):
                     if channel._next_due() <= woke:
-                        channel._send(woke, epoch, self.sink)
                         packets += 1
+                        if not channel._send_ahead(woke, self.sink):
+                            computed.append(channel)
+                for channel in computed:
+                    channel._send(woke, epoch, self.sink)
                 if self._on_tick is not None:
-                    self._on_tick(TickReport(due, woke, clock.now(), packets))
+                    self._on_tick(TickReport(due, woke, clock.now(), packets, len(computed)))
         finally:
             self._running = False
+
+    async def _prepare(self, channels: list[SubjectChannel], epoch: float, stop: float, until: float | None) -> None:
+        """Compute each subject's next packet ahead (see the module's docstring), letting the event loop run
+        other tasks every ``_PREPARE_SLICE``; leave the rest to their due time once the clock passes ``stop``."""
+        clock = self.clock
+        slice_end = clock.now() + _PREPARE_SLICE
+        for channel in channels:
+            if self._channels.get(channel.subject.name) is not channel:
+                continue  # removed meanwhile
+            if until is None or channel._next_due() <= until:
+                channel._prepare(epoch)
+            now = clock.now()
+            if now >= slice_end:
+                if now >= stop:
+                    return
+                await asyncio.sleep(0)
+                slice_end = clock.now() + _PREPARE_SLICE

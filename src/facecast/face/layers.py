@@ -198,17 +198,17 @@ _LIP_OPENING = np.array([INDEX[n] for n in ("JawOpen", "MouthFunnel", "MouthLowe
 _BROWS = np.array([INDEX[n] for n in ("BrowDownLeft", "BrowDownRight", "BrowInnerUp", "BrowOuterUpLeft",
                                       "BrowOuterUpRight")])  # fmt: skip
 _EYE_WIDE = np.array([INDEX["EyeWideLeft"], INDEX["EyeWideRight"]])
-# The curves the layer adds per frame, in the order AnimationLayer.frame lists their values.
-_OVERLAY = np.array([INDEX[n] for n in (
-    "EyeLookOutLeft", "EyeLookInRight", "EyeLookInLeft", "EyeLookOutRight", "EyeLookDownLeft", "EyeLookDownRight",
-    "EyeLookUpLeft", "EyeLookUpRight", "HeadYaw", "HeadPitch", "HeadRoll",
-    "LeftEyeYaw", "LeftEyePitch", "RightEyeYaw", "RightEyePitch",
-)])  # fmt: skip
-_BLINK_LEFT, _BLINK_RIGHT = INDEX["EyeBlinkLeft"], INDEX["EyeBlinkRight"]
-_WIDE_LEFT, _WIDE_RIGHT = INDEX["EyeWideLeft"], INDEX["EyeWideRight"]
 _MOUTH_CLOSE, _JAW_OPEN = INDEX["MouthClose"], INDEX["JawOpen"]
 _LOW = np.array([0.0] * 52 + [-1.0] * 9 + [0.0] * 7, np.float32)
 _HIGH = np.ones(FACE_WIDTH, np.float32)
+# The layer writes its per-frame curves as two slices, eyes (0-13) and head/eye rotations (52-60), in this order:
+_EYES = ("EyeBlinkLeft", "EyeLookDownLeft", "EyeLookInLeft", "EyeLookOutLeft", "EyeLookUpLeft", "EyeSquintLeft",
+         "EyeWideLeft", "EyeBlinkRight", "EyeLookDownRight", "EyeLookInRight", "EyeLookOutRight", "EyeLookUpRight",
+         "EyeSquintRight", "EyeWideRight")  # fmt: skip
+_ROTATIONS = ("HeadYaw", "HeadPitch", "HeadRoll", "LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll", "RightEyeYaw",
+              "RightEyePitch", "RightEyeRoll")  # fmt: skip
+assert [INDEX[n] for n in _EYES] == list(range(14)) and [INDEX[n] for n in _ROTATIONS] == list(range(52, 61))
+_NO_ROTATION = [0.0] * 9
 
 
 def _smoothstep(x: float) -> float:
@@ -279,8 +279,10 @@ class AnimationLayer:
     """Composes the final face: speech frames (or none) + blinks, gaze, head, breathing and emotion.
 
     Call :meth:`frame` with a non-decreasing face time ``t`` (seconds, any origin), typically once per 60 fps
-    frame; the layer is stateful (blends, eased emotion, event schedules), so each instance serves ONE
-    character and one stream of calls. It implements :class:`facecast.engine.livelink.FaceComposer`.
+    frame (an earlier time counts as the previous call's); the layer is stateful (blends, eased emotion, event
+    schedules), so each instance serves ONE character and one stream of calls. It implements
+    :class:`facecast.engine.livelink.FaceComposer`, and the Live Link pacer calls it 60 times a second for
+    every subject, so :meth:`frame` is written for speed: scalar math in Python floats, few numpy calls.
     """
 
     def __init__(self, seed: int = 0, config: LayerConfig | None = None) -> None:
@@ -313,6 +315,7 @@ class AnimationLayer:
         self._easing = False  # the emotion is still moving toward its target
         self._pose = np.zeros(52, np.float32)  # the face the current emotion makes
         self._pose_pitch = 0.0
+        self._rest: tuple[Float32Array, list[float]] | None = None  # the idle frame before eyes and head
         self._target_label = (Emotion.NEUTRAL, 1.0)
         self._scheduled: list[tuple[float, int, Emotion, float]] = []
         self._order = itertools.count()
@@ -340,15 +343,22 @@ class AnimationLayer:
 
         ``mouth`` is a 68-value (or 61-value) speech frame; its curves fade in at the start of an utterance
         and the last one fades out after it; non-finite values in it count as 0, and its emotion channels are
-        ignored (the layer's emotion state owns them). Returns a new float32 array.
+        ignored (the layer's emotion state owns them). A ``t`` earlier than the previous call's counts as the
+        previous call's time (the layer never goes back). Returns a new float32 array.
         """
         cfg = self.config
-        dt = 0.0 if self._t is None else min(max(t - self._t, 0.0), 1.0)
-        if self._t is None:
+        last = self._t
+        if last is None:
+            dt = 0.0
             self._next_blink = t + float(self._blink_rng.uniform(0.5, cfg.blink_interval[1]))
+        elif t > last:
+            dt = min(t - last, 1.0)
+        else:  # the same time again, or a little earlier (a frame computed ahead was discarded): no time passes
+            t, dt = last, 0.0
         self._t = t
-        while self._scheduled and self._scheduled[0][0] <= t:
-            _, _, emotion, intensity = self._scheduled.pop(0)
+        scheduled = self._scheduled
+        while scheduled and scheduled[0][0] <= t:
+            _, _, emotion, intensity = scheduled.pop(0)
             self._set_target(emotion, intensity)
 
         # Speech blend: a linear ramp, eased, so the curve's slope is bounded at both ends. The ramp starts
@@ -358,7 +368,7 @@ class AnimationLayer:
         self._speaking = speaking
         if mouth is not None:
             held = np.asarray(mouth, np.float32)
-            if not np.isfinite(held).all():
+            if not math.isfinite(sum(held.tolist())):  # a NaN or an infinity makes the sum one (float32 cannot)
                 held = np.nan_to_num(held, nan=0.0, posinf=0.0, neginf=0.0)
             self._held = held
             self._ramp = min(1.0, self._ramp + ramp_dt / cfg.blend_in)
@@ -366,26 +376,22 @@ class AnimationLayer:
             self._ramp = max(0.0, self._ramp - ramp_dt / cfg.blend_out)
             if self._ramp == 0.0:
                 self._held = None
-        weight = _smoothstep(self._ramp)
-        speech = self._held
-
-        out = np.zeros(FACE_WIDTH, np.float32)
-        closure = 0.0
-        if speech is not None:
-            width = min(len(speech), 61)
-            np.multiply(speech[:width], self._speech_scale[:width] * weight, out=out[:width])
-            closure = float(speech[_MOUTH_CLOSE])
-        decay = 1.0 - math.exp(-dt / 0.15)
-        self._jaw += (float(out[_JAW_OPEN]) - self._jaw) * decay
-
-        # Emotion: eased channels, and the pose they imply; nothing that parts the lips over a closure.
+        ramp = self._ramp
+        weight = ramp * ramp * (3.0 - 2.0 * ramp)  # smoothstep; the ramp is in [0, 1]
         if self._easing and dt > 0:
             self._ease_emotion(1.0 - math.exp(-dt / cfg.emotion_ease))
-        pose = self._pose
-        if closure > 0.02:
-            pose = pose.copy()
-            pose[_LIP_OPENING] *= 1.0 - min(1.0, (closure - 0.02) / 0.08)  # none once MouthClose >= 0.1
-        out[:52] += pose
+
+        # The face before eyes and head: speech + the emotion's pose (clamped; emotions in 61-67), and the
+        # unclamped values of the curves the layer still moves.
+        speech = self._held
+        if speech is None:
+            rest, eyes = self._rest if self._rest is not None else self._make_rest()
+            out = rest.copy()
+            rotations = _NO_ROTATION
+            jaw = 0.0
+        else:
+            out, eyes, rotations, jaw = self._speech_face(speech, weight)
+        self._jaw += (jaw - self._jaw) * (1.0 - math.exp(-dt / 0.15))
 
         # Gaze (a world direction), head, breathing.
         gaze_yaw, gaze_pitch = self._gaze(t, weight)
@@ -393,8 +399,8 @@ class AnimationLayer:
         self._follow_yaw += (0.3 * gaze_yaw - self._follow_yaw) * follow
         self._follow_pitch += (0.2 * gaze_pitch - self._follow_pitch) * follow
         idle_yaw, idle_pitch, idle_roll = self._idle_noise(t)
-        talk_yaw, talk_pitch, talk_roll = self._talk_noise(t)
         talk = cfg.speaking_head_gain * weight
+        talk_yaw, talk_pitch, talk_roll = self._talk_noise(t) if talk else _NO_ROTATION[:3]
         breath = cfg.breath * math.sin(2 * math.pi * t / self._breath_period + self._breath_phase)
         head_yaw = cfg.head * (idle_yaw + 0.8 * talk * talk_yaw) + self._follow_yaw
         head_pitch = (
@@ -406,27 +412,33 @@ class AnimationLayer:
         )
         head_roll = cfg.head * (0.6 * idle_roll + 0.5 * talk * talk_roll) + 0.25 * breath
         eye_yaw, eye_pitch = gaze_yaw - head_yaw, gaze_pitch - head_pitch  # the eyes hold the gaze
-        left = max(0.0, eye_yaw) / EYE_LOOK_FULL_DEG
-        right = max(0.0, -eye_yaw) / EYE_LOOK_FULL_DEG
-        down = max(0.0, eye_pitch) / EYE_LOOK_FULL_DEG
-        up = max(0.0, -eye_pitch) / EYE_LOOK_FULL_DEG
+        # (Conditional expressions rather than min() / max() calls: this runs for every subject 60 times a second.)
+        left = eye_yaw / EYE_LOOK_FULL_DEG if eye_yaw > 0.0 else 0.0
+        right = -eye_yaw / EYE_LOOK_FULL_DEG if eye_yaw < 0.0 else 0.0
+        down = eye_pitch / EYE_LOOK_FULL_DEG if eye_pitch > 0.0 else 0.0
+        up = -eye_pitch / EYE_LOOK_FULL_DEG if eye_pitch < 0.0 else 0.0
         ey, ep = eye_yaw / 180.0, eye_pitch / 180.0
-        out[_OVERLAY] += np.array(
-            (left, left, right, right, down, down, up, up, head_yaw / 180.0, head_pitch / 180.0,
-             head_roll / 180.0, ey, ep, ey, ep),
-            np.float32,
-        )  # fmt: skip
 
         # Blinks last: the lids also follow a downward look, and wide eyes give way to a closing lid.
         blink_left, blink_right = self._blink(t, weight)
         lid = 0.3 * down
-        for blink, value, wide in ((_BLINK_LEFT, blink_left, _WIDE_LEFT), (_BLINK_RIGHT, blink_right, _WIDE_RIGHT)):
-            closed = max(float(out[blink]), min(1.0, value + lid))
-            out[blink] = closed
-            out[wide] *= 1.0 - closed
-
-        np.minimum(np.maximum(out, _LOW, out=out), _HIGH, out=out)
-        out[61:] = self._emotion
+        e = eyes
+        closed_left = blink_left + lid if blink_left + lid < 1.0 else 1.0
+        closed_left = e[0] if e[0] > closed_left else closed_left
+        closed_right = blink_right + lid if blink_right + lid < 1.0 else 1.0
+        closed_right = e[7] if e[7] > closed_right else closed_right
+        out[0:14] = [
+            0.0 if v < 0.0 else 1.0 if v > 1.0 else v
+            for v in (closed_left, e[1] + down, e[2] + right, e[3] + left, e[4] + up, e[5],
+                      e[6] * (1.0 - closed_left), closed_right, e[8] + down, e[9] + left, e[10] + right, e[11] + up,
+                      e[12], e[13] * (1.0 - closed_right))
+        ]  # fmt: skip
+        r = rotations
+        out[52:61] = [
+            -1.0 if v < -1.0 else 1.0 if v > 1.0 else v
+            for v in (r[0] + head_yaw / 180.0, r[1] + head_pitch / 180.0, r[2] + head_roll / 180.0, r[3] + ey,
+                      r[4] + ep, r[5], r[6] + ey, r[7] + ep, r[8])
+        ]  # fmt: skip
         return out
 
     def frames(self, t0: float, mouth: Float32Array | None, count: int | None = None) -> Float32Array:
@@ -443,6 +455,37 @@ class AnimationLayer:
         return out
 
     # ------------------------------------------------------------------------------------------ internals
+
+    def _make_rest(self) -> tuple[Float32Array, list[float]]:
+        """The idle face before eyes and head (cached until the emotion moves), and its unclamped eye curves."""
+        out = np.zeros(FACE_WIDTH, np.float32)
+        out[:52] = self._pose
+        eyes: list[float] = out[0:14].tolist()
+        np.minimum(np.maximum(out, _LOW, out=out), _HIGH, out=out)
+        out[61:] = self._emotion
+        self._rest = (out, eyes)
+        return self._rest
+
+    def _speech_face(self, speech: Float32Array, weight: float) -> tuple[Float32Array, list[float], list[float], float]:
+        """Speech at ``weight`` + the emotion's pose, clamped, with the unclamped eye and rotation curves, and
+        the speech's JawOpen."""
+        out = np.zeros(FACE_WIDTH, np.float32)
+        width = min(len(speech), 61)
+        scale = self._speech_scale if weight == 1.0 else self._speech_scale * np.float32(weight)
+        np.multiply(speech[:width], scale[:width], out=out[:width])
+        jaw = float(out[_JAW_OPEN])
+        # Emotion's pose, but nothing that parts the lips over a closure.
+        pose = self._pose
+        closure = float(speech[_MOUTH_CLOSE])
+        if closure > 0.02:
+            pose = pose.copy()
+            pose[_LIP_OPENING] *= 1.0 - min(1.0, (closure - 0.02) / 0.08)  # none once MouthClose >= 0.1
+        out[:52] += pose
+        eyes: list[float] = out[0:14].tolist()
+        rotations: list[float] = out[52:61].tolist()
+        np.minimum(np.maximum(out, _LOW, out=out), _HIGH, out=out)
+        out[61:] = self._emotion
+        return out, eyes, rotations, jaw
 
     def _set_target(self, emotion: Emotion, intensity: float) -> None:
         target = np.zeros(len(_EMOTIONS), np.float32)
@@ -461,6 +504,7 @@ class AnimationLayer:
         else:
             self._emotion += gap * fraction
         self._pose = np.dot(self._emotion, self._pose_matrix)
+        self._rest = None
         self._pose_pitch = float(np.dot(self._emotion, _POSE_PITCH_VECTOR)) * self.config.emotion_scale
 
     def _blink(self, t: float, speaking: float) -> tuple[float, float]:
@@ -482,6 +526,8 @@ class AnimationLayer:
             else:
                 rate = 1.0 + (cfg.speaking_blink_rate - 1.0) * speaking
                 self._next_blink = blink.end + float(rng.uniform(*cfg.blink_interval)) / rate
+        if not self._blinks:  # most frames
+            return 0.0, 0.0
         self._blinks = [b for b in self._blinks if b.end >= t]
         left = right = 0.0
         for b in self._blinks:
@@ -499,6 +545,8 @@ class AnimationLayer:
             self._fixation = self._next_fixation
             self._next_fixation = self._draw_fixation(self._fixation, speaking)
         f = self._fixation
+        if t >= f.start + f.duration:  # the saccade is over: most frames
+            return f.yaw, f.pitch
         s = _smoothstep((t - f.start) / f.duration) if f.duration > 0 else 1.0
         return f.yaw_from + (f.yaw - f.yaw_from) * s, f.pitch_from + (f.pitch - f.pitch_from) * s
 
