@@ -69,6 +69,7 @@ def test_json_golden() -> None:
         ('{"type":"timing","id":1,"phonemes":[["a",5,1]]}', "bad_message"),
         ('{"type":"timing","id":1,"phonemes":[["a",0]]}', "bad_message"),
         (" " * (sp.MAX_TEXT_FRAME + 1), "too_large"),
+        ("\u00e9" * (sp.MAX_TEXT_FRAME // 2 + 1), "too_large"),  # the limit counts UTF-8 bytes, not characters
     ],
 )
 def test_bad_client_text(data: str | bytes, code: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,12 +26,15 @@ class Service:
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.url = ""
         self.output: list[str] = []
+        self._new_line = threading.Condition()
         ready = threading.Event()
 
         def read() -> None:
             assert self.proc.stdout is not None
             for line in self.proc.stdout:
-                self.output.append(line)
+                with self._new_line:
+                    self.output.append(line)
+                    self._new_line.notify_all()
                 match = re.search(r"listening on (ws://\S+)", line)
                 if match and not self.url:
                     self.url = match.group(1)
@@ -47,6 +51,12 @@ class Service:
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
 
+    def wait_for(self, text: str, timeout: float = 60.0) -> None:
+        """Block until the service printed a line containing ``text`` (a thread: ``asyncio.to_thread``)."""
+        with self._new_line:
+            if not self._new_line.wait_for(lambda: any(text in line for line in self.output), timeout):
+                raise TimeoutError(f"no {text!r} in the output of {self.proc.args}: {''.join(self.output)}")
+
     def signal(self, sig: int) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -57,6 +67,13 @@ class Service:
             self.proc.kill()
         self.proc.wait(10)
         self._reader.join(5)
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on (for "connection refused", and to start a service there later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def facecast_serve(role: str, *extra: str) -> Service:

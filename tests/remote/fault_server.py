@@ -1,68 +1,119 @@
 """A misbehaving service server for fault-injection tests, run as a subprocess: ``python fault_server.py MODE ROLE``.
 
-Modes: ``slow`` (the real role, but each output waits ``--delay`` s), ``garbage`` (welcome, then nonsense),
-``close`` (accepts the WebSocket, then closes it at once). Prints the same ready line as ``facecast serve``.
+Modes: ``slow`` (the real role, but each output waits ``--delay`` s and the first ``--first`` s more),
+``garbage`` (welcome, then nonsense), ``close`` (accepts the WebSocket, then closes it at once). Prints the same
+ready line as ``facecast serve``; in ``slow`` mode each request also prints :data:`STARTED` when it reaches the
+role, so a test can inject a fault once the request is in the server and before any output.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from websockets.asyncio.server import ServerConnection, serve
 
+from facecast.aio import closing
 from facecast.llm import EchoLLM
 from facecast.protocol import service as sp
 from facecast.remote.server import run_forever
+from facecast.services import make_face, make_stt
 from facecast.tts.espeak import EspeakTTS
-from facecast.types import ChatMessage, SpeechChunk
+from facecast.types import AudioChunk, ChatMessage, FaceFrames, SpeechChunk, Transcript
+
+STARTED = "fault server: request started"
+FACE_PIECE = 5
+"""Frames per face block sent by the slow face, so a fault lands in the middle of an utterance."""
+T = TypeVar("T")
 
 
-class SlowTTS:
-    def __init__(self, delay: float, first: float) -> None:
-        self.tts = EspeakTTS()
-        self.delay = delay
-        self.first = first
+@dataclass
+class Slow:
+    """A role's real implementation, each output ``delay`` s late and the first ``first`` s more.
 
-    @property
-    def sample_rate(self) -> int:
-        return self.tts.sample_rate
+    Each request prints :data:`STARTED` when it reaches the role."""
 
-    async def synthesize(self, text: str) -> AsyncIterator[SpeechChunk]:
+    delay: float
+    first: float
+
+    def __post_init__(self) -> None:
+        """Subclasses load their real implementation here."""
+
+    async def late(self, stream: AsyncIterator[T], split: Callable[[T], Iterable[T]] = lambda item: (item,),
+                   ) -> AsyncIterator[T]:
+        print(STARTED, flush=True)
         await asyncio.sleep(self.first)
-        async for chunk in self.tts.synthesize(text):
-            # split into 10 ms pieces so a kill lands in the middle of a sentence
-            step = self.tts.sample_rate // 100
-            for i in range(0, len(chunk.audio.pcm), step):
-                await asyncio.sleep(self.delay)
-                yield SpeechChunk(type(chunk.audio)(chunk.audio.pcm[i : i + step], chunk.audio.rate,
-                                                    chunk.audio.offset + i),
+        async with closing(stream) as items:
+            async for item in items:
+                for piece in split(item):
+                    await asyncio.sleep(self.delay)
+                    yield piece
+
+
+class SlowLLM(Slow):
+    def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
+        return self.late(EchoLLM().stream(messages))
+
+
+class SlowTTS(Slow):
+    """espeak-ng in 10 ms pieces, so a fault lands in the middle of a sentence."""
+
+    def __post_init__(self) -> None:
+        self.tts = EspeakTTS()
+        self.sample_rate = self.tts.sample_rate
+
+    def synthesize(self, text: str) -> AsyncIterator[SpeechChunk]:
+        def pieces(chunk: SpeechChunk) -> Iterator[SpeechChunk]:
+            audio, step = chunk.audio, self.sample_rate // 100
+            for i in range(0, len(audio.pcm), step):
+                yield SpeechChunk(AudioChunk(audio.pcm[i : i + step], audio.rate, audio.offset + i),
                                   chunk.phonemes if i == 0 else (), chunk.words if i == 0 else ())
 
-
-class SlowLLM:
-    def __init__(self, delay: float, first: float) -> None:
-        self.delay = delay
-        self.first = first
-
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
-        await asyncio.sleep(self.first)
-        async for token in EchoLLM().stream(messages):
-            await asyncio.sleep(self.delay)
-            yield token
+        return self.late(self.tts.synthesize(text), pieces)
 
 
-async def garbage(ws: ServerConnection) -> None:
-    async for raw in ws:
-        if isinstance(raw, str) and '"hello"' in raw:
-            await ws.send(sp.encode(sp.Welcome("tts", 22050)))
-        elif isinstance(raw, str) and '"ping"' in raw:
-            continue
-        else:
-            await ws.send(b"\x09\x01garbage")
-            await ws.send("{not json")
+class SlowSTT(Slow):
+    """The STT of ``facecast serve stt`` (PocketSphinx)."""
+
+    def __post_init__(self) -> None:
+        self.stt = make_stt()
+
+    def transcribe(self, audio: AsyncIterable[AudioChunk]) -> AsyncIterator[Transcript]:
+        return self.late(self.stt.transcribe(audio))
+
+
+class SlowFace(Slow):
+    """The face of ``facecast serve face`` (phonetic), in blocks of :data:`FACE_PIECE` frames."""
+
+    def __post_init__(self) -> None:
+        self.face = make_face()
+
+    def animate(self, speech: AsyncIterable[SpeechChunk]) -> AsyncIterator[FaceFrames]:
+        def pieces(block: FaceFrames) -> Iterator[FaceFrames]:
+            for i in range(0, len(block.values), FACE_PIECE):
+                yield FaceFrames(block.start + i, block.values[i : i + FACE_PIECE])
+
+        return self.late(self.face.animate(speech), pieces)
+
+
+SLOW: dict[str, Any] = {"stt": SlowSTT, "llm": SlowLLM, "tts": SlowTTS, "face": SlowFace}
+
+
+def garbage(role: sp.Role) -> Any:
+    async def handler(ws: ServerConnection) -> None:
+        async for raw in ws:
+            if isinstance(raw, str) and '"hello"' in raw:
+                await ws.send(sp.encode(sp.Welcome(role, 22050 if role == "tts" else 0)))
+            elif isinstance(raw, str) and '"ping"' in raw:
+                continue
+            else:
+                await ws.send(b"\x09\x01garbage")
+                await ws.send("{not json")
+
+    return handler
 
 
 async def close(ws: ServerConnection) -> None:
@@ -72,16 +123,16 @@ async def close(ws: ServerConnection) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=("slow", "garbage", "close"))
-    parser.add_argument("role", choices=("llm", "tts"))
+    parser.add_argument("role", choices=sp.ROLES)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--delay", type=float, default=0.02)
     parser.add_argument("--first", type=float, default=0.0)
     args = parser.parse_args()
     if args.mode == "slow":
-        impl: Any = SlowTTS(args.delay, args.first) if args.role == "tts" else SlowLLM(args.delay, args.first)
+        impl = SLOW[args.role](args.delay, args.first)
         await run_forever(args.role, lambda: impl, "127.0.0.1", args.port, "")
         return
-    async with serve(garbage if args.mode == "garbage" else close, "127.0.0.1", args.port) as server:
+    async with serve(garbage(args.role) if args.mode == "garbage" else close, "127.0.0.1", args.port) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         print(f"facecast serve {args.role}: listening on ws://127.0.0.1:{port}", flush=True)
         await asyncio.Future()

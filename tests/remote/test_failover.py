@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -23,7 +22,7 @@ from facecast.services import make_stt
 from facecast.tts.espeak import EspeakTTS
 from facecast.types import AudioChunk, ChatMessage, SpeechChunk, frames_for_samples
 
-from .conftest import Service, facecast_serve, fault_serve
+from .conftest import Service, facecast_serve, fault_serve, free_port
 
 TEXT = "Maybe we can borrow my brother's boat tomorrow morning, if the weather holds."
 _SLACK = 1000
@@ -36,12 +35,6 @@ def _options(events: list[FailoverEvent], metrics: Metrics | None = None) -> Fai
 
 async def _reference(text: str = TEXT) -> np.ndarray:
     return np.concatenate([c.audio.pcm async for c in EspeakTTS().synthesize(text)])
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _speak_all(tts: object, after: int = -1, fault: object = None) -> list[SpeechChunk]:
@@ -90,7 +83,7 @@ async def test_tts_primary_dies_mid_sentence(services: list[Service], fault: str
 @pytest.mark.parametrize("mode", ["garbage", "slow", "refused", "close"])
 async def test_tts_bad_primary_fails_over(services: list[Service], mode: str) -> None:
     if mode == "refused":
-        primary_url = f"ws://127.0.0.1:{_free_port()}"
+        primary_url = f"ws://127.0.0.1:{free_port()}"
     else:
         extra = ("--first", "30") if mode == "slow" else ()
         primary = fault_serve(mode, "tts", *extra)
@@ -112,7 +105,7 @@ async def test_tts_bad_primary_fails_over(services: list[Service], mode: str) ->
 
 
 async def test_primary_coming_back_is_restored(services: list[Service]) -> None:
-    port = _free_port()
+    port = free_port()
     backup = facecast_serve("tts")
     services.append(backup)
     events: list[FailoverEvent] = []

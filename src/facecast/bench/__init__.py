@@ -55,7 +55,7 @@ async def run_all(quick: bool) -> tuple[list[Table], dict[str, object]]:
     table, data = await scale(services, (1, 2, 4) if quick else (1, 2, 4, 8, 16), 1 if quick else 3)
     tables.append(table)
     raw["scale"] = data
-    table, remote = await remote_overhead(10 if quick else 30, 2 if quick else 5)
+    table, remote = await remote_overhead(20 if quick else 200, 2 if quick else 20)
     tables.append(table)
     raw["remote"] = remote
     return tables, raw

@@ -32,6 +32,7 @@ __all__ = [
     "VERSION",
     "MAX_TEXT_FRAME",
     "MAX_BINARY_FRAME",
+    "MAX_WIRE_FRAME",
     "MAX_TYPED_TEXT",
     "ProtocolError",
     "AudioFormat",
@@ -67,6 +68,9 @@ MAX_TEXT_FRAME = 64 * 1024
 """Largest JSON text frame accepted, in bytes."""
 MAX_BINARY_FRAME = 1024 * 1024
 """Largest binary frame accepted, in bytes (about 5 s of 48 kHz stereo PCM16)."""
+MAX_WIRE_FRAME = 4 * MAX_BINARY_FRAME
+"""Largest frame the WebSocket layer reads at all: a larger one closes the connection (1009). Frames between
+the limits above and this one are read and refused with ``too_large``; the connection stays open."""
 MAX_TYPED_TEXT = 4000
 """Longest typed user text, in characters."""
 WORKFLOWS = ("conversation", "say", "puppet", "lipsync")

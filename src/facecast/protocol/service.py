@@ -224,6 +224,10 @@ _NAMES: dict[type, str] = {
 }
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+"""One encoder for every message: ``json.dumps`` with options would build a new one per call."""
+
+
 def encode(message: Message) -> str:
     """Serialise any JSON message of either direction (compact, UTF-8 kept as is)."""
     body: dict[str, Any] = {"type": _NAMES[type(message)]}
@@ -237,7 +241,7 @@ def encode(message: Message) -> str:
     else:
         for name in message.__slots__:  # every message is a slots dataclass
             body[name] = getattr(message, name)
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(body)
 
 
 # -- decoding -----------------------------------------------------------------------------------
@@ -248,15 +252,18 @@ def _bad(message: str, code: str = "bad_message") -> ProtocolError:
 
 
 def _object(data: str | bytes) -> dict[str, Any]:
-    if len(data) > MAX_TEXT_FRAME:
-        raise _bad(f"text message of {len(data)} bytes exceeds {MAX_TEXT_FRAME}", "too_large")
+    size = len(data)
+    if isinstance(data, str) and size * 4 > MAX_TEXT_FRAME and not data.isascii():  # the limit is in bytes
+        size = len(data.encode("utf-8", "surrogatepass"))
+    if size > MAX_TEXT_FRAME:
+        raise _bad(f"text message of {size} bytes exceeds {MAX_TEXT_FRAME}", "too_large")
     if isinstance(data, bytes | bytearray):
         try:
             data = bytes(data).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise _bad(f"text message is not UTF-8: {exc.reason}", "bad_utf8") from None
     try:
-        obj = json.loads(data, parse_constant=_no_constant)
+        obj = _DECODER.decode(data)
     except ProtocolError:
         raise
     except (ValueError, RecursionError) as exc:
@@ -270,6 +277,10 @@ def _object(data: str | bytes) -> dict[str, Any]:
 
 def _no_constant(name: str) -> Any:
     raise _bad(f"{name} is not valid JSON", "bad_json")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+"""One decoder for every message: ``json.loads`` with options would build a new one per call."""
 
 
 def _int(obj: dict[str, Any], key: str, lo: int, hi: int, default: int | None = None) -> int:
@@ -296,10 +307,16 @@ def _str(obj: dict[str, Any], key: str, limit: int, *, empty: bool = True) -> st
 
 
 def _utf8(value: str, what: str) -> None:
+    if not _is_utf8(value):
+        raise _bad(f"'{what}' is not valid UTF-8 (lone surrogate)", "bad_utf8")
+
+
+def _is_utf8(value: str) -> bool:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise _bad(f"'{what}' is not valid UTF-8 (lone surrogate)", "bad_utf8") from None
+        return False
+    return True
 
 
 def _rate(obj: dict[str, Any]) -> int:
@@ -330,6 +347,12 @@ def _spans(obj: dict[str, Any], key: str, limit: int) -> list[tuple[str, int, in
         raise _bad(f"'{key}' must be a list of at most {MAX_TIMING_ITEMS} [text, start, end] items")
     out: list[tuple[str, int, int]] = []
     for item in raw:
+        if type(item) is list and len(item) == 3:  # the common, well-formed item, checked in one expression
+            text, start, end = item
+            if (type(text) is str and type(start) is int and type(end) is int and 0 <= start <= end <= 2**53
+                    and len(text) <= limit and (text.isascii() or _is_utf8(text))):
+                out.append((text, start, end))
+                continue
         if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)):
             raise _bad(f"each of '{key}' must be [text, start, end]")
         span = dict(zip(("t", "start", "end"), item, strict=True))
@@ -472,7 +495,8 @@ def decode_binary(data: bytes) -> AudioFrame | FaceFrame:
         if rate not in RATES:
             raise _bad(f"audio rate {rate} Hz is not supported; use one of {RATES}", "bad_audio_format")
         pcm = np.frombuffer(data, "<f4", offset=AUDIO_HEADER.size).astype(np.float32)
-        if count and not (np.isfinite(pcm).all() and float(np.abs(pcm).max()) <= 1.0):
+        # one pass for both checks: the maximum is NaN when any sample is, and NaN <= 1 is false
+        if count and not float(np.abs(pcm).max()) <= 1.0:
             raise _bad("audio samples must be finite and within [-1, 1]", "bad_binary")
         if request == 0:
             raise _bad("audio message needs a request id", "bad_binary")

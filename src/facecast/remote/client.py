@@ -5,8 +5,11 @@
 is idle), sends a ``ping`` every ``heartbeat_interval`` and fails with :class:`RemoteError` when the peer is
 silent for ``heartbeat_timeout`` (dead or hung), when output stalls for ``stall_timeout`` after the input is
 complete, when the whole request exceeds ``request_timeout``, or when the server answers garbage. Closing a
-role's stream early sends ``cancel``, so the server stops the work. A remote ``bad_input`` error is raised
-as :class:`InputError` (retrying it elsewhere would not help).
+role's stream early sends ``cancel`` and a ``ping``; ``aclose()`` returns at the ``pong`` (at most
+``heartbeat_timeout`` later), when the server has read the ``cancel`` (so its work is cancelled) and what it
+sent before has been dropped: the work has stopped, as with an in-process provider, and the pooled connection
+holds nothing of the request. A remote ``bad_input`` error is raised as :class:`InputError`
+(retrying it elsewhere would not help).
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.protocol import State
 
+from ..aio import closing
 from ..audio import resample_stream
 from ..errors import InputError, ServiceError
 from ..protocol import service as sp
@@ -86,6 +89,11 @@ class _Call:
     outputs: int = 0
     last_output: float = 0.0
     finished: bool = False
+    cancelled: bool = False
+    """Set with the ``cancel``: the reader then drops everything up to the ``pong`` of the ping sent after it."""
+    clean: bool = False
+    """That ``pong`` came: the server has read the ``cancel`` and the connection holds nothing of the request."""
+    reader_done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Endpoint:
@@ -174,7 +182,7 @@ class Endpoint:
         """
         conn = await self._acquire()
         call = _Call(next(self._ids))
-        tasks: list[asyncio.Task[None]] = []
+        writer: asyncio.Task[None] | None = None
         try:
             await conn.ws.send(sp.encode(start(call.ident)))
         except ConnectionClosed:
@@ -184,33 +192,50 @@ class Endpoint:
         if inputs is None:
             call.input_done = time.monotonic()
         else:
-            tasks.append(asyncio.create_task(self._write(conn, call, inputs(call.ident))))
-        tasks.append(asyncio.create_task(self._read(conn, call)))
-        tasks.append(asyncio.create_task(self._beat(conn)))
-        deadline = time.monotonic() + self.options.request_timeout
+            writer = asyncio.create_task(self._write(conn, call, inputs(call.ident)))
+        tasks = [asyncio.create_task(self._read(conn, call)), asyncio.create_task(self._watch(conn, call))]
         try:
             while True:
-                item = await asyncio.wait_for(call.out.get(), max(0.0, deadline - time.monotonic()))
+                # A plain get: asyncio.wait_for (3.10/3.11) would cost a task per item and can swallow the
+                # caller's cancellation when the item is already there; the deadlines are _watch's job.
+                item = await call.out.get()
                 if item is _DONE:
                     call.finished = True
                     break
                 if isinstance(item, BaseException):
                     raise item
                 yield item
-        except TimeoutError:
-            raise RemoteError(self.url, f"request took over {self.options.request_timeout} s") from None
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if call.finished:
-                await self._release(conn)
-            else:
-                try:
-                    await conn.ws.send(sp.encode(sp.Cancel(call.ident)))
+            reusable = False
+            try:
+                if writer is not None:
+                    writer.cancel()  # no more input after the cancel
+                    await asyncio.gather(writer, return_exceptions=True)
+                reusable = call.finished or await self._cancel(conn, call)
+            finally:  # even when the caller is cancelled again while it waits for the pong
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                if reusable:
                     await self._release(conn)
-                except ConnectionClosed:
+                else:
                     await conn.ws.close()
+
+    async def _cancel(self, conn: _Conn, call: _Call) -> bool:
+        """Send ``cancel`` then ``ping``, and wait for the reader to see the ``pong`` (at most ``heartbeat_timeout``).
+
+        The server reads in order and answers a ping at once, so by then it has cancelled the request's work,
+        and the reader has dropped all it sent for the request. Returns whether the connection is clean for
+        another request (when it is not, it is closed rather than pooled).
+        """
+        call.cancelled = True
+        try:
+            await conn.ws.send(sp.encode(sp.Cancel(call.ident)))
+            await conn.ws.send(sp.encode(sp.Ping(call.ident)))  # the heartbeat's pings have id 0
+            await asyncio.wait_for(call.reader_done.wait(), self.options.heartbeat_timeout)
+        except (ConnectionClosed, TimeoutError):
+            return False
+        return call.clean
 
     async def _write(self, conn: _Conn, call: _Call, inputs: AsyncIterator[str | bytes]) -> None:
         try:
@@ -227,33 +252,58 @@ class Endpoint:
         quick = call.outputs == 0 and time.monotonic() - conn.opened < self.options.quick_close
         return RemoteError(self.url, "connection lost", quick_close=quick, output=call.outputs > 0)
 
-    async def _beat(self, conn: _Conn) -> None:
-        with suppress(ConnectionClosed):
-            for n in itertools.count(1):
-                await asyncio.sleep(self.options.heartbeat_interval)
-                await conn.ws.send(sp.encode(sp.Ping(n)))
+    async def _watch(self, conn: _Conn, call: _Call) -> None:
+        """Send ``ping`` every ``heartbeat_interval`` and enforce the request's deadlines (module docstring).
 
-    async def _read(self, conn: _Conn, call: _Call) -> None:
+        It sleeps until the earliest deadline known; deadlines only move later while it sleeps (the reader
+        updates ``last_seen``), and an input completing meanwhile has its deadline ``stall_timeout`` ahead,
+        so waking at ``stall_timeout`` at the latest never misses one.
+        """
         opts = self.options
+        now = time.monotonic()
+        next_ping, give_up = now + opts.heartbeat_interval, now + opts.request_timeout
         try:
             while True:
                 now = time.monotonic()
-                wait = call.last_seen + opts.heartbeat_timeout - now
-                if call.input_done is not None:
-                    wait = min(wait, max(call.input_done, call.last_output) + opts.stall_timeout - now)
-                try:
-                    raw = await asyncio.wait_for(conn.ws.recv(), max(0.001, wait))
-                except TimeoutError:
-                    now = time.monotonic()
-                    if now - call.last_seen >= opts.heartbeat_timeout:
-                        raise RemoteError(self.url, f"no answer for {opts.heartbeat_timeout} s (dead or hung)",
-                                          output=call.outputs > 0) from None
-                    if call.input_done is not None and now - max(call.input_done, call.last_output) >= \
-                            opts.stall_timeout:
-                        raise RemoteError(self.url, f"no output for {opts.stall_timeout} s",
-                                          output=call.outputs > 0) from None
+                if now >= give_up:
+                    call.out.put_nowait(RemoteError(self.url, f"request took over {opts.request_timeout} s"))
+                    return
+                silent = call.last_seen + opts.heartbeat_timeout
+                if now >= silent:
+                    raise RemoteError(self.url, f"no answer for {opts.heartbeat_timeout} s (dead or hung)",
+                                      output=call.outputs > 0)
+                if call.input_done is None:
+                    stall = now + opts.stall_timeout
+                else:
+                    stall = max(call.input_done, call.last_output) + opts.stall_timeout
+                    if now >= stall:
+                        raise RemoteError(self.url, f"no output for {opts.stall_timeout} s", output=call.outputs > 0)
+                if now >= next_ping:
+                    next_ping = now + opts.heartbeat_interval
+                    await conn.ws.send(sp.encode(sp.Ping(0)))
                     continue
+                await asyncio.sleep(max(0.001, min(next_ping, silent, stall, give_up) - now))
+        except ConnectionClosed:
+            pass
+        except RemoteError as exc:
+            call.out.put_nowait(exc)  # first, so that it and not the reader's "connection lost" is reported
+            await conn.ws.close()
+
+    async def _read(self, conn: _Conn, call: _Call) -> None:
+        """Hand the request's output to the consumer; ``recv`` has no timeout here (see :meth:`_watch`)."""
+        try:
+            while True:
+                raw = await conn.ws.recv()
                 call.last_seen = time.monotonic()
+                if call.cancelled:  # only the pong that follows the cancel matters now
+                    if isinstance(raw, str) and '"pong"' in raw:
+                        try:
+                            call.clean = sp.decode_server(raw) == sp.Pong(call.ident)
+                        except sp.ProtocolError:
+                            return  # garbage: not clean
+                        if call.clean:
+                            return
+                    continue
                 try:
                     message = sp.decode_server(raw) if isinstance(raw, str) else sp.decode_binary(raw)
                 except sp.ProtocolError as exc:
@@ -271,18 +321,24 @@ class Endpoint:
                                           output=call.outputs > 0)
                     continue
                 if message.id != call.ident:
-                    continue  # output of an earlier, cancelled request on this connection
+                    continue  # not this request's (a pooled connection is drained after a cancel: defensive)
                 if isinstance(message, sp.Done):
+                    call.finished = True  # the server is done with it: nothing to cancel, even if not read yet
                     call.out.put_nowait(_DONE)
                     return
                 call.outputs += 1
                 call.last_output = call.last_seen
                 call.out.put_nowait(message)
+                if not isinstance(message, sp.Timing):  # a timing goes with the frame after it
+                    # let the consumer take it before the frames already buffered behind it are decoded
+                    await asyncio.sleep(0)
         except ConnectionClosed:
             call.out.put_nowait(self._lost(conn, call))
         except (RemoteError, InputError) as exc:
+            call.out.put_nowait(exc)  # first: the writer's "connection lost" once this closes it is not the cause
             await conn.ws.close()
-            call.out.put_nowait(exc)
+        finally:
+            call.reader_done.set()
 
 
 async def _mono_chunks(audio: AsyncIterable[AudioChunk]) -> AsyncIterator[AudioChunk]:
@@ -353,9 +409,10 @@ class RemoteSTT:
                 for frame in _frames(ident, chunk):
                     yield frame
 
-        async for message in self.endpoint.request(lambda i: sp.Transcribe(i, rate), send):
-            if isinstance(message, sp.TranscriptOut):
-                yield Transcript(message.text, message.final)
+        async with closing(self.endpoint.request(lambda i: sp.Transcribe(i, rate), send)) as replies:
+            async for message in replies:
+                if isinstance(message, sp.TranscriptOut):
+                    yield Transcript(message.text, message.final)
 
     async def aclose(self) -> None:
         await self.endpoint.aclose()
@@ -369,9 +426,10 @@ class RemoteLLM:
 
     async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
         history = tuple(messages)
-        async for message in self.endpoint.request(lambda i: sp.Chat(i, history)):
-            if isinstance(message, sp.Token):
-                yield message.text
+        async with closing(self.endpoint.request(lambda i: sp.Chat(i, history))) as replies:
+            async for message in replies:
+                if isinstance(message, sp.Token):
+                    yield message.text
 
     async def aclose(self) -> None:
         await self.endpoint.aclose()
@@ -397,12 +455,14 @@ class RemoteTTS:
         if len(text) > sp.MAX_SPEAK_TEXT:
             raise InputError(f"text of {len(text)} characters is over the {sp.MAX_SPEAK_TEXT} limit")
         timing: sp.Timing | None = None
-        async for message in self.endpoint.request(lambda i: sp.Synthesize(i, text, self._rate)):
-            if isinstance(message, sp.Timing):
-                timing = message
-            elif isinstance(message, sp.AudioFrame):
-                yield SpeechChunk(message.chunk, timing.phonemes if timing else (), timing.words if timing else ())
-                timing = None
+        async with closing(self.endpoint.request(lambda i: sp.Synthesize(i, text, self._rate))) as replies:
+            async for message in replies:
+                if isinstance(message, sp.Timing):
+                    timing = message
+                elif isinstance(message, sp.AudioFrame):
+                    yield SpeechChunk(message.chunk, timing.phonemes if timing else (),
+                                      timing.words if timing else ())
+                    timing = None
 
     async def aclose(self) -> None:
         await self.endpoint.aclose()
@@ -432,9 +492,10 @@ class RemoteFace:
                 for frame in _frames(ident, AudioChunk(pcm, rate, chunk.audio.offset)):
                     yield frame  # a timing message belongs to the first frame after it
 
-        async for message in self.endpoint.request(lambda i: sp.Animate(i, rate), send):
-            if isinstance(message, sp.FaceFrame):
-                yield message.frames
+        async with closing(self.endpoint.request(lambda i: sp.Animate(i, rate), send)) as replies:
+            async for message in replies:
+                if isinstance(message, sp.FaceFrame):
+                    yield message.frames
 
     async def aclose(self) -> None:
         await self.endpoint.aclose()

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -45,6 +45,7 @@ WS_MAX_SIZE = 4 * sp.MAX_BINARY_FRAME
 larger ones close the connection (code 1009) before they are buffered."""
 _END = object()
 RoleImpl = SpeechToText | LanguageModel | TextToSpeech | FaceAnimator
+_ROLE_TYPES: dict[str, type] = {"stt": SpeechToText, "llm": LanguageModel, "tts": TextToSpeech, "face": FaceAnimator}
 
 
 def check_token_rule(host: str, token: str) -> None:
@@ -86,6 +87,8 @@ class _Session:
         self.ws = ws
         self.role = role
         self.impl = impl
+        # checked once: isinstance() against a runtime Protocol costs tens of microseconds (3.11), per request
+        self.serves = isinstance(impl, _ROLE_TYPES[role])
         self.hello = False
         self.requests: dict[int, _Request] = {}
 
@@ -159,6 +162,9 @@ class _Session:
             request.task = asyncio.create_task(self.serve_request(request))
 
     async def on_binary(self, frame: sp.AudioFrame | sp.FaceFrame) -> None:
+        if not self.hello:
+            await self.error("no_hello", "send hello first", frame.id)
+            return
         if isinstance(frame, sp.FaceFrame) or self.role in ("llm", "tts"):
             await self.error("bad_direction", f"the {self.role} service takes no binary input of this kind", frame.id)
             return
@@ -200,17 +206,20 @@ class _Session:
     async def produce(self, request: _Request) -> None:
         message, impl = request.message, self.impl
         ident = message.id
-        if isinstance(message, sp.Transcribe) and isinstance(impl, SpeechToText):
-            async with closing(impl.transcribe(_queued(request))) as transcripts:
+        if not self.serves:  # pragma: no cover - start_server() was given an implementation of another role
+            raise ConfigError(f"{type(impl).__name__} cannot serve {type(message).__name__}")
+        # start() admits only the role's own request, and impl implements the role (self.serves)
+        if isinstance(message, sp.Transcribe):
+            async with closing(cast(SpeechToText, impl).transcribe(_queued(request))) as transcripts:
                 async for text in transcripts:
                     await self.send(sp.transcript(ident, text))
-        elif isinstance(message, sp.Chat) and isinstance(impl, LanguageModel):
-            async with closing(impl.stream(message.messages)) as tokens:
+        elif isinstance(message, sp.Chat):
+            async with closing(cast(LanguageModel, impl).stream(message.messages)) as tokens:
                 async for token in tokens:
                     if token:
                         await self.send(sp.Token(ident, token))
-        elif isinstance(message, sp.Synthesize) and isinstance(impl, TextToSpeech):
-            async with closing(_speech_at(impl, message.text, message.rate)) as speech:
+        elif isinstance(message, sp.Synthesize):
+            async with closing(_speech_at(cast(TextToSpeech, impl), message.text, message.rate)) as speech:
                 async for chunk in speech:
                     if chunk.phonemes or chunk.words:
                         await self.send(sp.Timing(ident, chunk.phonemes, chunk.words))
@@ -218,14 +227,12 @@ class _Session:
                         piece = chunk.audio.pcm[start : start + 65536]
                         await self.send(sp.encode_audio(ident, AudioChunk(piece, chunk.audio.rate,
                                                                           chunk.audio.offset + start)))
-        elif isinstance(message, sp.Animate) and isinstance(impl, FaceAnimator):
-            async with closing(impl.animate(_queued(request))) as blocks:
+        else:
+            async with closing(cast(FaceAnimator, impl).animate(_queued(request))) as blocks:
                 async for block in blocks:
                     for start in range(0, len(block.values), 1000):
                         values = block.values[start : start + 1000]
                         await self.send(sp.encode_face(ident, type(block)(block.start + start, values)))
-        else:  # pragma: no cover - start() admits only the role's own request
-            raise ConfigError(f"{type(impl).__name__} cannot serve {type(message).__name__}")
 
 
 async def _speech_at(tts: TextToSpeech, text: str, rate: int) -> AsyncIterator[SpeechChunk]:
@@ -300,8 +307,16 @@ async def start_server(role: sp.Role, impl: RoleImpl, host: str = "127.0.0.1", p
 
 async def run_forever(role: sp.Role, build: Callable[[], RoleImpl], host: str, port: int, token: str,
                       ready: Callable[[int], Awaitable[None] | None] | None = None) -> None:
-    """Build the role, serve it and print ``facecast serve ROLE: listening on ws://HOST:PORT`` (flushed)."""
+    """Build the role, load its model (``warm_up()`` when it has one), serve it and print
+    ``facecast serve ROLE: listening on ws://HOST:PORT`` (flushed)."""
     impl = build()
+    warm = getattr(impl, "warm_up", None)
+    if warm is not None:
+        # PocketSphinx holds the GIL while it loads (~0.5 s): on the first request that would stall the event
+        # loop, heartbeats included, and a failover client would declare a just-(re)started service hung.
+        result = warm()
+        if asyncio.iscoroutine(result):
+            await result
     async with await start_server(role, impl, host, port, token) as server:
         print(f"facecast serve {role}: listening on ws://{host}:{server.port}", flush=True)
         sys.stdout.flush()
