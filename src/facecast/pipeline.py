@@ -12,10 +12,10 @@ of the utterance and waits for them to stop: nothing keeps running.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from .aio import aclose
 from .events import AudioOut, EmotionOut, FaceOut, SentenceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
@@ -25,7 +25,10 @@ from .roles import FaceAnimator, LanguageModel, SpeechToText, TextToSpeech
 from .text import SplitterConfig, split_sentences
 from .types import AudioChunk, ChatMessage, Phoneme, SpeechChunk, Word, frames_for_samples
 
-__all__ = ["Services", "speak", "say_text", "reply_tokens", "run_turn", "transcribe_all"]
+__all__ = ["Services", "Pace", "speak", "say_text", "reply_tokens", "run_turn", "transcribe_all"]
+
+Pace: TypeAlias = Callable[[int], Awaitable[None]]
+"""Awaited by :func:`speak` with the samples produced so far; returns when production may go on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,7 @@ async def speak(
     tts: TextToSpeech,
     face: FaceAnimator,
     splitter: SplitterConfig | None = None,
+    pace: Pace | None = None,
 ) -> AsyncIterator[UtteranceEvent]:
     """Speak and animate a text stream as utterance ``utterance``.
 
@@ -72,7 +76,8 @@ async def speak(
     ``EmotionOut`` before the audio they introduce, ``AudioOut`` chunks with contiguous offsets, and
     ``FaceOut`` blocks with contiguous frame numbers, each face frame after the audio it belongs to.
     An exception in any stage (e.g. :class:`facecast.errors.ServiceError` from the LLM) is raised
-    from this iterator after the other stages are stopped.
+    from this iterator after the other stages are stopped. ``pace``, if given, is awaited with the samples
+    produced so far after each speech chunk: it holds production back (e.g. to the listener's playback).
     """
     rate = tts.sample_rate
     out: asyncio.Queue[Any] = asyncio.Queue()
@@ -98,6 +103,8 @@ async def speak(
                     end = max(end, shifted.audio.end)
                     out.put_nowait(AudioOut(utterance, shifted.audio))
                     speech.put_nowait(shifted)
+                    if pace is not None:
+                        await pace(end)
         finally:
             speech.put_nowait(_DONE)
 
@@ -139,9 +146,11 @@ async def speak(
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def say_text(utterance: int, text: str, tts: TextToSpeech, face: FaceAnimator) -> AsyncIterator[UtteranceEvent]:
+def say_text(
+    utterance: int, text: str, tts: TextToSpeech, face: FaceAnimator, pace: Pace | None = None
+) -> AsyncIterator[UtteranceEvent]:
     """:func:`speak` for a text known in full (no LLM): the ``say`` workflow and ``facecast say``."""
-    return speak(utterance, _once(text), tts, face)
+    return speak(utterance, _once(text), tts, face, pace=pace)
 
 
 async def _once(text: str) -> AsyncIterator[str]:
@@ -173,6 +182,7 @@ async def run_turn(
     *,
     record_reply: bool = True,
     on_first_token: Callable[[], None] | None = None,
+    pace: Pace | None = None,
 ) -> AsyncIterator[UtteranceEvent]:
     """One conversational turn from the user's text: LLM reply, spoken and animated, streamed.
 
@@ -184,7 +194,7 @@ async def run_turn(
     history.add_user(user_text)
     spoken: list[str] = []
     tokens = reply_tokens(services.llm, messages, on_first_token)
-    events = speak(utterance, tokens, services.tts, services.face, splitter)
+    events = speak(utterance, tokens, services.tts, services.face, splitter, pace)
     try:
         async for event in events:
             if isinstance(event, SentenceOut):

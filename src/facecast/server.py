@@ -95,7 +95,8 @@ def serve(settings: Settings) -> int:
     print(startup_banner(settings), file=sys.stderr, flush=True)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=settings.log_level,
-        ws_max_size=MAX_WIRE_FRAME, ws_ping_interval=20.0, ws_ping_timeout=20.0,
+        ws_max_size=MAX_WIRE_FRAME, ws_per_message_deflate=False, ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
     )
     if settings.neurosync_ports:
         uvicorn.Server(config).run(sockets=bind_sockets(settings.host, serving_ports(settings)))
@@ -113,7 +114,7 @@ class BackgroundServer:
     def __init__(self, settings: Settings, services: Services, extra_ports: Sequence[int] = ()) -> None:
         self.state = AppState(settings, services)
         config = uvicorn.Config(create_app(self.state), host="127.0.0.1", port=0, log_level="warning",
-                                ws_max_size=MAX_WIRE_FRAME)
+                                ws_max_size=MAX_WIRE_FRAME, ws_per_message_deflate=False)
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
         self._extra_ports = tuple(extra_ports)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import numpy as np
@@ -105,6 +106,51 @@ async def test_no_face_frame_before_playback_started_then_all_after() -> None:
     timing = (await rec.wait_for("timing"))["stages"]
     assert 0 <= timing["first_sentence"] <= timing["tts_first_chunk"] <= timing["engine_ack"]
     await session.close()
+
+
+class Stamped(Recorder):
+    """Also notes, for every audio packet, when it was sent and how many seconds of audio were sent by then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.audio: list[tuple[float, float]] = []
+        self.samples = 0
+
+    async def send_bytes(self, data: bytes) -> None:
+        await super().send_bytes(data)
+        packet = self.sent[-1]
+        if isinstance(packet, proto.AudioPacket):
+            self.samples += len(packet.pcm) // 2
+            self.audio.append((time.monotonic(), self.seconds))
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / 24000
+
+
+async def test_reply_audio_is_made_at_most_lead_ahead_of_playback() -> None:
+    reply = "One two three four five six seven eight nine ten eleven twelve."  # 3.15 s of fake speech
+    for lead in (0.3, 0.0):
+        rec = Stamped()
+        services = Services(FakeSTT(), FakeLLM(reply), FakeTTS(rate=16000), FakeFace())
+        session = EngineSession(services, rec, SessionConfig(lead=lead))
+        await session.handle_text(HELLO)
+        await session.handle_text(json.dumps({"type": "text", "text": "count"}))
+        start = await rec.wait_for("utterance_start")
+        await rec.wait_audio()
+        await asyncio.sleep(0.3)
+        if lead == 0:  # no pacing: the whole reply went out before playback started
+            assert rec.samples == len(reply) * 1200
+            await session.close()
+            continue
+        assert lead <= rec.seconds <= lead + 0.02  # up to the lead (and the 20 ms chunk that crossed it)
+        acked = time.monotonic()
+        await session.handle_text(json.dumps({"type": "playback_started", "utterance": start["utterance"]}))
+        end = await rec.wait_for("utterance_end", timeout=20)
+        assert end["samples"] == rec.samples == len(reply) * 1200  # all of it, in the end
+        for sent_at, seconds in rec.audio:  # never more than the lead ahead of what has played
+            assert seconds <= lead + max(0.0, sent_at - acked) + 0.02
+        await session.close()
 
 
 async def test_lost_ack_abandons_the_utterance_and_the_next_turn_works() -> None:

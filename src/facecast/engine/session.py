@@ -84,6 +84,10 @@ class SessionConfig:
     seed: int = 0
     """Seed of the animation layer (blinks, gaze, head) applied to face frames sent over the socket."""
     turns: TurnConfig = field(default_factory=TurnConfig)
+    lead: float = 1.0
+    """Seconds of reply audio produced ahead of the engine's playback (0: as fast as it can be made). The
+    rest is made as playback goes on, so a reply's synthesis and animation do not all land on the event
+    loop at once, just when the acknowledgement must be handled and Live Link frames sent on time."""
 
 
 @dataclass(slots=True)
@@ -297,15 +301,31 @@ class EngineSession:
         assert self.hello is not None
         utterance = self._next_utterance
         self._next_utterance += 1
+        pace = (lambda produced: self._pace(utterance, produced)) if self._config.lead > 0 else None
         if self.hello.workflow == "say":
-            events = say_text(utterance, text, self._services.tts, self._services.face)
+            events = say_text(utterance, text, self._services.tts, self._services.face, pace=pace)
         else:
             def first_token() -> None:
                 stages.setdefault("llm_first_token", self._clock())
 
             events = run_turn(utterance, text, self._services, self.history, record_reply=False,
-                              on_first_token=first_token)
+                              on_first_token=first_token, pace=pace)
         await self._stream(events, stages)
+
+    async def _pace(self, utterance: int, produced: int) -> None:
+        """Hold the reply's production to ``lead`` seconds ahead of the engine's playback of it."""
+        out = self._current
+        if out is None or out.utterance != utterance:
+            return
+        rate = out.resampler.in_rate
+        ahead = produced / rate - self._config.lead
+        if ahead <= 0:
+            return
+        await out.acked.wait()  # before the ack nothing plays (a lost ack abandons the turn, ending this wait)
+        start = out.acked_at if self.hello is not None and self.hello.acks else out.first_audio_at
+        wait = (start or self._clock()) + ahead - self._clock()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _stream(self, events: AsyncIterator[UtteranceEvent], stages: dict[str, float]) -> None:
         release: asyncio.Task[None] | None = None

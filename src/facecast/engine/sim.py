@@ -283,7 +283,8 @@ class EngineSim:
         if delay > 0:
             await asyncio.sleep(delay)
         utt.playback_start = utt.acked_at = time.monotonic()
-        await self.ws.send(json.dumps({"type": "playback_started", "utterance": utt.utterance}))
+        await self.ws.send(json.dumps({"type": "playback_started", "utterance": utt.utterance,
+                                       "at": utt.playback_start}))
 
     def _on_face(self, utt: UtteranceReport, packet: proto.FacePacket, now: float) -> None:
         if self.config.acks and not utt.acked_at:
