@@ -1,11 +1,17 @@
-"""Shared fixtures: every async test must leave no asyncio task behind."""
+"""Shared fixtures: every async test must leave no asyncio task behind; holding the espeak-ng worker."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+
+LONG_TEXT = " ".join(
+    f"Sentence number {n} talks about the weather, the hills and the long road home." for n in range(40)
+)
+"""About four minutes of speech: its synthesis is still running when a test stops it."""
 
 
 @pytest.fixture(autouse=True)
@@ -20,3 +26,22 @@ async def no_leftover_tasks() -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*leftover, return_exceptions=True)
         pytest.fail(f"test left {len(leftover)} asyncio task(s) running: {leftover}")
+
+
+@pytest.fixture
+def hold_worker_until_aborted(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The espeak-ng worker waits, right after posting chunks of LONG_TEXT, until the request is aborted: the
+    test then knows the synthesis was still running when it was stopped (no race with a fast CPU)."""
+    from facecast.tts import espeak
+
+    original = espeak._Job.post
+
+    def post(self: espeak._Job, item: object) -> None:
+        original(self, item)
+        if isinstance(item, list) and self.text == LONG_TEXT:
+            give_up = time.monotonic() + 10
+            while not self.aborted and time.monotonic() < give_up:
+                time.sleep(0.001)
+
+    monkeypatch.setattr(espeak._Job, "post", post)
+    yield

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
+from tests.conftest import LONG_TEXT
 
 from facecast.remote.client import RemoteTTS
 from facecast.remote.server import start_server
@@ -16,26 +16,6 @@ from facecast.tts.espeak import EspeakTTS
 from facecast.types import AudioChunk, SpeechChunk
 
 SENTENCE = "Maybe the big fat thing will go away soon."
-LONG_TEXT = " ".join(
-    f"Sentence number {n} talks about the weather, the hills and the long road home." for n in range(40)
-)
-
-
-@pytest.fixture
-def hold_worker_until_aborted(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The espeak-ng worker waits, right after posting chunks of LONG_TEXT, until the request is aborted: the
-    test then knows the synthesis was still running when the cancel came (no race with a fast CPU)."""
-    original = espeak._Job.post
-
-    def post(self: espeak._Job, item: object) -> None:
-        original(self, item)
-        if isinstance(item, list) and self.text == LONG_TEXT:
-            give_up = time.monotonic() + 10
-            while not self.aborted and time.monotonic() < give_up:
-                time.sleep(0.001)
-
-    monkeypatch.setattr(espeak._Job, "post", post)
-    yield
 
 
 @pytest.mark.usefixtures("hold_worker_until_aborted")

@@ -6,12 +6,11 @@ import asyncio
 import contextlib
 import itertools
 import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from tests.conftest import LONG_TEXT
 
 from facecast.errors import InputError
 from facecast.roles import TextToSpeech
@@ -23,9 +22,6 @@ SENTENCE = "Maybe the big fat thing will go away soon."
 # What espeak-ng 1.52 (the wheel's) says for SENTENCE, stress marks removed: the golden list the
 # phoneme -> viseme table is written against. A change here means that table needs a look.
 SENTENCE_PHONEMES = "m eI b i: D @2 b I g f a t T I N w I l g oU a# w eI s u: n _:".split()
-LONG_TEXT = " ".join(
-    f"Sentence number {n} talks about the weather, the hills and the long road home." for n in range(40)
-)
 VOWELS = {"eI", "i:", "I", "a", "A:", "u:", "oU", "@2", "E", "aI", "a#"}
 
 
@@ -91,23 +87,6 @@ def assert_same_speech(a: Speech, b: Speech) -> None:
     ea, eb = envelope(a.pcm), envelope(b.pcm)
     n = min(len(ea), len(eb))
     assert np.corrcoef(ea[:n], eb[:n])[0, 1] > 0.9
-
-
-@pytest.fixture
-def hold_worker_until_aborted(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Make the worker wait, right after posting chunks of LONG_TEXT, until the consumer aborts: the
-    test then knows the synthesis was still running when it was stopped (no race with a fast CPU)."""
-    original = espeak._Job.post
-
-    def post(self: espeak._Job, item: object) -> None:
-        original(self, item)
-        if isinstance(item, list) and self.text == LONG_TEXT:
-            give_up = time.monotonic() + 10
-            while not self.aborted and time.monotonic() < give_up:
-                time.sleep(0.001)
-
-    monkeypatch.setattr(espeak._Job, "post", post)
-    yield
 
 
 # ------------------------------------------------------------------------------------- audio + timing
