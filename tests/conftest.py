@@ -8,6 +8,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+LIGHT: dict[str, str] = {"stt": "pocketsphinx", "llm": "echo", "tts": "espeak"}
+"""The light providers, for tests whose services are built from them (``Settings(**LIGHT)``): settings must
+name the providers the test's services really are (health, per-request voices, turn timing read them)."""
+
 LONG_TEXT = " ".join(
     f"Sentence number {n} talks about the weather, the hills and the long road home." for n in range(40)
 )

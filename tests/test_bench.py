@@ -20,7 +20,8 @@ def test_percentiles_and_tables() -> None:
 
 
 async def test_scenarios_produce_complete_numbers() -> None:
-    services = Services(make_stt(), EchoLLM(), make_tts(), make_face(), audio_face=make_face("learned"))
+    services = Services(make_stt("pocketsphinx"), EchoLLM(), make_tts("espeak"), make_face("phonetic"),
+                        audio_face=make_face("learned"))
     _, compare = await streaming_vs_neurosync(services, 1)
     one = compare["sentences_1"]
     assert isinstance(one, dict) and one["facecast_audio_ms"][0] > 0 and one["neurosync_audio_ms"][0] > 0

@@ -41,8 +41,8 @@ def test_say_writes_a_session_folder(tmp_path: Path) -> None:
 
 def test_say_with_a_voice_variant_changes_the_voice(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
-    assert facecast("say", "Good morning.", "--out", str(a)).returncode == 0
-    assert facecast("say", "Good morning.", "--voice", "en-gb+f3", "--out", str(b)).returncode == 0
+    assert facecast("say", "Good morning.", "--tts", "espeak", "--out", str(a)).returncode == 0
+    assert facecast("say", "Good morning.", "--tts", "espeak", "--voice", "en-gb+f3", "--out", str(b)).returncode == 0
     pcm_a, _ = sf.read(str(a / "audio.wav"))
     pcm_b, _ = sf.read(str(b / "audio.wav"))
     assert len(pcm_a) != len(pcm_b) or not np.allclose(pcm_a, pcm_b)
@@ -78,7 +78,7 @@ async def test_huge_text_is_refused_with_the_limit_in_the_message() -> None:
 
 
 def test_chat_with_text_writes_the_echo_reply(tmp_path: Path) -> None:
-    result = facecast("chat", "--text", "Where is the harbour?", "--out", str(tmp_path / "r"))
+    result = facecast("chat", "--text", "Where is the harbour?", "--llm", "echo", "--out", str(tmp_path / "r"))
     assert result.returncode == 0, result.stderr
     assert "character: You said: Where is the harbour?" in result.stdout
     assert "--llm" in result.stderr  # says how to configure a real model
@@ -88,19 +88,32 @@ def test_chat_with_text_writes_the_echo_reply(tmp_path: Path) -> None:
 
 def test_chat_with_a_spoken_question_answers_with_a_session_folder(tmp_path: Path) -> None:
     question = tmp_path / "question"
-    assert facecast("say", "Stop talking please.", "--voice", "en-gb", "--out", str(question)).returncode == 0
+    assert facecast("say", "Stop talking please.", "--tts", "espeak", "--voice", "en-gb", "--out",
+                    str(question)).returncode == 0
     stereo = tmp_path / "question-44k-stereo.wav"  # any rate, stereo: the CLI mixes down and resamples
     pcm, rate = sf.read(str(question / "audio.wav"))
     from facecast.audio import resample
 
     mono = resample(pcm.astype(np.float32), rate, 44100)
     sf.write(str(stereo), np.stack([mono, mono], axis=1), 44100)
-    result = facecast("chat", "--audio", str(stereo), "--out", str(tmp_path / "reply"))
+    result = facecast("chat", "--audio", str(stereo), "--llm", "echo", "--out", str(tmp_path / "reply"))
     assert result.returncode == 0, result.stderr
     heard = result.stdout.split("you: ", 1)[1].split("\n", 1)[0]
-    assert heard.startswith("stop")  # open vocabulary: the first word is reliable on espeak speech
-    assert f"character: You said: {heard}." in result.stdout
+    assert heard.lower().startswith("stop talking")  # Whisper, the default, on another voice
+    assert f"character: You said: {heard.rstrip('.')}." in result.stdout
     reply = read_session(tmp_path / "reply")
     assert reply.warning is None
     assert len(reply.values) == frames_for_samples(len(reply.audio), reply.rate)
     assert len(reply.audio) / reply.rate > 1.0 and np.abs(reply.audio).max() > 0.1
+
+
+def test_chat_on_the_embedded_defaults_answers_in_character_with_the_neural_voice(tmp_path: Path) -> None:
+    """The defaults as a user gets them: the local chat model answers, the neural voice speaks, the face moves."""
+    result = facecast("chat", "--text", "Hello! What is your name?", "--out", str(tmp_path / "r"), timeout=300)
+    assert result.returncode == 0, result.stderr
+    reply = result.stdout.split("character: ", 1)[1].split("\n", 1)[0]
+    assert reply and "You said" not in reply and "*" not in reply and "#" not in reply
+    session = read_session(tmp_path / "r")
+    assert session.rate == 24000  # hibari's rate
+    assert len(session.values) == frames_for_samples(len(session.audio), session.rate)
+    assert session.values[:, INDEX["JawOpen"]].max() > 0.2

@@ -10,8 +10,8 @@ from facecast.errors import ConfigError
 
 def test_defaults_need_nothing() -> None:
     s = load_settings(environ={})
-    assert (s.host, s.port, s.llm, s.stt) == ("127.0.0.1", 8765, "echo", "pocketsphinx")
-    assert (s.tts, s.face) == ("espeak", "phonetic")
+    assert (s.host, s.port, s.llm, s.stt) == ("127.0.0.1", 8765, "local", "whisper")
+    assert (s.tts, s.face) == ("hibari", "phonetic")
 
 
 def test_layers_file_then_env_then_flags(tmp_path: Path) -> None:
@@ -47,10 +47,21 @@ def test_missing_config_file() -> None:
 def test_binding_off_loopback_requires_a_token() -> None:
     with pytest.raises(ConfigError, match="token"):
         load_settings(environ={}, overrides={"host": "0.0.0.0"})
-    assert load_settings(environ={"FACECAST_TOKEN": "s3cret"}, overrides={"host": "0.0.0.0"}).token == "s3cret"
+    strong = "s3cret-s3cret-s3cret"
+    assert load_settings(environ={"FACECAST_TOKEN": strong}, overrides={"host": "0.0.0.0"}).token == strong
+    with pytest.raises(ConfigError, match="at least 16 characters"):
+        load_settings(environ={"FACECAST_TOKEN": "s3cret"}, overrides={"host": "0.0.0.0"})
 
 
 def test_turn_detection_timings_are_settings() -> None:
     s = load_settings(environ={"FACECAST_ENDPOINT_MS": "250"}, overrides={"barge_in_ms": 600})
-    assert (s.endpoint_ms, s.barge_in_ms, s.transcript_lead_ms) == (250, 600, 100)
+    assert (s.endpoint_ms, s.barge_in_ms, s.transcript_lead_ms) == (250, 600, -1)
     assert load_settings(environ={"FACECAST_TRANSCRIPT_LEAD_MS": "0"}).transcript_lead_ms == 0
+
+
+def test_automatic_transcript_lead_follows_the_speech_to_text() -> None:
+    from facecast.services import transcript_lead_ms
+
+    assert transcript_lead_ms(load_settings(environ={})) == 200  # Whisper decodes at pauses
+    assert transcript_lead_ms(load_settings(environ={}, overrides={"stt": "pocketsphinx"})) == 100  # streams
+    assert transcript_lead_ms(load_settings(environ={"FACECAST_TRANSCRIPT_LEAD_MS": "150"})) == 150

@@ -20,6 +20,9 @@ __all__ = [
     "Resampler",
     "resample",
     "read_audio",
+    "AudioTooLargeError",
+    "AudioTooLongError",
+    "MAX_CHANNELS",
     "write_wav",
     "wav_bytes",
     "split_chunks",
@@ -28,6 +31,20 @@ __all__ = [
 ]
 
 MAX_RATE = 384_000
+MAX_CHANNELS = 64
+"""Most channels a file may declare; more is refused from the header (mixed down to mono anyway)."""
+
+
+class AudioTooLargeError(InputError):
+    """An audio file whose header declares more decoded data than the caller's limit allows."""
+
+    code = "too_large"
+
+
+class AudioTooLongError(AudioTooLargeError):
+    """An audio file whose header declares a longer duration than the caller's limit allows."""
+
+    code = "too_long"
 
 
 def to_mono(pcm: np.ndarray) -> Float32Array:
@@ -102,8 +119,15 @@ def resample(pcm: np.ndarray, in_rate: int, out_rate: int) -> Float32Array:
     return out
 
 
-def read_audio(source: str | Path | bytes) -> tuple[Float32Array, int]:
+def read_audio(source: str | Path | bytes, max_decoded_bytes: int | None = None,
+               max_seconds: float | None = None) -> tuple[Float32Array, int]:
     """Read an audio file (path or bytes; WAV, FLAC, OGG...) as float32 mono at its own rate.
+
+    The header is checked before anything is decoded: its rate must be within 1000-384000 Hz and its channels
+    within 1-64 (else :class:`InputError`), and with ``max_decoded_bytes`` its frames x channels x 4 bytes
+    (float32, as decoded) must fit the limit (else :class:`AudioTooLargeError`), so a small compressed file
+    cannot expand into gigabytes; with ``max_seconds`` its duration must fit too (else
+    :class:`AudioTooLongError`). Decoding never reads past the frames the header declares.
 
     Raises :class:`InputError` with the reason when it cannot be decoded or holds no samples.
     """
@@ -115,16 +139,28 @@ def read_audio(source: str | Path | bytes) -> tuple[Float32Array, int]:
         if path.is_dir():
             raise InputError(f"{name} is a folder, not an audio file")
     try:
-        handle = io.BytesIO(source) if isinstance(source, bytes) else source
-        data, rate = sf.read(handle, dtype="float32", always_2d=True)
+        with sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else source) as handle:
+            rate, channels, frames = int(handle.samplerate), int(handle.channels), int(handle.frames)
+            _check_rate(rate)
+            if not 1 <= channels <= MAX_CHANNELS:
+                raise InputError(f"audio {name} declares {channels} channels; at most {MAX_CHANNELS} are accepted")
+            if max_seconds is not None and frames > max_seconds * rate:
+                raise AudioTooLongError(f"audio {name} is {frames / rate:.0f} s long; the limit is {max_seconds:g} s")
+            if max_decoded_bytes is not None and frames * channels * 4 > max_decoded_bytes:
+                raise AudioTooLargeError(
+                    f"audio {name} declares {frames} frames x {channels} channels at {rate} Hz "
+                    f"({frames / rate:.0f} s), {frames * channels * 4 / 2**20:,.0f} MB once decoded; the limit "
+                    f"is {max_decoded_bytes / 2**20:,.0f} MB")
+            data = handle.read(frames=max(frames, 0), dtype="float32", always_2d=True)
     except FileNotFoundError as exc:
         raise InputError(f"audio file not found: {name}") from exc
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, MemoryError) as exc:
+        if isinstance(exc, InputError):
+            raise
         raise InputError(f"cannot decode audio {name}: {exc}") from exc
     if len(data) == 0:
         raise InputError(f"audio {name} holds no samples")
-    _check_rate(int(rate))
-    return to_mono(data), int(rate)
+    return to_mono(data), rate
 
 
 def write_wav(path: str | Path, pcm: np.ndarray, rate: int) -> None:

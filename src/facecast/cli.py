@@ -19,17 +19,26 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
+def _role_help(role: str) -> str:
+    from .providers import DEFAULTS
+    from .registry import providers
+
+    names = ", ".join(p.name for p in providers(role))  # type: ignore[arg-type]  # role is one of ROLES
+    extra = "; or a comma-separated list of ws:// services" if role != "face" else "; or ws:// services"
+    return f"{role} provider (default: {DEFAULTS[role]}; one of {names}{extra})"
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("services and settings (also FACECAST_* variables and --config TOML)")
     g.add_argument("--config", help="TOML settings file")
-    g.add_argument("--stt", help="speech-to-text provider (default: pocketsphinx)")
-    g.add_argument("--llm", help="'echo' (default), an OpenAI-compatible base URL, or a local .gguf path")
+    for role in ("stt", "llm", "tts", "face"):
+        g.add_argument(f"--{role}", metavar="NAME[:ARG]", help=_role_help(role))
     g.add_argument("--llm-model", help="model name on the LLM server (default: the server's first)")
-    g.add_argument("--tts", help="text-to-speech provider (default: espeak)")
-    g.add_argument("--face", help="face animator (default: phonetic)")
-    g.add_argument("--voice", help="espeak-ng voice, optionally with a variant, e.g. en-gb+f3")
-    g.add_argument("--speech-rate", type=int, help="speaking rate in words per minute (80-450, default 175)")
-    g.add_argument("--pitch", type=int, help="voice pitch 0-100 (default 50)")
+    g.add_argument("--voice", help="the TTS's voice (espeak-ng: a language code with a variant, e.g. en-gb+f3)")
+    g.add_argument("--speech-rate", type=int, help="speaking rate in words per minute (175 = the voice's own)")
+    g.add_argument("--pitch", type=int, help="voice pitch 0-100 (espeak-ng; default 50)")
+    g.add_argument("--set", action="append", metavar="ROLE.NAME.OPTION=VALUE",
+                   help="a provider option, e.g. tts.espeak.voice=en-gb (repeatable; see 'facecast providers')")
     g.add_argument("--persona", help="system prompt for the character")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -110,15 +119,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port (default: stt 8766, llm 8767, tts 8768, face 8769; 0 = any)")
     p.add_argument("--token", help="access token clients must present (required off loopback)")
 
+    p = sub.add_parser("providers", help="list the providers of every role, their capabilities and options")
+    p.add_argument("role", nargs="?", choices=("stt", "llm", "tts", "face"))
+    p.add_argument("-v", "--verbose", action="store_true")
+
     p = sub.add_parser("bench", help="run the benchmark suite and print its tables")
-    p.add_argument("--quick", action="store_true", help="a short run (under two minutes)")
+    p.add_argument("--quick", action="store_true", help="a short run (a few minutes): fewer clips, sentences, turns")
+    p.add_argument("--only", metavar="NAME[,NAME]",
+                   help="run only these table groups: stt, tts, llm, v2v, resources, pipeline, face, livelink, "
+                        "compare, scale, remote (default: all)")
     p.add_argument("--json", dest="json_path", help="also write the raw numbers to this JSON file")
     p.add_argument("--markdown", help="also write the tables as Markdown to this file")
     p.add_argument("-v", "--verbose", action="store_true")
     return parser
 
 
-_SETTING_FLAGS = ("stt", "llm", "llm_model", "tts", "face", "voice", "speech_rate", "pitch", "persona",
+_SETTING_FLAGS = ("stt", "llm", "llm_model", "tts", "face", "voice", "speech_rate", "pitch", "persona", "set",
                   "host", "port", "token", "livelink", "record", "neurosync_ports",
                   "endpoint_ms", "transcript_lead_ms", "barge_in_ms")
 
@@ -133,7 +149,7 @@ async def _say(args: argparse.Namespace) -> int:
     from .services import make_face, make_tts
 
     s = _settings(args)
-    utterance = await say(args.text, make_tts(s.tts, s.voice, s.speech_rate, s.pitch), make_face(s.face))
+    utterance = await say(args.text, make_tts(s.tts, s), make_face(s.face, s))
     folder = utterance.save(args.out)
     print(f"{folder}: {len(utterance.audio) / utterance.rate:.2f} s of audio, {len(utterance.face)} face frames")
     return 0
@@ -160,14 +176,15 @@ async def _animate(args: argparse.Namespace) -> int:
 
     from .audio import read_audio, split_chunks
     from .errors import ConfigError
-    from .services import make_face
+    from .services import make_face, resolve
     from .session import write_session
-    from .types import SpeechChunk
+    from .types import FACE_WIDTH, SpeechChunk
 
     spec = args.face or "learned"
-    if spec.strip().lower() in ("", "phonetic", "default"):
-        raise ConfigError("animate needs an audio-driven face: --face learned or neurosync:PATH/model.pth "
-                          "(the phonetic face needs TTS phoneme timing)")
+    provider, _ = resolve("face", spec)
+    if provider.caps.face_input != "audio":
+        raise ConfigError(f"animate needs an audio-driven face, and --face {provider.name} animates from TTS "
+                          "phoneme timing: use --face learned or neurosync:PATH/model.pth")
     pcm, rate = read_audio(args.audio)
     face = make_face(spec)
 
@@ -176,7 +193,7 @@ async def _animate(args: argparse.Namespace) -> int:
             yield SpeechChunk(chunk)
 
     parts = [frames.values async for frames in face.animate(speech())]
-    values = np.concatenate(parts) if parts else np.zeros((0, 68), np.float32)
+    values = np.concatenate(parts) if parts else np.zeros((0, FACE_WIDTH), np.float32)
     write_session(args.out, pcm, rate, values)
     print(f"{args.out}: {len(pcm) / rate:.2f} s of audio, {len(values)} face frames ({spec})")
     return 0
@@ -186,7 +203,8 @@ async def _transcribe(args: argparse.Namespace) -> int:
     from .offline import transcribe_file
     from .services import make_stt
 
-    print(await transcribe_file(args.audio, make_stt(_settings(args).stt)))
+    s = _settings(args)
+    print(await transcribe_file(args.audio, make_stt(s.stt, s)))
     return 0
 
 
@@ -241,10 +259,10 @@ async def _engine_sim(args: argparse.Namespace) -> int:
             import numpy as np
 
             from .session import write_session
-            from .types import frames_for_samples
+            from .types import FACE_WIDTH, frames_for_samples
 
             audio = np.concatenate(utt.audio)
-            face = np.concatenate(utt.face) if utt.face else np.zeros((0, 68), np.float32)
+            face = np.concatenate(utt.face) if utt.face else np.zeros((0, FACE_WIDTH), np.float32)
             write_session(args.out, audio, config.rate, face[: frames_for_samples(len(audio), config.rate)])
     return 0 if report.utterances and not report.errors else EXIT_ERROR
 
@@ -256,26 +274,49 @@ def _serve(args: argparse.Namespace) -> int:
     port = DEFAULT_PORTS[args.role] if args.port is None else args.port
 
     def build() -> Any:
-        from .llm import make_llm
-        from .services import make_face, make_stt, make_tts
+        from .services import make_role
 
-        s = settings
-        if args.role == "stt":
-            return make_stt(s.stt)
-        if args.role == "llm":
-            return make_llm(s.llm, model=s.llm_model or None)
-        if args.role == "tts":
-            return make_tts(s.tts, s.voice, s.speech_rate, s.pitch)
-        return make_face(s.face)
+        return make_role(args.role, getattr(settings, args.role), settings)
 
-    asyncio.run(run_forever(args.role, build, settings.host, port, settings.token))
+    asyncio.run(run_forever(args.role, build, settings.host, port, settings.token,
+                            allowed_hosts=settings.allowed_hosts, allowed_origins=settings.allowed_origins))
+    return 0
+
+
+def _providers(args: argparse.Namespace) -> int:
+    from .providers import DEFAULTS
+    from .registry import ROLES, env_key, option_fields, providers
+
+    for role in ROLES:
+        if args.role and role != args.role:
+            continue
+        print(f"{role}:")
+        for p in providers(role):
+            mark = "*" if p.name == DEFAULTS[role] else " "
+            state = "installed" if p.installed() else f"not installed: {p.install_hint()}"
+            print(f" {mark} {p.name:<13} {p.caps.describe(role):<34} {state}")
+            if p.summary:
+                print(f"     {p.summary}")
+            opts = list(option_fields(p))
+            if opts:
+                print(f"     options: {', '.join(opts)}  ([{role}.{p.name}], {env_key(role, p.name, opts[0])}, "
+                      f"--set {role}.{p.name}.{opts[0]}=...)")
+            if p.licence:
+                print(f"     licence: {p.licence}")
+    print("* = default")
     return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
     from .bench import main as bench_main
+    from .bench import parse_only
 
-    return bench_main(quick=args.quick, json_path=args.json_path, markdown_path=args.markdown)
+    try:
+        only = parse_only(args.only)
+    except ValueError as exc:
+        print(f"facecast bench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return bench_main(quick=args.quick, json_path=args.json_path, markdown_path=args.markdown, only=only)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -291,6 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "providers":
+            return _providers(args)
         if args.command == "serve":
             return _serve(args)
         if args.command == "play":

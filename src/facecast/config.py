@@ -3,6 +3,10 @@
 Every field of :class:`Settings` can be set in each layer: ``--llm-model`` on the command line is
 ``FACECAST_LLM_MODEL`` in the environment and ``llm_model`` in the TOML file (a ``[facecast]`` table or
 the top level). Lists (``livelink``) are comma-separated in the environment and arrays in TOML.
+
+Provider options live in their own namespace (:mod:`facecast.registry`): a ``[ROLE.NAME]`` table (e.g.
+``[tts.hibari]`` with ``speed = 1.1``; at the top level, ``[tts]`` may then say ``provider = "hibari"``), a
+``FACECAST_ROLE_NAME_OPTION`` variable, or ``--set ROLE.NAME.OPTION=VALUE``.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -22,7 +26,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Settings", "load_settings", "LOOPBACK_HOSTS"]
+__all__ = ["Settings", "load_settings", "parse_set", "LOOPBACK_HOSTS"]
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -38,12 +42,16 @@ class Settings:
     subject: str = "Facecast"
     """Live Link subject name."""
     device_id: str = "Facecast"
-    stt: str = "pocketsphinx"
-    llm: str = "echo"
+    stt: str = "whisper"
+    """Speech-to-text: a provider ``NAME[:ARG]`` (``facecast providers``) or a failover list."""
+    llm: str = "local"
+    """Language model: ``local`` (the embedded chat model), ``echo``, an OpenAI-compatible URL, ``gguf:PATH``..."""
     llm_model: str = ""
-    tts: str = "espeak"
+    tts: str = "hibari"
+    """Text-to-speech: ``hibari`` (the embedded neural voice), ``piper``, ``espeak``..."""
     face: str = "phonetic"
-    voice: str = "en-us"
+    voice: str = ""
+    """The TTS's voice; empty: the provider's default (espeak ``en-us``, hibari ``heart``)."""
     speech_rate: int = 175
     """Words per minute."""
     pitch: int = 50
@@ -54,8 +62,9 @@ class Settings:
     ack_timeout: float = 2.0
     endpoint_ms: int = 300
     """Silence that ends the player's turn (server-side turn detection)."""
-    transcript_lead_ms: int = 100
-    """Speech-to-text finishes its transcript at a pause this long before the endpoint (0: at the endpoint)."""
+    transcript_lead_ms: int = -1
+    """Speech-to-text finishes its transcript at a pause this long before the endpoint (0: at the endpoint;
+    -1: 200 ms for speech-to-text that decodes at pauses, such as Whisper, and 100 ms for streaming ones)."""
     barge_in_ms: int = 400
     """Speech needed to interrupt the character."""
     neurosync_ports: bool = False
@@ -79,7 +88,13 @@ class Settings:
     clip_model: str = ""
     """Local CLIP model folder for ``/process_clip``."""
     log_level: str = "info"
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    allowed_origins: tuple[str, ...] = ()
+    """Browser origins (``https://game.example.com``) besides the server's own that may open its WebSockets."""
+    allowed_hosts: tuple[str, ...] = ()
+    """``Host`` header names accepted besides loopback names and the bound host (DNS-rebinding guard)."""
+    providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Provider options by ``ROLE.NAME`` (``[tts.hibari]`` tables, ``FACECAST_TTS_HIBARI_SPEED``, ``--set
+    tts.hibari.speed=1.1``), merged in that order; checked and typed when the provider is built."""
 
     def requires_token(self) -> bool:
         return self.host not in LOOPBACK_HOSTS
@@ -104,8 +119,12 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
         raise ConfigError(f"setting {name!r}: cannot use {value!r} ({exc})") from None
 
 
+_NOT_FLAT = ("providers",)
+_ROLES = ("stt", "llm", "tts", "face")
+
+
 def _apply(settings: Settings, values: Mapping[str, Any], origin: str) -> Settings:
-    known = {f.name: f for f in fields(Settings) if f.name != "extra"}
+    known = {f.name: f for f in fields(Settings) if f.name not in _NOT_FLAT}
     changes: dict[str, Any] = {}
     for key, value in values.items():
         name = key.replace("-", "_")
@@ -117,16 +136,67 @@ def _apply(settings: Settings, values: Mapping[str, Any], origin: str) -> Settin
     return dataclasses.replace(settings, **changes)
 
 
+def _role_tables(table: Mapping[str, Any], origin: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Split a TOML table into flat settings and provider option tables (``[tts.hibari]`` -> ``tts.hibari``)."""
+    flat: dict[str, Any] = {}
+    options: dict[str, dict[str, Any]] = {}
+    for key, value in table.items():
+        if key not in _ROLES or not isinstance(value, dict):
+            flat[key] = value
+            continue
+        for sub, item in value.items():
+            if sub == "provider":
+                flat[key] = item
+            elif isinstance(item, dict):
+                options[f"{key}.{sub.lower()}"] = dict(item)
+            else:
+                raise ConfigError(f"{origin}: [{key}] holds 'provider = NAME' and [{key}.NAME] option tables, "
+                                  f"not {sub!r}")
+    return flat, options
+
+
+def _merge(into: dict[str, dict[str, Any]], more: Mapping[str, Mapping[str, Any]]) -> None:
+    for key, values in more.items():
+        into.setdefault(key, {}).update(values)
+
+
+def _env_options(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """``FACECAST_ROLE_NAME_OPTION`` variables of the registered providers' options."""
+    from . import registry
+
+    found: dict[str, dict[str, Any]] = {}
+    for provider in registry.providers():
+        for option in registry.option_fields(provider):
+            value = env.get(registry.env_key(provider.role, provider.name, option))
+            if value is not None:
+                found.setdefault(f"{provider.role}.{provider.name}", {})[option] = value
+    return found
+
+
+def parse_set(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``--set ROLE.NAME.OPTION=VALUE`` flags as option tables; raises :class:`ConfigError` when malformed."""
+    found: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, sep, value = item.partition("=")
+        parts = target.strip().split(".")
+        if not sep or len(parts) != 3 or parts[0] not in _ROLES or not all(parts):
+            raise ConfigError(f"--set {item!r}: expected ROLE.NAME.OPTION=VALUE, e.g. tts.hibari.speed=1.1")
+        found.setdefault(f"{parts[0]}.{parts[1].lower()}", {})[parts[2]] = value
+    return found
+
+
 def load_settings(
     config_file: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Build the settings from the three layers. ``overrides`` (from flags) skip ``None`` values.
+    """Build the settings from the three layers. ``overrides`` (from flags) skip ``None`` values; its ``set``
+    entry (a list of ``ROLE.NAME.OPTION=VALUE``) gives provider options.
 
     Raises :class:`ConfigError` for an unreadable file, an unknown key, or a value of the wrong type.
     """
     settings = Settings()
+    options: dict[str, dict[str, Any]] = {}
     if config_file:
         path = Path(config_file)
         try:
@@ -138,19 +208,33 @@ def load_settings(
         table = data.get("facecast", data)
         if not isinstance(table, dict):
             raise ConfigError(f"config file {path}: [facecast] must be a table")
-        settings = _apply(settings, table, str(path))
+        if table is not data:  # [facecast] holds the settings; [tts.hibari]... may sit beside it
+            _, outside = _role_tables({k: v for k, v in data.items() if k in _ROLES}, str(path))
+            _merge(options, outside)
+        flat, inside = _role_tables(table, str(path))
+        _merge(options, inside)
+        settings = _apply(settings, flat, str(path))
     env = os.environ if environ is None else environ
     from_env = {
         key[len("FACECAST_") :].lower(): value
         for key, value in env.items()
         if key.startswith("FACECAST_") and key[len("FACECAST_") :].lower() in Settings.__dataclass_fields__
+        and key[len("FACECAST_") :].lower() not in _NOT_FLAT
     }
     settings = _apply(settings, from_env, "environment")
+    _merge(options, _env_options(env))
     if overrides:
-        settings = _apply(settings, overrides, "command line")
+        flags = dict(overrides)
+        _merge(options, parse_set(flags.pop("set", None) or ()))
+        settings = _apply(settings, flags, "command line")
+    if options:
+        settings = dataclasses.replace(settings, providers=options)
     if settings.requires_token() and not settings.token:
         raise ConfigError(
             f"binding to {settings.host} exposes Facecast beyond this machine: set an access token with "
             "--token or FACECAST_TOKEN (clients then send it as 'Authorization: Bearer TOKEN' or ?token=)"
         )
+    from .auth import check_token_strength
+
+    check_token_strength(settings.host, settings.token)
     return settings

@@ -52,7 +52,7 @@ def _shift(chunk: SpeechChunk, base: int) -> SpeechChunk:
     audio = chunk.audio
     return SpeechChunk(
         AudioChunk(audio.pcm, audio.rate, audio.offset + base),
-        tuple(Phoneme(p.symbol, p.start + base, p.end + base) for p in chunk.phonemes),
+        tuple(Phoneme(p.symbol, p.start + base, p.end + base, p.alphabet) for p in chunk.phonemes),
         tuple(Word(w.text, w.start + base, w.end + base) for w in chunk.words),
     )
 

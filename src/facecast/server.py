@@ -13,12 +13,12 @@ import uvicorn
 from .config import Settings
 from .errors import ConfigError
 from .http.app import AppState, create_app
-from .llm import NO_LLM_HINT
+from .llm import DEFAULT_PERSONA, NO_LLM_HINT
 from .metrics import Metrics
 from .pipeline import Services
 from .protocol.engine import MAX_WIRE_FRAME
 from .remote.failover import FailoverEvent
-from .services import build_services
+from .services import build_services, warm_up
 
 __all__ = ["serve", "startup_banner", "BackgroundServer", "NEUROSYNC_PORTS", "serving_ports", "bind_sockets"]
 
@@ -90,6 +90,10 @@ def serve(settings: Settings) -> int:
                             to_url=event.to_url, reason=event.reason)
 
     services = build_services(settings, metrics=metrics, on_failover=on_failover)
+    print(f"loading the models (stt={settings.stt} llm={settings.llm} tts={settings.tts}) ...", file=sys.stderr,
+          flush=True)
+    took = asyncio.run(warm_up(services, settings.persona or DEFAULT_PERSONA))
+    print(f"models ready in {took:.1f} s", file=sys.stderr, flush=True)
     states.append(AppState(settings, services, metrics=metrics))
     app = create_app(states[0])
     print(startup_banner(settings), file=sys.stderr, flush=True)

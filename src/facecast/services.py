@@ -1,6 +1,9 @@
 """Build the four role implementations named by the settings (``--stt``, ``--llm``, ``--tts``, ``--face``).
 
-Providers are imported only when chosen, so an optional provider's missing extra never breaks the others.
+Every local provider is resolved through :mod:`facecast.registry` (built-ins and ``facecast.providers``
+entry points alike); a comma-separated list of ``ws://`` URLs becomes the failover wrapper over those
+standalone services. Providers are imported only when chosen, so an optional provider's missing extra never
+breaks the others. Combinations are checked from the declared capabilities before anything runs.
 """
 
 from __future__ import annotations
@@ -9,32 +12,50 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import registry
 from .config import Settings
 from .errors import ConfigError
-from .llm import make_llm
 from .pipeline import Services
+from .providers import DEFAULTS
+from .registry import Provider, ProviderRequest, Role
 from .roles import FaceAnimator, LanguageModel, SpeechToText, TextToSpeech
 
 if TYPE_CHECKING:
     from .metrics import Metrics
     from .remote.failover import FailoverEvent, FailoverOptions
 
-__all__ = ["build_services", "make_stt", "make_tts", "make_face", "remote_urls", "make_remote_role"]
+__all__ = [
+    "build_services",
+    "make_role",
+    "make_stt",
+    "make_llm",
+    "make_tts",
+    "make_face",
+    "resolve",
+    "remote_urls",
+    "make_remote_role",
+    "warm_up",
+    "transcript_lead_ms",
+    "audio_face_spec",
+]
 
 log = logging.getLogger(__name__)
 
-def remote_urls(spec: str) -> list[str] | None:
-    """The ``ws://`` URLs of a comma-separated service list, or None when ``spec`` names a local provider.
 
-    Raises :class:`ConfigError` for a list that mixes URLs with other entries.
-    """
-    parts = [p.strip() for p in spec.split(",") if p.strip()]
-    remote = [p for p in parts if p.lower().startswith(("ws://", "wss://"))]
-    if not remote:
-        return None
-    if len(remote) != len(parts):
-        raise ConfigError(f"{spec!r}: a service list must contain only ws:// URLs, separated by commas")
-    return remote
+def _members(spec: str | None) -> list[str]:
+    return [p.strip() for p in (spec or "").split(",") if p.strip()]
+
+
+def _is_url(part: str) -> bool:
+    return part.lower().startswith(("ws://", "wss://"))
+
+
+def remote_urls(spec: str) -> list[str] | None:
+    """The ``ws://`` URLs of a comma-separated service list, or None when ``spec`` holds any local provider."""
+    parts = _members(spec)
+    if parts and all(_is_url(p) for p in parts):
+        return parts
+    return None
 
 
 def make_remote_role(role: str, urls: list[str], options: FailoverOptions | None = None,
@@ -45,100 +66,167 @@ def make_remote_role(role: str, urls: list[str], options: FailoverOptions | None
     return make_failover(role, urls, options, tts_rate)  # type: ignore[arg-type]  # role checked by callers
 
 
-def _check_local(role: str, spec: str, options: FailoverOptions | None = None) -> str | Any:
-    urls = remote_urls(spec)
+def resolve(role: Role, spec: str | None) -> tuple[Provider, str]:
+    """The registered provider named by ``spec`` (``NAME[:ARG]``; empty or ``default``: the role's default)
+    and the argument after the name. Raises :class:`ConfigError` for an unknown name."""
+    text = (spec or "").strip()
+    if not text or text.lower() == "default":
+        text = DEFAULTS[role]
+    name, arg = registry.split_spec(text)
+    return registry.get(role, name), arg
+
+
+def _make_local(role: Role, spec: str | None, settings: Settings | None) -> Any:
+    provider, arg = resolve(role, spec)
+    if not provider.installed():
+        raise ConfigError(f"--{role} {provider.name} is not installed: {provider.install_hint()}")
+    options = registry.make_options(provider, (settings.providers if settings else {}).get(
+        f"{role}.{provider.name}", {}))
+    return provider.factory(ProviderRequest(arg, options, settings))
+
+
+def make_role(role: Role, spec: str | None, settings: Settings | None = None,
+              failover: FailoverOptions | None = None) -> Any:
+    """An implementation of ``role``: the local provider ``spec`` (``NAME[:ARG]``) with its options from
+    ``settings``, or, for a comma-separated list of providers and ``ws://`` services, the failover wrapper over
+    them (tried in that order). Raises :class:`ConfigError` naming what is wrong or missing."""
+    parts = _members(spec)
+    if len(parts) <= 1 and not (parts and _is_url(parts[0])):
+        return _make_local(role, spec, settings)
+    from .remote.client import ClientOptions, make_remote
+    from .remote.failover import FailoverOptions, wrap_failover
+
+    opts = failover or FailoverOptions(ClientOptions(token=settings.token if settings else ""))
+    urls = remote_urls(spec or "")
     if urls is not None:
-        return make_remote_role(role, urls, options)
-    return spec.strip().lower()
+        return make_remote_role(role, urls, opts)
+    local = {i: _make_local(role, part, settings) for i, part in enumerate(parts) if not _is_url(part)}
+    from .protocol.service import RATES
+
+    rate = max((m.sample_rate for m in local.values()), default=22050) if role == "tts" else 22050
+    rate = rate if rate in RATES else 22050
+    members = [local[i] if i in local else make_remote(role, part, opts.client, rate)
+               for i, part in enumerate(parts)]
+    return wrap_failover(role, members, parts, opts)
 
 
-def make_stt(spec: str = "pocketsphinx", failover: FailoverOptions | None = None) -> SpeechToText:
-    """A local provider, or the failover wrapper over a comma-separated list of ``ws://`` service URLs."""
-    name = _check_local("stt", spec, failover)
-    if not isinstance(name, str):
-        stt: SpeechToText = name
-        return stt
-    if name in ("", "pocketsphinx", "default"):
-        from .stt.pocketsphinx import PocketSphinxConfig, PocketSphinxSTT
-
-        # No second (flat-lexicon) pass: the final transcript is ready ~15 ms after the end of speech
-        # instead of ~300 ms, and decoding runs ~40% faster, for a small loss of accuracy.
-        # No end padding: live turns end with the endpoint's real silence, and the inputs that can stop right
-        # at the last word (files, push-to-talk) get their 200 ms of silence where they are read.
-        return PocketSphinxSTT(PocketSphinxConfig(decoder_options={"fwdflat": False}, end_padding_ms=0))
-    raise ConfigError(f"--stt {spec!r} is unknown; available: pocketsphinx")
+def make_stt(spec: str | None = None, settings: Settings | None = None,
+             failover: FailoverOptions | None = None) -> SpeechToText:
+    """The ``--stt`` provider (see :func:`make_role`)."""
+    stt: SpeechToText = make_role("stt", spec, settings, failover)
+    return stt
 
 
-def make_tts(spec: str = "espeak", voice: str = "en-us", rate: int = 175, pitch: int = 50,
+def make_llm(spec: str | None = None, settings: Settings | None = None,
+             failover: FailoverOptions | None = None) -> LanguageModel:
+    """The ``--llm`` provider (see :func:`make_role`)."""
+    llm: LanguageModel = make_role("llm", spec, settings, failover)
+    return llm
+
+
+def make_tts(spec: str | None = None, settings: Settings | None = None,
              failover: FailoverOptions | None = None) -> TextToSpeech:
-    """A local provider, or the failover wrapper over ``ws://`` URLs (audio at 22050 Hz, espeak-ng's rate)."""
-    name = _check_local("tts", spec, failover)
-    if not isinstance(name, str):
-        tts: TextToSpeech = name
-        return tts
-    if name in ("", "espeak", "espeak-ng", "default"):
-        from .tts.espeak import EspeakTTS
-
-        return EspeakTTS(voice=voice, rate=rate, pitch=pitch)
-    raise ConfigError(f"--tts {spec!r} is unknown; available: espeak")
+    """The ``--tts`` provider (see :func:`make_role`); remote lists deliver audio at 22050 Hz."""
+    tts: TextToSpeech = make_role("tts", spec, settings, failover)
+    return tts
 
 
-def make_face(spec: str = "phonetic", failover: FailoverOptions | None = None) -> FaceAnimator:
-    """``phonetic`` (from TTS phoneme timing), ``learned`` (the shipped audio-driven model, or
-    ``learned:PATH/mouth.json``), ``neurosync:PATH/model.pth`` (the user's NeuroSync weights; needs torch),
-    or a comma-separated list of ``ws://`` face service URLs."""
-    name = _check_local("face", spec, failover)
-    if not isinstance(name, str):
-        face: FaceAnimator = name
-        return face
-    if name in ("", "phonetic", "default"):
-        from .face.phonetic import PhoneticAnimator
+def make_face(spec: str | None = None, settings: Settings | None = None,
+              failover: FailoverOptions | None = None) -> FaceAnimator:
+    """The ``--face`` provider (see :func:`make_role`)."""
+    face: FaceAnimator = make_role("face", spec, settings, failover)
+    return face
 
-        return PhoneticAnimator()
-    kind, _, path = spec.strip().partition(":")
-    if kind.lower() == "learned":
-        from .face.learned import LearnedAnimator
 
-        animator = LearnedAnimator(path or None)
-        animator.model  # noqa: B018 - load now, so that a bad model is a startup error
-        return animator
-    if kind.lower() == "neurosync":
-        from .face.neurosync import NeuroSyncAnimator
+def _check_combination(settings: Settings) -> None:
+    """A phoneme-driven face needs a TTS that reports phonemes: say so before anything runs (services are
+    not asked; only local providers' declared capabilities are checked)."""
+    faces = [resolve("face", p)[0] for p in _members(settings.face) or [""] if not _is_url(p)]
+    if not any(face.caps.face_input == "phonemes" for face in faces):
+        return
+    for part in _members(settings.tts) or [""]:
+        if _is_url(part):
+            continue
+        tts, _ = resolve("tts", part)
+        if tts.caps.timing != "phonemes":
+            raise ConfigError(
+                f"--face {faces[0].name} animates from phoneme timing, which --tts {tts.name} does not report; use "
+                "an audio-driven face (--face learned) or a TTS with phoneme timing (see 'facecast providers')")
 
-        return NeuroSyncAnimator(path or None)
-    raise ConfigError(f"--face {spec!r} is unknown; available: phonetic, learned, neurosync:PATH/model.pth")
+
+def transcript_lead_ms(settings: Settings) -> int:
+    """``settings.transcript_lead_ms``, or when it is -1 (automatic): 200 ms when the speech-to-text decodes at
+    pauses (its whole decode then happens after the segment closes, so it closes earlier), 100 ms when it
+    streams (its final is one decoder finalisation away)."""
+    if settings.transcript_lead_ms >= 0:
+        return settings.transcript_lead_ms
+    parts = _members(settings.stt)
+    if parts and not _is_url(parts[0]):
+        provider, _ = resolve("stt", parts[0])
+        return 100 if provider.caps.streaming else 200
+    return 200
+
+
+def audio_face_spec(settings: Settings) -> str | None:
+    """The animator for audio without phoneme timing (puppet, lip-sync, ``/audio_to_blendshapes``): ``face``
+    itself when it is one audio-driven provider (by its declared capability), else the shipped ``learned``
+    model (also when ``face`` is a list or a service)."""
+    parts = _members(settings.face)
+    if len(parts) > 1 or (parts and _is_url(parts[0])):
+        return "learned"
+    provider, _ = resolve("face", settings.face)
+    return settings.face if provider.caps.face_input == "audio" else "learned"
 
 
 def build_services(settings: Settings, *, metrics: Metrics | None = None,
                    on_failover: Callable[[FailoverEvent], None] | None = None) -> Services:
     """The services for ``settings``; raises :class:`ConfigError` naming what is wrong or missing.
 
-    The audio-driven animator (for the puppet and lip-sync workflows) is the learned model unless ``face``
-    already is an audio-driven one; if it cannot be loaded those workflows answer with an error. Roles given
-    as ``ws://`` lists become failover wrappers that report to ``metrics`` and ``on_failover`` and present
+    The audio-driven animator (for the puppet and lip-sync workflows) is ``face`` when that is audio-driven,
+    else the learned model; if it cannot be loaded those workflows answer with an error. Roles given as
+    ``ws://`` lists become failover wrappers that report to ``metrics`` and ``on_failover`` and present
     ``settings.token`` to the services.
     """
+    _check_combination(settings)
     failover = None
-    if any(remote_urls(spec) for spec in (settings.stt, settings.llm, settings.tts, settings.face)):
+    if any(len(_members(spec)) > 1 or any(_is_url(p) for p in _members(spec))
+           for spec in (settings.stt, settings.llm, settings.tts, settings.face)):
         from .remote.client import ClientOptions
         from .remote.failover import FailoverOptions
 
         failover = FailoverOptions(ClientOptions(token=settings.token), on_event=on_failover, metrics=metrics)
-    llm_urls = remote_urls(settings.llm)
-    llm: LanguageModel = (make_remote_role("llm", llm_urls, failover) if llm_urls
-                          else make_llm(settings.llm, model=settings.llm_model or None))
-    face = make_face(settings.face, failover)
-    audio_face: FaceAnimator | None = (face if settings.face.strip().lower() != "phonetic"
-                                       and not remote_urls(settings.face) else None)
+    face = make_face(settings.face, settings, failover)
+    audio_spec = audio_face_spec(settings)
+    audio_face: FaceAnimator | None = face if audio_spec == settings.face else None
     if audio_face is None:
         try:
-            audio_face = make_face("learned")
+            audio_face = make_face(audio_spec, settings)
         except ConfigError as exc:
             log.warning("the puppet and lip-sync workflows are unavailable: %s", exc)
     return Services(
-        stt=make_stt(settings.stt, failover),
-        llm=llm,
-        tts=make_tts(settings.tts, settings.voice, settings.speech_rate, settings.pitch, failover),
+        stt=make_stt(settings.stt, settings, failover),
+        llm=make_llm(settings.llm, settings, failover),
+        tts=make_tts(settings.tts, settings, failover),
         face=face,
         audio_face=audio_face,
     )
+
+
+async def warm_up(services: Services, persona: str = "") -> float:
+    """Load every model now (a first start also assembles the embedded weights, and says so on stderr) so the
+    first turn is not slowed by it; the language model also evaluates ``persona`` once into its prompt cache.
+    Providers opt in with a ``warm_up()`` coroutine (``warm_up(persona)`` for a language model). Returns the
+    seconds it took. Raises what the providers raise (:class:`ConfigError` for a missing or damaged model)."""
+    import inspect
+    import time
+
+    started = time.monotonic()
+    seen: set[int] = set()
+    for impl in (services.stt, services.llm, services.tts, services.face, services.audio_face):
+        warm = getattr(impl, "warm_up", None)
+        if impl is None or warm is None or id(impl) in seen:
+            continue
+        seen.add(id(impl))
+        takes_persona = impl is services.llm and "persona" in inspect.signature(warm).parameters
+        await (warm(persona or None) if takes_persona else warm())
+    return time.monotonic() - started

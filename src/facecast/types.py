@@ -20,6 +20,7 @@ __all__ = [
     "Float32Array",
     "AudioChunk",
     "Phoneme",
+    "ALPHABETS",
     "Word",
     "SpeechChunk",
     "FaceFrames",
@@ -36,6 +37,9 @@ FACE_WIDTH = 68
 """Values per face frame: 61 Live Link curves + 7 emotions (REFERENCE.md section 1)."""
 
 Float32Array = npt.NDArray[np.float32]
+
+ALPHABETS = ("espeak", "ipa", "misaki")
+"""The phoneme alphabets a :class:`Phoneme` may use (the face's viseme lookup knows each)."""
 
 
 def frame_sample(index: int, rate: int) -> int:
@@ -72,15 +76,19 @@ class AudioChunk:
 
 @dataclass(frozen=True, slots=True)
 class Phoneme:
-    """One phoneme of synthesised speech, in espeak-ng's mnemonic (e.g. ``p``, ``aI``, ``T``).
+    """One phoneme of synthesised speech: ``symbol`` in the phoneme ``alphabet`` of the TTS that made it.
 
-    ``start`` and ``end`` are sample positions at the speech's rate, from the start of the stream that
-    carries it. ``end`` is the next phoneme's start (or the end of the sentence's audio).
+    Alphabets (:data:`ALPHABETS`): ``espeak`` (espeak-ng's mnemonics, e.g. ``p``, ``aI``, ``T``), ``ipa``
+    (espeak-ng's IPA output, as Piper voices use: ``p``, ``aɪ``, ``θ``) and ``misaki`` (the Kokoro/misaki
+    G2P set: ``p``, ``I``, ``θ``). ``start`` and ``end`` are sample positions at the speech's rate, from the
+    start of the stream that carries it. ``end`` is the next phoneme's start (or the end of the sentence's
+    audio).
     """
 
     symbol: str
     start: int
     end: int
+    alphabet: str = "espeak"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from facecast.engine.ackgate import AckGate, Show
 from facecast.engine.livelink import LiveLinkTarget, VirtualClock
 from facecast.engine.outputs import RecorderSink
 from facecast.engine.play import play, to_60fps
-from facecast.events import AudioOut, EmotionOut, FaceOut, UtteranceEnded, UtteranceStarted
+from facecast.engine.timeline import FaceTimeline
+from facecast.events import AudioOut, FaceOut, UtteranceEnded, UtteranceStarted
 from facecast.face.arkit import INDEX
+from facecast.face.layers import Emotion
 from facecast.face.takes import write_livelink_app_csv
 from facecast.protocol.livelink import decode_frame
 from facecast.session import read_session, write_session
@@ -80,16 +83,22 @@ def test_to_60fps_keeps_the_timeline() -> None:
 
 
 def test_recorder_keeps_each_utterance_as_a_session_folder(tmp_path: Path) -> None:
+    """The recorder keeps the frames a session releases: its face timeline applied (here, the emotion)."""
     recorder = RecorderSink(tmp_path)
+    timeline = FaceTimeline(seed=1)
     rate = 16000
     for utterance in (1, 2):
+        gate = AckGate(utterance, rate, timeline, acks=False, ack_timeout=2.0)
         recorder.on_event(UtteranceStarted(utterance, rate))
-        recorder.on_event(EmotionOut(utterance, "happy", 0))
+        gate.emotion(0, Emotion.HAPPY)
         for k in range(10):
             recorder.on_event(AudioOut(utterance, AudioChunk(np.full(1600, 0.1, np.float32), rate, k * 1600)))
+        gate.audio_sent(float(utterance * 10))
         mouth = np.zeros((60, 68), np.float32)
         mouth[:, INDEX["JawOpen"]] = 0.5
-        recorder.on_event(FaceOut(utterance, FaceFrames(0, mouth)))
+        for command in gate.face(FaceFrames(0, mouth)):
+            assert isinstance(command, Show)
+            recorder.on_event(FaceOut(utterance, command.frames))
         recorder.on_event(UtteranceEnded(utterance, 16000, 60, "hi"))
     recorder.close()
     assert len(recorder.folders) == 2

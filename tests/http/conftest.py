@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
+from tests.conftest import LIGHT
 
 from facecast.config import Settings
 from facecast.face.phonetic import PhoneticAnimator
@@ -30,8 +31,8 @@ class LiveServer(BackgroundServer):
 @pytest.fixture
 async def live_server() -> AsyncIterator[LiveServer]:
     port = free_udp_port()
-    settings = replace(Settings(), livelink=(f"127.0.0.1:{port}",), subject="TestFace")
-    services = Services(make_stt(), EchoLLM(), EspeakTTS(), PhoneticAnimator())
+    settings = replace(Settings(**LIGHT), livelink=(f"127.0.0.1:{port}",), subject="TestFace")
+    services = Services(make_stt("pocketsphinx"), EchoLLM(), EspeakTTS(), PhoneticAnimator())
     async with LiveServer(settings, services) as server:
         server.livelink_port = port
         yield server
@@ -50,5 +51,5 @@ async def grammar_server() -> AsyncIterator[LiveServer]:
 
     services = Services(PocketSphinxSTT(PocketSphinxConfig(grammar=TURN_GRAMMAR)), EchoLLM(), EspeakTTS(),
                         PhoneticAnimator())
-    async with LiveServer(replace(Settings(), livelink=("off",)), services) as server:
+    async with LiveServer(replace(Settings(**LIGHT), livelink=("off",)), services) as server:
         yield server

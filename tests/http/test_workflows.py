@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from tests.conftest import LIGHT
 from websockets.asyncio.client import connect
 
 from facecast.audio import float_to_pcm16, resample
@@ -28,8 +29,9 @@ from facecast.types import frames_for_samples
 
 @pytest.fixture
 async def server() -> AsyncIterator[BackgroundServer]:
-    services = Services(make_stt(), EchoLLM(), EspeakTTS(), PhoneticAnimator(), audio_face=LearnedAnimator())
-    async with BackgroundServer(replace(Settings(), livelink=("off",)), services) as running:
+    services = Services(make_stt("pocketsphinx"), EchoLLM(), EspeakTTS(), PhoneticAnimator(),
+                        audio_face=LearnedAnimator())
+    async with BackgroundServer(replace(Settings(**LIGHT), livelink=("off",)), services) as running:
         yield running
 
 

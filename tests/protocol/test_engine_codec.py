@@ -129,3 +129,35 @@ def test_face_frame_with_wrong_length_is_rejected() -> None:
 )
 def test_client_messages_roundtrip(message: proto.ClientMessage) -> None:
     assert proto.decode_client_text(proto.encode_client(message)) == message
+
+
+# -- typed server messages ------------------------------------------------------------------------
+
+
+def test_server_messages_golden_and_round_trip() -> None:
+    welcome = proto.Welcome(proto.AudioFormat(24000, 1), True, True, 2.0, "conversation", "server",
+                            proto.LiveLinkInfo("Facecast", "Facecast:Facecast", 12.5))
+    assert json.loads(proto.encode_message(welcome)) == {
+        "type": "welcome", "version": 1, "audio": {"rate": 24000, "channels": 1},
+        "face": {"fps": 60, "width": 68, "enabled": True}, "acks": True, "ack_timeout": 2.0,
+        "workflow": "conversation", "turns": "server",
+        "livelink": {"subject": "Facecast", "device_id": "Facecast:Facecast", "epoch": 12.5},
+    }  # fmt: skip
+    assert proto.encode_message(proto.ClearBuffer(3)) == '{"type":"clear_buffer","utterance":3}'
+    assert proto.encode_message(proto.TranscriptUpdate("hi", True)) == '{"type":"transcript","text":"hi","final":true}'
+    assert proto.encode_message(proto.Pong()) == '{"type":"pong","id":null}'
+    messages: list[proto.ServerMessage] = [
+        welcome, proto.TranscriptUpdate("hi", True, typed=True), proto.UtteranceStart(1, 24000),
+        proto.ReplyText(1, "Hello.", 0), proto.EmotionChange(1, "happy"), proto.UtteranceEnd(1, 480, 2, "Hello."),
+        proto.ClearBuffer(1, "barge_in"), proto.Timing(1, {"engine_ack": 120.5}), proto.ErrorMessage("x", "y"),
+        proto.Pong("a"), proto.Notice("failover", {"role": "tts", "event": "failover"}),
+    ]  # fmt: skip
+    for message in messages:
+        assert proto.decode_server(proto.encode_message(message)) == message
+
+
+def test_bad_server_messages_are_refused() -> None:
+    for text in ('{"type":"utterance_start","utterance":-1,"rate":24000}', '{"type":"timing","utterance":1}',
+                 '{"type":"welcome"}', "[]"):
+        with pytest.raises(proto.ProtocolError):
+            proto.decode_server(text)

@@ -23,6 +23,9 @@ class Service:
     def __init__(self, args: list[str]) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("FACECAST_TOKEN", None)
+        # The light providers unless a test names others (flags win over the environment): these tests are
+        # about the service protocol and failover, and the light set starts in a fraction of a second.
+        env.update({"FACECAST_STT": "pocketsphinx", "FACECAST_LLM": "echo", "FACECAST_TTS": "espeak"})
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.url = ""
         self.output: list[str] = []

@@ -79,7 +79,7 @@ class SlowSTT(Slow):
     """The STT of ``facecast serve stt`` (PocketSphinx)."""
 
     def __post_init__(self) -> None:
-        self.stt = make_stt()
+        self.stt = make_stt("pocketsphinx")
 
     def transcribe(self, audio: AsyncIterable[AudioChunk]) -> AsyncIterator[Transcript]:
         return self.late(self.stt.transcribe(audio))
@@ -89,7 +89,7 @@ class SlowFace(Slow):
     """The face of ``facecast serve face`` (phonetic), in blocks of :data:`FACE_PIECE` frames."""
 
     def __post_init__(self) -> None:
-        self.face = make_face()
+        self.face = make_face("phonetic")
 
     def animate(self, speech: AsyncIterable[SpeechChunk]) -> AsyncIterator[FaceFrames]:
         def pieces(block: FaceFrames) -> Iterator[FaceFrames]:

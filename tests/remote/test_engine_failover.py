@@ -9,6 +9,8 @@ import signal
 import time
 from dataclasses import replace
 
+from tests.conftest import LIGHT
+
 from facecast.config import Settings
 from facecast.engine.sim import EngineSim, SimConfig, TurnReport
 from facecast.server import BackgroundServer
@@ -20,7 +22,7 @@ from .conftest import Service, facecast_serve
 async def test_engine_client_gets_the_whole_reply_and_a_failover_message(services: list[Service]) -> None:
     primary, backup = facecast_serve("tts"), facecast_serve("tts")
     services += [primary, backup]
-    settings = replace(Settings(), tts=f"{primary.url},{backup.url}", livelink=("off",))
+    settings = replace(Settings(**LIGHT), tts=f"{primary.url},{backup.url}", livelink=("off",))
     holder: list[BackgroundServer] = []
 
     def on_failover(event: object) -> None:

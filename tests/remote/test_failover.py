@@ -131,7 +131,7 @@ async def test_stt_backup_gets_the_whole_utterance(services: list[Service]) -> N
     services += [primary, backup]
     speech = await _reference("Hello there, how are you today?")
     chunks = list(split_chunks(speech, 22050, 20.0))
-    expected = [t async for t in make_stt().transcribe(_feed(chunks))][-1]
+    expected = [t async for t in make_stt("pocketsphinx").transcribe(_feed(chunks))][-1]
     events: list[FailoverEvent] = []
     # decoding a replayed utterance keeps a loaded CPU busy: allow the default one-second heartbeat
     lenient = FailoverOptions(ClientOptions(heartbeat_timeout=1.0, stall_timeout=10.0), on_event=events.append)

@@ -81,7 +81,7 @@ class STT:
         chunks = [c.audio for c in await _speech("Hello there, how are you today?")]
 
         async def decode() -> str:
-            final = [t async for t in make_stt().transcribe(_stream(chunks))][-1]
+            final = [t async for t in make_stt("pocketsphinx").transcribe(_stream(chunks))][-1]
             assert final.final and final.text
             return final.text
 

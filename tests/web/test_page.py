@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 import uvicorn
+from tests.conftest import LIGHT
 
 from facecast.audio import write_wav
 from facecast.config import Settings
@@ -94,11 +95,11 @@ def question(tmp_path_factory: pytest.TempPathFactory) -> Question:
 
 
 def _services() -> Services:
-    return Services(make_stt(), EchoLLM(), EspeakTTS(), PhoneticAnimator())
+    return Services(make_stt("pocketsphinx"), EchoLLM(), EspeakTTS(), PhoneticAnimator())
 
 
 def _settings() -> Settings:
-    return replace(Settings(), livelink=("off",))
+    return replace(Settings(**LIGHT), livelink=("off",))
 
 
 @pytest.fixture

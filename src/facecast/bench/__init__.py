@@ -1,75 +1,182 @@
-"""``facecast bench``: the benchmark suite. Prints tables; ``--json`` / ``--markdown`` save them."""
+"""``facecast bench``: the benchmark suite. Prints tables; ``--json`` / ``--markdown`` save them.
+
+One run measures, side by side, the embedded defaults (Whisper speech-to-text, the local Qwen language model,
+the hibari voice, the phonetic face) against the light providers, in table groups (:data:`GROUPS`) that
+``--only`` picks from:
+
+* ``stt``: word error rate on real human speech per category, real-time factor and peak RSS, Whisper vs
+  PocketSphinx (:mod:`.stt_bench`), and the end-of-input-to-final latency;
+* ``tts``: hibari vs piper vs espeak on the same sentences (:mod:`.tts_bench`);
+* ``llm``: the embedded local models as a game character (:mod:`.llm_bench`);
+* ``v2v``: voice-to-voice latency through the real server with real human speech as the player, on the real
+  defaults and with the echo LLM in their place, then the light set with spoken questions (:mod:`.turns_bench`);
+* ``resources``: each default component's real-time factor and memory, first start, disk (:mod:`.resources_bench`);
+* ``pipeline``, ``face``, ``livelink``, ``compare``, ``scale``, ``remote``: the light set's tables.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+from collections.abc import Collection
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .report import Table, machine_description
 
-__all__ = ["main", "run_all"]
+__all__ = ["GROUPS", "DEFAULTS_LABEL", "main", "run_all", "markdown_report", "parse_only"]
+
+GROUPS = ("stt", "tts", "llm", "v2v", "resources", "pipeline", "face", "livelink", "compare", "scale", "remote")
+"""The table groups of ``facecast bench``, in the order they run and print."""
+
+DEFAULTS_LABEL = "whisper + local LLM + hibari + phonetic face (the embedded defaults)"
+"""The services named in the title of the real-defaults voice-to-voice table."""
 
 
-async def run_all(quick: bool) -> tuple[list[Table], dict[str, object]]:
+def parse_only(text: str | None) -> tuple[str, ...]:
+    """The groups named by ``--only`` (comma-separated; empty or None: every group), in :data:`GROUPS`
+    order. Raises ``ValueError`` naming an unknown group."""
+    if not text:
+        return GROUPS
+    names = {part.strip().lower() for part in text.split(",") if part.strip()}
+    unknown = sorted(names - set(GROUPS))
+    if unknown:
+        raise ValueError(f"unknown benchmark group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
+    return tuple(g for g in GROUPS if g in names)
+
+
+async def _defaults_v2v(quick: bool, tables: list[Table], raw: dict[str, object]) -> None:
+    """The two voice-to-voice tables on the embedded defaults (real, then echo as the LLM), real speech. Each
+    gets freshly built services (the server closes its services when it stops), warmed up before measuring."""
+    from ..config import Settings
+    from ..llm import DEFAULT_PERSONA
+    from ..services import build_services, transcript_lead_ms, warm_up
+    from .turns_bench import real_questions, voice_to_voice
+
+    questions = real_questions()
+    turns = 3 if quick else len(questions)
+    for key, label, settings in (
+        ("voice_to_voice_defaults", DEFAULTS_LABEL, Settings()),
+        ("voice_to_voice_defaults_echo_llm", "whisper + ECHO LLM + hibari + phonetic face (what the LLM costs)",
+         replace(Settings(), llm="echo")),
+    ):
+        services = build_services(settings)
+        warm_s = await warm_up(services, settings.persona or DEFAULT_PERSONA)
+        table, data = await voice_to_voice(services, turns, settings.endpoint_ms, label=label, questions=questions,
+                                           settings=settings,
+                                           speech="real human speech: read and conversational clips 1.5-5 s")
+        table.note += (f" The player is real recorded speech streamed as a live microphone; transcript lead "
+                       f"{transcript_lead_ms(settings)} ms (automatic). Models loaded before measuring "
+                       f"({warm_s:.1f} s).")
+        tables.append(table)
+        raw[key] = {**data, "warm_up_s": warm_s}
+
+
+async def run_all(quick: bool, only: Collection[str] = GROUPS) -> tuple[list[Table], dict[str, object]]:
+    """Run the groups in ``only`` (see :data:`GROUPS`; ``quick``: fewer clips, sentences, lines, turns and
+    runs) and return their tables in print order and the raw numbers (``machine``, ``quick``, ``only`` and
+    one entry per table)."""
     from ..llm import EchoLLM
     from ..pipeline import Services
     from ..services import make_face, make_stt, make_tts
-    from .compare_bench import streaming_vs_neurosync
-    from .face_bench import face_speed
-    from .livelink_bench import jitter, sync_error
-    from .pipeline_bench import first_output_latency, speed
-    from .remote_bench import remote_overhead
-    from .scale_bench import scale
-    from .turns_bench import voice_to_voice
 
-    tts, face = make_tts(), make_face()
-    runs = 5 if quick else 30
     tables: list[Table] = []
-    raw: dict[str, object] = {"machine": machine_description(), "quick": quick}
-    table, data = await first_output_latency(tts, face, runs, (1, 3) if quick else (1, 3, 10))
-    tables.append(table)
-    raw["first_output"] = data
-    table, data = await speed(tts, face, 3 if quick else 10)
-    tables.append(table)
-    raw["speed"] = data
-    table, face_raw = face_speed(quick)
-    tables.append(table)
-    raw["face_speed"] = face_raw
-    table, data = await jitter(2.0 if quick else 10.0)
-    tables.append(table)
-    raw["livelink_jitter"] = data
-    services = Services(make_stt(), EchoLLM(), tts, face, audio_face=make_face("learned"))
-    for endpoint_ms in (300,) if quick else (300, 250):  # the default, and a faster setting side by side
-        table, data = await voice_to_voice(services, 5 if quick else 20, endpoint_ms)
+    raw: dict[str, object] = {"machine": machine_description(), "quick": quick, "only": list(only)}
+    runs = 5 if quick else 30
+    light: Services | None = None
+
+    def light_services() -> Services:
+        nonlocal light
+        if light is None:
+            light = Services(make_stt("pocketsphinx"), EchoLLM(), make_tts("espeak"), make_face("phonetic"),
+                             audio_face=make_face("learned"))
+        return light
+
+    if "stt" in only:
+        from .stt_bench import stt_accuracy, stt_latency
+
+        table, raw["stt_accuracy"] = await stt_accuracy(quick)
         tables.append(table)
-        raw[f"voice_to_voice_{endpoint_ms}ms"] = data
-    table, data = await sync_error(services, 3 if quick else 10, (1, 10) if quick else (1, 10, 100))
-    tables.append(table)
-    raw["sync"] = data
-    table, data = await streaming_vs_neurosync(services, 3 if quick else 10)
-    tables.append(table)
-    raw["streaming_vs_neurosync"] = data
-    table, data = await scale(services, (1, 2, 4) if quick else (1, 2, 4, 8, 16), 1 if quick else 3)
-    tables.append(table)
-    raw["scale"] = data
-    table, remote = await remote_overhead(20 if quick else 200, 2 if quick else 20)
-    tables.append(table)
-    raw["remote"] = remote
+        table, raw["stt_latency"] = await stt_latency(quick)
+        tables.append(table)
+    if "tts" in only:
+        from .tts_bench import SENTENCES, tts_table
+
+        table, raw["tts"] = await tts_table(count=5 if quick else len(SENTENCES))
+        tables.append(table)
+    if "llm" in only:
+        from .llm_bench import PLAYER_LINES, llm_table
+
+        table, raw["llm"] = await llm_table(8 if quick else len(PLAYER_LINES))
+        tables.append(table)
+    if "v2v" in only:
+        from ..config import Settings
+        from .turns_bench import voice_to_voice
+
+        await _defaults_v2v(quick, tables, raw)
+        light_settings = replace(Settings(), stt="pocketsphinx", llm="echo", tts="espeak", face="phonetic")
+        for endpoint_ms in (300,) if quick else (300, 250):  # the default, and a faster setting side by side
+            table, data = await voice_to_voice(light_services(), 5 if quick else 20, endpoint_ms,
+                                               settings=light_settings)
+            tables.append(table)
+            raw[f"voice_to_voice_{endpoint_ms}ms"] = data
+    if "resources" in only:
+        from .resources_bench import resources_table
+
+        table, raw["resources"] = await resources_table(quick)
+        tables.append(table)
+    if "pipeline" in only:
+        from .pipeline_bench import first_output_latency, speed
+
+        tts, face = make_tts("espeak"), make_face("phonetic")
+        table, raw["first_output"] = await first_output_latency(tts, face, runs, (1, 3) if quick else (1, 3, 10))
+        tables.append(table)
+        table, raw["speed"] = await speed(tts, face, 3 if quick else 10)
+        tables.append(table)
+    if "face" in only:
+        from .face_bench import face_speed
+
+        table, raw["face_speed"] = face_speed(quick)
+        tables.append(table)
+    if "livelink" in only:
+        from .livelink_bench import jitter, sync_error
+
+        table, raw["livelink_jitter"] = await jitter(2.0 if quick else 10.0)
+        tables.append(table)
+        table, raw["sync"] = await sync_error(light_services(), 3 if quick else 10, (1, 10) if quick else (1, 10, 100))
+        tables.append(table)
+    if "compare" in only:
+        from .compare_bench import streaming_vs_neurosync
+
+        table, raw["streaming_vs_neurosync"] = await streaming_vs_neurosync(light_services(), 3 if quick else 10)
+        tables.append(table)
+    if "scale" in only:
+        from .scale_bench import scale
+
+        table, raw["scale"] = await scale(light_services(), (1, 2, 4) if quick else (1, 2, 4, 8, 16), 1 if quick else 3)
+        tables.append(table)
+    if "remote" in only:
+        from .remote_bench import remote_overhead
+
+        table, raw["remote"] = await remote_overhead(20 if quick else 200, 2 if quick else 20)
+        tables.append(table)
     return tables, raw
 
 
-def main(quick: bool = False, json_path: str | None = None, markdown_path: str | None = None) -> int:
+def main(quick: bool = False, json_path: str | None = None, markdown_path: str | None = None,
+         only: Collection[str] = GROUPS) -> int:
+    """Run :func:`run_all`, print every table, and write the raw numbers (``json_path``) and the Markdown report
+    (``markdown_path``, see :func:`markdown_report`). Returns the exit status (0)."""
     started = time.perf_counter()
-    tables, raw = asyncio.run(run_all(quick))
+    tables, raw = asyncio.run(run_all(quick, only))
     raw["wall_s"] = time.perf_counter() - started
     print(f"Machine: {raw['machine']}\n")
     for table in tables:
         print(table.text() + "\n")
     if json_path:
-        Path(json_path).write_text(json.dumps(raw, indent=1))
+        Path(json_path).write_text(json.dumps(raw, indent=1, default=float))
     if markdown_path:
         Path(markdown_path).write_text(markdown_report(tables, raw, quick))
     return 0
@@ -78,6 +185,9 @@ def main(quick: bool = False, json_path: str | None = None, markdown_path: str |
 def markdown_report(tables: list[Table], raw: dict[str, Any], quick: bool) -> str:
     """The whole of docs/benchmarks.md: how it was produced, on what, and every table."""
     command = "facecast bench --quick" if quick else "facecast bench"
+    only = raw.get("only")
+    if only and tuple(only) != GROUPS:
+        command += f" --only {','.join(only)}"
     body = "\n\n".join(t.markdown() for t in tables)
     return (
         "# Benchmarks\n\n"
@@ -86,6 +196,9 @@ def markdown_report(tables: list[Table], raw: dict[str, Any], quick: bool) -> st
         f"Machine: {raw['machine']}. These machines are shared and noisy: read percentiles and ratios measured "
         "side by side in the same run, not single timings.\n\n"
         "Everything runs on loopback through the real components: the real server (uvicorn), the reference "
-        "engine client `engine-sim`, pocketsphinx, libespeak-ng, the phonetic face, real UDP sockets.\n\n"
+        "engine client `engine-sim` in its own process, real UDP sockets. The embedded defaults (Whisper base "
+        "int8 speech-to-text, the local Qwen2.5-Coder-0.5B-Instruct Q4_K_M language model, the hibari voice, the "
+        "phonetic face) are measured against the light providers (pocketsphinx, the echo LLM, libespeak-ng) and "
+        "piper; the player's speech in the default voice-to-voice tables is real recorded human speech.\n\n"
         f"{body}\n"
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["percentiles", "Table", "machine_description"]
+__all__ = ["percentiles", "ratio", "Table", "machine_description"]
 
 
 def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 95, 99)) -> list[float]:
@@ -19,8 +19,18 @@ def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 95, 99)) -> 
     return [float(v) for v in np.percentile(np.asarray(values, dtype=np.float64), qs)]
 
 
+def ratio(value: float) -> str:
+    """A small ratio (real-time factor) for a table cell: three decimals under 0.1 (``0.004``), else two;
+    ``-`` for NaN."""
+    if value != value:
+        return "-"
+    return f"{value:.3f}" if abs(value) < 0.1 else f"{value:.2f}"
+
+
 @dataclass(slots=True)
 class Table:
+    """A titled table: ``columns``, ``rows`` of cells formatted by :meth:`add`, and a ``note`` printed under it."""
+
     title: str
     columns: list[str]
     rows: list[list[str]] = field(default_factory=list)

@@ -1,28 +1,35 @@
 """Voice-to-voice latency: end of the player's speech -> the engine starts playing the reply.
 
-engine-sim streams espeak-spoken questions as the microphone in real time (hands-free: the server's VAD
-finds the end of the turn), against the real server on its embedded defaults. The server reports each
-stage's time from the end of speech; the client measures the whole. The sequential chain is endpointing ->
-STT final -> LLM first token -> first sentence -> TTS first chunk -> engine ack; the first face frame is
-made in parallel with the ack. "Unaccounted" is the client's total minus the server's engine-ack time.
+engine-sim streams the player's questions as the microphone in real time (hands-free: the server's VAD finds
+the end of the turn), against the real server (:class:`facecast.server.BackgroundServer`, which applies the
+settings, e.g. the automatic ``transcript_lead_ms``). The questions are espeak-spoken lines
+(:func:`spoken_questions`) or REAL human speech (:func:`real_questions`: short read and conversational clips
+of :mod:`facecast.speechdata`), each followed by silence long enough for the endpoint. The server reports
+each stage's time from the end of speech; the client measures the whole. The sequential chain is
+endpointing -> STT final -> LLM first token -> first sentence -> TTS first chunk -> engine ack
+(:data:`CHAIN`); the first face frame is made in parallel with the ack. "Unaccounted" is the client's total
+minus the server's engine-ack time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
 
+from ..audio import read_audio
 from ..config import Settings
 from ..engine.sim import SimConfig
 from ..offline import say
 from ..pipeline import Services
 from ..server import BackgroundServer
 from ..tts.espeak import EspeakTTS
+from ..types import Float32Array
 from .engines import Script, Turn, run_engines
 from .report import Table, percentiles
 
-__all__ = ["voice_to_voice", "QUESTIONS"]
+__all__ = ["voice_to_voice", "spoken_questions", "real_questions", "QUESTIONS", "CHAIN", "LIGHT_LABEL"]
 
 QUESTIONS = [
     "What is your name?",
@@ -35,32 +42,83 @@ QUESTIONS = [
 CHAIN = [("endpointing", None, "endpoint"), ("STT final", "endpoint", "stt_final"),
          ("LLM first token", "stt_final", "llm_first_token"), ("first sentence", "llm_first_token", "first_sentence"),
          ("TTS first chunk", "first_sentence", "tts_first_chunk"), ("engine ack", "tts_first_chunk", "engine_ack")]
+"""The sequential stages: (row name, server timing key it starts at (None: end of speech), key it ends at)."""
+
+LIGHT_LABEL = "pocketsphinx + echo LLM + espeak + phonetic face"
+"""The label of the light set's table (the historical title)."""
+
+_LEAD_S = 0.2
+_TAIL_S = 0.9  # enough for the default endpoint (300 ms), then the reply plays over silence
+Question = tuple[Float32Array, int]
 
 
-async def _questions(voice: str) -> list[tuple[np.ndarray, int]]:
+async def spoken_questions(voice: str = "en-gb") -> list[Question]:
+    """:data:`QUESTIONS` spoken by espeak-ng in ``voice`` (a different voice from the character's), each as
+    (PCM with 0.2 s of silence before and 0.9 s after, rate)."""
     from ..face.phonetic import PhoneticAnimator
 
     tts = EspeakTTS(voice=voice, end_pause=False)
     out = []
     for text in QUESTIONS:
         utt = await say(text, tts, PhoneticAnimator())
-        silence = np.zeros(int(0.2 * utt.rate), np.float32)
-        tail = np.zeros(int(0.9 * utt.rate), np.float32)  # enough for the endpoint, then the reply plays
-        out.append((np.concatenate([silence, utt.audio, tail]), utt.rate))
+        out.append((_pad(utt.audio, utt.rate, _TAIL_S), utt.rate))
     return out
 
 
-async def voice_to_voice(services: Services, turns: int, endpoint_ms: int = 300) -> tuple[Table, dict[str, object]]:
-    questions = await _questions("en-gb")  # a different voice from the character's
+def real_questions(count: int | None = None, *, min_s: float = 1.5, max_s: float = 5.0,
+                   tail_s: float = 1.5) -> list[Question]:
+    """REAL human speech as the player's questions: the ``read`` and ``conversational`` clips of
+    :mod:`facecast.speechdata` from ``min_s`` to ``max_s`` seconds long, alternating the two categories
+    (shortest first within each), at most ``count`` of them. Each is (PCM with 0.2 s of silence before and
+    ``tail_s`` after: longer than any endpoint setting, so the server's VAD ends the turn; rate). Raises what
+    :func:`facecast.speechdata.clips` raises when the recordings cannot be fetched."""
+    from ..speechdata import clips
+
+    per_category: list[list[Question]] = []
+    for category in ("read", "conversational"):
+        chosen: list[Question] = []
+        for clip in clips(category):
+            pcm, rate = read_audio(clip.path)
+            if min_s <= len(pcm) / rate <= max_s:
+                chosen.append((pcm, rate))
+        chosen.sort(key=lambda q: len(q[0]) / q[1])
+        per_category.append(chosen)
+    mixed: list[Question] = []
+    for k in range(max(map(len, per_category), default=0)):
+        mixed += [group[k] for group in per_category if k < len(group)]
+    return [(_pad(pcm, rate, tail_s), rate) for pcm, rate in mixed[:count]]
+
+
+def _pad(pcm: Float32Array, rate: int, tail_s: float) -> Float32Array:
+    lead = np.zeros(int(_LEAD_S * rate), np.float32)
+    tail = np.zeros(int(tail_s * rate), np.float32)
+    return np.concatenate([lead, np.asarray(pcm, np.float32), tail])
+
+
+async def voice_to_voice(services: Services, turns: int, endpoint_ms: int = 300, *, label: str = LIGHT_LABEL,
+                         questions: Sequence[Question] | None = None, settings: Settings | None = None,
+                         speech: str = "espeak-spoken questions") -> tuple[Table, dict[str, object]]:
+    """One conversation of ``turns`` spoken turns (``questions`` in order, cycled; default
+    :func:`spoken_questions`) through the real server on ``services`` with ``settings`` (default: the
+    defaults; ``endpoint_ms`` and no Live Link are applied on top). ``label`` names the services in the title,
+    ``speech`` the kind of questions. Returns the table (TOTAL, every :data:`CHAIN` stage, the first face frame
+    and the unaccounted remainder; p50/p95/p99 ms over the turns that got a reply) and the raw numbers
+    (``total_ms``, ``stages_ms``, ``unaccounted_ms``, ``turns``, ``answered``, ``transcripts``, ``errors``).
+    The caller loads the models first (:func:`facecast.services.warm_up`) when loading must not count."""
+    questions = list(questions) if questions is not None else await spoken_questions("en-gb")
+    if not questions:
+        raise ValueError("voice_to_voice needs at least one question")
     totals: list[float] = []
     stages: dict[str, list[float]] = {name: [] for name, _, _ in CHAIN}
     stages["first face frame"] = []
     unaccounted: list[float] = []
-    settings = replace(Settings(), livelink=("off",), endpoint_ms=endpoint_ms)
+    settings = replace(settings or Settings(), livelink=("off",), endpoint_ms=endpoint_ms)
     async with BackgroundServer(settings, services) as server:
         script = tuple(Turn(pcm=pcm, rate=rate) for pcm, rate in (questions[k % len(questions)] for k in range(turns)))
-        [reports] = await run_engines([Script(SimConfig(url=server.ws_url), script)])
+        [reports] = await run_engines([Script(SimConfig(url=server.ws_url), script, timeout=120.0)])
+    errors: list[dict[str, object]] = []
     for report in reports:
+        errors += report.errors
         timing = report.timing
         if not report.utterances or "engine_ack" not in timing:
             continue
@@ -71,7 +129,7 @@ async def voice_to_voice(services: Services, turns: int, endpoint_ms: int = 300)
         stages["first face frame"].append(timing["first_face"] - timing["tts_first_chunk"])
         unaccounted.append(total - timing["engine_ack"])
     table = Table(f"Voice-to-voice with {endpoint_ms} ms endpointing: end of speech -> engine playback start "
-                  f"({len(totals)} spoken turns, pocketsphinx + echo LLM + espeak + phonetic face)",
+                  f"({len(totals)} of {turns} turns, {speech}; {label})",
                   ["stage", "p50 ms", "p95 ms", "p99 ms"],
                   note="Endpointing is the configured end-of-turn silence (--endpoint-ms). Engine ack includes "
                        "engine-sim's 50 ms playback start buffer; engine-sim runs in its own process, like an engine. "
@@ -80,4 +138,5 @@ async def voice_to_voice(services: Services, turns: int, endpoint_ms: int = 300)
     for name, values in stages.items():
         table.add(f"  {name}", *percentiles(values))
     table.add("  unaccounted (transport)", *percentiles(unaccounted))
-    return table, {"total_ms": totals, "stages_ms": stages, "unaccounted_ms": unaccounted}
+    return table, {"total_ms": totals, "stages_ms": stages, "unaccounted_ms": unaccounted, "turns": turns,
+                   "answered": len(totals), "transcripts": [r.transcript for r in reports], "errors": errors}

@@ -10,6 +10,7 @@ engine's playback start on the pacer's clock. Nothing accumulates, so there is n
 - The character never freezes: between utterances each subject keeps streaming its composer's idle face
   on the same 60 fps grid (the grid of the last anchor, or of the pacer's start).
 - One loop drives any number of subjects; subjects whose schedules coincide are sent in the same wake-up.
+  With no subject at all it sleeps until one is added: no timer wake-ups, no spinning.
 - Compute ahead, send on time: right after a wake-up's sends, the pacer computes every subject's NEXT packet
   (composer and encoding), so at the due time it only hands ready bytes to the sink, back to back, and each
   subject's packets leave at the same offset in every wake-up. A packet computed ahead is discarded, and
@@ -280,6 +281,17 @@ class SubjectChannel:
         return SubjectStats(self._sent, self._skipped, self._underruns, self._discarded)
 
     @property
+    def composer(self) -> FaceComposer:
+        """What makes each frame (the idle face between utterances); replaceable at any time."""
+        return self._composer
+
+    @composer.setter
+    def composer(self, composer: FaceComposer) -> None:
+        self._composer = composer
+        if self._ahead is not None:
+            self._discard()  # computed by the previous composer
+
+    @property
     def speaking(self) -> bool:
         """True while an utterance is playing or waiting for its anchor."""
         return self._current is not None or self._pending is not None
@@ -442,7 +454,7 @@ class LiveLinkPacer:
         self._channels: dict[str, SubjectChannel] = {}
         self._epoch: float | None = None
         self._running = False
-        self._idle_tick = 0
+        self._added = asyncio.Event()  # set when a subject is added: wakes a pacer that has none
 
     @property
     def subjects(self) -> tuple[SubjectChannel, ...]:
@@ -464,6 +476,7 @@ class LiveLinkPacer:
                 raise ValueError(f"subject {subject} clashes with {other.subject}: names and device ids must differ")
         channel = SubjectChannel(subject, composer if composer is not None else PassthroughComposer())
         self._channels[subject.name] = channel
+        self._added.set()
         if self._epoch is not None:
             channel._attach(self._epoch, self.clock.now())
         return channel
@@ -491,12 +504,11 @@ class LiveLinkPacer:
                 channel._attach(epoch, now)
             while True:
                 channels = list(self._channels.values())
-                if channels:
-                    due = min(channel._next_due() for channel in channels)
-                else:  # nothing to send: keep time on the pacer's own grid
-                    self._idle_tick = max(self._idle_tick, math.ceil((clock.now() - epoch) * FPS - _EPS))
-                    due = epoch + self._idle_tick * _FRAME
-                    self._idle_tick += 1
+                if not channels:  # nothing to send: sleep until a subject is added (no wake-ups, no spinning)
+                    if not await self._wait_for_subject(until):
+                        return
+                    continue
+                due = min(channel._next_due() for channel in channels)
                 if until is not None and due > until:
                     return
                 await self._prepare(channels, epoch, due - _PREPARE_MARGIN, until)
@@ -516,6 +528,22 @@ class LiveLinkPacer:
                     self._on_tick(TickReport(due, woke, clock.now(), packets, len(computed)))
         finally:
             self._running = False
+
+    async def _wait_for_subject(self, until: float | None) -> bool:
+        """Wait for :meth:`add_subject` (True), or until the clock reaches ``until`` without one (False)."""
+        self._added.clear()
+        if until is None:
+            await self._added.wait()
+            return True
+        added = asyncio.ensure_future(self._added.wait())
+        deadline = asyncio.ensure_future(self.clock.sleep_until(until))
+        try:
+            await asyncio.wait((added, deadline), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (added, deadline):
+                task.cancel()
+            await asyncio.gather(added, deadline, return_exceptions=True)
+        return bool(self._channels)
 
     async def _prepare(self, channels: list[SubjectChannel], epoch: float, stop: float, until: float | None) -> None:
         """Compute each subject's next packet ahead (see the module's docstring), letting the event loop run

@@ -1,9 +1,14 @@
-"""Utterance sinks beside the engine WebSocket: Live Link Face output and the session recorder.
+"""The outputs beside the engine WebSocket: Live Link Face and the session recorder.
 
-Each sink receives every event of a session's utterances (:class:`~facecast.engine.session.UtteranceSink`).
-The Live Link sink holds an utterance's face frames until the engine confirms playback, then schedules them
-on the pacer from that moment (frame *i* at ``ack + i / 60``); the recorder keeps every utterance as a
-session folder (``audio.wav`` + ``shapes.csv``).
+Each is an :class:`~facecast.engine.sinks.Output` (server-wide, :meth:`run` for its lifetime) that makes one
+:class:`~facecast.engine.sinks.UtteranceSink` per session (:meth:`attach`). Sinks get the session's FINAL
+face frames (its face timeline already applied), only after the engine confirmed playback, so what Live Link
+shows, what the recorder keeps and what the WebSocket sends are the same values.
+
+- Live Link: the session's subject plays each utterance from the engine's playback start (frame *i* at
+  ``start + i / 60``) on the 60 fps pacer, and the session's idle face (from the same timeline) in between.
+- Recorder: every utterance as a session folder (``audio.wav`` + ``shapes.csv``); the files are written on a
+  worker thread (``asyncio.to_thread``), never on the event loop.
 """
 
 from __future__ import annotations
@@ -11,16 +16,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
-from ..events import AudioOut, EmotionOut, FaceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
-from ..face.layers import AnimationLayer, Emotion
+from ..events import AudioOut, FaceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
+from ..face.layers import AnimationLayer
 from ..session import SessionWriter, new_session_folder
-from ..types import FaceFrames
 from .livelink import LiveLinkPacer, LiveLinkSender, LiveLinkSubject, MonotonicClock, SubjectChannel, UtterancePlayback
+from .sinks import SessionInfo
+from .timeline import FaceTimeline
 
-__all__ = ["LiveLinkOutput", "LiveLinkSink", "RecorderSink"]
+__all__ = ["LiveLinkOutput", "LiveLinkSink", "RecorderOutput", "RecorderSink"]
 
 log = logging.getLogger(__name__)
 
@@ -28,20 +36,30 @@ log = logging.getLogger(__name__)
 class LiveLinkOutput:
     """The server's Live Link Face output: one UDP sender and one 60 fps pacer for every subject.
 
-    Each subject streams its idle face continuously from the moment it is added, so the character never
-    freezes between utterances. Use as an async context manager around the server's lifetime.
+    Each session's subject streams its idle face from the moment it is attached, so the character never
+    freezes between utterances. Run it with :meth:`run` (or use it as an async context manager) around the
+    server's lifetime; :meth:`attach` a session while it runs.
     """
 
-    def __init__(self, sender: LiveLinkSender, device_id: str = "Facecast") -> None:
+    def __init__(self, sender: LiveLinkSender, device_id: str = "Facecast", subject: str = "Facecast") -> None:
         self._sender = sender
         self._device_id = device_id
+        self._default_subject = subject
         self.pacer = LiveLinkPacer(sender, clock=MonotonicClock())
         self._task: asyncio.Task[None] | None = None
         self._used: dict[str, int] = {}
 
+    async def run(self) -> None:
+        """Open the sender and send every subject's frames until cancelled; then close the sender."""
+        await self._sender.open()
+        try:
+            await self.pacer.run()
+        finally:
+            self._sender.close()
+
     async def __aenter__(self) -> LiveLinkOutput:
         await self._sender.open()
-        self._task = asyncio.create_task(self.pacer.run())
+        self._task = asyncio.create_task(self.run())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -51,32 +69,49 @@ class LiveLinkOutput:
                 await self._task
         self._sender.close()
 
-    def subject(self, wanted: str, seed: int = 0) -> tuple[SubjectChannel, AnimationLayer]:
-        """A new subject named ``wanted`` (or ``wanted-2``, ... if the name is taken) with its own layer."""
+    def describe(self) -> dict[str, object]:
+        return {"output": "livelink", "targets": [str(t) for t in self._sender.targets],
+                "subjects": [c.subject.name for c in self.pacer.subjects]}
+
+    def attach(self, session: SessionInfo) -> LiveLinkSink:
+        """The session's subject (``hello.subject`` or the default), showing the session's face timeline."""
+        channel, _ = self.subject(session.hello.subject or self._default_subject, composer=session.timeline)
+        return LiveLinkSink(channel, None, self)
+
+    def subject(self, wanted: str, seed: int = 0, *, composer: FaceTimeline | None = None
+                ) -> tuple[SubjectChannel, AnimationLayer]:
+        """A new subject named ``wanted`` (or ``wanted-2``, ... if the name is taken) showing ``composer``'s
+        idle face (default: a new timeline seeded ``seed``); returns it and that timeline's layer."""
         count = self._used.get(wanted, 0) + 1
         self._used[wanted] = count
         name = wanted if count == 1 else f"{wanted}-{count}"
-        layer = AnimationLayer(seed=seed)
+        timeline = composer if composer is not None else FaceTimeline(seed)
         subject = LiveLinkSubject(name, f"{self._device_id}:{name}")
-        return self.pacer.add_subject(subject, layer), layer
+        return self.pacer.add_subject(subject, timeline), timeline.layer
 
     def release(self, channel: SubjectChannel) -> None:
         self.pacer.remove_subject(channel.subject.name)
 
 
 class LiveLinkSink:
-    """Feeds one session's utterances to its Live Link subject, anchored at the engine's playback ack."""
+    """Plays one session's utterances on its Live Link subject, from the engine's playback start.
 
-    def __init__(self, channel: SubjectChannel, layer: AnimationLayer, output: LiveLinkOutput | None = None) -> None:
+    ``layer`` (older callers) is the subject's idle face until the session hands over its own timeline
+    (:meth:`use_timeline`); frames given to the sink are final and shown as they are.
+    """
+
+    def __init__(self, channel: SubjectChannel, layer: AnimationLayer | None = None,
+                 output: LiveLinkOutput | None = None) -> None:
         self.channel = channel
-        self._layer = layer
+        if layer is not None:
+            channel.composer = FaceTimeline(0, layer=layer)
         self._output = output
         self._utterance = -1
-        self._rate = 0
-        self._held: list[FaceFrames] = []
-        self._emotions: list[tuple[int, Emotion]] = []
         self._playback: UtterancePlayback | None = None
-        self._ended = False
+
+    def use_timeline(self, timeline: FaceTimeline) -> None:
+        """Show ``timeline``'s idle face between utterances (the session's, so both agree)."""
+        self.channel.composer = timeline
 
     def describe(self) -> dict[str, object]:
         """For the client's ``welcome``: the subject it drives and, for tools on the same host, the
@@ -86,41 +121,22 @@ class LiveLinkSink:
 
     def on_event(self, event: UtteranceEvent) -> None:
         if isinstance(event, UtteranceStarted):
-            self._utterance, self._rate = event.utterance, event.rate
-            self._held, self._emotions, self._playback, self._ended = [], [], None, False
-        elif event.utterance != self._utterance:
+            self._utterance, self._playback = event.utterance, None
+        elif event.utterance != self._utterance or self._playback is None:
             return
         elif isinstance(event, FaceOut):
-            if self._playback is None:
-                self._held.append(event.frames)
-            else:
-                self._playback.push(event.frames)
-        elif isinstance(event, EmotionOut):
-            self._emotions.append((event.start, Emotion(event.emotion)))
+            self._playback.push(event.frames)
         elif isinstance(event, UtteranceEnded):
-            self._ended = True
-            if self._playback is not None:
-                self._playback.finish()
-        elif isinstance(event, AudioOut):
-            pass
+            self._playback.finish()
 
     def on_playback_started(self, utterance: int, monotonic_time: float) -> None:
-        if utterance != self._utterance or self._playback is not None:
-            return
-        playback = self.channel.play(monotonic_time)
-        for start, emotion in self._emotions:
-            self._layer.set_emotion(emotion, at=monotonic_time + start / self._rate)
-        for frames in self._held:
-            playback.push(frames)
-        self._held = []
-        if self._ended:
-            playback.finish()
-        self._playback = playback
+        if utterance == self._utterance and self._playback is None:
+            self._playback = self.channel.play(monotonic_time)
 
     def on_clear(self, utterance: int) -> None:
         if utterance == self._utterance:
             self.channel.clear()
-            self._held, self._playback = [], None
+            self._playback = None
 
     def close(self) -> None:
         """The session ended: its subject stops streaming."""
@@ -129,51 +145,131 @@ class LiveLinkSink:
             self._output = None
 
 
+class RecorderOutput:
+    """``--record ROOT``: every session's utterances kept under ``ROOT`` (see :class:`RecorderSink`)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    async def run(self) -> None:
+        """Nothing to hold open: waits until cancelled."""
+        await asyncio.Event().wait()
+
+    def attach(self, session: SessionInfo) -> RecorderSink:
+        return RecorderSink(self.root)
+
+    def describe(self) -> dict[str, object]:
+        return {"output": "recorder", "folder": str(self.root)}
+
+
+_Job = Callable[[], None]
+
+
 class RecorderSink:
     """Keeps every utterance of a session as ``ROOT/<uuid>/audio.wav`` + ``shapes.csv`` (``--record``).
 
-    Face frames are recorded with the animation layer applied (blinks, gaze, head, emotion) on a clock that
-    continues across the session's utterances, so a recording replays as the character looked. An
-    utterance that is interrupted is kept up to where it was cut, audio and face trimmed to match.
+    Face frames are recorded as given (in a session: the final frames, as the character looked). An
+    utterance that is interrupted is kept up to where it was cut, audio and face reconciled to match.
+
+    Writing happens off the event loop: inside a running loop every file operation is queued, in order, to a
+    worker that runs them with ``asyncio.to_thread``; :meth:`close` returns that worker so a caller can
+    await the last writes (:attr:`folders` is complete then). Without a running loop (offline tools) the
+    writes happen inline.
+
+    Recording is best-effort: when the folder cannot be written (missing permission, full disk) the error
+    is logged once, the recorder switches itself off (``disabled``) and raises nothing, so the session's
+    replies go on unrecorded. ``seed`` is accepted for older callers and unused.
     """
 
     def __init__(self, root: str | Path, seed: int = 0) -> None:
         self.root = Path(root)
-        self._layer = AnimationLayer(seed=seed)
-        self._clock = 0.0
         self._writer: SessionWriter | None = None
         self._utterance = -1
         self._rate = 0
+        self._jobs: deque[_Job] = deque()
+        self._worker: asyncio.Task[None] | None = None
         self.folders: list[Path] = []
+        self.disabled = False
+        """Set after a write failed: nothing more is recorded in this session."""
 
+    # -- the sink (event loop side: only queues work) ---------------------------------------------
     def on_event(self, event: UtteranceEvent) -> None:
+        if self.disabled:
+            return
         if isinstance(event, UtteranceStarted):
-            self._finish()
             self._utterance, self._rate = event.utterance, event.rate
-            self._writer = SessionWriter(new_session_folder(self.root), event.rate)
+            self._submit(lambda: self._open(event.rate))
+        elif event.utterance != self._utterance:
             return
-        writer = self._writer
-        if writer is None or event.utterance != self._utterance:
-            return
-        if isinstance(event, AudioOut):
-            writer.append_audio(event.chunk.pcm)
+        elif isinstance(event, AudioOut):
+            pcm = event.chunk.pcm
+            self._submit(lambda: self._write(lambda w: w.append_audio(pcm)))
         elif isinstance(event, FaceOut):
-            t0 = self._clock + event.frames.start / 60
-            writer.append_frames(self._layer.frames(t0, event.frames.values))
-        elif isinstance(event, EmotionOut):
-            self._layer.set_emotion(Emotion(event.emotion), at=self._clock + event.start / self._rate)
+            values = event.frames.values
+            self._submit(lambda: self._write(lambda w: w.append_frames(values)))
         elif isinstance(event, UtteranceEnded):
-            self._finish()
+            self._submit(self._finish)
 
     def on_playback_started(self, utterance: int, monotonic_time: float) -> None:
         return None
 
     def on_clear(self, utterance: int) -> None:
-        if utterance == self._utterance:
-            self._finish()
+        if utterance == self._utterance and not self.disabled:
+            self._submit(self._finish)
 
-    def close(self) -> None:
+    def close(self) -> asyncio.Task[None] | None:
+        """Finish the utterance in progress. Returns the pending writes' worker (await it to be sure they
+        are done), or None when everything is written already."""
+        self._submit(self._finish)
+        return self._worker if self._worker is not None and not self._worker.done() else None
+
+    async def aclose(self) -> None:
+        """:meth:`close`, then wait for every write."""
+        worker = self.close()
+        if worker is not None:
+            await worker
+
+    def _submit(self, job: _Job) -> None:
+        self._jobs.append(job)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no event loop: nothing to keep responsive, write now
+            self._run_jobs()
+            return
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def _work(self) -> None:
+        while self._jobs:
+            await asyncio.to_thread(self._run_jobs)
+
+    # -- the worker (a thread, or inline without a loop) -----------------------------------------
+    def _run_jobs(self) -> None:
+        while self._jobs:
+            job = self._jobs.popleft()
+            if self.disabled:
+                continue
+            try:
+                job()
+            except (OSError, ValueError) as exc:  # ValueError: soundfile's "could not open" on some systems
+                self._disable(exc)
+
+    def _open(self, rate: int) -> None:
         self._finish()
+        self._writer = SessionWriter(new_session_folder(self.root), rate)
+
+    def _write(self, action: Callable[[SessionWriter], None]) -> None:
+        if self._writer is not None:
+            action(self._writer)
+
+    def _disable(self, exc: Exception) -> None:
+        self.disabled = True
+        self._jobs.clear()
+        writer, self._writer = self._writer, None
+        log.error("recording to %s failed (%s); recording is off for this session, replies go on", self.root, exc)
+        if writer is not None:
+            with suppress(Exception):
+                writer.close()
 
     def _finish(self) -> None:
         writer, self._writer = self._writer, None
@@ -182,9 +278,8 @@ class RecorderSink:
         start = time.perf_counter()
         try:
             folder = writer.close()
-        except OSError as exc:
-            log.error("could not finish recording of utterance %d: %s", self._utterance, exc)
+        except (OSError, ValueError) as exc:
+            log.error("could not finish recording of an utterance in %s: %s", self.root, exc)
             return
-        self._clock += writer.samples / max(1, self._rate)
         self.folders.append(folder)
         log.debug("recorded %s in %.1f ms", folder, (time.perf_counter() - start) * 1000)

@@ -10,7 +10,6 @@ error (how far each Live Link frame's arrival is from the moment its audio sampl
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import time
 from collections.abc import Sequence
@@ -85,7 +84,9 @@ class TurnReport:
     transcript: str = ""
     utterances: list[UtteranceReport] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    """``error`` messages, as their JSON objects (``code``, ``message``)."""
     messages: list[dict[str, Any]] = field(default_factory=list)
+    """Every JSON message received, as its object (typed decoding: :func:`facecast.protocol.engine.decode_server`)."""
     timing: dict[str, float] = field(default_factory=dict)
     """The server's per-stage times of the reply (ms from the end of speech)."""
 
@@ -109,6 +110,8 @@ class EngineSim:
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
         self.welcome: dict[str, Any] = {}
+        """The server's ``welcome`` as its JSON object (:attr:`accepted` is the typed message)."""
+        self.accepted: proto.Welcome | None = None
         self._ws: ClientConnection | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._listener = _LiveLinkListener()
@@ -124,13 +127,14 @@ class EngineSim:
                 lambda: self._listener, local_addr=("127.0.0.1", cfg.livelink_port), family=socket.AF_INET)
         headers = {"Authorization": f"Bearer {cfg.token}"} if cfg.token else None
         self._ws = await connect(cfg.url, additional_headers=headers, max_size=2**21)
-        hello = {"type": "hello", "version": proto.VERSION, "audio": {"rate": cfg.rate, "channels": 1},
-                 "mic": {"rate": cfg.mic_rate, "channels": 1}, "face": True, "acks": cfg.acks,
-                 "subject": cfg.subject, "turns": cfg.turns}
-        await self._ws.send(json.dumps(hello))
-        self.welcome = json.loads(await self._ws.recv())
-        if self.welcome.get("type") != "welcome":
-            raise ConnectionError(f"server refused the session: {self.welcome}")
+        hello = proto.Hello(audio=proto.AudioFormat(cfg.rate, 1), mic=proto.AudioFormat(cfg.mic_rate, 1), face=True,
+                            subject=cfg.subject, acks=cfg.acks, turns=cfg.turns)
+        await self._ws.send(proto.encode_message(hello))
+        raw = await self._ws.recv()
+        welcome = proto.decode_server(raw)
+        if not isinstance(welcome, proto.Welcome):
+            raise ConnectionError(f"server refused the session: {raw!r}")
+        self.accepted, self.welcome = welcome, proto.decode_server_text(raw)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -150,7 +154,7 @@ class EngineSim:
     async def say_text(self, text: str, timeout: float = 30.0) -> TurnReport:
         """Type ``text`` and receive the whole reply."""
         report = TurnReport(speech_end=time.monotonic())
-        await self.ws.send(json.dumps({"type": "text", "text": text}))
+        await self.ws.send(proto.encode_message(proto.UserText(text)))
         return await self.receive_reply(report, timeout)
 
     async def say_audio(self, pcm: Float32Array, rate: int, timeout: float = 30.0, realtime: bool = True) -> TurnReport:
@@ -164,7 +168,7 @@ class EngineSim:
         if self.config.turns == "client":
             await self.stream_mic(pcm, rate, realtime)
             report.speech_end = time.monotonic()
-            await self.ws.send(json.dumps({"type": "end_of_speech"}))
+            await self.ws.send(proto.encode_message(proto.EndOfSpeech()))
             return await self.receive_reply(report, timeout)
         sending = asyncio.create_task(self.stream_mic(pcm, rate, realtime))
         try:
@@ -232,32 +236,31 @@ class EngineSim:
                 elif isinstance(packet, proto.FacePacket):
                     self._on_face(current, packet, now)
                 continue
-            data = json.loads(message)
-            report.messages.append(data)
-            kind = data.get("type")
-            if kind == "transcript" and data.get("final"):
-                report.transcript = data["text"]
-            elif kind == "utterance_start":
-                current = UtteranceReport(data["utterance"])
+            report.messages.append(proto.decode_server_text(message))
+            event = proto.decode_server(message)
+            if isinstance(event, proto.TranscriptUpdate) and event.final:
+                report.transcript = event.text
+            elif isinstance(event, proto.UtteranceStart):
+                current = UtteranceReport(event.utterance)
                 report.utterances.append(current)
                 playing_out = None
-            elif kind == "utterance_end" and current is not None:
-                current.ended, current.text = True, data.get("text", "")
+            elif isinstance(event, proto.UtteranceEnd) and current is not None:
+                current.ended, current.text = True, event.text
                 if not self.config.play_out:
                     return report
                 playing_out = current
-            elif kind == "clear_buffer":
-                cleared = next((u for u in report.utterances if u.utterance == data.get("utterance")), None)
+            elif isinstance(event, proto.ClearBuffer):
+                cleared = next((u for u in report.utterances if u.utterance == event.utterance), None)
                 if cleared is not None and not cleared.cleared:
                     cleared.cleared = True
                     await self._played(cleared, interrupted=True)
                     if cleared is playing_out:
                         playing_out = None
-            elif kind == "timing":
-                report.timing = data.get("stages", {})
-            elif kind == "error":
-                report.errors.append(data)
-                if data.get("code") in ("ack_timeout", "service_unavailable", "no_speech", "bad_input"):
+            elif isinstance(event, proto.Timing):
+                report.timing = dict(event.stages)
+            elif isinstance(event, proto.ErrorMessage):
+                report.errors.append({"type": "error", "code": event.code, "message": event.message})
+                if event.code in ("ack_timeout", "service_unavailable", "no_speech", "bad_input"):
                     return report
 
     async def _on_audio(self, utt: UtteranceReport, packet: proto.AudioPacket, now: float) -> None:
@@ -283,8 +286,7 @@ class EngineSim:
         if delay > 0:
             await asyncio.sleep(delay)
         utt.playback_start = utt.acked_at = time.monotonic()
-        await self.ws.send(json.dumps({"type": "playback_started", "utterance": utt.utterance,
-                                       "at": utt.playback_start}))
+        await self.ws.send(proto.encode_message(proto.PlaybackStarted(utt.utterance, utt.playback_start)))
 
     def _on_face(self, utt: UtteranceReport, packet: proto.FacePacket, now: float) -> None:
         if self.config.acks and not utt.acked_at:
@@ -300,19 +302,18 @@ class EngineSim:
         if interrupted:
             elapsed = time.monotonic() - utt.playback_start if utt.acked_at else 0.0
             played = min(utt.samples, max(0, int(elapsed * self.config.rate)))
-        await self.ws.send(json.dumps({"type": "playback_finished", "utterance": utt.utterance,
-                                       "position": played, "interrupted": interrupted}))
+        await self.ws.send(proto.encode_message(proto.PlaybackFinished(utt.utterance, played, interrupted)))
         self._collect_livelink(utt)
 
     def _collect_livelink(self, utt: UtteranceReport) -> None:
-        info = self.welcome.get("livelink") or {}
-        epoch = info.get("epoch")
-        if epoch is None or not self._listener.packets:
+        info = self.accepted.livelink if self.accepted is not None else None
+        if info is None or info.epoch is None or not self._listener.packets:
             return
+        epoch = info.epoch
         end = utt.playback_start + utt.samples / self.config.rate
         for arrival, data in self._listener.packets:
             frame = decode_frame(data)
-            if frame.subject != info.get("subject"):
+            if frame.subject != info.subject:
                 continue
             due = epoch + frame.time  # when the server meant this packet to be shown
             if not utt.playback_start - 0.5 / FPS <= due <= end:

@@ -304,7 +304,7 @@ class _Utterance:
                     "could not anticipate it (the TTS breaks the SpeechChunk timing contract)",
                     phoneme.symbol, phoneme.start, self.heard,
                 )  # fmt: skip
-            found = self._animator._classify(phoneme.symbol)
+            found = self._animator._classify(phoneme.symbol, phoneme.alphabet)
             splits = GLIDE_SPLITS[len(found)]
             bounds = [start, *(start + s * (end - start) for s in splits), end]
             for i, viseme in enumerate(found):
@@ -368,8 +368,8 @@ class PhoneticAnimator:
         """Phoneme symbols this animator met and did not recognise (shown with the neutral ``unk`` pose)."""
         return frozenset(self._unknown)
 
-    def _classify(self, symbol: str) -> tuple[str, ...]:
-        found = lookup(symbol)
+    def _classify(self, symbol: str, alphabet: str = "espeak") -> tuple[str, ...]:
+        found = lookup(symbol, alphabet)
         if not found.known and symbol not in self._unknown:
             self._unknown.add(symbol)
             _log.warning("unknown phoneme symbol %r: shown as a neutral mouth", symbol)

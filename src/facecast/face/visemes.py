@@ -265,14 +265,20 @@ def strip_marks(symbol: str) -> str:
     return symbol.strip().strip(_STRESS).strip()
 
 
-def lookup(symbol: str) -> Lookup:
-    """The viseme sequence for an espeak-ng phoneme mnemonic; never raises.
+def lookup(symbol: str, alphabet: str = "espeak") -> Lookup:
+    """The viseme sequence for a phoneme ``symbol`` of ``alphabet`` (an espeak-ng mnemonic by default); never
+    raises. Symbols of the other alphabets (:data:`facecast.types.ALPHABETS`) are looked up in
+    :mod:`facecast.face.phonesets`.
 
     Stress marks are ignored. Pauses (any symbol starting with ``_``, ``|`` or ``||``) and empty symbols
     are :data:`PAUSE`. Otherwise the exact mnemonic is looked up, then its longest known prefix whose rest
     is only variant decoration (``I2`` -> ``I``, ``@5`` -> ``@``, ``t#`` -> ``t``, ``l/2`` -> ``l``,
     ``i@3`` -> ``i@``). Anything else gives ``Lookup((UNKNOWN,), known=False)``.
     """
+    if alphabet != "espeak":
+        from .phonesets import lookup_symbol
+
+        return lookup_symbol(symbol, alphabet)
     core = strip_marks(symbol)
     if not core or core[0] in "_|":
         return Lookup((PAUSE,), True)

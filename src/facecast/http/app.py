@@ -1,13 +1,13 @@
 """The main server: FastAPI app with ``/health`` and the engine WebSocket ``/ws/engine``.
 
 The app owns no model state of its own: it is given the :class:`~facecast.pipeline.Services` and creates
-one :class:`~facecast.engine.session.EngineSession` per WebSocket connection.
+one :class:`~facecast.engine.session.EngineSession` per WebSocket connection. Every route sits behind
+:class:`~facecast.http.security.AccessMiddleware` (Host, Origin and token rules of :mod:`facecast.auth`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from .. import __version__
+from ..auth import AccessPolicy, check_token_strength, redact_url
 from ..config import Settings
 from ..engine.livelink import LiveLinkSender, parse_targets
 from ..engine.outputs import LiveLinkOutput, LiveLinkSink, RecorderSink
@@ -29,8 +30,10 @@ from ..engine.session import EngineSession, SessionConfig, UtteranceSink
 from ..metrics import CONTENT_TYPE, Metrics
 from ..pipeline import Services
 from ..protocol.engine import Hello
+from ..services import transcript_lead_ms
 from ..vad import TurnConfig
 from .neurosync import NeuroSyncBackends, NeuroSyncOptions, neurosync_router
+from .security import AccessMiddleware
 
 __all__ = ["create_app", "AppState", "TransportClosed"]
 
@@ -62,7 +65,9 @@ class AppState:
         return self.neurosync
 
     def broadcast(self, kind: str, **fields: Any) -> None:
-        """Send an event message (e.g. ``failover``) to every connected client, without waiting."""
+        """Send an event message (e.g. ``failover``) to every connected client, without waiting. Fields
+        named ``*url`` are sent with their credentials removed (:func:`facecast.auth.redact_url`)."""
+        fields = {k: redact_url(v) if k.endswith("url") and isinstance(v, str) else v for k, v in fields.items()}
         for session in self.sessions:
             session.post(kind, **fields)
 
@@ -99,16 +104,6 @@ class _WebSocketTransport:
         await self._send({"type": "websocket.send", "bytes": data})
 
 
-def _authorized(ws: WebSocket, token: str) -> bool:
-    if not token:
-        return True
-    offered = ws.query_params.get("token", "")
-    header = ws.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        offered = header[7:].strip()
-    return hmac.compare_digest(offered.encode(), token.encode())
-
-
 async def _warm_up(services: Services) -> None:
     """Load models before the first client so its first turn is fast (each warm-up is optional)."""
     for service in (services.stt, services.tts, services.face):
@@ -133,7 +128,12 @@ async def _close_services(services: Services) -> None:
 
 
 def create_app(state: AppState) -> FastAPI:
-    """The ASGI app for ``facecast run`` (and for tests, which drive it in-process or over a socket)."""
+    """The ASGI app for ``facecast run`` (and for tests, which drive it in-process or over a socket).
+
+    Raises :class:`~facecast.errors.ConfigError` when the settings bind off loopback with a weak token
+    (:func:`facecast.auth.check_token_strength`).
+    """
+    check_token_strength(state.settings.host, state.settings.token)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -151,16 +151,18 @@ def create_app(state: AppState) -> FastAPI:
 
     app = FastAPI(title="Facecast", version=__version__, lifespan=lifespan)
     app.state.facecast = state
+    app.add_middleware(AccessMiddleware, policy=AccessPolicy.from_settings(state.settings))
 
     @app.get("/health")
     async def health() -> JSONResponse:
+        """Liveness and configuration summary; service specs are reported without credentials."""
         settings = state.settings
         return JSONResponse({
             "status": "ok",
             "version": __version__,
             "uptime_s": round(time.monotonic() - state.started, 3),
             "sessions": len(state.sessions),
-            "services": {"stt": settings.stt, "llm": settings.llm, "tts": settings.tts, "face": settings.face},
+            "services": {role: redact_url(getattr(settings, role)) for role in ("stt", "llm", "tts", "face")},
         })
 
     @app.get("/", include_in_schema=False)
@@ -178,14 +180,12 @@ def create_app(state: AppState) -> FastAPI:
 
     @app.websocket("/ws/engine")
     async def engine(ws: WebSocket) -> None:
-        if not _authorized(ws, state.settings.token):
-            await ws.close(code=4401, reason="missing or wrong access token")
-            return
+        """The engine protocol (docs/protocol.md); the middleware has checked Host, Origin and token."""
         await ws.accept()
         settings = state.settings
         config = SessionConfig(ack_timeout=settings.ack_timeout, persona=settings.persona or None,
                                turns=TurnConfig(end_ms=settings.endpoint_ms, barge_in_ms=settings.barge_in_ms,
-                                                transcript_lead_ms=settings.transcript_lead_ms))
+                                                transcript_lead_ms=transcript_lead_ms(settings)))
         session = EngineSession(state.services, _WebSocketTransport(ws), config, state.sinks_for,
                                 metrics=state.metrics)
         state.sessions.add(session)

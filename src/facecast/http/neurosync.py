@@ -14,10 +14,12 @@
 Endpoint groups switch on and off like NeuroSync's ``ENABLE_*_ENDPOINTS`` flags (see
 :class:`NeuroSyncOptions`); a switched-off endpoint answers 404 naming the setting. Every error is JSON,
 ``{"status": "error", "code", "message"}`` (plus ``"hint"`` when something can be installed): 400 for a
-malformed or empty body, 401 for a missing token, 413 for a body over the limit, 415 for a wrong content
-type, 422 for a well-formed request that cannot be used (too-short audio, invalid fields), 501 for a
-feature that is not installed or configured, 503 when a service fails. The value conventions and the
-multipart layout are in :mod:`facecast.protocol.neurosync`.
+malformed or empty body, 413 for a body over the limit (or audio whose header declares more than the
+decode limits), 415 for a wrong content type, 422 for a well-formed request that cannot be used
+(too-short audio, invalid fields), 501 for a feature that is not installed or configured, 503 when a
+service fails or all audio decoding slots are busy (with ``Retry-After``). The token (401), ``Host`` and
+``Origin`` rules are applied in front of every route by :mod:`facecast.http.security`. The value
+conventions and the multipart layout are in :mod:`facecast.protocol.neurosync`.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
-import hmac
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -48,6 +50,7 @@ from .extras.embeddings import Embedder, load_embedder
 from .extras.images import Captioner, ClipScorer, load_captioner, load_clip
 from .neurosync_io import (
     MAX_AUDIO_SECONDS,
+    MAX_DECODED_BYTES,
     MB,
     ApiError,
     EmbeddingRequest,
@@ -89,9 +92,10 @@ _VOICE_CACHE = 16
 @dataclass(frozen=True, slots=True)
 class NeuroSyncOptions:
     """What the router serves and accepts. ``max_upload_bytes`` bounds audio and image bodies; JSON bodies
-    with base64 audio may be 4/3 of it; text-only JSON bodies ``max_text_bytes``. A non-empty ``token`` is
-    required from clients as ``Authorization: Bearer T``, ``API-Key: T`` (NeuroSync's header),
-    ``X-API-Key: T`` or ``?token=T``."""
+    with base64 audio may be 4/3 of it; text-only JSON bodies ``max_text_bytes``. At most ``max_decodes``
+    audio requests are decoded and processed at once (each may hold up to ``max_decoded_bytes`` of PCM);
+    more answer 503 with ``Retry-After``. The access token is checked in front of the router
+    (:mod:`facecast.http.security`)."""
 
     audio: bool = True
     tts: bool = True
@@ -100,7 +104,8 @@ class NeuroSyncOptions:
     max_upload_bytes: int = 50 * MB
     max_text_bytes: int = MB
     min_audio_seconds: float = wire.MIN_AUDIO_SECONDS
-    token: str = ""
+    max_decodes: int = 2
+    max_decoded_bytes: int = MAX_DECODED_BYTES
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NeuroSyncOptions:
@@ -110,7 +115,6 @@ class NeuroSyncOptions:
             embedding=settings.neurosync_embedding_endpoints,
             image=settings.neurosync_image_endpoints,
             max_upload_bytes=max(1, int(settings.neurosync_max_upload_mb * MB)),
-            token=settings.token,
         )
 
 
@@ -166,7 +170,7 @@ class NeuroSyncBackends:
         ``/audio_to_blendshapes`` uses ``settings.neurosync_face`` when set, else ``services.audio_face``
         (the configured face when it is audio-driven, e.g. ``neurosync:model.pth``, else the learned model).
         """
-        from ..services import make_face, make_tts
+        from ..services import make_face, make_tts, remote_urls, resolve
 
         audio_spec = settings.neurosync_face.strip()
         audio_face: Lazy[FaceAnimator]
@@ -175,10 +179,13 @@ class NeuroSyncBackends:
         elif audio_spec and audio_spec.lower() == settings.face.strip().lower():
             audio_face = Lazy.ready(services.face)
         else:
-            audio_face = Lazy(functools.partial(make_face, audio_spec or "learned"))
+            audio_face = Lazy(functools.partial(make_face, audio_spec or "learned", settings))
 
         def tts_for_voice(voice: str) -> TextToSpeech:
-            return make_tts(settings.tts, voice, settings.speech_rate, settings.pitch)
+            if remote_urls(settings.tts):
+                raise ConfigError("voices can be chosen per request only with a local TTS")
+            provider, _ = resolve("tts", settings.tts)
+            return make_tts(f"{provider.name}:{voice}", settings)
 
         return cls(
             stt=services.stt,
@@ -280,23 +287,23 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
     b64_upload = upload * 4 // 3 + 64 * 1024
     drain_cap = max(b64_upload, 16 * MB) * 2
 
-    def check_token(request: Request) -> None:
-        if not options.token:
-            return
-        offered = request.query_params.get("token", "")
-        for header in ("api-key", "x-api-key"):
-            offered = request.headers.get(header, offered)
-        auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("bearer "):
-            offered = auth[7:].strip()
-        if not hmac.compare_digest(offered.encode(), options.token.encode()):
-            raise ApiError(401, "unauthorized", "missing or wrong access token",
-                           "send it as 'Authorization: Bearer TOKEN' or 'API-Key: TOKEN'")
+    decoding = asyncio.Semaphore(max(1, options.max_decodes))
+
+    @asynccontextmanager
+    async def decode_slot() -> AsyncIterator[None]:
+        """One of ``max_decodes`` slots for decoding and processing an audio body, or 503 at once."""
+        if decoding.locked():
+            raise ApiError(503, "busy", f"{options.max_decodes} audio requests are being processed; retry shortly",
+                           headers={"Retry-After": "1"})
+        async with decoding:
+            yield
+
+    async def decode(body: bytes, min_seconds: float) -> tuple[Float32Array, int]:
+        return await asyncio.to_thread(decode_audio, body, min_seconds, options.max_decoded_bytes)
 
     def route(path: str, group: str, enabled: bool, summary: str, **extra: Any) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             async def endpoint(request: Request) -> Response:
-                check_token(request)
                 if not enabled:
                     setting = f"neurosync_{group}_endpoints"
                     raise ApiError(404, "endpoint_disabled", f"{path} is switched off on this server",
@@ -317,22 +324,26 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
            openapi_extra=_RAW_AUDIO)
     async def audio_to_blendshapes(request: Request) -> Response:
         """The body is an audio file's bytes (WAV, FLAC, OGG...; any rate, channels are mixed down), sent as
-        ``application/octet-stream`` or ``audio/*``. Answers ``{"blendshapes": [[68 values], ...]}``: one frame
-        per 1/60 s of audio (rounded up), values 0-60 in [0, 1], emotions 61-67 unscaled. Audio under ~83 ms
-        is refused (422)."""
+        ``application/octet-stream`` or ``audio/*`` (no Content-Type, text, forms: 415). Answers
+        ``{"blendshapes": [[68 values], ...]}``: one frame per 1/60 s of audio (rounded up), values 0-60 in
+        [0, 1], emotions 61-67 unscaled. Audio under ~83 ms is refused (422)."""
         media = media_type(request)
         if not is_audio_type(media):
             raise unsupported(media, "the audio file's bytes as application/octet-stream or audio/*")
         body = await read_body(request, upload, "audio")
-        pcm, rate = await asyncio.to_thread(decode_audio, body, options.min_audio_seconds)
-        try:
-            face = await backends().audio_face.get()
-        except ConfigError as exc:
-            raise ApiError(501, "not_available", f"no audio-driven face animator is available: {exc}",
-                           "configure an audio-driven animator: --face learned or --face neurosync:PATH/model.pth, "
-                           "or the setting neurosync_face (FACECAST_NEUROSYNC_FACE)") from None
-        frames = await animate_audio(face, pcm, rate)
-        payload = await asyncio.to_thread(wire.blendshapes_json, frames)
+        async with decode_slot():
+            pcm, rate = await decode(body, options.min_audio_seconds)
+            del body
+            try:
+                face = await backends().audio_face.get()
+            except ConfigError as exc:
+                raise ApiError(501, "not_available", f"no audio-driven face animator is available: {exc}",
+                               "configure an audio-driven animator: --face learned or --face "
+                               "neurosync:PATH/model.pth, or the setting neurosync_face (FACECAST_NEUROSYNC_FACE)"
+                               ) from None
+            frames = await animate_audio(face, pcm, rate)
+            del pcm
+            payload = await asyncio.to_thread(wire.blendshapes_json, frames)
         return Response(payload, media_type="application/json")
 
     @route("/transcribe", "audio", options.audio, "Speech to text",
@@ -343,7 +354,7 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
         (when asked for) are one segment ``{"start", "end", "text"}`` spanning the audio."""
         media = media_type(request)
         timestamps = False
-        if is_audio_type(media) and media:
+        if is_audio_type(media):
             audio = await read_body(request, upload, "audio")
         elif is_json_type(media):
             parsed = parse_json(await read_body(request, b64_upload, "request body"), TranscribeRequest)
@@ -353,8 +364,10 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
             timestamps = parsed.return_timestamps
         else:
             raise unsupported(media, "application/json with audio_base64, or the audio file's bytes")
-        pcm, rate = await asyncio.to_thread(decode_audio, audio, 0.0)
-        text = (await transcribe_pcm(pcm, rate, backends().stt)).strip()
+        async with decode_slot():
+            pcm, rate = await decode(audio, 0.0)
+            del audio
+            text = (await transcribe_pcm(pcm, rate, backends().stt)).strip()
         result: dict[str, Any] = {"status": "success", "transcription": text}
         if timestamps:
             result["timestamps"] = [{"start": 0.0, "end": round(len(pcm) / rate, 3), "text": text}] if text else []

@@ -11,20 +11,18 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import io
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import soundfile as sf
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 from starlette.requests import ClientDisconnect
 
-from ..audio import read_audio
+from ..audio import AudioTooLargeError, read_audio
 from ..errors import ConfigError, FacecastError, InputError, ServiceError
+from ..protocol import jsonlimits
 from ..types import Float32Array
 from .extras import ExtraUnavailable
 from .extras.images import ImageDecodeError
@@ -32,6 +30,7 @@ from .extras.images import ImageDecodeError
 __all__ = [
     "MB",
     "MAX_AUDIO_SECONDS",
+    "MAX_DECODED_BYTES",
     "ApiError",
     "ErrorBody",
     "Handler",
@@ -61,19 +60,28 @@ MB = 1 << 20
 MAX_AUDIO_SECONDS = 30 * 60
 """Longest audio the endpoints decode (a compressed file under the byte limit can hold hours)."""
 
-_AUDIO_TYPES = ("", "application/octet-stream", "application/ogg")
+MAX_DECODED_BYTES = 256 * MB
+"""Most float32 data one uploaded audio file may decode to (frames x channels x 4), judged from its header
+before decoding: about 23 minutes of 48 kHz mono, or 70 minutes of 16 kHz mono."""
+
+_AUDIO_TYPES = ("application/octet-stream", "application/ogg")
+"""Besides ``audio/*``. No Content-Type, ``text/plain``, forms and multipart are refused: those are what any
+web page can send to another site without asking (a "simple" request); NeuroSync's Player sends
+``application/octet-stream``."""
 
 
 class ApiError(Exception):
     """An answer other than 200, as JSON ``{"status": "error", "code", "message"[, "hint"][, "errors"]}``."""
 
-    def __init__(self, status: int, code: str, message: str, hint: str = "", errors: list[Any] | None = None):
+    def __init__(self, status: int, code: str, message: str, hint: str = "", errors: list[Any] | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.hint = hint
         self.errors = errors
+        self.headers = headers or {}
 
     def response(self) -> JSONResponse:
         body: dict[str, Any] = {"status": "error", "code": self.code, "message": self.message}
@@ -81,8 +89,8 @@ class ApiError(Exception):
             body["hint"] = self.hint
         if self.errors is not None:
             body["errors"] = self.errors
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
-        return JSONResponse(body, status_code=self.status, headers=headers)
+        headers = {"WWW-Authenticate": "Bearer", **self.headers} if self.status == 401 else self.headers
+        return JSONResponse(body, status_code=self.status, headers=headers or None)
 
 
 class ErrorBody(BaseModel):
@@ -173,11 +181,13 @@ def too_large(what: str, limit: int) -> ApiError:
 
 
 def is_audio_type(media: str) -> bool:
+    """``application/octet-stream``, ``application/ogg`` or ``audio/*``; not an empty (absent) type."""
     return media in _AUDIO_TYPES or media.startswith("audio/")
 
 
 def is_json_type(media: str) -> bool:
-    return media in ("", "application/json") or media.endswith("+json")
+    """``application/json`` or ``*/*+json``; not an empty (absent) type, which any page may send anywhere."""
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 def unsupported(media: str, accepted: str) -> ApiError:
@@ -217,9 +227,9 @@ def parse_json(body: bytes, model: type[M]) -> M:
     if not body.strip():
         raise ApiError(400, "empty_body", "the request body is empty; send a JSON object")
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ApiError(400, "bad_json", f"the request body is not valid JSON: {exc}") from None
+        data = jsonlimits.loads(body, max_bytes=len(body))  # the size was bounded when the body was read
+    except jsonlimits.JsonLimitError as exc:
+        raise ApiError(400, "bad_json", f"the request body is not valid JSON: {exc.message}") from None
     if not isinstance(data, dict):
         raise ApiError(422, "bad_input", "the request body must be a JSON object")
     try:
@@ -239,26 +249,21 @@ def decode_base64(text: str, what: str) -> bytes:
         raise ApiError(400, "bad_base64", f"{what} is not valid base64: {exc}") from None
 
 
-def decode_audio(data: bytes, min_seconds: float) -> tuple[Float32Array, int]:
-    """Decode an audio file (blocking); 400 for what is not audio, 413/422 for too long/too short."""
+def decode_audio(data: bytes, min_seconds: float,
+                 max_decoded_bytes: int = MAX_DECODED_BYTES) -> tuple[Float32Array, int]:
+    """Decode an audio file (blocking). Its header is judged before decoding: 413 ``too_long`` past
+    :data:`MAX_AUDIO_SECONDS`, 413 ``too_large`` past ``max_decoded_bytes`` of float32 once decoded, 400
+    ``bad_audio`` for what is not audio (or declares an unusable rate or channel count); 422 when too short."""
     if not data:
         raise ApiError(400, "empty_body", "the request body is empty; send the bytes of an audio file (e.g. WAV)")
     try:
-        info = sf.info(io.BytesIO(data))
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        reason = getattr(exc, "error_string", "") or str(exc)
-        raise ApiError(400, "bad_audio", f"the body is not an audio file this server can decode ({reason}); "
-                                         "send WAV, FLAC, OGG or another format libsndfile reads") from None
-    if info.samplerate > 0 and info.frames / info.samplerate > MAX_AUDIO_SECONDS:
-        raise ApiError(413, "too_long", f"the audio is {info.frames / info.samplerate:.0f} s long; the limit is "
-                                        f"{MAX_AUDIO_SECONDS} s")
-    try:
-        pcm, rate = read_audio(data)
+        pcm, rate = read_audio(data, max_decoded_bytes=max_decoded_bytes, max_seconds=MAX_AUDIO_SECONDS)
+    except AudioTooLargeError as exc:
+        raise ApiError(413, exc.code, str(exc).replace("<bytes> ", ""),
+                       "send shorter audio, fewer channels or a lower sample rate") from None
     except InputError as exc:
-        raise ApiError(400, "bad_audio", str(exc)) from None
+        raise ApiError(400, "bad_audio", f"{exc}; send WAV, FLAC, OGG or another format libsndfile reads") from None
     if len(pcm) < min_seconds * rate:
         raise ApiError(422, "audio_too_short", f"the audio is {len(pcm) / rate * 1000:.0f} ms long; at least "
                                                f"{min_seconds * 1000:.0f} ms are needed to animate it")
     return pcm, rate
-
-

@@ -16,12 +16,12 @@ from ..types import ChatMessage
 __all__ = ["EchoLLM", "NO_LLM_HINT", "echo_reply", "split_words"]
 
 NO_LLM_HINT = (
-    "No language model is configured, so the character repeats what it hears. To give it a real one:\n"
+    "The echo model is chosen, so the character repeats what it hears. To give it a real one:\n"
+    "  - the embedded chat model (the default): --llm local (or local:smollm2, local:/path/to/model.gguf)\n"
     "  - Ollama:            --llm http://localhost:11434/v1 --llm-model llama3.2\n"
     "  - llama.cpp server:  --llm http://localhost:8080/v1\n"
     "  - any OpenAI-compatible server (vLLM, LM Studio, OpenAI): --llm <base URL> --llm-model <name>\n"
     "    (API key from FACECAST_LLM_KEY or OPENAI_API_KEY)\n"
-    "  - a local .gguf file: pip install 'facecast[llamacpp]', then --llm /path/to/model.gguf\n"
     "The same settings can come from the FACECAST_LLM and FACECAST_LLM_MODEL environment variables."
 )
 """Help text shown when the echo stand-in answers: how to configure a real language model."""

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..types import FACE_WIDTH, Float32Array
+from . import jsonlimits
 
 __all__ = [
     "VERSION",
@@ -58,6 +59,21 @@ __all__ = [
     "encode_face",
     "decode_binary",
     "WORKFLOWS",
+    "LiveLinkInfo",
+    "Welcome",
+    "TranscriptUpdate",
+    "UtteranceStart",
+    "ReplyText",
+    "EmotionChange",
+    "UtteranceEnd",
+    "ClearBuffer",
+    "Timing",
+    "ErrorMessage",
+    "Pong",
+    "Notice",
+    "ServerMessage",
+    "encode_message",
+    "decode_server",
 ]
 
 VERSION = 1
@@ -65,7 +81,7 @@ HEADER = struct.Struct("<BBHIQ")
 FACE_HEADER = struct.Struct("<BBHIIHH")
 KIND_MIC, KIND_AUDIO, KIND_FACE = 1, 2, 3
 MAX_TEXT_FRAME = 64 * 1024
-"""Largest JSON text frame accepted, in bytes."""
+"""Largest JSON text frame accepted, in UTF-8 bytes (not characters)."""
 MAX_BINARY_FRAME = 1024 * 1024
 """Largest binary frame accepted, in bytes (about 5 s of 48 kHz stereo PCM16)."""
 MAX_WIRE_FRAME = 4 * MAX_BINARY_FRAME
@@ -157,12 +173,10 @@ ClientMessage = Hello | UserText | EndOfSpeech | PlaybackStarted | PlaybackFinis
 
 
 def _obj(text: str | bytes) -> dict[str, Any]:
-    if len(text) > MAX_TEXT_FRAME:
-        raise ProtocolError("too_large", f"text message of {len(text)} bytes exceeds {MAX_TEXT_FRAME}")
     try:
-        data = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError("bad_json", f"message is not valid JSON: {exc}") from None
+        data = jsonlimits.loads(text, MAX_TEXT_FRAME)
+    except jsonlimits.JsonLimitError as exc:
+        raise ProtocolError(exc.code, f"text message refused: {exc.message}") from None
     if not isinstance(data, dict):
         raise ProtocolError("bad_message", "message must be a JSON object")
     if not isinstance(data.get("type"), str):
@@ -194,8 +208,9 @@ def _hello(data: dict[str, Any]) -> Hello:
     if version != VERSION:
         raise ProtocolError("bad_version", f"protocol version {version} is not supported; this server speaks {VERSION}")
     subject = data.get("subject", "")
-    if not isinstance(subject, str) or len(subject.encode()) > 256:
-        raise ProtocolError("bad_message", "'subject' must be a string of at most 256 bytes")
+    if not isinstance(subject, str) or len(subject.encode()) > 256 or jsonlimits.has_control_chars(subject):
+        raise ProtocolError("bad_message", "'subject' must be a string of at most 256 bytes, without control "
+                                           "characters")
     workflow = data.get("workflow", "conversation")
     if workflow not in WORKFLOWS:
         raise ProtocolError("bad_message", f"'workflow' must be one of {WORKFLOWS}, got {workflow!r}")
@@ -217,6 +232,8 @@ def _user_text(data: dict[str, Any]) -> UserText:
         raise ProtocolError("bad_message", "'text' must be a non-empty string")
     if len(text) > MAX_TYPED_TEXT:
         raise ProtocolError("too_large", f"'text' has {len(text)} characters; the limit is {MAX_TYPED_TEXT}")
+    if jsonlimits.has_control_chars(text, allow="\t\n\r"):
+        raise ProtocolError("bad_message", "'text' holds control characters (NUL, ESC...)")
     return UserText(text)
 
 
@@ -255,21 +272,239 @@ def decode_client_text(text: str | bytes) -> ClientMessage:
 
 
 def encode_server(kind: str, **fields: Any) -> str:
-    """Serialise a server message: ``encode_server("utterance_start", utterance=3, rate=24000)``."""
-    return json.dumps({"type": kind, **fields}, separators=(",", ":"), ensure_ascii=False)
+    """Serialise a server message: ``encode_server("utterance_start", utterance=3, rate=24000)``.
+
+    The result is always sendable as a WebSocket text frame: a lone surrogate in a field (text that came
+    from elsewhere) is escaped as ``\\udXXX`` rather than making the frame unencodable."""
+    text = json.dumps({"type": kind, **fields}, separators=(",", ":"), ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps({"type": kind, **fields}, separators=(",", ":"))
+    return text
 
 
 def encode_client(message: ClientMessage) -> str:
-    """Serialise a client message (used by ``facecast engine-sim`` and tests)."""
-    names = {Hello: "hello", UserText: "text", EndOfSpeech: "end_of_speech", PlaybackStarted: "playback_started",
-             PlaybackFinished: "playback_finished", Interrupt: "interrupt", Ping: "ping", Bye: "bye"}
-    body = {k: v for k, v in asdict(message).items() if v is not None}
-    return json.dumps({"type": names[type(message)], **body}, separators=(",", ":"), ensure_ascii=False)
+    """Serialise a client message (used by ``facecast engine-sim`` and tests); :func:`encode_message` too."""
+    return encode_message(message)
 
 
 def decode_server_text(text: str | bytes) -> dict[str, Any]:
-    """Parse a server JSON message (client side). Raises :class:`ProtocolError` when malformed."""
+    """Parse a server JSON message into its raw object (client side). Raises :class:`ProtocolError` when
+    malformed. :func:`decode_server` gives the typed message."""
     return _obj(text)
+
+
+# -- server -> client JSON messages (docs/protocol.md, "Server -> client") --------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LiveLinkInfo:
+    """The Live Link subject a session drives; ``epoch`` is the server's monotonic time of frame number 0."""
+
+    subject: str
+    device_id: str
+    epoch: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """The session is accepted. ``face`` says whether face frames come over the socket (always 60 x 68)."""
+
+    audio: AudioFormat
+    face: bool
+    acks: bool
+    ack_timeout: float
+    workflow: str
+    turns: str
+    livelink: LiveLinkInfo | None = None
+    version: int = VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptUpdate:
+    text: str
+    final: bool
+    typed: bool = False
+    """True for text the client typed (the field is sent only when true)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceStart:
+    utterance: int
+    rate: int
+    channels: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyText:
+    utterance: int
+    text: str
+    at: int
+    """Sample offset (client rate) where this text's audio starts."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmotionChange:
+    utterance: int
+    emotion: str
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceEnd:
+    utterance: int
+    samples: int
+    frames: int
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClearBuffer:
+    utterance: int
+    reason: str | None = None
+    """``barge_in``, ``interrupt``, ``new_turn``; None (not sent) for an abandoned utterance."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    utterance: int
+    stages: dict[str, float]
+    """Milliseconds from the end of the player's speech, per stage (a fresh dict per message; never shared)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorMessage:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    id: int | str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Any other server event (``failover``, and types a newer server adds): its ``type`` and fields."""
+
+    type: str
+    fields: dict[str, Any]
+
+
+ServerMessage = (
+    Welcome | TranscriptUpdate | UtteranceStart | ReplyText | EmotionChange | UtteranceEnd | ClearBuffer | Timing
+    | ErrorMessage | Pong | Notice
+)
+
+_NAMES: dict[type, str] = {
+    Hello: "hello", UserText: "text", EndOfSpeech: "end_of_speech", PlaybackStarted: "playback_started",
+    PlaybackFinished: "playback_finished", Interrupt: "interrupt", Ping: "ping", Bye: "bye",
+    Welcome: "welcome", TranscriptUpdate: "transcript", UtteranceStart: "utterance_start", ReplyText: "reply_text",
+    EmotionChange: "emotion", UtteranceEnd: "utterance_end", ClearBuffer: "clear_buffer", Timing: "timing",
+    ErrorMessage: "error", Pong: "pong",
+}  # fmt: skip
+_KEEP_NONE = (Pong,)  # ``{"type": "pong", "id": null}`` answers a ping without an id
+
+
+def _body(message: ClientMessage | ServerMessage) -> dict[str, Any]:
+    if isinstance(message, Notice):
+        return dict(message.fields)
+    if isinstance(message, Welcome):
+        body: dict[str, Any] = {
+            "version": message.version, "audio": asdict(message.audio),
+            "face": {"fps": 60, "width": FACE_WIDTH, "enabled": message.face}, "acks": message.acks,
+            "ack_timeout": message.ack_timeout, "workflow": message.workflow, "turns": message.turns,
+        }  # fmt: skip
+        if message.livelink is not None:
+            body["livelink"] = asdict(message.livelink)
+        return body
+    body = asdict(message)
+    if isinstance(message, TranscriptUpdate) and not message.typed:
+        del body["typed"]
+    if not isinstance(message, _KEEP_NONE):
+        body = {k: v for k, v in body.items() if v is not None}
+    return body
+
+
+def encode_message(message: ClientMessage | ServerMessage) -> str:
+    """Serialise any JSON message of either direction to the text frame docs/protocol.md specifies."""
+    kind = message.type if isinstance(message, Notice) else _NAMES[type(message)]
+    return encode_server(kind, **_body(message))
+
+
+def _str(data: dict[str, Any], key: str, default: str | None = None) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str):
+        raise ProtocolError("bad_message", f"'{key}' must be a string, got {value!r}")
+    return value
+
+
+def _bool(data: dict[str, Any], key: str, default: bool | None = None) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise ProtocolError("bad_message", f"'{key}' must be true or false, got {value!r}")
+    return value
+
+
+def _welcome(data: dict[str, Any]) -> Welcome:
+    face = data.get("face")
+    if not isinstance(face, dict):
+        raise ProtocolError("bad_message", "'face' must be an object {fps, width, enabled}")
+    timeout = data.get("ack_timeout")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise ProtocolError("bad_message", "'ack_timeout' must be a number")
+    info = data.get("livelink")
+    livelink = None
+    if isinstance(info, dict):
+        epoch = info.get("epoch")
+        livelink = LiveLinkInfo(_str(info, "subject"), _str(info, "device_id"),
+                                float(epoch) if isinstance(epoch, int | float) else None)
+    return Welcome(_format(data, "audio", AudioFormat()), _bool(face, "enabled"), _bool(data, "acks"),
+                   float(timeout), _str(data, "workflow"), _str(data, "turns"), livelink,
+                   _int(data, "version", 0, 2**31))
+
+
+def _utt(data: dict[str, Any]) -> int:
+    return _int(data, "utterance", 0, 2**32 - 1)
+
+
+def decode_server(text: str | bytes) -> ServerMessage:
+    """Parse one server JSON text frame into its typed message (client side: engine-sim, tests).
+
+    A type this client does not know comes back as :class:`Notice` (clients must ignore unknown types).
+    Raises :class:`ProtocolError` for a frame that is not a JSON object, or a known type with bad fields."""
+    data = _obj(text)
+    kind = data.pop("type")
+    if kind == "welcome":
+        return _welcome(data)
+    if kind == "transcript":
+        return TranscriptUpdate(_str(data, "text"), _bool(data, "final"), _bool(data, "typed", False))
+    if kind == "utterance_start":
+        return UtteranceStart(_utt(data), _int(data, "rate", 1, 10**6), _int(data, "channels", 1, 2, 1))
+    if kind == "reply_text":
+        return ReplyText(_utt(data), _str(data, "text"), _int(data, "at", 0, 2**63 - 1))
+    if kind == "emotion":
+        return EmotionChange(_utt(data), _str(data, "emotion"))
+    if kind == "utterance_end":
+        return UtteranceEnd(_utt(data), _int(data, "samples", 0, 2**63 - 1), _int(data, "frames", 0, 2**63 - 1),
+                            _str(data, "text", ""))
+    if kind == "clear_buffer":
+        reason = data.get("reason")
+        return ClearBuffer(_utt(data), None if reason is None else _str(data, "reason"))
+    if kind == "timing":
+        stages = data.get("stages")
+        if not isinstance(stages, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in stages.values()
+        ):
+            raise ProtocolError("bad_message", "'stages' must be an object of numbers")
+        return Timing(_utt(data), {str(k): float(v) for k, v in stages.items()})
+    if kind == "error":
+        return ErrorMessage(_str(data, "code"), _str(data, "message", ""))
+    if kind == "pong":
+        ident = data.get("id")
+        return Pong(ident if isinstance(ident, int | str) and not isinstance(ident, bool) else None)
+    return Notice(kind, data)
 
 
 # -- binary frames ------------------------------------------------------------------------------

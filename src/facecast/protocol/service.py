@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..types import FACE_WIDTH, AudioChunk, ChatMessage, FaceFrames, Phoneme, Transcript, Word
+from ..types import ALPHABETS, FACE_WIDTH, AudioChunk, ChatMessage, FaceFrames, Phoneme, Transcript, Word
 from .engine import ProtocolError
 
 __all__ = [
@@ -237,6 +237,11 @@ def encode(message: Message) -> str:
     elif isinstance(message, Timing):
         body["id"] = message.id
         body["phonemes"] = [[p.symbol, p.start, p.end] for p in message.phonemes]
+        alphabets = {p.alphabet for p in message.phonemes}
+        if alphabets - {"espeak"}:
+            if len(alphabets) > 1:
+                raise ValueError(f"one timing message carries phonemes of one alphabet, got {sorted(alphabets)}")
+            body["alphabet"] = alphabets.pop()
         body["words"] = [[w.text, w.start, w.end] for w in message.words]
     else:
         for name in message.__slots__:  # every message is a slots dataclass
@@ -365,7 +370,10 @@ def _spans(obj: dict[str, Any], key: str, limit: int) -> list[tuple[str, int, in
 
 
 def _timing(obj: dict[str, Any]) -> Timing:
-    phonemes = tuple(Phoneme(*s) for s in _spans(obj, "phonemes", 16))
+    alphabet = obj.get("alphabet", "espeak")
+    if alphabet not in ALPHABETS:
+        raise _bad(f"'alphabet' must be one of {ALPHABETS}, got {alphabet!r}")
+    phonemes = tuple(Phoneme(s[0], s[1], s[2], alphabet) for s in _spans(obj, "phonemes", 16))
     words = tuple(Word(*s) for s in _spans(obj, "words", 256))
     return Timing(_id(obj), phonemes, words)
 

@@ -1,11 +1,14 @@
-"""Failover wrappers: one per role, each itself an implementation of that role over several endpoints.
+"""Failover wrappers: one per role, each itself an implementation of that role over several members.
 
-Endpoints are tried in the configured order. When one fails (:class:`facecast.errors.ServiceError`: refused,
-closed, "connects then closes", dead or hung by heartbeat, past a deadline, garbage) the request moves to the
-next one at once, a :class:`FailoverEvent` is reported (log, ``facecast_failovers_total``, callback), and the
-failed endpoint is probed in the background with jittered exponential backoff (from ``backoff_initial``, tens
-of ms) until it answers; new requests then prefer it again. When every endpoint is down a request still tries
-them all, ``rounds`` times, sleeping a jittered backoff between rounds.
+A member is any implementation of the role: a client of a standalone service (``ws://...``) or a local
+provider (``--tts hibari,ws://gpu1:8768,espeak``). Members are tried in the configured order. When one fails
+(:class:`facecast.errors.ServiceError`: refused, closed, "connects then closes", dead or hung by heartbeat,
+past a deadline, garbage) the request moves to the next one at once, a :class:`FailoverEvent` is reported
+(log, ``facecast_failovers_total``, callback), and the failed member is probed in the background with
+jittered exponential backoff (from ``backoff_initial``, tens of ms) until it answers (a service: its endpoint
+answers a probe twice; a local provider with a ``probe()`` coroutine: that succeeds; any other local
+provider: after the backoff); new requests then prefer it again. When every member is down a request still
+tries them all, ``rounds`` times, sleeping a jittered backoff between rounds.
 
 What each role guarantees across a failover:
 
@@ -14,7 +17,9 @@ What each role guarantees across a failover:
   the partial reply (an ``assistant`` message) and any restart of the already emitted text is dropped, so
   nothing is repeated;
 - TTS: the sentence is synthesised again and the samples already yielded are skipped, so audio is neither
-  repeated nor dropped (exact for the same voice on every endpoint; use the same voice everywhere);
+  repeated nor dropped (exact for the same voice on every member; a different backup voice finishes the
+  sentence in its own voice). The wrapper's rate is the highest of its members'; a member with another rate
+  is resampled (its timing scaled);
 - face: the utterance's speech so far is replayed to the backup and only frames not yet yielded are kept.
 """
 
@@ -32,11 +37,13 @@ from ..aio import closing
 from ..errors import InputError, ServiceError
 from ..metrics import Metrics
 from ..protocol.service import Role
+from ..roles import FaceAnimator, LanguageModel, SpeechToText, TextToSpeech
+from ..tts.resampled import speech_at
 from ..types import AudioChunk, ChatMessage, FaceFrames, SpeechChunk, Transcript
 from .client import ClientOptions, Endpoint, RemoteFace, RemoteLLM, RemoteSTT, RemoteTTS
 
 __all__ = ["FailoverEvent", "FailoverOptions", "FailoverSTT", "FailoverLLM", "FailoverTTS", "FailoverFace",
-           "make_failover"]
+           "make_failover", "wrap_failover", "member_name"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,21 +78,42 @@ def _jitter(base: float) -> float:
     return base * random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not cryptography
 
 
-class _Group(Generic[T]):
-    """The endpoints of one role: their order, which are down, and the background probes."""
+def member_name(member: object) -> str:
+    """How a member appears in events and logs: a service's URL, else its provider's ``repr``."""
+    endpoint = getattr(member, "endpoint", None)
+    if isinstance(endpoint, Endpoint):
+        return endpoint.url
+    return getattr(member, "failover_name", None) or type(member).__name__
 
-    def __init__(self, role: Role, clients: Sequence[T], options: FailoverOptions) -> None:
+
+class _Group(Generic[T]):
+    """The members of one role: their order, which are down, and the background probes."""
+
+    def __init__(self, role: Role, clients: Sequence[T], options: FailoverOptions,
+                 names: Sequence[str] | None = None) -> None:
         if not clients:
-            raise ValueError("a failover group needs at least one endpoint")
+            raise ValueError("a failover group needs at least one member")
         self.role = role
         self.clients = list(clients)
+        self.names = list(names) if names is not None else [member_name(c) for c in clients]
+        if len(self.names) != len(self.clients):
+            raise ValueError("one name per failover member")
         self.options = options
         self.down: set[int] = set()
         self._probes: dict[int, asyncio.Task[None]] = {}
 
-    def endpoint(self, index: int) -> Endpoint:
-        endpoint: Endpoint = getattr(self.clients[index], "endpoint")  # noqa: B009 - typed by the client classes
-        return endpoint
+    async def _probe_once(self, index: int) -> None:
+        """Raise :class:`ServiceError` while member ``index`` does not answer."""
+        member = self.clients[index]
+        endpoint = getattr(member, "endpoint", None)
+        if isinstance(endpoint, Endpoint):
+            await endpoint.probe()
+            await asyncio.sleep(self.options.client.quick_close)
+            await endpoint.probe()  # still there: it did not just connect and close
+            return
+        probe = getattr(member, "probe", None)
+        if probe is not None:
+            await probe()
 
     async def attempts(self) -> AsyncIterator[tuple[int, T]]:
         """Endpoints to try for one request: up ones in order, then down ones; backoff between rounds."""
@@ -101,12 +129,12 @@ class _Group(Generic[T]):
 
     def failed(self, index: int, error: ServiceError, progress: str, next_index: int | None) -> None:
         """Record a failure of endpoint ``index`` and report the move to ``next_index``."""
-        url = self.endpoint(index).url
+        url = self.names[index]
         if index not in self.down:
             self.down.add(index)
             if index not in self._probes or self._probes[index].done():
                 self._probes[index] = asyncio.create_task(self._probe(index))
-        to = self.endpoint(next_index).url if next_index is not None else ""
+        to = self.names[next_index] if next_index is not None else ""
         reason = getattr(error, "reason", str(error))
         if getattr(error, "quick_close", False):
             reason += " (connects then closes)"
@@ -122,20 +150,17 @@ class _Group(Generic[T]):
             opts.on_event(event)
 
     async def _probe(self, index: int) -> None:
-        endpoint = self.endpoint(index)
+        name = self.names[index]
         delay = self.options.backoff_initial
         while index in self.down:
             await asyncio.sleep(_jitter(delay))
             delay = min(self.options.backoff_max, delay * 2)
             try:
-                await endpoint.probe()
-                await asyncio.sleep(self.options.client.quick_close)
-                await endpoint.probe()  # still there: it did not just connect and close
+                await self._probe_once(index)
             except ServiceError:
                 continue
             self.down.discard(index)
-            self._report(FailoverEvent(self.role, "restored", endpoint.url, endpoint.url, "answering again", "",
-                                       time.time()))
+            self._report(FailoverEvent(self.role, "restored", name, name, "answering again", "", time.time()))
 
     def succeeded(self, index: int) -> None:
         if index in self.down:
@@ -147,8 +172,10 @@ class _Group(Generic[T]):
             task.cancel()
         await asyncio.gather(*probes, return_exceptions=True)
         self._probes.clear()
-        for i in range(len(self.clients)):
-            await self.endpoint(i).aclose()
+        for member in self.clients:
+            close = getattr(member, "aclose", None)
+            if close is not None:
+                await close()
 
 
 def _next(group: _Group[Any], index: int) -> int | None:
@@ -205,8 +232,9 @@ class _Replay(Generic[T]):
 class _Base(Generic[T]):
     role: Role
 
-    def __init__(self, clients: Sequence[T], options: FailoverOptions | None = None) -> None:
-        self.group = _Group(self.role, clients, options or FailoverOptions())
+    def __init__(self, clients: Sequence[T], options: FailoverOptions | None = None,
+                 names: Sequence[str] | None = None) -> None:
+        self.group = _Group(self.role, clients, options or FailoverOptions(), names)
 
     def _fail(self, index: int, error: ServiceError, progress: str) -> None:
         self.group.failed(index, error, progress, _next(self.group, index))
@@ -219,7 +247,7 @@ class _Base(Generic[T]):
         await self.group.aclose()
 
 
-class FailoverSTT(_Base[RemoteSTT]):
+class FailoverSTT(_Base[SpeechToText]):
     role: Role = "stt"
 
     async def transcribe(self, audio: AsyncIterable[AudioChunk]) -> AsyncIterator[Transcript]:
@@ -243,7 +271,7 @@ class FailoverSTT(_Base[RemoteSTT]):
             await replay.aclose()
 
 
-class FailoverLLM(_Base[RemoteLLM]):
+class FailoverLLM(_Base[LanguageModel]):
     role: Role = "llm"
 
     async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
@@ -286,19 +314,21 @@ def _trim_speech(chunk: SpeechChunk, sent: int) -> SpeechChunk | None:
                        tuple(w for w in chunk.words if w.start >= sent))
 
 
-class FailoverTTS(_Base[RemoteTTS]):
+class FailoverTTS(_Base[TextToSpeech]):
     role: Role = "tts"
 
     @property
     def sample_rate(self) -> int:
-        return self.group.clients[0].sample_rate
+        """The highest rate of the members (the others are resampled to it)."""
+        return max(client.sample_rate for client in self.group.clients)
 
     async def synthesize(self, text: str) -> AsyncIterator[SpeechChunk]:
         sent = 0
+        rate = self.sample_rate
         last: ServiceError | None = None
         async for index, client in self.group.attempts():
             try:
-                async with closing(client.synthesize(text)) as chunks:
+                async with closing(speech_at(client, text, rate)) as chunks:
                     async for chunk in chunks:
                         trimmed = _trim_speech(chunk, sent)
                         if trimmed is not None and len(trimmed.audio.pcm):
@@ -314,7 +344,7 @@ class FailoverTTS(_Base[RemoteTTS]):
         raise self._give_up(last)
 
 
-class FailoverFace(_Base[RemoteFace]):
+class FailoverFace(_Base[FaceAnimator]):
     role: Role = "face"
 
     async def animate(self, speech: AsyncIterable[SpeechChunk]) -> AsyncIterator[FaceFrames]:
@@ -346,7 +376,7 @@ class FailoverFace(_Base[RemoteFace]):
 
 def make_failover(role: Role, urls: Sequence[str], options: FailoverOptions | None = None,
                   tts_rate: int = 22050) -> FailoverSTT | FailoverLLM | FailoverTTS | FailoverFace:
-    """The failover wrapper of ``role`` over ``urls`` (tried in this order)."""
+    """The failover wrapper of ``role`` over the services at ``urls`` (tried in this order)."""
     opts = options or FailoverOptions()
     if role == "stt":
         return FailoverSTT([RemoteSTT(u, opts.client) for u in urls], opts)
@@ -355,4 +385,13 @@ def make_failover(role: Role, urls: Sequence[str], options: FailoverOptions | No
     if role == "tts":
         return FailoverTTS([RemoteTTS(u, opts.client, tts_rate) for u in urls], opts)
     return FailoverFace([RemoteFace(u, opts.client) for u in urls], opts)
+
+
+def wrap_failover(role: Role, members: Sequence[Any], names: Sequence[str],
+                  options: FailoverOptions | None = None) -> FailoverSTT | FailoverLLM | FailoverTTS | FailoverFace:
+    """The failover wrapper of ``role`` over ``members`` (any implementations of the role, local or remote),
+    tried in this order; ``names`` label them in events and logs."""
+    kinds = {"stt": FailoverSTT, "llm": FailoverLLM, "tts": FailoverTTS, "face": FailoverFace}
+    wrapper: FailoverSTT | FailoverLLM | FailoverTTS | FailoverFace = kinds[role](members, options, names)
+    return wrapper
 

@@ -9,7 +9,6 @@ or the connection closing cancels a request's task, which closes the role's stre
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,19 +16,18 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, cast
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from ..aio import closing
-from ..audio import Resampler
-from ..config import LOOPBACK_HOSTS
+from ..auth import AccessPolicy, check_token_rule, header
 from ..errors import ConfigError, FacecastError
 from ..protocol import service as sp
 from ..roles import FaceAnimator, LanguageModel, SpeechToText, TextToSpeech
+from ..tts.resampled import speech_at
 from ..types import AudioChunk, SpeechChunk
 
 __all__ = ["DEFAULT_PORTS", "MAX_REQUESTS", "WS_MAX_SIZE", "ServiceServer", "start_server", "check_token_rule",
@@ -48,22 +46,25 @@ RoleImpl = SpeechToText | LanguageModel | TextToSpeech | FaceAnimator
 _ROLE_TYPES: dict[str, type] = {"stt": SpeechToText, "llm": LanguageModel, "tts": TextToSpeech, "face": FaceAnimator}
 
 
-def check_token_rule(host: str, token: str) -> None:
-    """Raise :class:`ConfigError` when ``host`` is not loopback and no access token is set."""
-    if host not in LOOPBACK_HOSTS and not token:
-        raise ConfigError(f"binding to {host} exposes the service beyond this machine: set an access token with "
-                          "--token or FACECAST_TOKEN")
-
-
 def token_matches(request: Request, token: str) -> bool:
-    """Whether ``request`` carries ``token`` (``Authorization: Bearer`` or ``?token=``), compared in constant time."""
-    given = ""
-    auth = request.headers.get("Authorization", "")
-    if auth.startswith("Bearer "):
-        given = auth[len("Bearer ") :]
-    else:
-        given = (parse_qs(urlsplit(request.path).query).get("token") or [""])[0]
-    return hmac.compare_digest(given.encode(), token.encode())
+    """Whether ``request`` carries ``token`` (see :mod:`facecast.auth`), compared in constant time."""
+    return AccessPolicy(token=token).token_ok(request.headers, urlsplit(request.path).query)
+
+
+def _refusal(policy: AccessPolicy, connection: ServerConnection, request: Request) -> Response | None:
+    """The handshake's answer when ``policy`` refuses it (:mod:`facecast.auth`): 421 for a Host that is not
+    accepted, 403 for a browser Origin that is not allowed, 401 without the token; ``None`` to go on."""
+    host = header(request.headers, "Host")
+    origin = header(request.headers, "Origin")
+    if not policy.host_ok(host):
+        log.warning("refused a connection: Host %r is not accepted (allowed_hosts)", host)
+        return connection.respond(HTTPStatus.MISDIRECTED_REQUEST, "this Host is not served here\n")
+    if not policy.origin_ok(origin, host):
+        log.warning("refused a connection: Origin %r is not allowed (allowed_origins)", origin)
+        return connection.respond(HTTPStatus.FORBIDDEN, "this Origin may not use the service\n")
+    if not policy.token_ok(request.headers, urlsplit(request.path).query):
+        return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid access token is required\n")
+    return None
 
 
 @dataclass(slots=True)
@@ -219,7 +220,7 @@ class _Session:
                     if token:
                         await self.send(sp.Token(ident, token))
         elif isinstance(message, sp.Synthesize):
-            async with closing(_speech_at(cast(TextToSpeech, impl), message.text, message.rate)) as speech:
+            async with closing(speech_at(cast(TextToSpeech, impl), message.text, message.rate)) as speech:
                 async for chunk in speech:
                     if chunk.phonemes or chunk.words:
                         await self.send(sp.Timing(ident, chunk.phonemes, chunk.words))
@@ -233,30 +234,6 @@ class _Session:
                     for start in range(0, len(block.values), 1000):
                         values = block.values[start : start + 1000]
                         await self.send(sp.encode_face(ident, type(block)(block.start + start, values)))
-
-
-async def _speech_at(tts: TextToSpeech, text: str, rate: int) -> AsyncIterator[SpeechChunk]:
-    """``tts.synthesize(text)`` at ``rate``: resampled (timings scaled) when the TTS's own rate differs."""
-    native = tts.sample_rate
-    stream = tts.synthesize(text)
-    if native == rate:
-        async with closing(stream):
-            async for chunk in stream:
-                yield chunk
-        return
-    resampler, produced, scale = Resampler(native, rate), 0, rate / native
-    async with closing(stream):
-        async for chunk in stream:
-            pcm = resampler.process(chunk.audio.pcm)
-            yield SpeechChunk(AudioChunk(pcm, rate, produced),
-                              tuple(type(p)(p.symbol, round(p.start * scale), round(p.end * scale))
-                                    for p in chunk.phonemes),
-                              tuple(type(w)(w.text, round(w.start * scale), round(w.end * scale))
-                                    for w in chunk.words))
-            produced += len(pcm)
-    tail = resampler.flush()
-    if len(tail):
-        yield SpeechChunk(AudioChunk(np.asarray(tail, np.float32), rate, produced))
 
 
 class ServiceServer:
@@ -282,23 +259,26 @@ class ServiceServer:
 
 
 async def start_server(role: sp.Role, impl: RoleImpl, host: str = "127.0.0.1", port: int = 0,
-                       token: str = "") -> ServiceServer:
+                       token: str = "", allowed_hosts: tuple[str, ...] = (),
+                       allowed_origins: tuple[str, ...] = ()) -> ServiceServer:
     """Listen on ``host:port`` (0 = a free port) and serve ``impl`` as ``role`` until closed.
 
-    Raises :class:`ConfigError` when ``host`` is not loopback and ``token`` is empty, or the port is taken.
+    Every handshake passes the Host, Origin and token rules of :mod:`facecast.auth` (``allowed_hosts`` and
+    ``allowed_origins`` as in the settings of the same names) or is refused with HTTP 421, 403 or 401.
+    Raises :class:`ConfigError` when ``host`` is not loopback and ``token`` is empty or weak, or the port is
+    taken.
     """
     check_token_rule(host, token)
+    policy = AccessPolicy(token, host, tuple(allowed_hosts), tuple(allowed_origins))
 
     def authorize(connection: ServerConnection, request: Request) -> Response | None:
-        if token and not token_matches(request, token):
-            return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid access token is required\n")
-        return None
+        return _refusal(policy, connection, request)
 
     async def handler(ws: ServerConnection) -> None:
         await _Session(ws, role, impl).run()
 
     try:
-        server = await serve(handler, host, port, process_request=authorize if token else None,
+        server = await serve(handler, host, port, process_request=authorize,
                              max_size=WS_MAX_SIZE, compression=None, ping_interval=10, ping_timeout=10)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
@@ -306,7 +286,8 @@ async def start_server(role: sp.Role, impl: RoleImpl, host: str = "127.0.0.1", p
 
 
 async def run_forever(role: sp.Role, build: Callable[[], RoleImpl], host: str, port: int, token: str,
-                      ready: Callable[[int], Awaitable[None] | None] | None = None) -> None:
+                      ready: Callable[[int], Awaitable[None] | None] | None = None,
+                      allowed_hosts: tuple[str, ...] = (), allowed_origins: tuple[str, ...] = ()) -> None:
     """Build the role, load its model (``warm_up()`` when it has one), serve it and print
     ``facecast serve ROLE: listening on ws://HOST:PORT`` (flushed)."""
     impl = build()
@@ -317,7 +298,7 @@ async def run_forever(role: sp.Role, build: Callable[[], RoleImpl], host: str, p
         result = warm()
         if asyncio.iscoroutine(result):
             await result
-    async with await start_server(role, impl, host, port, token) as server:
+    async with await start_server(role, impl, host, port, token, allowed_hosts, allowed_origins) as server:
         print(f"facecast serve {role}: listening on ws://{host}:{server.port}", flush=True)
         sys.stdout.flush()
         if ready is not None:

@@ -1,0 +1,74 @@
+"""What the parts of an engine session share: its settings, its transport role, and the context handed to a
+workflow (:class:`SessionContext`: collaborators only, no protocol state)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..llm.history import ChatHistory
+from ..metrics import Metrics
+from ..pipeline import Services
+from ..protocol import engine as proto
+from ..types import Float32Array
+from ..vad import TurnConfig
+from .sinks import SinkGroup
+from .timeline import FaceTimeline
+
+__all__ = ["Transport", "SessionConfig", "Mic", "SessionContext"]
+
+
+class Transport(Protocol):
+    """Where a session's frames go (a WebSocket). Raises ConnectionError once the client is gone."""
+
+    async def send_text(self, text: str) -> None: ...
+
+    async def send_bytes(self, data: bytes) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    ack_timeout: float = 2.0
+    """Seconds to wait for ``playback_started`` after an utterance's first audio before abandoning it."""
+    max_mic_seconds: float = 60.0
+    """Longest player utterance; longer ones are dropped with ``utterance_too_long``."""
+    persona: str | None = None
+    seed: int | None = None
+    """Seed of the session's face timeline (blinks, gaze, head) shared by the socket and every output. None:
+    a fresh seed per session (:func:`~facecast.engine.timeline.session_seed`), so characters never blink in
+    lockstep; a number makes the session reproducible."""
+    turns: TurnConfig = field(default_factory=TurnConfig)
+    lead: float = 1.0
+    """Seconds of reply audio produced ahead of the engine's playback (0: as fast as it can be made). The
+    rest is made as playback goes on, so a reply's synthesis and animation do not all land on the event
+    loop at once, just when the acknowledgement must be handled and Live Link frames sent on time."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Mic:
+    """Microphone audio from the client, decoded to float32 mono at ``hello.mic.rate``."""
+
+    pcm: Float32Array
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SessionContext:
+    """A session's collaborators, given to its workflow once the hello is accepted.
+
+    ``send`` / ``send_face`` write to the client (they raise ConnectionError once it is gone); ``error``
+    reports an error to the client and never raises; ``utterances`` yields the session's utterance ids.
+    """
+
+    hello: proto.Hello
+    config: SessionConfig
+    services: Services
+    send: Callable[[proto.ServerMessage], Awaitable[None]]
+    send_face: Callable[[bytes], Awaitable[None]]
+    error: Callable[[str, str], Awaitable[None]]
+    sinks: SinkGroup
+    timeline: FaceTimeline
+    history: ChatHistory
+    utterances: Iterator[int]
+    clock: Callable[[], float]
+    metrics: Metrics | None = None

