@@ -86,3 +86,23 @@ def test_build_services_accepts_mixed_lists(local_members: _Breaks) -> None:
                                                     "stt": "pocketsphinx", "face": "learned"})
     services = build_services(settings)
     assert isinstance(services.tts, FailoverTTS) and isinstance(services.llm, FailoverLLM)
+
+
+async def test_a_tts_service_list_learns_the_service_rate_and_carries_misaki_timing() -> None:
+    """RemoteTTS takes the service's own rate from its welcome at warm-up (no resampling on either side), and
+    the phonemes' alphabet crosses the wire so the face can read hibari's misaki symbols."""
+    from tests.remote.conftest import facecast_serve
+
+    service = facecast_serve("tts", "--tts", "hibari")
+    try:
+        tts = make_role("tts", service.url)
+        assert tts.sample_rate == 22050  # before it has met the service
+        await tts.warm_up()
+        assert tts.sample_rate == 24000
+        chunks = [c async for c in tts.synthesize("Bob made a map.")]
+        assert {c.audio.rate for c in chunks} == {24000}
+        alphabets = {p.alphabet for c in chunks for p in c.phonemes}
+        assert alphabets == {"misaki"}
+        await tts.aclose()
+    finally:
+        service.kill()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from ..types import AudioChunk, ChatMessage, FaceFrames, SpeechChunk, Transcript
 
 __all__ = ["ClientOptions", "RemoteError", "Endpoint", "RemoteSTT", "RemoteLLM", "RemoteTTS", "RemoteFace",
            "make_remote"]
+
+log = logging.getLogger(__name__)
 
 _DONE = object()
 _MAX_SAMPLES = 65536
@@ -167,6 +170,13 @@ class Endpoint:
                               quick_close=time.monotonic() - conn.opened < self.options.quick_close) from None
         await self._release(conn)
         return time.monotonic() - started
+
+    async def welcome_rate(self) -> int:
+        """The rate the service announced in its ``welcome`` (its TTS's own rate; 0 for other roles); raises
+        :class:`RemoteError` when it cannot be reached."""
+        conn = await self._acquire()
+        await self._release(conn)
+        return conn.rate
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
@@ -448,6 +458,18 @@ class RemoteTTS:
     @property
     def sample_rate(self) -> int:
         return self._rate
+
+    async def warm_up(self) -> None:
+        """Connect once and adopt the service's own rate from its ``welcome``, so its audio is not resampled
+        (a server calls this at startup, before any request). A service that cannot be reached keeps the rate
+        given at construction (failover copes with it later)."""
+        try:
+            rate = await self.endpoint.welcome_rate()
+        except ServiceError as exc:
+            log.warning("%s: cannot learn the TTS rate now (%s); using %d Hz", self.endpoint.url, exc, self._rate)
+            return
+        if rate in sp.RATES:
+            self._rate = rate
 
     async def synthesize(self, text: str) -> AsyncIterator[SpeechChunk]:
         if not text.strip():

@@ -246,6 +246,18 @@ class _Base(Generic[T]):
         """Stop the background probes and close every pooled connection."""
         await self.group.aclose()
 
+    async def warm_up(self) -> None:
+        """Warm every member that can be warmed (load local models, learn services' rates); a member that
+        fails here is left to the failover logic."""
+        for member, name in zip(self.group.clients, self.group.names, strict=True):
+            warm = getattr(member, "warm_up", None)
+            if warm is None:
+                continue
+            try:
+                await warm()
+            except ServiceError as exc:
+                log.warning("%s member %s could not be warmed up: %s", self.role, name, exc)
+
 
 class FailoverSTT(_Base[SpeechToText]):
     role: Role = "stt"
