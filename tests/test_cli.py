@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,9 +19,9 @@ from facecast.session import read_session
 from facecast.types import frames_for_samples
 
 
-def facecast(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def facecast(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "facecast.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
+                          timeout=timeout, env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **(env or {})})
 
 
 def test_say_writes_a_session_folder(tmp_path: Path) -> None:
@@ -117,3 +118,77 @@ def test_chat_on_the_embedded_defaults_answers_in_character_with_the_neural_voic
     assert session.rate == 24000  # hibari's rate
     assert len(session.values) == frames_for_samples(len(session.audio), session.rate)
     assert session.values[:, INDEX["JawOpen"]].max() > 0.2
+
+
+class _ChatServer:
+    """A real OpenAI-compatible HTTP server in a thread: records each chat request and streams ``reply``
+    (or answers ``status`` with an error)."""
+
+    def __init__(self, reply: str = "Hello there.", status: int = 200) -> None:
+        import http.server
+        import json
+        import threading
+
+        requests: list[dict[str, Any]] = []
+        self.requests = requests
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _send(self, code: int, body: bytes, kind: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:  # /v1/models
+                self._send(200, json.dumps({"object": "list", "data": [{"id": "m", "object": "model",
+                                                                         "created": 0, "owned_by": "x"}]}).encode(),
+                           "application/json")
+
+            def do_POST(self) -> None:  # /v1/chat/completions, streamed
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                requests.append(json.loads(body))
+                if status != 200:
+                    self._send(status, b'{"error": {"message": "the model crashed"}}', "application/json")
+                    return
+                chunks = [{"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                          for delta, finish in (({"content": reply}, None), ({}, "stop"))]
+                data = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in chunks) + b"data: [DONE]\n\n"
+                self._send(200, data, "text/event-stream")
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _ChatServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def system_prompts(self) -> list[str]:
+        return [m["content"] for r in self.requests for m in r["messages"] if m["role"] == "system"]
+
+
+@pytest.mark.parametrize("where", ["flag", "environment", "toml"])
+def test_chat_sends_the_configured_persona(tmp_path: Path, where: str) -> None:
+    persona = "You are Captain Mora, a grumpy harbour master."
+    config = tmp_path / "facecast.toml"
+    config.write_text(f'persona = "{persona}"\n')
+    extra = {"flag": ["--persona", persona], "environment": [], "toml": ["--config", str(config)]}[where]
+    env = {"FACECAST_PERSONA": persona} if where == "environment" else {}
+    with _ChatServer("Aye.") as llm:
+        result = facecast("chat", "--text", "Who are you?", "--llm", llm.url, "--tts", "espeak",
+                          "--out", str(tmp_path / "r"), *extra, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "character: Aye." in result.stdout
+    assert llm.system_prompts() == [persona]

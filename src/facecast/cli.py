@@ -163,7 +163,7 @@ async def _chat(args: argparse.Namespace) -> int:
     s = _settings(args)
     if s.llm == "echo":
         print(NO_LLM_HINT, file=sys.stderr)
-    user, reply = await chat(build_services(s), text=args.text, audio=args.audio)
+    user, reply = await chat(build_services(s), text=args.text, audio=args.audio, persona=s.persona)
     folder = reply.save(args.out)
     print(f"you: {user}")
     print(f"character: {reply.text}")

@@ -100,13 +100,18 @@ async def transcribe_pcm(pcm: np.ndarray, rate: int, stt: SpeechToText) -> str:
 
 async def chat(
     services: Services, *, text: str | None = None, audio: str | Path | None = None,
-    history: ChatHistory | None = None,
+    history: ChatHistory | None = None, persona: str = "",
 ) -> tuple[str, Utterance]:
-    """One full turn: (speech -> transcript) -> LLM -> speech -> face. Returns (user text, reply)."""
+    """One full turn: (speech -> transcript) -> LLM -> speech -> face. Returns (user text, reply).
+
+    The LLM's system prompt is ``history``'s when given, else ``persona``, else the built-in persona.
+    """
     if (text is None) == (audio is None):
         raise InputError("give exactly one of text or audio")
     user = text if text is not None else await transcribe_file(audio, services.stt)  # type: ignore[arg-type]
     if not user.strip():
         raise InputError("no words were recognised in the audio" if audio is not None else "the text is empty")
-    reply = await collect(run_turn(1, user, services, history or ChatHistory()))
+    if history is None:
+        history = ChatHistory(persona) if persona.strip() else ChatHistory()
+    reply = await collect(run_turn(1, user, services, history))
     return user, reply
