@@ -13,7 +13,7 @@ from tests.engine.test_session import Recorder
 from tests.fakes import FakeFace, FakeLLM, FakeSTT, FakeTTS
 
 from facecast.engine.ackgate import Abandon, AckGate, Refuse, Show, Started
-from facecast.engine.outputs import LiveLinkOutput, LiveLinkSink
+from facecast.engine.outputs import LiveLinkOutput
 from facecast.engine.session import EngineSession, SessionConfig
 from facecast.engine.timeline import FaceTimeline
 from facecast.face.arkit import INDEX
@@ -63,18 +63,17 @@ class _Anchors:
 
 
 async def test_socket_and_live_link_show_the_same_face() -> None:
-    """Blinks, gaze and head of an utterance agree between the WebSocket and Live Link (the server builds the
-    Live Link sink as before: ``output.subject(name, seed)`` + ``LiveLinkSink``)."""
+    """Blinks, gaze and head of an utterance agree between the WebSocket and Live Link (the server's
+    ``LiveLinkOutput`` attached to the session, as ``facecast run`` does)."""
     sender = _CaptureSender()
     anchors = _Anchors()
-    async with LiveLinkOutput(sender) as output:  # type: ignore[arg-type]
+    async with LiveLinkOutput(sender, subject="Timeline") as output:  # type: ignore[arg-type]
 
         def sinks(hello: proto.Hello) -> list[Any]:
-            channel, layer = output.subject("Timeline", seed=7)
-            return [LiveLinkSink(channel, layer, output), anchors]
+            return [anchors]
 
         rec = Recorder()
-        session = EngineSession(services(), rec, SessionConfig(lead=0.0), sinks)
+        session = EngineSession(services(), rec, SessionConfig(lead=0.0), sinks, outputs=[output])
         await session.handle_text(json.dumps({"type": "hello", "workflow": "say"}))
         await session.handle_text(json.dumps({"type": "text", "text": "Hello there, friend."}))
         await rec.wait_audio()

@@ -27,7 +27,7 @@ from facecast.engine.livelink import (
     VirtualClock,
     parse_targets,
 )
-from facecast.engine.livelink_udp import _Encoder
+from facecast.engine.livelink_udp import LiveLinkEncoder
 from facecast.face.arkit import INDEX
 from facecast.face.layers import AnimationLayer, Emotion
 from facecast.protocol.livelink import encode_frame
@@ -538,7 +538,7 @@ def test_the_pacers_encoder_matches_the_codec_byte_for_byte(
     array = np.array(values + [0.5] * 7 if wide else values, np.float64 if double else np.float32)
     subject = LiveLinkSubject("Gesicht-Ö", "dev:é")
     expected = encode_frame(subject.device_id, subject.name, number, array, sub_frame=sub_frame)
-    assert _Encoder(subject).encode(number, sub_frame, array) == expected
+    assert LiveLinkEncoder(subject).encode(number, sub_frame, array) == expected
 
 
 # --------------------------------------------------------------------------------------------- real UDP

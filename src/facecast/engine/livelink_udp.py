@@ -1,6 +1,7 @@
-"""Live Link's UDP side: where packets go (targets), whose they are (subjects), how the pacer encodes its
-frames, and the fire-and-forget datagram sender. The pacer that decides WHEN each packet leaves is
-:mod:`facecast.engine.livelink`, which also exports everything here.
+"""Live Link's UDP side: where packets go (targets), whose they are (subjects), the subject's
+:class:`~facecast.engine.pacer.FrameEncoder` (:class:`LiveLinkEncoder`), and the fire-and-forget datagram
+sender (a :class:`~facecast.engine.pacer.PacketSink`). WHEN each packet leaves is the shared pacer's job
+(:mod:`facecast.engine.pacer`); :mod:`facecast.engine.livelink` puts the two together and exports everything here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ..protocol.livelink import CURVE_COUNT, DEFAULT_PORT, encode_frame, packet_size
 from ..types import FACE_WIDTH, FPS, Float32Array
 
-__all__ = ["LiveLinkTarget", "parse_targets", "LiveLinkSubject", "DatagramSink", "LiveLinkSender"]
+__all__ = ["LiveLinkTarget", "parse_targets", "LiveLinkSubject", "LiveLinkEncoder", "LiveLinkSender"]
 
 
 # ----------------------------------------------------------------------------------------------- targets
@@ -94,17 +94,18 @@ class LiveLinkSubject:
         packet_size(self.device_id, self.name)  # validates both names
 
 
-class _Encoder:
-    """:func:`~facecast.protocol.livelink.encode_frame` for one subject at 60/1 fps, byte for byte, made cheap
-    for the pacer's frames: the header is built once, and a 61- or 68-value float32 frame whose curves are
-    finite needs no further checks. Anything else goes through ``encode_frame`` itself."""
+class LiveLinkEncoder:
+    """The Live Link :class:`~facecast.engine.pacer.FrameEncoder` of one subject:
+    :func:`~facecast.protocol.livelink.encode_frame` at 60/1 fps, byte for byte, made cheap for the pacer's
+    frames: the header is built once, and a 61- or 68-value float32 frame whose curves are finite needs no
+    further checks. Anything else goes through ``encode_frame`` itself."""
 
     _TAIL = struct.Struct(">ifiiB")
     _LARGEST_SUB_FRAME = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
     _BIG_ENDIAN = np.dtype(">f4")
 
     def __init__(self, subject: LiveLinkSubject) -> None:
-        self._subject = subject
+        self.subject = subject
         sample = encode_frame(subject.device_id, subject.name, 0, np.zeros(CURVE_COUNT, np.float32))
         self._header = sample[: len(sample) - self._TAIL.size - 4 * CURVE_COUNT]
 
@@ -116,17 +117,11 @@ class _Encoder:
                 sub = min(sub_frame, self._LARGEST_SUB_FRAME)
                 tail = self._TAIL.pack(number, sub, FPS, 1, CURVE_COUNT)
                 return self._header + tail + curves.astype(self._BIG_ENDIAN).tobytes()
-        subject = self._subject
+        subject = self.subject
         return encode_frame(subject.device_id, subject.name, number, values, sub_frame=sub_frame)
 
 
 # -------------------------------------------------------------------------------------------------- sender
-
-
-class DatagramSink(Protocol):
-    """Where the pacer puts each encoded packet; must not block."""
-
-    def send(self, packet: bytes) -> None: ...
 
 
 class _SenderProtocol(asyncio.DatagramProtocol):
@@ -138,7 +133,8 @@ class _SenderProtocol(asyncio.DatagramProtocol):
 
 
 class LiveLinkSender:
-    """Sends every packet, as one datagram, to each of its targets over UDP.
+    """Sends every packet, as one datagram, to each of its targets over UDP (a pacer's
+    :class:`~facecast.engine.pacer.PacketSink`).
 
     Use ``async with LiveLinkSender(targets) as sender`` (or :meth:`open` then :meth:`close`). Host names are
     resolved once, on open, preferring IPv4 when a name has both (Unreal's Live Link source listens on IPv4).

@@ -7,6 +7,7 @@ shows, what the recorder keeps and what the WebSocket sends are the same values.
 
 - Live Link: the session's subject plays each utterance from the engine's playback start (frame *i* at
   ``start + i / 60``) on the 60 fps pacer, and the session's idle face (from the same timeline) in between.
+  Its sink is the generic :class:`PacedSink`: a paced output is an encoder, an Output class and this sink.
 - Recorder: every utterance as a session folder (``audio.wav`` + ``shapes.csv``); the files are written on a
   worker thread (``asyncio.to_thread``), never on the event loop.
 """
@@ -20,104 +21,41 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 from ..events import AudioOut, FaceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
 from ..face.layers import AnimationLayer
 from ..session import SessionWriter, new_session_folder
-from .livelink import LiveLinkPacer, LiveLinkSender, LiveLinkSubject, MonotonicClock, SubjectChannel, UtterancePlayback
+from .livelink import LiveLinkPacer, LiveLinkSender, LiveLinkSubject, MonotonicClock, SubjectChannel
+from .pacer import FrameChannel, UtterancePlayback
 from .sinks import SessionInfo
 from .timeline import FaceTimeline
 
-__all__ = ["LiveLinkOutput", "LiveLinkSink", "RecorderOutput", "RecorderSink"]
+__all__ = ["PacedSink", "LiveLinkOutput", "RecorderOutput", "RecorderSink"]
 
 log = logging.getLogger(__name__)
 
 
-class LiveLinkOutput:
-    """The server's Live Link Face output: one UDP sender and one 60 fps pacer for every subject.
+class PacedSink:
+    """Plays one session's utterances on its channel of a pacer, from the engine's playback start: the sink
+    of every paced output (Live Link now, VMC/OSC next), whatever its encoder.
 
-    Each session's subject streams its idle face from the moment it is attached, so the character never
-    freezes between utterances. Run it with :meth:`run` (or use it as an async context manager) around the
-    server's lifetime; :meth:`attach` a session while it runs.
+    The channel's composer is the session's face timeline (its idle face between utterances); frames given to
+    the sink are final and pushed as they arrive. ``info`` is what :meth:`describe` reports (called each time:
+    it may read live values); ``release`` is called once on :meth:`close` (e.g. to remove the channel).
     """
 
-    def __init__(self, sender: LiveLinkSender, device_id: str = "Facecast", subject: str = "Facecast") -> None:
-        self._sender = sender
-        self._device_id = device_id
-        self._default_subject = subject
-        self.pacer = LiveLinkPacer(sender, clock=MonotonicClock())
-        self._task: asyncio.Task[None] | None = None
-        self._used: dict[str, int] = {}
-
-    async def run(self) -> None:
-        """Open the sender and send every subject's frames until cancelled; then close the sender."""
-        await self._sender.open()
-        try:
-            await self.pacer.run()
-        finally:
-            self._sender.close()
-
-    async def __aenter__(self) -> LiveLinkOutput:
-        await self._sender.open()
-        self._task = asyncio.create_task(self.run())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-        self._sender.close()
-
-    def describe(self) -> dict[str, object]:
-        return {"output": "livelink", "targets": [str(t) for t in self._sender.targets],
-                "subjects": [c.subject.name for c in self.pacer.subjects]}
-
-    def attach(self, session: SessionInfo) -> LiveLinkSink:
-        """The session's subject (``hello.subject`` or the default), showing the session's face timeline."""
-        channel, _ = self.subject(session.hello.subject or self._default_subject, composer=session.timeline)
-        return LiveLinkSink(channel, None, self)
-
-    def subject(self, wanted: str, seed: int = 0, *, composer: FaceTimeline | None = None
-                ) -> tuple[SubjectChannel, AnimationLayer]:
-        """A new subject named ``wanted`` (or ``wanted-2``, ... if the name is taken) showing ``composer``'s
-        idle face (default: a new timeline seeded ``seed``); returns it and that timeline's layer."""
-        count = self._used.get(wanted, 0) + 1
-        self._used[wanted] = count
-        name = wanted if count == 1 else f"{wanted}-{count}"
-        timeline = composer if composer is not None else FaceTimeline(seed)
-        subject = LiveLinkSubject(name, f"{self._device_id}:{name}")
-        return self.pacer.add_subject(subject, timeline), timeline.layer
-
-    def release(self, channel: SubjectChannel) -> None:
-        self.pacer.remove_subject(channel.subject.name)
-
-
-class LiveLinkSink:
-    """Plays one session's utterances on its Live Link subject, from the engine's playback start.
-
-    ``layer`` (older callers) is the subject's idle face until the session hands over its own timeline
-    (:meth:`use_timeline`); frames given to the sink are final and shown as they are.
-    """
-
-    def __init__(self, channel: SubjectChannel, layer: AnimationLayer | None = None,
-                 output: LiveLinkOutput | None = None) -> None:
+    def __init__(self, channel: FrameChannel[Any], info: Callable[[], dict[str, object]] | None = None,
+                 release: Callable[[], None] | None = None) -> None:
         self.channel = channel
-        if layer is not None:
-            channel.composer = FaceTimeline(0, layer=layer)
-        self._output = output
+        self._info = info
+        self._release = release
         self._utterance = -1
         self._playback: UtterancePlayback | None = None
 
-    def use_timeline(self, timeline: FaceTimeline) -> None:
-        """Show ``timeline``'s idle face between utterances (the session's, so both agree)."""
-        self.channel.composer = timeline
-
     def describe(self) -> dict[str, object]:
-        """For the client's ``welcome``: the subject it drives and, for tools on the same host, the
-        ``time.monotonic()`` time of Live Link frame number 0."""
-        epoch = self._output.pacer.epoch if self._output is not None else None
-        return {"subject": self.channel.subject.name, "device_id": self.channel.subject.device_id, "epoch": epoch}
+        """For the client's ``welcome`` (see the output that made the sink)."""
+        return self._info() if self._info is not None else {"channel": self.channel.name}
 
     def on_event(self, event: UtteranceEvent) -> None:
         if isinstance(event, UtteranceStarted):
@@ -139,10 +77,75 @@ class LiveLinkSink:
             self._playback = None
 
     def close(self) -> None:
-        """The session ended: its subject stops streaming."""
-        if self._output is not None:
-            self._output.release(self.channel)
-            self._output = None
+        """The session ended: its channel stops streaming."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
+class LiveLinkOutput:
+    """The server's Live Link Face output: one UDP sender and one 60 fps pacer for every subject.
+
+    Each session gets a subject (its hello's ``subject``, else ``subject``; ``NAME-2``... when taken) that
+    streams the session's idle face from the moment it is attached, so the character never freezes between
+    utterances, and plays its utterances through a :class:`PacedSink`. Run it with :meth:`run` (or use it as
+    an async context manager) for the server's lifetime; :meth:`attach` a session while it runs.
+    """
+
+    def __init__(self, sender: LiveLinkSender, device_id: str = "Facecast", subject: str = "Facecast") -> None:
+        self._sender = sender
+        self._device_id = device_id
+        self._default_subject = subject
+        self.pacer = LiveLinkPacer(sender, clock=MonotonicClock())
+        self._task: asyncio.Task[None] | None = None
+        self._used: dict[str, int] = {}
+
+    async def run(self) -> None:
+        """Open the sender and send every subject's frames until cancelled; then close the sender. Raises
+        :class:`~facecast.errors.ConfigError` for a target that does not resolve."""
+        await self._sender.open()
+        try:
+            await self.pacer.run()
+        finally:
+            self._sender.close()
+
+    async def __aenter__(self) -> LiveLinkOutput:
+        await self._sender.open()
+        self._task = asyncio.create_task(self.run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+        self._sender.close()
+
+    def describe(self) -> dict[str, object]:
+        return {"output": "livelink", "targets": [str(t) for t in self._sender.targets],
+                "subjects": [c.name for c in self.pacer.subjects]}
+
+    def attach(self, session: SessionInfo) -> PacedSink:
+        """The session's subject (``hello.subject`` or the default), showing the session's face timeline."""
+        channel, _ = self.subject(session.hello.subject or self._default_subject, composer=session.timeline)
+        subject = channel.encoder.subject
+
+        def info() -> dict[str, object]:  # the time.monotonic() time of frame number 0, for tools on this host
+            return {"subject": subject.name, "device_id": subject.device_id, "epoch": self.pacer.epoch}
+
+        return PacedSink(channel, info, lambda: self.pacer.remove_subject(subject.name))
+
+    def subject(self, wanted: str, seed: int = 0, *, composer: FaceTimeline | None = None
+                ) -> tuple[SubjectChannel, AnimationLayer]:
+        """A new subject named ``wanted`` (or ``wanted-2``, ... if the name is taken) showing ``composer``'s
+        idle face (default: a new timeline seeded ``seed``, e.g. for a character streaming only its idle face);
+        returns it and that timeline's layer. Remove it with ``pacer.remove_subject(channel.name)``."""
+        count = self._used.get(wanted, 0) + 1
+        self._used[wanted] = count
+        name = wanted if count == 1 else f"{wanted}-{count}"
+        timeline = composer if composer is not None else FaceTimeline(seed)
+        subject = LiveLinkSubject(name, f"{self._device_id}:{name}")
+        return self.pacer.add_subject(subject, timeline), timeline.layer
 
 
 class RecorderOutput:

@@ -136,9 +136,6 @@ class EngineSession:
         if self._sink_factory is not None:
             sinks.extend(self._sink_factory(hello))
         for sink in sinks:
-            adopt = getattr(sink, "use_timeline", None)  # sinks made the older way take the session's timeline
-            if adopt is not None:
-                adopt(self.timeline)
             group.add(sink)
         self.hello, self._workflow, self._sinks = hello, workflow, group
         described = group.descriptions()

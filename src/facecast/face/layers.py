@@ -281,7 +281,7 @@ class AnimationLayer:
     Call :meth:`frame` with a non-decreasing face time ``t`` (seconds, any origin), typically once per 60 fps
     frame (an earlier time counts as the previous call's); the layer is stateful (blends, eased emotion, event
     schedules), so each instance serves ONE character and one stream of calls. It implements
-    :class:`facecast.engine.livelink.FaceComposer`, and the Live Link pacer calls it 60 times a second for
+    :class:`facecast.engine.pacer.FaceComposer`, and the pacer calls it 60 times a second for
     every subject, so :meth:`frame` is written for speed: scalar math in Python floats, few numpy calls.
     """
 

@@ -25,7 +25,7 @@ from .. import __version__
 from ..auth import AccessPolicy, check_token_strength, redact_url
 from ..config import Settings
 from ..engine.livelink import LiveLinkSender, parse_targets
-from ..engine.outputs import LiveLinkOutput, LiveLinkSink, RecorderSink
+from ..engine.outputs import LiveLinkOutput, RecorderSink
 from ..engine.session import EngineSession, SessionConfig, UtteranceSink
 from ..metrics import CONTENT_TYPE, Metrics
 from ..pipeline import Services
@@ -72,12 +72,9 @@ class AppState:
             session.post(kind, **fields)
 
     def sinks_for(self, hello: Hello) -> list[UtteranceSink]:
-        """The outputs of a new session: its Live Link subject and, with ``--record``, the recorder."""
+        """The recorder of a new session, with ``--record``."""
         self.session_count += 1
         sinks: list[UtteranceSink] = []
-        if self.livelink is not None:
-            channel, layer = self.livelink.subject(hello.subject or self.settings.subject, seed=self.session_count)
-            sinks.append(LiveLinkSink(channel, layer, self.livelink))
         if self.settings.record:
             sinks.append(RecorderSink(self.settings.record, seed=self.session_count))
         return sinks
@@ -142,7 +139,8 @@ def create_app(state: AppState) -> FastAPI:
             targets = [t for t in state.settings.livelink if t.lower() != "off"]
             if targets:
                 sender = LiveLinkSender(parse_targets(targets))
-                state.livelink = await stack.enter_async_context(LiveLinkOutput(sender, state.settings.device_id))
+                output = LiveLinkOutput(sender, state.settings.device_id, state.settings.subject)
+                state.livelink = await stack.enter_async_context(output)
             yield
             for session in list(state.sessions):
                 await session.close()
@@ -187,7 +185,7 @@ def create_app(state: AppState) -> FastAPI:
                                turns=TurnConfig(end_ms=settings.endpoint_ms, barge_in_ms=settings.barge_in_ms,
                                                 transcript_lead_ms=transcript_lead_ms(settings)))
         session = EngineSession(state.services, _WebSocketTransport(ws), config, state.sinks_for,
-                                metrics=state.metrics)
+                                metrics=state.metrics, outputs=[state.livelink] if state.livelink else [])
         state.sessions.add(session)
         state.metrics.active_sessions.inc()
         try:
