@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", help="type this as the player")
     src.add_argument("--wav", help="stream this audio file as the microphone, in real time")
+    p.add_argument("--turns", choices=("server", "client"), default="server",
+                   help="server: the server hears the end of speech (the microphone stays open with silence "
+                        "after the file); client: push-to-talk, 'end_of_speech' is sent after the file")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the whole reply")
     p.add_argument("--rate", type=int, default=24000, help="reply audio rate to ask for")
     p.add_argument("--livelink-port", type=int, default=0, help="collect Live Link packets on this UDP port")
     p.add_argument("--token", default="", help="access token")
@@ -234,23 +238,31 @@ async def _engine_sim(args: argparse.Namespace) -> int:
     from .audio import read_audio
     from .engine.sim import EngineSim, SimConfig, summarize
 
-    config = SimConfig(url=args.url, rate=args.rate, livelink_port=args.livelink_port, token=args.token)
+    config = SimConfig(url=args.url, rate=args.rate, livelink_port=args.livelink_port, token=args.token,
+                       turns=args.turns, hold_mic=True)
+    pcm, rate = read_audio(args.wav) if args.wav else (None, 0)
     try:
         async with EngineSim(config) as sim:
-            if args.text:
-                report = await sim.say_text(args.text)
+            if pcm is None:
+                report = await sim.say_text(args.text, timeout=args.timeout)
             else:
-                pcm, rate = read_audio(args.wav)
-                report = await sim.say_audio(pcm, rate)
+                report = await sim.say_audio(pcm, rate, timeout=args.timeout)
+    except TimeoutError:  # an OSError too: before the connection errors
+        print(f"facecast engine-sim: error: no complete reply from {args.url} within {args.timeout:g} s",
+              file=sys.stderr)
+        return EXIT_ERROR
     except OSError as exc:
         print(f"facecast engine-sim: error: cannot connect to {args.url}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     for error in report.errors:
-        print(f"server error {error.get('code')}: {error.get('message')}", file=sys.stderr)
+        print(f"facecast engine-sim: server error {error.get('code')}: {error.get('message')}", file=sys.stderr)
     print(f"player: {report.transcript}")
-    for utt in report.utterances:
+    for n, utt in enumerate(report.utterances):
+        if not utt.samples:
+            continue  # failed before its first audio: the error above says why
         print(f"character: {utt.text}")
-        print(f"  response latency: {report.response_latency * 1000:.0f} ms (end of speech -> playback start)")
+        if n == 0:
+            print(f"  response latency: {report.response_latency * 1000:.0f} ms (end of speech -> playback start)")
         print(f"  audio: {utt.samples / config.rate:.2f} s, underruns: {utt.underruns}; face frames: "
               f"{utt.face_frames} (before ack: {utt.face_before_ack})")
         if utt.livelink_error:

@@ -43,6 +43,10 @@ class SimConfig:
     chunk_ms: float = 20.0
     turns: str = "server"
     """``server``: the server detects the end of speech; ``client``: engine-sim sends ``end_of_speech``."""
+    hold_mic: bool = False
+    """With server turns: after the audio, keep streaming silence in real time (as a live microphone does)
+    until the reply has been received, so audio that stops right at its last word still reaches the
+    server's endpoint."""
     play_out: bool = True
     """Wait until the reply has played before returning (False: return at ``utterance_end``, for benchmarks
     that only time the start of replies)."""
@@ -92,8 +96,11 @@ class TurnReport:
 
     @property
     def response_latency(self) -> float:
-        """Seconds from the end of the player's speech to playback start of the reply."""
-        return self.utterances[0].playback_start - self.speech_end if self.utterances else float("nan")
+        """Seconds from the end of the player's speech to playback start of the reply; NaN when no reply
+        audio was played (no utterance, or one that failed before its first audio)."""
+        if not self.utterances or not self.utterances[0].samples:
+            return float("nan")
+        return self.utterances[0].playback_start - self.speech_end
 
 
 class _LiveLinkListener(asyncio.DatagramProtocol):
@@ -170,9 +177,17 @@ class EngineSim:
             report.speech_end = time.monotonic()
             await self.ws.send(proto.encode_message(proto.EndOfSpeech()))
             return await self.receive_reply(report, timeout)
-        sending = asyncio.create_task(self.stream_mic(pcm, rate, realtime))
+        replied = asyncio.Event()
+
+        async def microphone() -> None:
+            await self.stream_mic(pcm, rate, realtime)
+            if self.config.hold_mic:
+                await self._stream_silence(replied)
+
+        sending = asyncio.create_task(microphone())
         try:
             report = await self.receive_reply(report, timeout)
+            replied.set()
             await sending
         finally:
             sending.cancel()
@@ -197,6 +212,21 @@ class EngineSim:
             if offset <= last_voiced < offset + step:
                 self.last_voice_end = time.monotonic()
         self._mic_offset += len(mic)
+
+    async def _stream_silence(self, stop: asyncio.Event) -> None:
+        """Send silent microphone chunks, paced in real time, until ``stop`` is set."""
+        step = int(self.config.mic_rate * self.config.chunk_ms / 1000)
+        silence = float_to_pcm16(np.zeros(step, np.float32))
+        start = time.monotonic()
+        sent = 0
+        while not stop.is_set():
+            delay = start + sent / self.config.mic_rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            await self.ws.send(proto.encode_mic(self._mic_offset, silence))
+            self._mic_offset += step
+            sent += step
 
     async def receive_reply(self, report: TurnReport, timeout: float) -> TurnReport:
         """Receive until the reply's last utterance has been sent AND played out (or an error ends the turn).
