@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -192,3 +193,34 @@ def test_chat_sends_the_configured_persona(tmp_path: Path, where: str) -> None:
     assert result.returncode == 0, result.stderr
     assert "character: Aye." in result.stdout
     assert llm.system_prompts() == [persona]
+
+
+def test_samples_make_the_readme_examples_runnable(tmp_path: Path) -> None:
+    from facecast.face.takes import read_take
+
+    samples, out = tmp_path / "samples", tmp_path / "out"
+    result = facecast("samples", str(samples))
+    assert result.returncode == 0, result.stderr
+    take = read_take(samples / "take.csv")
+    assert take.format == "livelink_app" and take.fps == 60
+    assert take.values[:, INDEX["JawOpen"]].max() > 0.2
+    speech = sf.info(str(samples / "speech.wav"))
+    assert abs(take.duration - speech.duration) < 0.05  # the take is the face of speech.wav's words
+
+    heard = facecast("transcribe", str(samples / "question.wav"))
+    assert heard.returncode == 0, heard.stderr
+    assert heard.stdout.strip().lower() == "what is your name, please?"  # Whisper, the default
+    steps = [
+        ["chat", "--audio", str(samples / "question.wav"), "--llm", "echo", "--tts", "espeak", "--out", str(out / "r")],
+        ["animate", str(samples / "speech.wav"), "--out", str(out / "anim")],
+        ["convert", str(samples / "take.csv"), str(out / "shapes.csv"), "--to", "neurosync"],
+    ]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        steps.append(["play", str(samples / "take.csv"), "--livelink", f"127.0.0.1:{receiver.getsockname()[1]}"])
+        for args in steps:
+            result = facecast(*args)
+            assert result.returncode == 0, (args, result.stderr)
+        assert receiver.recv(4096)  # the take's frames reached the Live Link target
+    assert read_take(out / "shapes.csv").format == "neurosync"
+    assert len(read_session(out / "anim").values) > 0

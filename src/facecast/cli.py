@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=int, help="frame rate of livelink-app output (default: the input's, or 60)")
     p.add_argument("-v", "--verbose", action="store_true")
 
+    p = sub.add_parser("samples", help="write sample inputs (question.wav, speech.wav, take.csv) into DIR")
+    p.add_argument("dir", help="output folder (created if needed)")
+    p.add_argument("-v", "--verbose", action="store_true")
+
     p = sub.add_parser("engine-sim", help="the reference engine client: one turn against a running server")
     p.add_argument("--url", default="ws://127.0.0.1:8765/ws/engine")
     src = p.add_mutually_exclusive_group(required=True)
@@ -172,6 +176,16 @@ async def _chat(args: argparse.Namespace) -> int:
     print(f"you: {user}")
     print(f"character: {reply.text}")
     print(f"{folder}: {len(reply.audio) / reply.rate:.2f} s of audio, {len(reply.face)} face frames")
+    return 0
+
+
+async def _samples(args: argparse.Namespace) -> int:
+    from .offline import SAMPLE_QUESTION, SAMPLE_SPEECH, write_samples
+
+    question, speech, take = await write_samples(args.dir)
+    print(f"{question}: a player asking {SAMPLE_QUESTION!r} (espeak-ng en-gb)")
+    print(f"{speech}: {SAMPLE_SPEECH!r} (espeak-ng en-us)")
+    print(f"{take}: the face of the same words, Live Link Face app CSV")
     return 0
 
 
@@ -336,7 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handlers = {"say": _say, "chat": _chat, "transcribe": _transcribe, "animate": _animate, "engine-sim": _engine_sim}
+    handlers = {"say": _say, "chat": _chat, "transcribe": _transcribe, "animate": _animate, "engine-sim": _engine_sim,
+                "samples": _samples}
     try:
         if args.command in handlers:
             return asyncio.run(handlers[args.command](args))

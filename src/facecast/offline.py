@@ -3,6 +3,7 @@ collected into a session folder instead of being sent to an engine."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,10 @@ from .roles import FaceAnimator, SpeechToText, TextToSpeech
 from .session import write_session
 from .types import FACE_WIDTH, Float32Array
 
-__all__ = ["Utterance", "collect", "say", "chat", "transcribe_file", "transcribe_pcm", "MAX_SAY_CHARS"]
+__all__ = [
+    "Utterance", "collect", "say", "chat", "transcribe_file", "transcribe_pcm", "write_samples", "MAX_SAY_CHARS",
+    "SAMPLE_QUESTION", "SAMPLE_SPEECH",
+]
 
 TRAILING_SILENCE = 0.2
 """Seconds of silence appended to an audio file before speech-to-text, so its last word is decoded."""
@@ -115,3 +119,44 @@ async def chat(
         history = ChatHistory(persona) if persona.strip() else ChatHistory()
     reply = await collect(run_turn(1, user, services, history))
     return user, reply
+
+
+SAMPLE_QUESTION = "What is your name, please?"
+"""What ``question.wav`` of :func:`write_samples` says (in espeak-ng's ``en-gb`` voice: plainly a player,
+not the character)."""
+SAMPLE_SPEECH = "Hello there, nice to meet you. The harbour is quiet tonight."
+"""What ``speech.wav`` and ``take.csv`` of :func:`write_samples` say (espeak-ng ``en-us``)."""
+
+
+async def write_samples(folder: str | Path) -> list[Path]:
+    """Write the sample inputs the README's examples use into ``folder`` (created if needed; replaced if there):
+
+    - ``question.wav``: a player asking :data:`SAMPLE_QUESTION` (for ``transcribe``, ``chat --audio``,
+      ``engine-sim --wav``);
+    - ``speech.wav``: :data:`SAMPLE_SPEECH` (for ``animate``);
+    - ``take.csv``: the ``say`` take of the same words, in the Live Link Face app's CSV layout, as
+      ``facecast convert`` writes it (for ``convert`` and ``play``).
+
+    Made locally with espeak-ng and the phonetic face (no download, no model). Returns the paths written.
+    """
+    from .face.phonetic import PhoneticAnimator
+    from .tts.espeak import EspeakTTS
+
+    question = await say(SAMPLE_QUESTION, EspeakTTS("en-gb"), PhoneticAnimator())
+    speech = await say(SAMPLE_SPEECH, EspeakTTS("en-us"), PhoneticAnimator())
+    return await asyncio.to_thread(_save_samples, Path(folder), question, speech)
+
+
+def _save_samples(out: Path, question: Utterance, speech: Utterance) -> list[Path]:
+    import tempfile
+
+    from .convert import convert_take
+
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="facecast-samples-") as tmp:
+        question.save(tmp)
+        (Path(tmp) / "audio.wav").replace(out / "question.wav")
+        speech.save(tmp)
+        (Path(tmp) / "audio.wav").replace(out / "speech.wav")
+        convert_take(tmp, out / "take.csv", "livelink-app")
+    return [out / "question.wav", out / "speech.wav", out / "take.csv"]
