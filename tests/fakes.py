@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -89,3 +90,19 @@ class FakeLLM:
             if self.delay:
                 await asyncio.sleep(self.delay)
             yield word + " "
+
+
+class SinkOutput:
+    """An :class:`~facecast.engine.sinks.Output` that gives each session the sink ``make()`` returns."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+    def attach(self, session: object) -> Any:
+        return self.make()
+
+    def describe(self) -> dict[str, object]:
+        return {"output": "test"}

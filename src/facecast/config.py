@@ -59,6 +59,9 @@ class Settings:
     """System prompt; empty uses the built-in persona."""
     record: str = ""
     """Folder to keep every utterance in (``--record``); empty keeps nothing."""
+    outputs: tuple[str, ...] = ()
+    """More outputs as URLs: ``livelink://HOST:PORT`` (a Live Link target, beside ``livelink``) and
+    ``record:///DIR`` (a recording folder, beside ``record``); another scheme is a configuration error."""
     ack_timeout: float = 2.0
     endpoint_ms: int = 300
     """Silence that ends the player's turn (server-side turn detection)."""

@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
 
 import numpy as np
 from tests.engine.test_session import Recorder
-from tests.fakes import FakeFace, FakeLLM, FakeSTT, FakeTTS
+from tests.fakes import FakeFace, FakeLLM, FakeSTT, FakeTTS, SinkOutput
 
 from facecast.engine.ackgate import Abandon, AckGate, Refuse, Show, Started
 from facecast.engine.outputs import LiveLinkOutput
@@ -68,12 +67,8 @@ async def test_socket_and_live_link_show_the_same_face() -> None:
     sender = _CaptureSender()
     anchors = _Anchors()
     async with LiveLinkOutput(sender, subject="Timeline") as output:  # type: ignore[arg-type]
-
-        def sinks(hello: proto.Hello) -> list[Any]:
-            return [anchors]
-
         rec = Recorder()
-        session = EngineSession(services(), rec, SessionConfig(lead=0.0), sinks, outputs=[output])
+        session = EngineSession(services(), rec, SessionConfig(lead=0.0), outputs=[output, SinkOutput(lambda: anchors)])
         await session.handle_text(json.dumps({"type": "hello", "workflow": "say"}))
         await session.handle_text(json.dumps({"type": "text", "text": "Hello there, friend."}))
         await rec.wait_audio()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from tests.engine.test_session import Recorder
-from tests.fakes import FakeFace, FakeLLM, FakeSTT, FakeTTS
+from tests.fakes import FakeFace, FakeLLM, FakeSTT, FakeTTS, SinkOutput
 
 from facecast.engine.outputs import RecorderSink
 from facecast.engine.session import EngineSession
@@ -22,13 +22,13 @@ async def test_unwritable_record_folder_loses_no_reply(tmp_path: Path, caplog: p
     root = blocker / "recordings"
     sinks: list[RecorderSink] = []
 
-    def factory(_: object) -> list[RecorderSink]:
+    def factory() -> RecorderSink:
         sinks.append(RecorderSink(root))
-        return sinks[-1:]
+        return sinks[-1]
 
     rec = Recorder()
     services = Services(FakeSTT(), FakeLLM(), FakeTTS(rate=16000), FakeFace())
-    session = EngineSession(services, rec, sinks=factory)
+    session = EngineSession(services, rec, outputs=[SinkOutput(factory)])
     await session.handle_text(json.dumps({"type": "hello", "acks": False}))
     with caplog.at_level(logging.ERROR):
         for number, text in enumerate(("First turn.", "Second turn."), start=1):
@@ -59,7 +59,7 @@ async def test_a_failing_sink_is_switched_off_and_the_reply_goes_on(caplog: pyte
 
     rec = Recorder()
     session = EngineSession(Services(FakeSTT(), FakeLLM(), FakeTTS(rate=16000), FakeFace()), rec,
-                            sinks=lambda _: [Broken()])
+                            outputs=[SinkOutput(Broken)])
     await session.handle_text(json.dumps({"type": "hello", "acks": False}))
     await session.handle_text(json.dumps({"type": "text", "text": "Hello."}))
     assert (await rec.wait_for("utterance_end"))["samples"] > 0

@@ -79,7 +79,7 @@ async def test_client_disconnect_mid_utterance_leaves_no_session(live_server: Li
         await asyncio.sleep(0.01)
     assert not live_server.state.sessions
     if live_server.state.livelink is not None:
-        assert [c.subject.name for c in live_server.state.livelink.pacer.subjects] == []
+        assert [c.name for c in live_server.state.livelink.pacer.subjects] == []
 
 
 async def test_concurrent_sessions_get_their_own_replies(live_server: LiveServer) -> None:

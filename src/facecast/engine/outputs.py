@@ -10,6 +10,9 @@ shows, what the recorder keeps and what the WebSocket sends are the same values.
   Its sink is the generic :class:`PacedSink`: a paced output is an encoder, an Output class and this sink.
 - Recorder: every utterance as a session folder (``audio.wav`` + ``shapes.csv``); the files are written on a
   worker thread (``asyncio.to_thread``), never on the event loop.
+
+The server's outputs come from the settings in one place, :func:`outputs_from_settings`, and run for its
+lifetime inside :func:`run_outputs`.
 """
 
 from __future__ import annotations
@@ -18,20 +21,32 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ..config import Settings
+from ..errors import ConfigError
 from ..events import AudioOut, FaceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
 from ..face.layers import AnimationLayer
 from ..session import SessionWriter, new_session_folder
-from .livelink import LiveLinkPacer, LiveLinkSender, LiveLinkSubject, MonotonicClock, SubjectChannel
+from .livelink import (
+    LiveLinkPacer,
+    LiveLinkSender,
+    LiveLinkSubject,
+    LiveLinkTarget,
+    MonotonicClock,
+    SubjectChannel,
+    parse_targets,
+)
 from .pacer import FrameChannel, UtterancePlayback
-from .sinks import SessionInfo
+from .sinks import Output, SessionInfo
 from .timeline import FaceTimeline
 
-__all__ = ["PacedSink", "LiveLinkOutput", "RecorderOutput", "RecorderSink"]
+__all__ = ["PacedSink", "LiveLinkOutput", "RecorderOutput", "RecorderSink", "outputs_from_settings", "run_outputs",
+           "OUTPUT_SCHEMES"]
 
 log = logging.getLogger(__name__)
 
@@ -181,10 +196,10 @@ class RecorderSink:
 
     Recording is best-effort: when the folder cannot be written (missing permission, full disk) the error
     is logged once, the recorder switches itself off (``disabled``) and raises nothing, so the session's
-    replies go on unrecorded. ``seed`` is accepted for older callers and unused.
+    replies go on unrecorded.
     """
 
-    def __init__(self, root: str | Path, seed: int = 0) -> None:
+    def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self._writer: SessionWriter | None = None
         self._utterance = -1
@@ -286,3 +301,76 @@ class RecorderSink:
             return
         self.folders.append(folder)
         log.debug("recorded %s in %.1f ms", folder, (time.perf_counter() - start) * 1000)
+
+
+# ------------------------------------------------------------------------------------ from the settings
+
+OUTPUT_SCHEMES = ("livelink", "record")
+"""The URL schemes of ``Settings.outputs``."""
+
+
+def outputs_from_settings(settings: Settings) -> list[Output]:
+    """The server's outputs: ONE :class:`LiveLinkOutput` (one pacer) for every Live Link target of
+    ``settings.livelink`` (``off`` switches those off) and of ``livelink://HOST:PORT`` entries of
+    ``settings.outputs``, then one :class:`RecorderOutput` per folder of ``settings.record`` and of
+    ``record:///DIR`` entries (``record://DIR`` is a relative folder). Duplicates are dropped.
+
+    Builds objects only (nothing is opened). Raises :class:`~facecast.errors.ConfigError` for an unknown
+    scheme or a malformed URL.
+    """
+    targets: dict[LiveLinkTarget, None] = dict.fromkeys(_livelink_targets(settings.livelink, "livelink"))
+    folders: dict[str, None] = dict.fromkeys([settings.record] if settings.record else [])
+    for url in settings.outputs:
+        scheme, sep, rest = url.strip().partition("://")
+        if not sep or scheme.lower() not in OUTPUT_SCHEMES:
+            raise ConfigError(f"output {url!r}: expected one of " + ", ".join(f"{s}://..." for s in OUTPUT_SCHEMES)
+                              + " (livelink://HOST:PORT, record:///DIR)")
+        if scheme.lower() == "livelink":
+            targets.update(dict.fromkeys(_livelink_targets([rest], f"output {url!r}")))
+        elif rest:
+            folders[rest] = None
+        else:
+            raise ConfigError(f"output {url!r}: name a folder, e.g. record:///var/facecast/takes")
+    outputs: list[Output] = []
+    if targets:
+        outputs.append(LiveLinkOutput(LiveLinkSender(tuple(targets)), settings.device_id, settings.subject))
+    outputs.extend(RecorderOutput(folder) for folder in folders)
+    return outputs
+
+
+def _livelink_targets(specs: Iterable[str], origin: str) -> tuple[LiveLinkTarget, ...]:
+    try:
+        return parse_targets(specs)
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+
+
+@asynccontextmanager
+async def run_outputs(outputs: Sequence[Output]) -> AsyncIterator[None]:
+    """Run every output for the block's duration; on exit each is cancelled and awaited.
+
+    An output that is also an async context manager is entered instead (so it can refuse to start: the
+    :class:`LiveLinkOutput` raises :class:`~facecast.errors.ConfigError` for a target that does not resolve,
+    and the server does not start); the others' :meth:`~facecast.engine.sinks.Output.run` runs as a task,
+    and one that fails later is logged, the rest going on.
+    """
+    async with AsyncExitStack() as stack:
+        tasks: list[asyncio.Task[None]] = []
+        for output in outputs:
+            if isinstance(output, AbstractAsyncContextManager):
+                await stack.enter_async_context(output)
+            else:
+                task = asyncio.create_task(output.run())
+                task.add_done_callback(partial(_report_end, output))
+                tasks.append(task)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _report_end(output: Output, task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("output %s stopped: %s", output.describe(), task.exception())

@@ -28,11 +28,11 @@ from ..metrics import Metrics
 from ..pipeline import Services
 from ..protocol import engine as proto
 from .context import Mic, SessionConfig, SessionContext, Transport
-from .sinks import Output, SessionInfo, SinkFactory, SinkGroup, UtteranceSink
+from .sinks import Output, SessionInfo, SinkGroup
 from .timeline import FaceTimeline, session_seed
 from .workflows import Workflow, WorkflowUnavailable, start_workflow
 
-__all__ = ["Transport", "SessionConfig", "EngineSession", "UtteranceSink", "SinkFactory"]
+__all__ = ["Transport", "SessionConfig", "EngineSession"]
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ class EngineSession:
     """Protocol state for one client. Call :meth:`handle_text` / :meth:`handle_bytes` for each frame
     received and :meth:`close` when the socket goes away (it cancels all work of the session).
 
-    Outputs: ``outputs`` (each :meth:`~facecast.engine.sinks.Output.attach`\\ ed at the hello) and/or
-    ``sinks`` (the older factory, called with the hello) give the session's sinks.
+    ``outputs`` are the server's outputs: each is :meth:`~facecast.engine.sinks.Output.attach`\\ ed at the
+    hello and feeds the sink it returns.
     """
 
     def __init__(
@@ -50,7 +50,6 @@ class EngineSession:
         services: Services,
         transport: Transport,
         config: SessionConfig | None = None,
-        sinks: SinkFactory | None = None,
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
         *,
@@ -60,7 +59,6 @@ class EngineSession:
         self._metrics = metrics
         self._tx = transport
         self._config = config or SessionConfig()
-        self._sink_factory = sinks
         self._outputs = tuple(outputs)
         self._sinks = SinkGroup()
         self._clock = clock
@@ -132,11 +130,8 @@ class EngineSession:
         except WorkflowUnavailable as exc:
             await self.send_error(exc.code, str(exc))
             return
-        sinks: list[UtteranceSink] = [output.attach(SessionInfo(hello, self.timeline)) for output in self._outputs]
-        if self._sink_factory is not None:
-            sinks.extend(self._sink_factory(hello))
-        for sink in sinks:
-            group.add(sink)
+        for output in self._outputs:
+            group.add(output.attach(SessionInfo(hello, self.timeline)))
         self.hello, self._workflow, self._sinks = hello, workflow, group
         described = group.descriptions()
         livelink = None

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,7 +29,7 @@ from ..events import UtteranceEvent
 from ..protocol import engine as proto
 from .timeline import FaceTimeline
 
-__all__ = ["UtteranceSink", "SessionInfo", "Output", "SinkFactory", "SinkGroup"]
+__all__ = ["UtteranceSink", "SessionInfo", "Output", "SinkGroup"]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,9 @@ class Output(Protocol):
     """A server-wide output: Live Link, the recorder, a future VMC/OSC sender.
 
     :meth:`run` is its lifetime (open sockets or folders, run a pacer; release everything when cancelled);
-    :meth:`attach` is called once per session, while it runs, and must not block.
+    :meth:`attach` is called once per session, while it runs, and must not block. An output that must be able
+    to refuse to start may also be an async context manager (entered instead of running :meth:`run`, see
+    :func:`facecast.engine.outputs.run_outputs`).
     """
 
     async def run(self) -> None:
@@ -75,10 +77,6 @@ class Output(Protocol):
     def describe(self) -> dict[str, object]:
         """What this output is and where it goes (for logs and ``/health``); no secrets."""
         ...
-
-
-SinkFactory = Callable[[proto.Hello], Sequence[UtteranceSink]]
-"""The older way to give a session its sinks (one call per session, after its hello)."""
 
 
 class SinkGroup:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,11 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from .. import __version__
 from ..auth import AccessPolicy, check_token_strength, redact_url
 from ..config import Settings
-from ..engine.livelink import LiveLinkSender, parse_targets
-from ..engine.outputs import LiveLinkOutput, RecorderSink
-from ..engine.session import EngineSession, SessionConfig, UtteranceSink
+from ..engine.outputs import LiveLinkOutput, outputs_from_settings, run_outputs
+from ..engine.session import EngineSession, SessionConfig
+from ..engine.sinks import Output
 from ..metrics import CONTENT_TYPE, Metrics
 from ..pipeline import Services
-from ..protocol.engine import Hello
 from ..services import transcript_lead_ms
 from ..vad import TurnConfig
 from .neurosync import NeuroSyncBackends, NeuroSyncOptions, neurosync_router
@@ -53,8 +52,9 @@ class AppState:
     services: Services
     started: float = field(default_factory=time.monotonic)
     sessions: set[EngineSession] = field(default_factory=set)
-    livelink: LiveLinkOutput | None = None
-    session_count: int = 0
+    outputs: list[Output] | None = None
+    """The server's outputs (attached to every session); None: built from the settings by :func:`create_app`
+    (:func:`~facecast.engine.outputs.outputs_from_settings`)."""
     metrics: Metrics = field(default_factory=Metrics)
     neurosync: NeuroSyncBackends | None = None
     """Models behind the NeuroSync endpoints; built from ``services`` on first use when left ``None``."""
@@ -71,13 +71,10 @@ class AppState:
         for session in self.sessions:
             session.post(kind, **fields)
 
-    def sinks_for(self, hello: Hello) -> list[UtteranceSink]:
-        """The recorder of a new session, with ``--record``."""
-        self.session_count += 1
-        sinks: list[UtteranceSink] = []
-        if self.settings.record:
-            sinks.append(RecorderSink(self.settings.record, seed=self.session_count))
-        return sinks
+    @property
+    def livelink(self) -> LiveLinkOutput | None:
+        """The Live Link output, if there is one."""
+        return next((o for o in self.outputs or () if isinstance(o, LiveLinkOutput)), None)
 
 
 class _WebSocketTransport:
@@ -128,23 +125,21 @@ def create_app(state: AppState) -> FastAPI:
     """The ASGI app for ``facecast run`` (and for tests, which drive it in-process or over a socket).
 
     Raises :class:`~facecast.errors.ConfigError` when the settings bind off loopback with a weak token
-    (:func:`facecast.auth.check_token_strength`).
+    (:func:`facecast.auth.check_token_strength`) or name an unknown output. The outputs (Live Link, the
+    recorder) run for the app's lifetime and are attached to every session.
     """
     check_token_strength(state.settings.host, state.settings.token)
+    if state.outputs is None:
+        state.outputs = outputs_from_settings(state.settings)
+    outputs = state.outputs
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await _warm_up(state.services)
-        async with AsyncExitStack() as stack:
-            targets = [t for t in state.settings.livelink if t.lower() != "off"]
-            if targets:
-                sender = LiveLinkSender(parse_targets(targets))
-                output = LiveLinkOutput(sender, state.settings.device_id, state.settings.subject)
-                state.livelink = await stack.enter_async_context(output)
+        async with run_outputs(outputs):
             yield
             for session in list(state.sessions):
                 await session.close()
-            state.livelink = None
         await _close_services(state.services)
 
     app = FastAPI(title="Facecast", version=__version__, lifespan=lifespan)
@@ -184,8 +179,8 @@ def create_app(state: AppState) -> FastAPI:
         config = SessionConfig(ack_timeout=settings.ack_timeout, persona=settings.persona or None,
                                turns=TurnConfig(end_ms=settings.endpoint_ms, barge_in_ms=settings.barge_in_ms,
                                                 transcript_lead_ms=transcript_lead_ms(settings)))
-        session = EngineSession(state.services, _WebSocketTransport(ws), config, state.sinks_for,
-                                metrics=state.metrics, outputs=[state.livelink] if state.livelink else [])
+        session = EngineSession(state.services, _WebSocketTransport(ws), config, metrics=state.metrics,
+                                outputs=outputs)
         state.sessions.add(session)
         state.metrics.active_sessions.inc()
         try:
