@@ -16,7 +16,7 @@ from facecast.errors import InputError
 from facecast.face.arkit import INDEX
 from facecast.face.takes import NEUROSYNC_COLUMNS
 from facecast.offline import say
-from facecast.session import read_session
+from facecast.takefolder import read_session
 from facecast.types import frames_for_samples
 
 
@@ -224,3 +224,29 @@ def test_samples_make_the_readme_examples_runnable(tmp_path: Path) -> None:
         assert receiver.recv(4096)  # the take's frames reached the Live Link target
     assert read_take(out / "shapes.csv").format == "neurosync"
     assert len(read_session(out / "anim").values) > 0
+
+
+@pytest.mark.parametrize(("tts", "listed"), [("espeak", ["en-gb", "en-us", "de"]), ("hibari", ["heart"])])
+def test_voices_lists_the_voices_of_the_tts(tts: str, listed: list[str]) -> None:
+    result = facecast("voices", "--tts", tts)
+    assert result.returncode == 0, result.stderr
+    names = result.stdout.split("variants", 1)[0].split()
+    assert set(listed) <= set(names)
+    if tts == "espeak":
+        assert {"f3", "m1", "klatt"} <= set(result.stdout.split("variants", 1)[1].split())
+    # every voice listed is accepted by --voice
+    spoken = facecast("voices", "--tts", tts, "--voice", listed[0])
+    assert spoken.returncode == 0, spoken.stderr
+
+
+def test_voices_of_the_configured_tts_and_of_a_service(tmp_path: Path) -> None:
+    config = tmp_path / "facecast.toml"
+    config.write_text('tts = "espeak"\n')
+    assert "en-gb" in facecast("voices", "--config", str(config)).stdout.split()
+    result = facecast("voices", "--tts", "ws://127.0.0.1:9")
+    assert result.returncode == 1 and "does not list its voices" in result.stderr
+
+
+def test_an_unknown_voice_names_the_command_that_lists_them(tmp_path: Path) -> None:
+    result = facecast("say", "hello", "--tts", "espeak", "--voice", "xx-nonexistent", "--out", str(tmp_path / "x"))
+    assert result.returncode == 1 and "facecast voices --tts espeak" in result.stderr

@@ -34,7 +34,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     for role in ("stt", "llm", "tts", "face"):
         g.add_argument(f"--{role}", metavar="NAME[:ARG]", help=_role_help(role))
     g.add_argument("--llm-model", help="model name on the LLM server (default: the server's first)")
-    g.add_argument("--voice", help="the TTS's voice (espeak-ng: a language code with a variant, e.g. en-gb+f3)")
+    g.add_argument("--voice", help="the TTS's voice (espeak-ng: a language code with a variant, e.g. en-gb+f3; "
+                                   "'facecast voices' lists them)")
     g.add_argument("--speech-rate", type=int, help="speaking rate in words per minute (175 = the voice's own)")
     g.add_argument("--pitch", type=int, help="voice pitch 0-100 (espeak-ng; default 50)")
     g.add_argument("--set", action="append", metavar="ROLE.NAME.OPTION=VALUE",
@@ -100,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "from the input's)")
     p.add_argument("--fps", type=int, help="frame rate of livelink-app output (default: the input's, or 60)")
     p.add_argument("-v", "--verbose", action="store_true")
+
+    p = sub.add_parser("voices", help="list the voices of the TTS (--tts NAME, or the configured one)")
+    _common(p)
 
     p = sub.add_parser("samples", help="write sample inputs (question.wav, speech.wav, take.csv) into DIR")
     p.add_argument("dir", help="output folder (created if needed)")
@@ -195,7 +199,7 @@ async def _animate(args: argparse.Namespace) -> int:
     from .audio import read_audio, split_chunks
     from .errors import ConfigError
     from .services import make_face, resolve
-    from .session import write_session
+    from .takefolder import write_session
     from .types import FACE_WIDTH, SpeechChunk
 
     spec = args.face or "learned"
@@ -230,6 +234,34 @@ def _run(args: argparse.Namespace) -> int:
     from .server import serve
 
     return serve(_settings(args))
+
+
+def _voices(args: argparse.Namespace) -> int:
+    import textwrap
+
+    from .errors import ConfigError
+    from .services import make_tts
+
+    s = _settings(args)
+    tts = make_tts(s.tts, s)
+    voices = getattr(tts, "voices", None)
+    if voices is None:
+        raise ConfigError(f"--tts {s.tts} does not list its voices (remote services and failover lists cannot): "
+                          "run 'facecast voices --tts NAME' for one provider")
+    def column(names: list[str]) -> str:
+        return textwrap.fill(" ".join(names), 100, initial_indent="  ", subsequent_indent="  ",
+                             break_on_hyphens=False)
+
+    names: list[str] = voices()
+    print(f"{s.tts} voices (--voice NAME):")
+    print(column(names))
+    variants = getattr(tts, "variants", None)
+    if variants is not None:
+        extra: list[str] = variants()
+        example = "en-gb+f3" if "en-gb" in names and "f3" in extra else f"{names[0]}+{extra[0]}"
+        print(f"variants (--voice NAME+VARIANT, e.g. {example}):")
+        print(column(extra))
+    return 0
 
 
 def _play(args: argparse.Namespace) -> int:
@@ -284,7 +316,7 @@ async def _engine_sim(args: argparse.Namespace) -> int:
         if args.out and utt.audio:
             import numpy as np
 
-            from .session import write_session
+            from .takefolder import write_session
             from .types import FACE_WIDTH, frames_for_samples
 
             audio = np.concatenate(utt.audio)
@@ -363,6 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _providers(args)
         if args.command == "serve":
             return _serve(args)
+        if args.command == "voices":
+            return _voices(args)
         if args.command == "play":
             return _play(args)
         if args.command == "convert":

@@ -233,9 +233,9 @@ def test_voice_names_and_variants_are_listed_and_accepted() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"voice": "klingon-but-wrong"}, "list_voices()"),
-        ({"voice": ""}, "list_voices()"),
-        ({"voice": "en-us+nonsense"}, "list_variants()"),
+        ({"voice": "klingon-but-wrong"}, "facecast voices --tts espeak"),
+        ({"voice": ""}, "facecast voices --tts espeak"),
+        ({"voice": "en-us+nonsense"}, "facecast voices --tts espeak"),
         ({"rate": 79}, "80 to 450"),
         ({"rate": 451}, "80 to 450"),
         ({"pitch": -1}, "0 to 100"),

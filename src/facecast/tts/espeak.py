@@ -497,9 +497,8 @@ def _resolve_voice(engine: _Engine, spec: str) -> str:
                 break
     if not key or identifier is None:
         raise InputError(
-            f"unknown espeak-ng voice {spec!r}: use a language code from "
-            "facecast.tts.espeak.list_voices() (e.g. 'en-us', 'en-gb'), optionally with a variant from "
-            "list_variants() as in 'en-gb+f3'"
+            f"unknown espeak-ng voice {spec!r}: use a language code (e.g. 'en-us', 'en-gb'), optionally with a "
+            "variant as in 'en-gb+f3'; 'facecast voices --tts espeak' lists both"
         )
     if not variant:
         return identifier
@@ -509,7 +508,7 @@ def _resolve_voice(engine: _Engine, spec: str) -> str:
             return f"{identifier}+{file}"
     raise InputError(
         f"unknown espeak-ng voice variant {variant!r} in {spec!r}: "
-        "facecast.tts.espeak.list_variants() lists them (e.g. 'f3', 'm1', 'klatt')"
+        "'facecast voices --tts espeak' lists them (e.g. 'f3', 'm1', 'klatt')"
     )
 
 
@@ -567,6 +566,14 @@ class EspeakTTS:
 
     def __repr__(self) -> str:
         return f"EspeakTTS(voice={self._voice!r}, rate={self._settings.rate}, pitch={self._settings.pitch})"
+
+    def voices(self) -> list[str]:
+        """The voices this TTS can speak with (:func:`list_voices`; ``facecast voices``)."""
+        return list_voices()
+
+    def variants(self) -> list[str]:
+        """The variants a voice may take after ``+`` (:func:`list_variants`)."""
+        return list_variants()
 
     async def synthesize(self, text: str) -> AsyncGenerator[SpeechChunk, None]:
         """Speak ``text``, yielding ~60 ms chunks as the library produces them (timing: module docstring).

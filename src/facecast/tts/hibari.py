@@ -211,6 +211,10 @@ class HibariTTS:
     def __repr__(self) -> str:
         return f"HibariTTS({self._options!r})"
 
+    def voices(self) -> list[str]:
+        """The voices this TTS can speak with (:data:`VOICES`; ``facecast voices``)."""
+        return list(VOICES)
+
     async def warm_up(self) -> None:
         """Load the model and the G2P now (on the worker thread), so the first request is not slowed by it."""
         threads = self._options.threads

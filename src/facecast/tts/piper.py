@@ -291,6 +291,10 @@ class PiperTTS:
     def __repr__(self) -> str:
         return f"PiperTTS({self._options!r})"
 
+    def voices(self) -> list[str]:
+        """The voices this TTS can speak with (:data:`VOICES`; ``facecast voices``)."""
+        return list(VOICES)
+
     async def warm_up(self) -> None:
         """Load the voice now (on the worker thread), so the first request is not slowed by it."""
         future = _WORKER.executor.submit(_engine, self._options.voice, self._options.threads)
