@@ -9,7 +9,7 @@ import soundfile as sf
 
 from facecast.errors import InputError
 from facecast.face.takes import parse_take, write_livelink_app_csv
-from facecast.session import (
+from facecast.takefolder import (
     AUDIO_NAME,
     SHAPES_NAME,
     SessionWriter,

@@ -28,7 +28,7 @@ import numpy as np
 from .errors import InputError
 from .face.arkit import LIVE_LINK_COUNT
 from .face.takes import TIMECODE_RATES, Take, read_take, write_livelink_app_csv, write_neurosync_csv
-from .session import SHAPES_NAME
+from .takefolder import SHAPES_NAME
 from .types import FPS, Float32Array
 
 __all__ = ["OutputFormat", "Conversion", "resample_frames", "infer_format", "convert_take", "OUTPUT_FORMATS"]

@@ -17,7 +17,7 @@ from .events import AudioOut, FaceOut, SentenceOut, UtteranceEnded, UtteranceEve
 from .llm.history import ChatHistory
 from .pipeline import Services, run_turn, say_text, transcribe_all
 from .roles import FaceAnimator, SpeechToText, TextToSpeech
-from .session import write_session
+from .takefolder import write_session
 from .types import FACE_WIDTH, Float32Array
 
 __all__ = [

@@ -19,10 +19,9 @@ from typing import Any, TypeAlias
 
 from .aio import aclose
 from .events import AudioOut, EmotionOut, FaceOut, SentenceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
-from .face.layers import parse_emotion_tags
 from .llm.history import ChatHistory
 from .roles import FaceAnimator, LanguageModel, SpeechToText, TextToSpeech
-from .text import SplitterConfig, split_sentences
+from .text import SplitterConfig, parse_emotion_tags, split_sentences
 from .types import AudioChunk, ChatMessage, Phoneme, SpeechChunk, Word, frames_for_samples
 
 __all__ = ["Services", "Pace", "speak", "say_text", "reply_tokens", "run_turn", "transcribe_all"]

@@ -1,4 +1,4 @@
-"""One small interface per role (DESIGN.md section 4).
+"""One small interface per role: at most three methods, no state in the interface.
 
 The controller only sees these Protocols; an implementation may run in-process, talk to a standalone
 server, or wrap several others for failover. None of them keeps per-request state in the interface.

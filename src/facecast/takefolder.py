@@ -1,4 +1,4 @@
-"""Session folders in NeuroSync's layout: ``<folder>/audio.wav`` + ``<folder>/shapes.csv``.
+"""Take folders (NeuroSync calls them session folders): ``<folder>/audio.wav`` + ``<folder>/shapes.csv``.
 
 NeuroSync keeps each generated utterance in ``generated/<uuid>/`` with a mono PCM16 ``audio.wav`` at
 88200 Hz and a NeuroSync ``shapes.csv`` (60 fps, see :mod:`facecast.face.takes`). Facecast writes the same

@@ -7,17 +7,21 @@ follows them). To start speaking sooner, the FIRST piece of a reply may also end
 (``,``, ``;``, ``:``, dash) once it holds at least ``first_clause_words`` words.
 
 Stage directions between asterisks (``*smiles*``) are removed and never spoken, as are Markdown
-decorations (``#``, backticks, bullet markers). Emotion tags like ``[happy]`` pass through untouched:
-they are handled downstream (``facecast.face.layers``).
+decorations (``#``, backticks, bullet markers). Emotion tags like ``[happy]`` pass through the splitter
+untouched; :func:`parse_emotion_tags` then takes them out of each piece (the pipeline turns them into
+emotion events, which the face's animation layer shows).
 """
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
-__all__ = ["SplitterConfig", "SentenceSplitter", "split_sentences"]
+from .face.arkit import INDEX
+
+__all__ = ["SplitterConfig", "SentenceSplitter", "split_sentences", "Emotion", "parse_emotion_tags"]
 
 _ABBREVIATIONS = frozenset(
     """mr mrs ms dr prof sr jr st vs etc e.g i.e eg ie no nos fig approx dept est inc ltd co corp
@@ -189,3 +193,62 @@ async def split_sentences(
             yield piece
     for piece in splitter.flush():
         yield piece
+
+
+# ---------------------------------------------------------------------------------------- emotion tags
+
+
+class Emotion(enum.Enum):
+    """The 7 emotions of a face frame (NeuroSync's channels 61-67)."""
+
+    ANGRY = "angry"
+    DISGUSTED = "disgusted"
+    FEARFUL = "fearful"
+    HAPPY = "happy"
+    NEUTRAL = "neutral"
+    SAD = "sad"
+    SURPRISED = "surprised"
+
+    @property
+    def channel(self) -> int:
+        """This emotion's index in a 68-value face frame."""
+        return INDEX[self.value.capitalize()]
+
+
+_TAG_WORDS: dict[str, Emotion] = {
+    "happy": Emotion.HAPPY, "joy": Emotion.HAPPY, "joyful": Emotion.HAPPY,
+    "sad": Emotion.SAD, "sadness": Emotion.SAD,
+    "angry": Emotion.ANGRY, "anger": Emotion.ANGRY,
+    "surprised": Emotion.SURPRISED, "surprise": Emotion.SURPRISED,
+    "fearful": Emotion.FEARFUL, "fear": Emotion.FEARFUL, "scared": Emotion.FEARFUL, "afraid": Emotion.FEARFUL,
+    "disgusted": Emotion.DISGUSTED, "disgust": Emotion.DISGUSTED,
+    "neutral": Emotion.NEUTRAL, "calm": Emotion.NEUTRAL,
+}  # fmt: skip
+_TAG = re.compile(r"\[\s*(" + "|".join(_TAG_WORDS) + r")\s*\]", re.IGNORECASE)
+
+
+def parse_emotion_tags(text: str) -> tuple[str, list[tuple[int, Emotion]]]:
+    """Remove emotion tags from ``text``: returns the clean text and ``(position, emotion)`` in order.
+
+    A tag is an emotion word in square brackets, case-insensitive, spaces allowed inside: ``[happy]``,
+    ``[ Sad ]``; the 7 emotion names and a few synonyms (joy, sadness, anger, surprise, fear, scared, afraid,
+    disgust, calm) are known. Any other bracketed text (``[laughs]``, ``[1]``) is left in place. ``position``
+    is where the tag stood in the clean text (the index of the character that follows it), so the emotion
+    starts with the word after the tag. Removing a tag also removes one of the spaces around it so no double
+    or trailing space is left.
+    """
+    clean = ""
+    events: list[tuple[int, Emotion]] = []
+    pos = 0
+    for match in _TAG.finditer(text):
+        clean += text[pos : match.start()]
+        pos = match.end()
+        gap_before = not clean or clean[-1].isspace()
+        after = text[pos : pos + 1]
+        if gap_before and after.isspace():
+            pos += 1  # "a [happy] b" -> "a b"
+        elif gap_before and not after and clean:
+            clean = clean[:-1]  # "well [happy]" -> "well"
+        events.append((len(clean), _TAG_WORDS[match.group(1).lower()]))
+    clean += text[pos:]
+    return clean, [(min(at, len(clean)), emotion) for at, emotion in events]

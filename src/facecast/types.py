@@ -1,7 +1,8 @@
 """Core value types that flow between the stages.
 
 Every time inside an utterance is an audio sample position counted from the utterance's first sample
-(DESIGN.md: one clock per utterance). Face frame ``i`` belongs at sample ``round(i * rate / 60)``.
+(one clock per utterance: nothing is scheduled by a second, independent clock). Face frame ``i``
+belongs at sample ``round(i * rate / 60)``.
 Audio is float32 mono in [-1, 1] inside Facecast; conversion to PCM16 happens at the edges.
 """
 
@@ -34,7 +35,7 @@ FPS = 60
 """Face frames per second, everywhere in Facecast."""
 
 FACE_WIDTH = 68
-"""Values per face frame: 61 Live Link curves + 7 emotions (REFERENCE.md section 1)."""
+"""Values per face frame: 61 Live Link curves + 7 emotions (NeuroSync's channels 61-67)."""
 
 Float32Array = npt.NDArray[np.float32]
 

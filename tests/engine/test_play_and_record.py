@@ -18,7 +18,7 @@ from facecast.face.arkit import INDEX
 from facecast.face.layers import Emotion
 from facecast.face.takes import write_livelink_app_csv
 from facecast.protocol.livelink import decode_frame
-from facecast.session import read_session, write_session
+from facecast.takefolder import read_session, write_session
 from facecast.types import AudioChunk, FaceFrames
 
 

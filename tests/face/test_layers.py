@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from facecast.face.arkit import EMOTION_NAMES, INDEX
-from facecast.face.layers import EYE_LOOK_FULL_DEG, AnimationLayer, Emotion, LayerConfig, parse_emotion_tags
+from facecast.face.layers import EYE_LOOK_FULL_DEG, AnimationLayer, Emotion, LayerConfig
+from facecast.text import parse_emotion_tags
 from facecast.types import FACE_WIDTH, FPS
 
 MINUTE = 60 * FPS

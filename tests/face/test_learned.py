@@ -280,7 +280,7 @@ def test_heldout_voice_closes_on_pbm_and_opens_on_open_vowels(animator: LearnedA
 def test_cli_animate_writes_a_session(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from facecast.audio import write_wav
     from facecast.cli import main
-    from facecast.session import read_session
+    from facecast.takefolder import read_session
 
     pcm = _speechlike(1.3, 16_000, 13)
     write_wav(tmp_path / "in.wav", pcm, 16_000)

@@ -161,3 +161,12 @@ def test_bad_server_messages_are_refused() -> None:
                  '{"type":"welcome"}', "[]"):
         with pytest.raises(proto.ProtocolError):
             proto.decode_server(text)
+
+
+def test_protocol_errors_are_facecast_errors_with_their_own_code() -> None:
+    from facecast.errors import FacecastError
+
+    with pytest.raises(FacecastError) as info:
+        proto.decode_client_text('{"type": "nonsense"}')
+    assert isinstance(info.value, proto.ProtocolError) and isinstance(info.value, ValueError)
+    assert info.value.code == "unknown_type" and proto.ProtocolError("too_large", "x").code == "too_large"

@@ -24,7 +24,7 @@ from facecast.protocol.livelink import (
 def unreal_parse(packet: bytes) -> dict[str, Any] | None:
     """Parse like Unreal's ARKit Live Link source: None where Unreal would drop the packet.
 
-    Written from REFERENCE.md section 2 field by field, independently of the codec under test.
+    Written from the v6 packet layout field by field, independently of the codec under test.
     """
     if len(packet) < 270:  # header-only packets are ignored
         return None

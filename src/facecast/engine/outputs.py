@@ -31,7 +31,7 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..events import AudioOut, FaceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
 from ..face.layers import AnimationLayer
-from ..session import SessionWriter, new_session_folder
+from ..takefolder import SessionWriter, new_session_folder
 from .livelink import (
     LiveLinkPacer,
     LiveLinkSender,

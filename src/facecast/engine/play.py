@@ -15,7 +15,7 @@ from pathlib import Path
 from ..convert import resample_frames
 from ..errors import InputError
 from ..face.takes import Take, read_take
-from ..session import read_session
+from ..takefolder import read_session
 from ..types import FPS, FaceFrames, Float32Array
 from .livelink import (
     Clock,

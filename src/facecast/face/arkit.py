@@ -1,4 +1,4 @@
-"""ARKit / Live Link face layout: names and orders of the 68-value face frame (REFERENCE.md section 1).
+"""ARKit / Live Link face layout: names and orders of the 68-value face frame (61 Live Link curves, then 7 emotions).
 
 The frame order is Unreal's ``EARFaceBlendShape`` order (the Live Link wire order) for indices 0-60,
 followed by NeuroSync's 7 emotions. CSV files are read and written BY NAME (see ``facecast.face.takes``),

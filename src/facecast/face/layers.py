@@ -13,7 +13,8 @@ turns them, or nothing between utterances, into the final 68-value frame the cha
 - speech blend: the speech frames fade in over ``blend_in`` seconds when an utterance starts and the last one
   fades out over ``blend_out`` when it ends, so neither pops;
 - emotion: an eased state over the 7 emotion channels (61-67) that also shapes the face (smile, frown, brows,
-  sneer, wide eyes...). :func:`parse_emotion_tags` pulls ``[happy]``-style tags out of a reply's text.
+  sneer, wide eyes...). The emotions come from the reply's ``[happy]``-style tags
+  (:func:`facecast.text.parse_emotion_tags`).
 
 The layer never reopens a lip closure: while the speech frame has MouthClose up, nothing the layer adds
 opens the jaw or the lips. Output curves 0-51 are clamped to [0, 1], rotations 52-60 to [-1, 1] (degrees/180),
@@ -27,20 +28,18 @@ yaw turns toward the character's own left, positive pitch looks down. An EyeLook
 from __future__ import annotations
 
 import bisect
-import enum
 import itertools
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..text import Emotion
 from ..types import FACE_WIDTH, FPS, Float32Array
 from .arkit import INDEX
 
 __all__ = [
     "Emotion",
-    "parse_emotion_tags",
     "LayerConfig",
     "AnimationLayer",
     "EYE_LOOK_FULL_DEG",
@@ -48,62 +47,6 @@ __all__ = [
 
 EYE_LOOK_FULL_DEG = 30.0
 """Eye rotation, in degrees, at which an EyeLook* curve reaches 1."""
-
-
-class Emotion(enum.Enum):
-    """The 7 emotions of a face frame (NeuroSync's channels 61-67)."""
-
-    ANGRY = "angry"
-    DISGUSTED = "disgusted"
-    FEARFUL = "fearful"
-    HAPPY = "happy"
-    NEUTRAL = "neutral"
-    SAD = "sad"
-    SURPRISED = "surprised"
-
-    @property
-    def channel(self) -> int:
-        """This emotion's index in a 68-value face frame."""
-        return INDEX[self.value.capitalize()]
-
-
-_TAG_WORDS: dict[str, Emotion] = {
-    "happy": Emotion.HAPPY, "joy": Emotion.HAPPY, "joyful": Emotion.HAPPY,
-    "sad": Emotion.SAD, "sadness": Emotion.SAD,
-    "angry": Emotion.ANGRY, "anger": Emotion.ANGRY,
-    "surprised": Emotion.SURPRISED, "surprise": Emotion.SURPRISED,
-    "fearful": Emotion.FEARFUL, "fear": Emotion.FEARFUL, "scared": Emotion.FEARFUL, "afraid": Emotion.FEARFUL,
-    "disgusted": Emotion.DISGUSTED, "disgust": Emotion.DISGUSTED,
-    "neutral": Emotion.NEUTRAL, "calm": Emotion.NEUTRAL,
-}  # fmt: skip
-_TAG = re.compile(r"\[\s*(" + "|".join(_TAG_WORDS) + r")\s*\]", re.IGNORECASE)
-
-
-def parse_emotion_tags(text: str) -> tuple[str, list[tuple[int, Emotion]]]:
-    """Remove emotion tags from ``text``: returns the clean text and ``(position, emotion)`` in order.
-
-    A tag is an emotion word in square brackets, case-insensitive, spaces allowed inside: ``[happy]``,
-    ``[ Sad ]``; the 7 emotion names and a few synonyms (joy, sadness, anger, surprise, fear, scared, afraid,
-    disgust, calm) are known. Any other bracketed text (``[laughs]``, ``[1]``) is left in place. ``position``
-    is where the tag stood in the clean text (the index of the character that follows it), so the emotion
-    starts with the word after the tag. Removing a tag also removes one of the spaces around it so no double
-    or trailing space is left.
-    """
-    clean = ""
-    events: list[tuple[int, Emotion]] = []
-    pos = 0
-    for match in _TAG.finditer(text):
-        clean += text[pos : match.start()]
-        pos = match.end()
-        gap_before = not clean or clean[-1].isspace()
-        after = text[pos : pos + 1]
-        if gap_before and after.isspace():
-            pos += 1  # "a [happy] b" -> "a b"
-        elif gap_before and not after and clean:
-            clean = clean[:-1]  # "well [happy]" -> "well"
-        events.append((len(clean), _TAG_WORDS[match.group(1).lower()]))
-    clean += text[pos:]
-    return clean, [(min(at, len(clean)), emotion) for at, emotion in events]
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ as explicit ONNX state tensors, so audio may arrive in chunks of any size: each 
 as soon as the audio it needs has arrived, and the frames equal those of the whole file processed at
 once (within float rounding of the matrix products, ~1e-6).
 
-Output frames are 68 float32 values (REFERENCE.md section 1) like :class:`~facecast.face.phonetic.
+Output frames are 68 float32 values (61 Live Link curves + 7 emotions) like :class:`~facecast.face.phonetic.
 PhoneticAnimator`'s: the model's mouth curves clipped to [0, 1], every other curve 0, emotion ``Neutral``
 = 1. Only audio is used; phoneme timing in the speech, if any, is ignored. Nothing but numpy, soxr and
 onnxruntime runs at run time; the model (~1.7 MB) is loaded on first use and shared by all animators.

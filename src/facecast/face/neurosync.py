@@ -2,7 +2,7 @@
 
 Facecast never ships or downloads these weights (they are cc-by-nc-4.0); a user points at their own
 ``model.pth``. The network (:mod:`facecast.face.neurosync_net`) and the features below follow
-REFERENCE.md section 4; torch is needed (``pip install torch==2.13.0`` for the CPU build, or a CUDA
+NeuroSync's published model; torch is needed (``pip install torch==2.13.0`` for the CPU build, or a CUDA
 build from pytorch.org; the ``facecast[neurosync]`` extra pins torch 2.13.0), and a missing torch is a
 :class:`ConfigError` naming that.
 

@@ -1,7 +1,7 @@
 """The NeuroSync audio-to-face network in torch (imported only by :mod:`facecast.face.neurosync`).
 
-Architecture as REFERENCE.md section 4: a seq2seq transformer whose decoder reads the encoder's output as
-both its input and its memory (no autoregression, no masks); post-LayerNorm layers; every attention
+Architecture of NeuroSync's published audio-to-face model: a seq2seq transformer whose decoder reads the
+encoder's output as both its input and its memory (no autoregression, no masks); post-LayerNorm layers; every attention
 (encoder self, decoder self, decoder cross) has separate q/k/v/out projections with bias and applies
 GPT-J style rotary position encoding (interleaved pairs, base 10000, positions 0..L-1) to queries and
 keys before scaled dot-product attention. The parameter names are those of the published state_dict,

@@ -27,7 +27,7 @@ while the vowels between closures still open. Segments shorter than their viseme
 (50 ms for ``p b m``) are shown as if that long, centred on their own centre, so that the plateau (with
 the default ``plateau``) always covers the frame nearest the centre.
 
-Output frames (68 float32 values, REFERENCE.md section 1) carry only the speaking mouth: jaw, lip and
+Output frames (68 float32 values: 61 Live Link curves + 7 emotions) carry only the speaking mouth: jaw, lip and
 tongue curves in [0, 1]; eyes, brows, cheeks, nose, head and eye rotations are 0; the emotion channels
 61-67 are one-hot Neutral (= 1.0), i.e. "no emotion", which keeps a frame a valid NeuroSync frame on its
 own. :class:`facecast.face.layers.AnimationLayer` adds blinks, gaze, head motion and emotion on top.

@@ -5,7 +5,7 @@ which copies its header) writes ``JawRight,JawLeft`` and ``MouthRight,MouthLeft`
 Facecast frames use Unreal's wire order (:data:`facecast.face.arkit.FRAME_NAMES`). Parsing is pure
 (:func:`parse_take` takes text); :func:`read_take` and the ``write_*`` functions are thin file wrappers.
 
-Formats (REFERENCE.md section 3):
+Formats:
 
 ``neurosync``
     Header ``Timecode,BlendshapeCount,`` + the 61 names in the app's order + the 7 emotion names; one row

@@ -1,4 +1,4 @@
-"""NeuroSync-compatible HTTP endpoints (REFERENCE.md section 4), so a NeuroSync Player or script keeps working.
+"""NeuroSync-compatible HTTP endpoints, so a NeuroSync Player or script keeps working unchanged.
 
 * ``POST /audio_to_blendshapes``: raw audio file bytes -> ``{"blendshapes": N x 68}``, 60 frames per second
   of audio, from the server's audio-driven animator;

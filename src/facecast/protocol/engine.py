@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import FacecastError
 from ..types import FACE_WIDTH, Float32Array
 from . import jsonlimits
 
@@ -93,8 +94,9 @@ WORKFLOWS = ("conversation", "say", "puppet", "lipsync")
 RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)
 
 
-class ProtocolError(ValueError):
-    """A message that breaks the protocol. ``code`` goes into the ``error`` message sent back."""
+class ProtocolError(FacecastError, ValueError):
+    """A message that breaks the protocol (of the engine link or of a standalone service). ``code`` (per
+    instance: ``bad_message``, ``too_large``, ``bad_version``...) goes into the ``error`` message sent back."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)

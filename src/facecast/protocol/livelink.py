@@ -1,4 +1,4 @@
-"""Sans-I/O codec for Live Link Face UDP packets, version 6 (REFERENCE.md section 2).
+"""Sans-I/O codec for Live Link Face UDP packets, version 6 (the iPhone app's wire format).
 
 This is the packet Unreal's ARKit Live Link source (``AppleARKitLiveLinkSource``) parses, one datagram
 per frame, everything big-endian::

@@ -1,4 +1,4 @@
-"""Sans-I/O pieces of NeuroSync's HTTP API (REFERENCE.md section 4): value conventions and the multipart body.
+"""Sans-I/O pieces of NeuroSync's HTTP API: value conventions and the multipart body.
 
 No sockets and no web framework here: :mod:`facecast.http.neurosync` serves these over HTTP.
 
