@@ -250,3 +250,55 @@ def test_voices_of_the_configured_tts_and_of_a_service(tmp_path: Path) -> None:
 def test_an_unknown_voice_names_the_command_that_lists_them(tmp_path: Path) -> None:
     result = facecast("say", "hello", "--tts", "espeak", "--voice", "xx-nonexistent", "--out", str(tmp_path / "x"))
     assert result.returncode == 1 and "facecast voices --tts espeak" in result.stderr
+
+
+def _free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+LIGHT_FLAGS = ("--stt", "pocketsphinx", "--llm", "echo", "--tts", "espeak")
+
+
+async def test_run_takes_the_live_link_and_ack_settings_as_flags() -> None:
+    import asyncio
+    import urllib.request
+
+    from facecast.engine.sim import EngineSim, SimConfig
+
+    port, udp = _free_port(), _free_port(socket.SOCK_DGRAM)
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "facecast.cli", "run", *LIGHT_FLAGS, "--port", str(port), "--livelink",
+        f"127.0.0.1:{udp}", "--subject", "Mora", "--device-id", "Rig-7", "--ack-timeout", "0.75",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
+    try:
+        for _ in range(600):  # until it answers (or stops)
+            assert server.returncode is None, "the server stopped"
+            try:
+                await asyncio.to_thread(urllib.request.urlopen, f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        async with EngineSim(SimConfig(url=f"ws://127.0.0.1:{port}/ws/engine")) as sim:
+            welcome = sim.accepted
+        assert welcome is not None and welcome.livelink is not None
+        assert welcome.livelink.subject == "Mora" and welcome.livelink.device_id.startswith("Rig-7")
+        assert welcome.ack_timeout == 0.75
+    finally:
+        if server.returncode is None:
+            server.terminate()
+        await asyncio.wait_for(server.communicate(), 30)
+
+
+def test_run_on_a_busy_port_says_so_before_loading_anything() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = facecast("run", *LIGHT_FLAGS, "--port", str(port))
+    assert result.returncode == 1
+    assert f"facecast run: error: port {port} is in use (another facecast?)" in result.stderr
+    assert "Facecast on" not in result.stderr and "loading" not in result.stderr  # no banner, nothing loaded
+    assert "Errno" not in result.stderr and "Traceback" not in result.stderr

@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port (default 8765)")
     p.add_argument("--token", help="access token clients must present (required off loopback)")
     p.add_argument("--livelink", action="append", help="Live Link Face UDP target HOST:PORT (repeatable; 'off')")
+    p.add_argument("--subject", help="Live Link subject name (default Facecast; an engine's hello may name its own)")
+    p.add_argument("--device-id", help="Live Link device id sent in every packet (default Facecast)")
+    p.add_argument("--ack-timeout", type=float,
+                   help="seconds to wait for an engine's playback_started before dropping the reply (default 2)")
     p.add_argument("--record", help="keep every utterance as a session folder under this directory")
     p.add_argument("--endpoint-ms", type=int, help="silence that ends the player's turn (default 300)")
     p.add_argument("--transcript-lead-ms", type=int,
@@ -147,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _SETTING_FLAGS = ("stt", "llm", "llm_model", "tts", "face", "voice", "speech_rate", "pitch", "persona", "set",
-                  "host", "port", "token", "livelink", "record", "neurosync_ports",
+                  "host", "port", "token", "livelink", "subject", "device_id", "ack_timeout", "record",
+                  "neurosync_ports",
                   "endpoint_ms", "transcript_lead_ms", "barge_in_ms")
 
 

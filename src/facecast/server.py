@@ -40,8 +40,9 @@ def serving_ports(settings: Settings) -> list[int]:
     return ports
 
 
-def bind_sockets(host: str, ports: Sequence[int]) -> list[socket.socket]:
-    """Listening TCP sockets on ``host`` for each port (0 = a free port); all or none.
+def bind_sockets(host: str, ports: Sequence[int], *, listen: bool = True) -> list[socket.socket]:
+    """TCP sockets bound on ``host`` for each port (0 = a free port); all or none. With ``listen`` false they
+    only hold their ports (connections are refused until the server starts listening on them).
 
     Raises :class:`ConfigError` naming the port when one cannot be bound (e.g. already in use).
     """
@@ -55,9 +56,12 @@ def bind_sockets(host: str, ports: Sequence[int]) -> list[socket.socket]:
             try:
                 sock.bind((host, port))
             except OSError as exc:
-                why = "it is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-                raise ConfigError(f"cannot listen on {host}:{port}: {why}") from None
-            sock.listen(2048)
+                if exc.errno == errno.EADDRINUSE:
+                    why = f"port {port} is in use (another facecast?); choose another with --port"
+                    raise ConfigError(why) from None
+                raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+            if listen:
+                sock.listen(2048)
             sock.setblocking(False)
     except BaseException:
         for sock in bound:
@@ -80,7 +84,17 @@ def startup_banner(settings: Settings) -> str:
 
 
 def serve(settings: Settings) -> int:
-    """Run the server until interrupted. Raises :class:`facecast.errors.ConfigError` for bad settings."""
+    """Run the server until interrupted. Raises :class:`facecast.errors.ConfigError` for bad settings or a port
+    that is taken (checked first: nothing is loaded or printed then)."""
+    sockets = bind_sockets(settings.host, serving_ports(settings), listen=False)
+    try:
+        return _serve_on(settings, sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _serve_on(settings: Settings, sockets: list[socket.socket]) -> int:
     metrics = Metrics()
     states: list[AppState] = []
 
@@ -102,10 +116,7 @@ def serve(settings: Settings) -> int:
         ws_max_size=MAX_WIRE_FRAME, ws_per_message_deflate=False, ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
     )
-    if settings.neurosync_ports:
-        uvicorn.Server(config).run(sockets=bind_sockets(settings.host, serving_ports(settings)))
-    else:
-        uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=sockets)
     return 0
 
 

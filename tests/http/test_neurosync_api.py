@@ -472,5 +472,5 @@ def test_a_busy_port_is_a_config_error() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(ConfigError, match=f"{port}: it is already in use"):
+        with pytest.raises(ConfigError, match=f"port {port} is in use"):
             bind_sockets("127.0.0.1", [0, port])
