@@ -302,3 +302,14 @@ def test_run_on_a_busy_port_says_so_before_loading_anything() -> None:
     assert f"facecast run: error: port {port} is in use (another facecast?)" in result.stderr
     assert "Facecast on" not in result.stderr and "loading" not in result.stderr  # no banner, nothing loaded
     assert "Errno" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["transcribe"], ["chat", "--llm", "echo", "--out", "{tmp}/x", "--audio"]])
+def test_audio_without_speech_is_an_error_for_transcribe_and_chat(tmp_path: Path, command: list[str]) -> None:
+    silence = tmp_path / "silence.wav"
+    sf.write(str(silence), np.zeros(32000, np.float32), 16000)
+    result = facecast(*[a.replace("{tmp}", str(tmp_path)) for a in command], str(silence))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert f"no speech found in {silence}" in result.stderr
+    assert not (tmp_path / "x").exists()

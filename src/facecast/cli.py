@@ -227,11 +227,15 @@ async def _animate(args: argparse.Namespace) -> int:
 
 
 async def _transcribe(args: argparse.Namespace) -> int:
+    from .errors import InputError
     from .offline import transcribe_file
     from .services import make_stt
 
     s = _settings(args)
-    print(await transcribe_file(args.audio, make_stt(s.stt, s)))
+    text = await transcribe_file(args.audio, make_stt(s.stt, s))
+    if not text.strip():
+        raise InputError(f"no speech found in {args.audio}")
+    print(text)
     return 0
 
 

@@ -114,7 +114,7 @@ async def chat(
         raise InputError("give exactly one of text or audio")
     user = text if text is not None else await transcribe_file(audio, services.stt)  # type: ignore[arg-type]
     if not user.strip():
-        raise InputError("no words were recognised in the audio" if audio is not None else "the text is empty")
+        raise InputError(f"no speech found in {audio}" if audio is not None else "the text is empty")
     if history is None:
         history = ChatHistory(persona) if persona.strip() else ChatHistory()
     reply = await collect(run_turn(1, user, services, history))
