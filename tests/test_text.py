@@ -101,3 +101,25 @@ def test_no_word_is_lost(text: str) -> None:
     words = [w.strip(".!?,") for w in text.split()]
     spoken = [w.strip(".!?,") for p in split_all(text) for w in p.split()]
     assert [w for w in spoken if w] == [w for w in words if w]
+
+
+async def test_urls_and_emoji_are_not_spelled_out_by_the_tts() -> None:
+    """Through the real pipeline and espeak-ng: what is spoken is the host or "a link", never the address."""
+    from facecast.events import SentenceOut, UtteranceEnded
+    from facecast.face.phonetic import PhoneticAnimator
+    from facecast.offline import collect
+    from facecast.pipeline import say_text
+    from facecast.tts.espeak import EspeakTTS
+
+    reply = ("Have a look at https://www.example.com/docs/page?id=3&x=%20y for the map 😀. "
+             "The server is at http://192.168.1.20:8765/docs 👍🏽! Read [the guide](https://example.org/g) ❤️.")
+    tts = EspeakTTS()
+    said = await collect(say_text(1, reply, tts, PhoneticAnimator()))
+    assert said.sentences == ["Have a look at example.com for the map.", "The server is at a link!",
+                              "Read the guide."]
+    plain = await collect(say_text(1, " ".join(said.sentences), tts, PhoneticAnimator()))
+    # the speech of the words above (give or take espeak-ng's pauses): nothing else was read out
+    assert abs(len(said.audio) - len(plain.audio)) < 0.1 * said.rate
+    events = [e async for e in say_text(1, "👍 😀", tts, PhoneticAnimator())]
+    assert not any(isinstance(e, SentenceOut) for e in events)  # emoji alone: nothing to say
+    assert isinstance(events[-1], UtteranceEnded) and events[-1].samples == 0

@@ -7,9 +7,11 @@ follows them). To start speaking sooner, the FIRST piece of a reply may also end
 (``,``, ``;``, ``:``, dash) once it holds at least ``first_clause_words`` words.
 
 Stage directions between asterisks (``*smiles*``) are removed and never spoken, as are Markdown
-decorations (``#``, backticks, bullet markers). Emotion tags like ``[happy]`` pass through the splitter
-untouched; :func:`parse_emotion_tags` then takes them out of each piece (the pipeline turns them into
-emotion events, which the face's animation layer shows).
+decorations (``#``, backticks, bullet markers) and emoji. A web address is said as its host
+(``https://www.example.com/a?b=1`` -> ``example.com``), or as "a link" when the host is an address or
+too long to say; a Markdown link ``[text](url)`` is said as its text. Emotion tags like ``[happy]`` pass
+through the splitter untouched; :func:`parse_emotion_tags` then takes them out of each piece (the pipeline
+turns them into emotion events, which the face's animation layer shows).
 """
 
 from __future__ import annotations
@@ -34,6 +36,17 @@ _CLAUSE = ",;:—–"
 _WORD_BEFORE = re.compile(r"([\w.]+)$")
 _SPACES = re.compile(r"\s+")
 _MARKDOWN = re.compile(r"^\s*(?:#{1,6}\s+|[-+•]\s+|\d+\.\s+(?=\D))|`+")
+_EMOJI = re.compile(
+    "[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u231A\u231B\u23E9-\u23FA\uFE0E\uFE0F\u200D\u20E3"
+    "\U000E0020-\U000E007F]+"
+)
+"""Emoji (pictographs, dingbats, flags' regional letters, skin tones) and their joiners and selectors."""
+_MARKDOWN_LINK = re.compile(r"\[([^\]\n]+)\]\((?:https?://|www\.)[^)\s]*\)")
+_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"]+", re.IGNORECASE)
+_URL_TAIL = ".,;:!?)]}'’”\""
+_SAYABLE_HOST = re.compile(r"^(?:[a-z0-9-]+\.){1,3}[a-z]{2,}$")
+_MAX_HOST_CHARS = 30
+_SPACE_BEFORE_MARK = re.compile(r"\s+([.,!?;:…])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +193,23 @@ def _soft_cut(buf: str, limit: int) -> int:
 
 def _clean(raw: str) -> str:
     lines = [_MARKDOWN.sub("", line) for line in raw.splitlines()]
-    return _SPACES.sub(" ", " ".join(lines)).strip()
+    text = _MARKDOWN_LINK.sub(r"\1", " ".join(lines))
+    without_emoji = _EMOJI.sub(" ", text)
+    if without_emoji != text:
+        without_emoji = _SPACE_BEFORE_MARK.sub(r"\1", without_emoji)  # "nice 😀." -> "nice."
+    return _SPACES.sub(" ", _URL.sub(_say_url, without_emoji)).strip()
+
+
+def _say_url(match: re.Match[str]) -> str:
+    """A web address as words: its host without ``www.``, or "a link"; trailing punctuation is kept."""
+    url = match.group(0)
+    core = url.rstrip(_URL_TAIL)
+    tail = url[len(core) :]
+    rest = re.sub(r"^(?:https?://)", "", core, flags=re.IGNORECASE)
+    host = re.split(r"[/?#:]", rest.rpartition("@")[2] if "@" in rest.split("/", 1)[0] else rest, maxsplit=1)[0]
+    host = host.lower().removeprefix("www.")
+    spoken = host if _SAYABLE_HOST.match(host) and len(host) <= _MAX_HOST_CHARS else "a link"
+    return spoken + tail
 
 
 async def split_sentences(
