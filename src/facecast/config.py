@@ -17,9 +17,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .characters import Character
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -82,8 +85,9 @@ class Settings:
     """``/process_image`` and ``/process_clip`` (ENABLE_IMAGE_ENDPOINTS); need the images extra and a model."""
     neurosync_face: str = ""
     """Face animator for ``/audio_to_blendshapes``; empty: ``face`` when audio-driven, else ``learned``."""
-    neurosync_max_upload_mb: float = 50.0
-    """Largest audio or image body the NeuroSync endpoints accept, in MB (2**20 bytes)."""
+    neurosync_max_upload_mb: float = 256.0
+    """Largest audio or image body the NeuroSync endpoints accept, in MB (2**20 bytes): a 10-minute 88.2 kHz
+    stereo PCM16 take."""
     embedding_model: str = ""
     """Local sentence-transformers folder for ``/get_embedding``; empty: the bundled all-MiniLM-L6-v2."""
     caption_model: str = ""
@@ -98,6 +102,9 @@ class Settings:
     providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Provider options by ``ROLE.NAME`` (``[tts.hibari]`` tables, ``FACECAST_TTS_HIBARI_SPEED``, ``--set
     tts.hibari.speed=1.1``), merged in that order; checked and typed when the provider is built."""
+    characters: Mapping[str, Character] = field(default_factory=dict)
+    """Server-defined characters by name, from ``[characters.NAME]`` TOML tables (persona, tts, voice, llm,
+    subject, blink_rate, gaze, head_motion; :mod:`facecast.characters`); a client's hello picks one by name."""
 
     def requires_token(self) -> bool:
         return self.host not in LOOPBACK_HOSTS
@@ -122,7 +129,7 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
         raise ConfigError(f"setting {name!r}: cannot use {value!r} ({exc})") from None
 
 
-_NOT_FLAT = ("providers",)
+_NOT_FLAT = ("providers", "characters")
 _ROLES = ("stt", "llm", "tts", "face")
 
 
@@ -176,6 +183,19 @@ def _env_options(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     return found
 
 
+def _characters(data: dict[str, Any], table: dict[str, Any], origin: str) -> dict[str, Character]:
+    """Take the ``[characters.NAME]`` tables out of the file's data (top level or inside ``[facecast]``)."""
+    from .characters import characters_from_tables
+
+    found: dict[str, Character] = {}
+    for holder in (data, table) if table is not data else (data,):
+        tables = holder.pop("characters", {})
+        if not isinstance(tables, dict):
+            raise ConfigError(f"{origin}: 'characters' must hold [characters.NAME] tables")
+        found.update(characters_from_tables(tables, origin))
+    return found
+
+
 def parse_set(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``--set ROLE.NAME.OPTION=VALUE`` flags as option tables; raises :class:`ConfigError` when malformed."""
     found: dict[str, dict[str, Any]] = {}
@@ -200,6 +220,7 @@ def load_settings(
     """
     settings = Settings()
     options: dict[str, dict[str, Any]] = {}
+    characters: dict[str, Character] = {}
     if config_file:
         path = Path(config_file)
         try:
@@ -211,6 +232,7 @@ def load_settings(
         table = data.get("facecast", data)
         if not isinstance(table, dict):
             raise ConfigError(f"config file {path}: [facecast] must be a table")
+        characters = _characters(data, table, str(path))
         if table is not data:  # [facecast] holds the settings; [tts.hibari]... may sit beside it
             _, outside = _role_tables({k: v for k, v in data.items() if k in _ROLES}, str(path))
             _merge(options, outside)
@@ -232,6 +254,8 @@ def load_settings(
         settings = _apply(settings, flags, "command line")
     if options:
         settings = dataclasses.replace(settings, providers=options)
+    if characters:
+        settings = dataclasses.replace(settings, characters=characters)
     if settings.requires_token() and not settings.token:
         raise ConfigError(
             f"binding to {settings.host} exposes Facecast beyond this machine: set an access token with "

@@ -141,8 +141,10 @@ class LiveLinkOutput:
                 "subjects": [c.name for c in self.pacer.subjects]}
 
     def attach(self, session: SessionInfo) -> PacedSink:
-        """The session's subject (``hello.subject`` or the default), showing the session's face timeline."""
-        channel, _ = self.subject(session.hello.subject or self._default_subject, composer=session.timeline)
+        """The session's subject (``hello.subject``, else its character's, else the default), showing the
+        session's face timeline."""
+        wanted = session.hello.subject or (session.character.subject if session.character else "")
+        channel, _ = self.subject(wanted or self._default_subject, composer=session.timeline)
         subject = channel.encoder.subject
 
         def info() -> dict[str, object]:  # the time.monotonic() time of frame number 0, for tools on this host

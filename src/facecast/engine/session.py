@@ -17,11 +17,13 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from typing import Any
 
 from ..audio import pcm16_to_float
+from ..catalog import ServiceCatalog
+from ..characters import Character, IdleStyle
 from ..errors import FacecastError
 from ..llm.history import ChatHistory
 from ..metrics import Metrics
@@ -37,36 +39,49 @@ __all__ = ["Transport", "SessionConfig", "EngineSession"]
 log = logging.getLogger(__name__)
 
 
+def _history(character: Character) -> ChatHistory:
+    return ChatHistory(character.persona) if character.persona else ChatHistory()
+
+
 class EngineSession:
     """Protocol state for one client. Call :meth:`handle_text` / :meth:`handle_bytes` for each frame
     received and :meth:`close` when the socket goes away (it cancels all work of the session).
 
+    ``services`` is the server's :class:`~facecast.catalog.ServiceCatalog` (or fixed services, for tools
+    and tests): the session resolves its services and its history at the hello, from its character:
+    ``character`` (the server's default), or the one of ``characters`` that ``hello.character`` names
+    (server-defined only; an unknown name is answered with ``bad_message`` and changes nothing).
     ``outputs`` are the server's outputs: each is :meth:`~facecast.engine.sinks.Output.attach`\\ ed at the
     hello and feeds the sink it returns.
     """
 
     def __init__(
         self,
-        services: Services,
+        services: Services | ServiceCatalog,
         transport: Transport,
         config: SessionConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
         *,
         outputs: Sequence[Output] = (),
+        character: Character | None = None,
+        characters: Mapping[str, Character] | None = None,
     ) -> None:
-        self._services = services
+        self._catalog = services if isinstance(services, ServiceCatalog) else ServiceCatalog(services)
         self._metrics = metrics
         self._tx = transport
         self._config = config or SessionConfig()
         self._outputs = tuple(outputs)
         self._sinks = SinkGroup()
         self._clock = clock
-        seed = self._config.seed if self._config.seed is not None else session_seed()
-        self.timeline = FaceTimeline(seed)
+        self.character = character if character is not None else Character("default", self._config.persona or "")
+        """The session's character: ``character`` (the server's default) until a hello names another."""
+        self._characters = characters or {}
+        self._seed = self._config.seed if self._config.seed is not None else session_seed()
+        self.timeline = FaceTimeline(self._seed)
         """The session's face: one animation layer, shared by the socket and every output."""
         self.hello: proto.Hello | None = None
-        self.history = ChatHistory(self._config.persona) if self._config.persona else ChatHistory()
+        self.history = _history(self.character)
         self.closed = asyncio.Event()
         self._workflow: Workflow | None = None
         self._posts: set[asyncio.Task[None]] = set()
@@ -122,16 +137,34 @@ class EngineSession:
         if self.hello is not None:
             await self.send_error("out_of_order", "'hello' was already received on this connection")
             return
+        character = self.character
+        if hello.character:
+            if hello.character not in self._characters:
+                known = ", ".join(sorted(self._characters)) or "none"
+                await self.send_error("bad_message", f"unknown character {hello.character!r} (this server has: "
+                                                     f"{known})")
+                return
+            character = self._characters[hello.character]
+        try:
+            services = self._catalog.services_for(character)
+        except FacecastError as exc:
+            await self.send_error(exc.code, str(exc))
+            return
+        timeline = self.timeline
+        if character.idle != IdleStyle():
+            timeline = FaceTimeline(self._seed, character.idle.layer_config())
+        history = self.history if character is self.character else _history(character)
         group = SinkGroup()
-        ctx = SessionContext(hello, self._config, self._services, self.send, self._tx.send_bytes, self.send_error,
-                             group, self.timeline, self.history, itertools.count(1), self._clock, self._metrics)
+        ctx = SessionContext(hello, self._config, services, self.send, self._tx.send_bytes, self.send_error,
+                             group, timeline, history, itertools.count(1), self._clock, self._metrics)
         try:
             workflow = start_workflow(ctx)
         except WorkflowUnavailable as exc:
             await self.send_error(exc.code, str(exc))
             return
+        self.character, self.timeline, self.history = character, timeline, history
         for output in self._outputs:
-            group.add(output.attach(SessionInfo(hello, self.timeline)))
+            group.add(output.attach(SessionInfo(hello, timeline, character)))
         self.hello, self._workflow, self._sinks = hello, workflow, group
         described = group.descriptions()
         livelink = None

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..characters import Character
 from ..events import UtteranceEvent
 from ..protocol import engine as proto
 from .timeline import FaceTimeline
@@ -50,11 +51,13 @@ class UtteranceSink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class SessionInfo:
-    """What an output learns about a new session: its ``hello`` and its face ``timeline`` (the composer a
-    paced output uses for the idle face between utterances, so idle and speech come from one layer)."""
+    """What an output learns about a new session: its ``hello``, its face ``timeline`` (the composer a
+    paced output uses for the idle face between utterances, so idle and speech come from one layer) and its
+    ``character`` (e.g. its Live Link subject, when the hello names none)."""
 
     hello: proto.Hello
     timeline: FaceTimeline
+    character: Character | None = None
 
 
 class Output(Protocol):

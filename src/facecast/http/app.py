@@ -23,6 +23,8 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from .. import __version__
 from ..auth import AccessPolicy, check_token_strength, redact_url
+from ..catalog import ServiceCatalog
+from ..characters import default_character
 from ..config import Settings
 from ..engine.outputs import LiveLinkOutput, outputs_from_settings, run_outputs
 from ..engine.session import EngineSession, SessionConfig
@@ -55,6 +57,9 @@ class AppState:
     outputs: list[Output] | None = None
     """The server's outputs (attached to every session); None: built from the settings by :func:`create_app`
     (:func:`~facecast.engine.outputs.outputs_from_settings`)."""
+    catalog: ServiceCatalog | None = None
+    """Provider instances shared by the sessions' characters, around ``services``; None: made by
+    :func:`create_app`, which also resolves every character of the settings once."""
     metrics: Metrics = field(default_factory=Metrics)
     neurosync: NeuroSyncBackends | None = None
     """Models behind the NeuroSync endpoints; built from ``services`` on first use when left ``None``."""
@@ -108,10 +113,9 @@ async def _warm_up(services: Services) -> None:
                 await result
 
 
-async def _close_services(services: Services) -> None:
+async def _close_services(catalog: ServiceCatalog) -> None:
     """Release what the services hold (connections, background probes, decoders) at shutdown."""
-    for service in {id(s): s for s in (services.stt, services.llm, services.tts, services.face,
-                                       services.audio_face) if s is not None}.values():
+    for service in catalog.instances():
         for name in ("aclose", "close"):
             method = getattr(service, name, None)
             if method is not None:
@@ -125,13 +129,20 @@ def create_app(state: AppState) -> FastAPI:
     """The ASGI app for ``facecast run`` (and for tests, which drive it in-process or over a socket).
 
     Raises :class:`~facecast.errors.ConfigError` when the settings bind off loopback with a weak token
-    (:func:`facecast.auth.check_token_strength`) or name an unknown output. The outputs (Live Link, the
+    (:func:`facecast.auth.check_token_strength`), name an unknown output, or a character whose services
+    cannot be built. The outputs (Live Link, the
     recorder) run for the app's lifetime and are attached to every session.
     """
     check_token_strength(state.settings.host, state.settings.token)
     if state.outputs is None:
         state.outputs = outputs_from_settings(state.settings)
     outputs = state.outputs
+    if state.catalog is None:
+        state.catalog = ServiceCatalog(state.services, state.settings)
+    catalog = state.catalog
+    for character in state.settings.characters.values():
+        catalog.services_for(character)  # loads what the characters need now, not at a client's hello
+    default = default_character(state.settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -140,7 +151,7 @@ def create_app(state: AppState) -> FastAPI:
             yield
             for session in list(state.sessions):
                 await session.close()
-        await _close_services(state.services)
+        await _close_services(catalog)
 
     app = FastAPI(title="Facecast", version=__version__, lifespan=lifespan)
     app.state.facecast = state
@@ -179,8 +190,8 @@ def create_app(state: AppState) -> FastAPI:
         config = SessionConfig(ack_timeout=settings.ack_timeout, persona=settings.persona or None,
                                turns=TurnConfig(end_ms=settings.endpoint_ms, barge_in_ms=settings.barge_in_ms,
                                                 transcript_lead_ms=transcript_lead_ms(settings)))
-        session = EngineSession(state.services, _WebSocketTransport(ws), config, metrics=state.metrics,
-                                outputs=outputs)
+        session = EngineSession(catalog, _WebSocketTransport(ws), config, metrics=state.metrics, outputs=outputs,
+                                character=default, characters=settings.characters)
         state.sessions.add(session)
         state.metrics.active_sessions.inc()
         try:

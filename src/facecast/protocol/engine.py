@@ -129,6 +129,8 @@ class Hello:
     """Whether the client sends ``playback_started`` (face frames wait for it)."""
     turns: str = "server"
     """``server``: the server detects the player's turns (VAD); ``client``: push-to-talk, ``end_of_speech``."""
+    character: str = ""
+    """A character defined in the server's config, by name ('' = the server's default character)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,8 +226,12 @@ def _hello(data: dict[str, Any]) -> Hello:
     turns = data.get("turns", "server")
     if turns not in ("server", "client"):
         raise ProtocolError("bad_message", f"'turns' must be 'server' or 'client', got {turns!r}")
+    character = data.get("character", "")
+    if not isinstance(character, str) or len(character.encode()) > 256 or jsonlimits.has_control_chars(character):
+        raise ProtocolError("bad_message", "'character' must be a string of at most 256 bytes, without control "
+                                           "characters")
     return Hello(version, _format(data, "audio", AudioFormat()), _format(data, "mic", AudioFormat(16000, 1)),
-                 flags["face"], subject, workflow, flags["acks"], turns)
+                 flags["face"], subject, workflow, flags["acks"], turns, character)
 
 
 def _user_text(data: dict[str, Any]) -> UserText:
@@ -424,6 +430,8 @@ def _body(message: ClientMessage | ServerMessage) -> dict[str, Any]:
     body = asdict(message)
     if isinstance(message, TranscriptUpdate) and not message.typed:
         del body["typed"]
+    if isinstance(message, Hello) and not message.character:
+        del body["character"]  # optional: a hello without it is the version-1 hello byte for byte
     if not isinstance(message, _KEEP_NONE):
         body = {k: v for k, v in body.items() if v is not None}
     return body
