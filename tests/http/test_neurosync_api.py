@@ -25,7 +25,7 @@ import soundfile as sf
 from tests.conftest import LIGHT
 
 from facecast.cli import _settings, build_parser
-from facecast.config import Settings
+from facecast.config import Settings, load_settings
 from facecast.errors import ConfigError
 from facecast.face.arkit import INDEX, LIVE_LINK_COUNT
 from facecast.face.phonetic import PhoneticAnimator
@@ -33,6 +33,7 @@ from facecast.http.neurosync import Lazy, NeuroSyncBackends
 from facecast.llm.echo import EchoLLM
 from facecast.offline import say
 from facecast.pipeline import Services
+from facecast.protocol.neurosync import neurosync_finish, neurosync_frame_count
 from facecast.server import BackgroundServer, bind_sockets, serving_ports, startup_banner
 from facecast.tts.espeak import EspeakTTS
 from facecast.types import FaceFrames, SpeechChunk, frames_for_samples
@@ -174,7 +175,7 @@ async def test_audio_to_blendshapes_like_the_player(server: BackgroundServer, ra
     response = await asyncio.to_thread(player_post_audio, server.http_url + "/audio_to_blendshapes", audio)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
-    values = check_frames(response.json()["blendshapes"], frames_for_samples(samples, rate))
+    values = check_frames(response.json()["blendshapes"], neurosync_frame_count(samples, rate))
     assert len(values) == pytest.approx(60 * samples / rate, abs=1)  # 60 frames per second of audio
     assert np.all(values[:, INDEX["HeadYaw"]] == 0.0)  # clamped into [0, 1] like NeuroSync's values
     assert np.all(values[:, INDEX["Happy"]] == 2.5)  # emotions unscaled
@@ -185,6 +186,79 @@ async def test_audio_to_blendshapes_like_the_player(server: BackgroundServer, ra
     assert isinstance(face, LoudnessFace) and face.samples == samples
 
 
+class StillFace:
+    """An audio-driven fake that answers every frame with the same values (one block per chunk, at once)."""
+
+    def __init__(self, values: dict[str, float]) -> None:
+        self.frame = np.zeros(68, np.float32)
+        for name, value in values.items():
+            self.frame[INDEX[name]] = value
+
+    async def animate(self, speech: AsyncIterable[SpeechChunk]) -> AsyncIterator[FaceFrames]:
+        samples = done = rate = 0
+        async for chunk in speech:
+            rate = chunk.audio.rate
+            samples += len(chunk.audio.pcm)
+            ready = frames_for_samples(samples, rate)
+            if ready > done:
+                yield FaceFrames(done, np.tile(self.frame, (ready - done, 1)))
+                done = ready
+
+
+@pytest.mark.parametrize(("samples", "rate", "frames"), [
+    (16000, 16000, 61), (16001, 16000, 61), (15999, 16000, 60),  # 1 s exactly: NeuroSync's 60 + 1
+    (44100, 88200, 31), (22050 // 2 + 1, 22050, 31), (4000, 48000, 6),
+])
+async def test_frame_count_ease_in_and_zeroed_curves_match_neurosync(samples: int, rate: int, frames: int) -> None:
+    face = StillFace({"JawOpen": 0.6, "TongueOut": 0.4, "EyeBlinkLeft": 0.3, "HeadYaw": 0.2, "Happy": 0.5})
+    running = await start(backends=make_backends(audio_face=face))
+    try:
+        tone = 0.3 * np.sin(np.arange(samples) * 0.05)
+        response = await asyncio.to_thread(player_post_audio, running.http_url + "/audio_to_blendshapes",
+                                           wav_file(tone.astype(np.float32), rate))
+    finally:
+        await running.__aexit__(None, None, None)
+    assert response.status_code == 200, response.text
+    values = check_frames(response.json()["blendshapes"], frames)
+    ease = np.minimum(1.0, np.arange(frames) / 6)  # NeuroSync eases its first 6 frames in from rest
+    np.testing.assert_allclose(values[:, INDEX["JawOpen"]], 0.6 * ease, atol=1e-6)
+    for name in ("TongueOut", "EyeBlinkLeft", "HeadYaw"):  # zeroed as NeuroSync zeroes them
+        assert np.all(values[:, INDEX[name]] == 0.0), name
+    assert np.allclose(values[:, INDEX["Happy"]], 0.5)  # emotions: not eased, not zeroed
+
+
+async def test_a_ten_minute_88k_stereo_take_is_accepted_by_default() -> None:
+    rate, seconds = 88200, 600
+    stereo = np.zeros((rate * seconds, 2), np.int16)
+    stereo[: rate, 0] = (3000 * np.sin(np.arange(rate) * 0.05)).astype(np.int16)
+    body = wav_file(stereo, rate)
+    assert len(body) > 200 * 2**20  # over the old 50 MB default by far
+    running = await start(backends=make_backends(audio_face=StillFace({"JawOpen": 0.5})))
+    try:
+        async with httpx.AsyncClient(base_url=running.http_url, timeout=120) as client:
+            response = await client.post("/audio_to_blendshapes", content=body, headers={"Content-Type": "audio/wav"})
+    finally:
+        await running.__aexit__(None, None, None)
+    assert response.status_code == 200, response.text[:300]
+    assert len(response.json()["blendshapes"]) == 60 * seconds + 1
+
+
+async def test_the_upload_limit_hint_names_the_real_variable() -> None:
+    running = await start(replace(Settings(**LIGHT), neurosync_max_upload_mb=0.01))
+    try:
+        async with httpx.AsyncClient(base_url=running.http_url, timeout=60) as client:
+            response = await client.post("/audio_to_blendshapes", content=wav_file(np.zeros(16000, np.float32), 16000),
+                                         headers={"Content-Type": "audio/wav"})
+    finally:
+        await running.__aexit__(None, None, None)
+    assert response.status_code == 413
+    assert "FACECAST_NEUROSYNC_MAX_UPLOAD_MB" in response.text
+    import os
+
+    assert Settings(**LIGHT).neurosync_max_upload_mb == 256.0
+    assert load_settings(environ={**os.environ, "FACECAST_NEUROSYNC_MAX_UPLOAD_MB": "12"}).neurosync_max_upload_mb == 12
+
+
 async def test_stereo_float_wav_is_mixed_down(server: BackgroundServer) -> None:
     t = np.arange(24000) / 48000
     tone = (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
@@ -192,8 +266,8 @@ async def test_stereo_float_wav_is_mixed_down(server: BackgroundServer) -> None:
     response = await asyncio.to_thread(player_post_audio, server.http_url + "/audio_to_blendshapes",
                                        wav_file(stereo, 48000, "FLOAT"))
     assert response.status_code == 200
-    values = check_frames(response.json()["blendshapes"], 30)
-    assert values[5:, INDEX["JawOpen"]].min() > 0.9  # 8 x RMS of the half-amplitude mix-down
+    values = check_frames(response.json()["blendshapes"], 31)  # 0.5 s: NeuroSync's 30 + 1
+    assert values[6:, INDEX["JawOpen"]].min() > 0.9  # 8 x RMS of the half-amplitude mix-down (after the ease-in)
 
 
 async def test_other_audio_content_types_and_flac(server: BackgroundServer) -> None:
@@ -204,7 +278,7 @@ async def test_other_audio_content_types_and_flac(server: BackgroundServer) -> N
         flac = await client.post("/audio_to_blendshapes", content=buf.getvalue(),
                                  headers={"Content-Type": "audio/flac"})
         bare = await client.post("/audio_to_blendshapes", content=wav_file(pcm, 16000))  # no Content-Type
-    assert flac.status_code == 200 and len(flac.json()["blendshapes"]) == 30
+    assert flac.status_code == 200 and len(flac.json()["blendshapes"]) == 31
     assert bare.status_code == 415  # what any web page may send anywhere (tests/http/test_neurosync_limits.py)
 
 
@@ -219,10 +293,13 @@ async def test_with_the_real_learned_animator() -> None:
     finally:
         await running.__aexit__(None, None, None)
     assert response.status_code == 200, response.text
-    values = check_frames(response.json()["blendshapes"], frames_for_samples(samples, 88200))
-    # exactly the model's frames for the whole file (the endpoint decodes, chunks and collects faithfully)
+    values = check_frames(response.json()["blendshapes"], neurosync_frame_count(samples, 88200))
+    # exactly the model's frames for the whole file (the endpoint decodes, chunks and collects faithfully),
+    # finished as NeuroSync finishes its own
     pcm, rate = sf.read(io.BytesIO(audio), dtype="float32")
-    expected = learned.LearnedAnimator().render(pcm, rate)
+    rendered = learned.LearnedAnimator().render(pcm, rate)
+    held = np.concatenate([rendered, rendered[-1:]])[: len(values)]  # NeuroSync's extra frame holds the last
+    expected = neurosync_finish(held)
     np.testing.assert_allclose(values, np.clip(expected, 0, 1) * (np.arange(68) < LIVE_LINK_COUNT)
                                + expected * (np.arange(68) >= LIVE_LINK_COUNT), atol=2e-6)
     jaw = values[:, INDEX["JawOpen"]]
@@ -374,7 +451,7 @@ async def test_bad_requests_get_clear_4xx_and_the_server_keeps_serving() -> None
             too_big = await client.post("/audio_to_blendshapes", content=big, headers=octet)
             assert "over the limit of 0.05 MB" in too_big.json()["message"]
             after = await client.post("/audio_to_blendshapes", content=good, headers=octet)
-            assert after.status_code == 200 and len(after.json()["blendshapes"]) == 75
+            assert after.status_code == 200 and len(after.json()["blendshapes"]) == 76  # 1.25 s: 75 + 1 as NeuroSync
             assert (await client.get("/health")).json()["status"] == "ok"
     finally:
         await running.__aexit__(None, None, None)

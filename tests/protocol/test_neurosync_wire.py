@@ -87,3 +87,29 @@ def test_player_safe_wav_ends_in_a_zero_sample() -> None:
     data, rate = sf.read(io.BytesIO(wav), dtype="int16")
     assert rate == 22050 and len(data) == 1000 and data[-1] == 0 and data[0] == 10
     assert BOUNDARY.encode() not in wav
+
+
+@given(st.integers(1, 10 * 88200), st.sampled_from([8000, 16000, 22050, 24000, 44100, 48000, 88200]))
+def test_frame_count_is_neurosyncs(samples: int, rate: int) -> None:
+    import math
+
+    from facecast.protocol.neurosync import neurosync_frame_count
+    from facecast.types import frames_for_samples
+
+    resampled = math.ceil(samples * 88200 / rate)
+    hops = 1 + resampled // 735  # centred frames at 120/s
+    neurosync = (hops + 1) // 2  # an odd count completed with its last frame, then pairs averaged
+    assert neurosync_frame_count(samples, rate) == neurosync
+    exact = (samples * 60) % rate == 0
+    assert neurosync_frame_count(samples, rate) == frames_for_samples(samples, rate) + exact
+
+
+def test_finish_zeroes_and_eases_like_neurosync() -> None:
+    from facecast.face.arkit import INDEX
+    from facecast.protocol.neurosync import neurosync_finish
+
+    frames = np.full((8, 68), 0.5, np.float32)
+    out = neurosync_finish(frames)
+    assert np.allclose(out[:, INDEX["JawOpen"]], [0, 1 / 12, 2 / 12, 3 / 12, 4 / 12, 5 / 12, 0.5, 0.5])
+    assert not out[:, INDEX["TongueOut"]].any() and not out[:, INDEX["EyeBlinkRight"]].any()
+    assert np.all(out[:, 61:] == 0.5) and np.all(frames == 0.5)  # emotions kept; the input is not changed

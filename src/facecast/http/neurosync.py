@@ -101,7 +101,8 @@ class NeuroSyncOptions:
     tts: bool = True
     embedding: bool = True
     image: bool = False
-    max_upload_bytes: int = 50 * MB
+    max_upload_bytes: int = 256 * MB
+    """Enough for a 10-minute take at 88.2 kHz, stereo PCM16 (202 MB); NeuroSync sets no limit."""
     max_text_bytes: int = MB
     min_audio_seconds: float = wire.MIN_AUDIO_SECONDS
     max_decodes: int = 2
@@ -220,13 +221,14 @@ async def _speech(pcm: Float32Array, rate: int) -> AsyncIterator[SpeechChunk]:
         yield SpeechChunk(chunk)
 
 
-async def animate_audio(face: FaceAnimator, pcm: Float32Array, rate: int) -> Float32Array:
-    """Animate bare audio (no phoneme timing): exactly ``frames_for_samples(len(pcm), rate)`` frames.
+async def animate_audio(face: FaceAnimator, pcm: Float32Array, rate: int, frames: int | None = None) -> Float32Array:
+    """Animate bare audio (no phoneme timing): exactly ``frames`` frames (default
+    ``frames_for_samples(len(pcm), rate)``).
 
     Raises :class:`ServiceError` if the animator's frames are not contiguous from frame 0. Frames it
-    does not deliver are held from its last one.
+    does not deliver are held from its last one; frames past ``frames`` are dropped.
     """
-    expected = frames_for_samples(len(pcm), rate)
+    expected = frames_for_samples(len(pcm), rate) if frames is None else frames
     out = np.zeros((expected, FACE_WIDTH), np.float32)
     filled = 0
     async with closing(face.animate(_speech(pcm, rate))) as blocks:
@@ -239,6 +241,13 @@ async def animate_audio(face: FaceAnimator, pcm: Float32Array, rate: int) -> Flo
     if 0 < filled < expected:
         out[filled:] = out[filled - 1]
     return out
+
+
+def _finishes_like_neurosync(face: FaceAnimator) -> bool:
+    """The NeuroSync model's animator already zeroes and eases its frames (easing twice would be wrong)."""
+    from ..face.neurosync import NeuroSyncAnimator
+
+    return isinstance(face, NeuroSyncAnimator)
 
 
 def _wav_response(wav: bytes, headers: dict[str, str]) -> Response:
@@ -325,8 +334,10 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
     async def audio_to_blendshapes(request: Request) -> Response:
         """The body is an audio file's bytes (WAV, FLAC, OGG...; any rate, channels are mixed down), sent as
         ``application/octet-stream`` or ``audio/*`` (no Content-Type, text, forms: 415). Answers
-        ``{"blendshapes": [[68 values], ...]}``: one frame per 1/60 s of audio (rounded up), values 0-60 in
-        [0, 1], emotions 61-67 unscaled. Audio under ~83 ms is refused (422)."""
+        ``{"blendshapes": [[68 values], ...]}``: NeuroSync's frame count (60 per second, rounded up, and one
+        more for audio of an exact multiple of 1/60 s), values 0-60 in [0, 1] with blinks, eye look, tongue and
+        rotations zeroed and the first 6 frames eased in, emotions 61-67 unscaled (0-1 in Facecast). Audio
+        under ~83 ms is refused (422)."""
         media = media_type(request)
         if not is_audio_type(media):
             raise unsupported(media, "the audio file's bytes as application/octet-stream or audio/*")
@@ -341,8 +352,10 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
                                "configure an audio-driven animator: --face learned or --face "
                                "neurosync:PATH/model.pth, or the setting neurosync_face (FACECAST_NEUROSYNC_FACE)"
                                ) from None
-            frames = await animate_audio(face, pcm, rate)
+            frames = await animate_audio(face, pcm, rate, wire.neurosync_frame_count(len(pcm), rate))
             del pcm
+            if not _finishes_like_neurosync(face):
+                frames = wire.neurosync_finish(frames)
             payload = await asyncio.to_thread(wire.blendshapes_json, frames)
         return Response(payload, media_type="application/json")
 

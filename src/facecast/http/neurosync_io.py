@@ -60,9 +60,9 @@ MB = 1 << 20
 MAX_AUDIO_SECONDS = 30 * 60
 """Longest audio the endpoints decode (a compressed file under the byte limit can hold hours)."""
 
-MAX_DECODED_BYTES = 256 * MB
+MAX_DECODED_BYTES = 512 * MB
 """Most float32 data one uploaded audio file may decode to (frames x channels x 4), judged from its header
-before decoding: about 23 minutes of 48 kHz mono, or 70 minutes of 16 kHz mono."""
+before decoding: a 10-minute 88.2 kHz stereo take (404 MB), about 46 minutes of 48 kHz mono."""
 
 _AUDIO_TYPES = ("application/octet-stream", "application/ogg")
 """Besides ``audio/*``. No Content-Type, ``text/plain``, forms and multipart are refused: those are what any
@@ -177,7 +177,7 @@ async def read_body(request: Request, limit: int, what: str) -> bytes:
 
 def too_large(what: str, limit: int) -> ApiError:
     return ApiError(413, "too_large", f"the {what} is over the limit of {limit / MB:.3g} MB",
-                    "the limit is the setting neurosync_max_upload_mb (FACECAST_NEUROSYNC_MAX_UPLOADMB)")
+                    "the limit is the setting neurosync_max_upload_mb (FACECAST_NEUROSYNC_MAX_UPLOAD_MB)")
 
 
 def is_audio_type(media: str) -> bool:

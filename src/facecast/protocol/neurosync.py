@@ -7,9 +7,15 @@ Value conventions of a NeuroSync frame (``{"blendshapes": [[68 floats], ...]}``,
 * values 0-60 (the 61 Live Link curves) are in [0, 1]: NeuroSync divides its model's output by 100 and its
   Player clamps to [0, 1] before sending, so head and eye rotations (signed, degrees / 180 in Facecast's
   frames) cannot go below 0 there. :func:`neurosync_values` clips 0-60 to [0, 1];
-* values 61-67 (the 7 emotions) are passed through unscaled;
+* values 61-67 (the 7 emotions) are passed through unscaled: Facecast's emotions are 0-1, where the
+  NeuroSync model's are on its own scale (roughly 0-100);
 * a non-finite value becomes 0, and numbers are rounded to 6 decimals (float32 carries ~7 significant
   digits; this keeps a minute of frames near 1.5 MB of JSON instead of 4 MB).
+
+``/audio_to_blendshapes`` answers as NeuroSync's model does (:func:`neurosync_frame_count` frames,
+:func:`neurosync_finish`): one frame more than ``frames_for_samples`` when the audio is an exact multiple
+of 1/60 s, blinks, eye look, tongue and head and eye rotations zeroed, and the first 6 frames eased in from
+rest.
 
 ``/synthesize_and_blendshapes`` answers ``multipart/mixed; boundary=MY_BOUNDARY_STRING`` with part 1 the
 WAV (``audio/wav``) and part 2 the frames as a JSON list (``application/json``), each part's body followed
@@ -35,6 +41,10 @@ __all__ = [
     "MULTIPART_CONTENT_TYPE",
     "MIN_AUDIO_SECONDS",
     "neurosync_values",
+    "neurosync_frame_count",
+    "neurosync_finish",
+    "EASE_IN_FRAMES",
+    "ZEROED_COLUMNS",
     "blendshapes_json",
     "frames_json",
     "player_safe_wav",
@@ -52,6 +62,40 @@ MIN_AUDIO_SECONDS = 5 / FPS
 """Shortest audio ``/audio_to_blendshapes`` animates: 5 frames, ~83 ms (NeuroSync rejects shorter audio)."""
 
 _DECIMALS = 6
+
+EASE_IN_FRAMES = 6
+"""NeuroSync eases the curves of its first frames in from rest: frame ``k`` < 6 is scaled by ``k / 6``."""
+ZEROED_COLUMNS: tuple[int, ...] = (0, 1, 2, 3, 4, 7, 8, 9, 10, 11, 51, *range(52, 61))
+"""The frame columns NeuroSync zeroes: eye blinks and eye look, TongueOut, head and eye rotations."""
+_FEATURE_RATE = 88_200
+_PAIR = 1470  # two 735-sample hops at 88200 Hz: one 60 fps frame
+
+
+def neurosync_frame_count(samples: int, rate: int) -> int:
+    """How many frames NeuroSync answers for ``samples`` of audio at ``rate`` (0 for none).
+
+    Its features are taken from the audio resampled to 88200 Hz (``ceil(samples * 88200 / rate)`` samples),
+    in centred frames every 735 samples (``1 + n // 735`` of them, 120 per second), an odd count completed
+    with its last frame, and then averaged in pairs: ``n // 1470 + 1`` frames. That is
+    ``frames_for_samples(samples, rate)`` (60 per second, rounded up) except for audio of an exact multiple
+    of 1/60 s, which gets one frame more.
+    """
+    if samples <= 0 or rate <= 0:
+        return 0
+    resampled = -(-samples * _FEATURE_RATE // rate)
+    return resampled // _PAIR + 1
+
+
+def neurosync_finish(values: object) -> Float32Array:
+    """A copy of N x 68 frames finished as NeuroSync finishes its model's output: :data:`ZEROED_COLUMNS`
+    set to 0 and the curves (0-60) of the first :data:`EASE_IN_FRAMES` frames eased in (emotions untouched)."""
+    out = np.array(values, dtype=np.float32, copy=True)
+    if out.ndim != 2 or out.shape[1] != FACE_WIDTH:
+        raise ValueError(f"frames must be N x {FACE_WIDTH}, got shape {out.shape}")
+    out[:, list(ZEROED_COLUMNS)] = 0.0
+    ease = np.minimum(1.0, np.arange(min(len(out), EASE_IN_FRAMES), dtype=np.float32) / EASE_IN_FRAMES)
+    out[: len(ease), :LIVE_LINK_COUNT] *= ease[:, None]
+    return out
 
 
 def neurosync_values(values: object) -> Float32Array:
