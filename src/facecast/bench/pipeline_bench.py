@@ -1,4 +1,5 @@
-"""Pipeline benchmarks on the embedded defaults: first audio / first face latency, and speed vs real time."""
+"""Pipeline benchmarks on the light set (espeak + phonetic face): first audio / first face latency, and speed vs
+real time."""
 
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ async def first_output_latency(
 ) -> tuple[Table, dict[str, object]]:
     """Time from the first LLM token to the first audio chunk and the first face frame."""
     table = Table(
-        "Time to first output (embedded defaults, instant LLM tokens)",
+        "Time to first output (espeak + phonetic face, instant LLM tokens)",
         ["reply", "runs", "first audio p50 ms", "p95", "first face p50 ms", "p95", "whole reply p50 ms"],
         note="Measured from the first token; the reply streams sentence by sentence.",
     )

@@ -231,10 +231,8 @@ def package_sizes(components: Sequence[tuple[str, str]]) -> dict[str, Any]:
     """Installed size (MB) of each component's packages beyond the core install (``facecast`` and its
     requirements other than the model runtimes and weights), ``core`` itself, and ``total`` (the union,
     packages shared by components counted once); each entry also lists its packages."""
-    core_roots = ["facecast", *(r for r in _requires(metadata.distribution("facecast")) if not _CORE_EXCLUDED.match(r))]
-    core = _closure(core_roots) - _closure(r for r in _requires(metadata.distribution("facecast"))
-                                           if _CORE_EXCLUDED.match(r))
-    core |= {"facecast"}
+    core = _closure(r for r in _requires(metadata.distribution("facecast")) if not _CORE_EXCLUDED.match(r))
+    core.add("facecast")
 
     def mb(names: Iterable[str]) -> float:
         return sum(_dist_bytes(metadata.distribution(n)) for n in names) / 1e6

@@ -66,12 +66,14 @@ async def spoken_questions(voice: str = "en-gb") -> list[Question]:
 
 
 def real_questions(count: int | None = None, *, min_s: float = 1.5, max_s: float = 5.0,
-                   tail_s: float = 1.5) -> list[Question]:
+                   tail_s: float = 1.5, max_pause_ms: int = 250) -> list[Question]:
     """REAL human speech as the player's questions: the ``read`` and ``conversational`` clips of
-    :mod:`facecast.speechdata` from ``min_s`` to ``max_s`` seconds long, alternating the two categories
-    (shortest first within each), at most ``count`` of them. Each is (PCM with 0.2 s of silence before and
-    ``tail_s`` after: longer than any endpoint setting, so the server's VAD ends the turn; rate). Raises what
-    :func:`facecast.speechdata.clips` raises when the recordings cannot be fetched."""
+    :mod:`facecast.speechdata` from ``min_s`` to ``max_s`` seconds long without an inner pause over
+    ``max_pause_ms`` (20 ms frames 35 dB under the loudest; a longer pause would end the turn early),
+    alternating the two categories (shortest first within each), at most ``count`` of them. Each is (PCM with
+    0.2 s of silence before and ``tail_s`` after: longer than any endpoint setting, so the server's VAD ends
+    the turn; rate). Raises what :func:`facecast.speechdata.clips` raises when the recordings cannot be
+    fetched."""
     from ..speechdata import clips
 
     per_category: list[list[Question]] = []
@@ -79,7 +81,7 @@ def real_questions(count: int | None = None, *, min_s: float = 1.5, max_s: float
         chosen: list[Question] = []
         for clip in clips(category):
             pcm, rate = read_audio(clip.path)
-            if min_s <= len(pcm) / rate <= max_s:
+            if min_s <= len(pcm) / rate <= max_s and _longest_pause_ms(pcm, rate) <= max_pause_ms:
                 chosen.append((pcm, rate))
         chosen.sort(key=lambda q: len(q[0]) / q[1])
         per_category.append(chosen)
@@ -87,6 +89,22 @@ def real_questions(count: int | None = None, *, min_s: float = 1.5, max_s: float
     for k in range(max(map(len, per_category), default=0)):
         mixed += [group[k] for group in per_category if k < len(group)]
     return [(_pad(pcm, rate, tail_s), rate) for pcm, rate in mixed[:count]]
+
+
+def _longest_pause_ms(pcm: Float32Array, rate: int) -> int:
+    """The longest run of quiet 20 ms frames (35 dB under the loudest) between the first and last loud one."""
+    size = max(1, rate // 50)
+    frames = len(pcm) // size
+    if frames == 0:
+        return 0
+    rms = np.sqrt(np.mean(np.square(np.asarray(pcm[: frames * size], np.float64).reshape(frames, size)), axis=1))
+    level = 20 * np.log10(rms + 1e-9)
+    loud = np.flatnonzero(level > level.max() - 35)
+    longest = run = 0
+    for voiced in level[loud[0] : loud[-1] + 1] > level.max() - 35:
+        run = 0 if voiced else run + 1
+        longest = max(longest, run)
+    return longest * 20
 
 
 def _pad(pcm: Float32Array, rate: int, tail_s: float) -> Float32Array:
