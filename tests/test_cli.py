@@ -313,3 +313,20 @@ def test_audio_without_speech_is_an_error_for_transcribe_and_chat(tmp_path: Path
     assert result.stdout == ""
     assert f"no speech found in {silence}" in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_chat_on_the_defaults_understands_a_real_recorded_question(tmp_path: Path) -> None:
+    """Real human speech (a LibriVox reader) in, through Whisper, the local model, the neural voice and the face."""
+    from facecast.speechdata import clips
+
+    clip = {c.name: c for c in clips("read")}["sense_and_sensibility_01_austen_64kb-0930"]
+    result = facecast("chat", "--audio", str(clip.path), "--out", str(tmp_path / "r"), timeout=300)
+    assert result.returncode == 0, result.stderr
+    heard = result.stdout.split("you: ", 1)[1].split("\n", 1)[0].lower()
+    expected = set(clip.text.lower().split())
+    assert len(expected & set(heard.replace(",", "").replace(".", "").split())) >= 0.8 * len(expected), heard
+    reply = result.stdout.split("character: ", 1)[1].split("\n", 1)[0]
+    assert reply and "You said" not in reply
+    session = read_session(tmp_path / "r")
+    assert session.rate == 24000 and len(session.values) == frames_for_samples(len(session.audio), session.rate)
+    assert session.values[:, INDEX["JawOpen"]].max() > 0.2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -205,16 +206,26 @@ async def test_cancel_while_collecting_closes_the_source(stt: WhisperSTT) -> Non
 
 
 async def test_cancel_while_decoding_leaves_nothing_behind(
-    stt: WhisperSTT, speech: dict[str, tuple[Clip, Float32Array, int]]
+    stt: WhisperSTT, speech: dict[str, tuple[Clip, Float32Array, int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clip, pcm, rate = speech["mfa_thoughts"]
+    started, release = threading.Event(), threading.Event()
+    decode = stt._decode
+
+    def held(audio: Float32Array) -> str:  # the decode waits on its worker thread until the test lets it go
+        started.set()
+        release.wait(30)
+        return decode(audio)
+
+    monkeypatch.setattr(stt, "_decode", held)
     stream = stt.transcribe(_chunks(pcm, rate))
     task = asyncio.create_task(anext(stream))  # type: ignore[arg-type]
-    await asyncio.sleep(0.2)  # the input has ended; the decode runs on a worker thread
+    assert await asyncio.to_thread(started.wait, 30)  # the input has ended; the decode runs on a worker thread
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     await stream.aclose()
+    release.set()
     # The instance is still usable and unaffected (the autouse fixture checks no task was left).
     text, _ = await transcribe_pcm(stt, pcm, rate)
     assert normalise(text) == normalise(clip.text)

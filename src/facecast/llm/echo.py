@@ -18,6 +18,7 @@ __all__ = ["EchoLLM", "NO_LLM_HINT", "echo_reply", "split_words"]
 NO_LLM_HINT = (
     "The echo model is chosen, so the character repeats what it hears. To give it a real one:\n"
     "  - the embedded chat model (the default): --llm local (or local:smollm2, local:/path/to/model.gguf)\n"
+    "  - a .gguf file through llama-cpp-python: pip install 'facecast[llamacpp]', then --llm gguf:/path/model.gguf\n"
     "  - Ollama:            --llm http://localhost:11434/v1 --llm-model llama3.2\n"
     "  - llama.cpp server:  --llm http://localhost:8080/v1\n"
     "  - any OpenAI-compatible server (vLLM, LM Studio, OpenAI): --llm <base URL> --llm-model <name>\n"
