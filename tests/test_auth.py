@@ -16,15 +16,39 @@ from facecast.auth import (
 from facecast.errors import ConfigError
 
 
-@pytest.mark.parametrize("host", [None, "127.0.0.1:8765", "localhost:8765", "LOCALHOST", "[::1]:8765", "localhost.",
-                                  "10.0.0.12:8765", "[fe80::1]", "game.lan:8765"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        None,
+        "127.0.0.1:8765",
+        "localhost:8765",
+        "LOCALHOST",
+        "[::1]:8765",
+        "localhost.",
+        "10.0.0.12:8765",
+        "[fe80::1]",
+        "game.lan:8765",
+    ],
+)
 def test_accepted_hosts(host: str | None) -> None:
     assert AccessPolicy(bound_host="127.0.0.1", allowed_hosts=("Game.LAN",)).host_ok(host)
 
 
-@pytest.mark.parametrize("host", ["attacker.example", "attacker.example:8765", "127.0.0.1.attacker.example",
-                                  "localhost.attacker.example:8765", "", "[::1", "a:b:c", "x:99999", "a@b",
-                                  "evil/127.0.0.1"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "attacker.example",
+        "attacker.example:8765",
+        "127.0.0.1.attacker.example",
+        "localhost.attacker.example:8765",
+        "",
+        "[::1",
+        "a:b:c",
+        "x:99999",
+        "a@b",
+        "evil/127.0.0.1",
+    ],
+)
 def test_refused_hosts(host: str) -> None:
     assert not AccessPolicy(bound_host="127.0.0.1").host_ok(host)
 
@@ -35,31 +59,37 @@ def test_bound_host_and_wildcard() -> None:
     assert AccessPolicy(allowed_hosts=("*",)).host_ok("anything.example")
 
 
-@pytest.mark.parametrize(("origin", "host"), [
-    ("http://127.0.0.1:8765", "127.0.0.1:8765"),
-    ("http://localhost:8765", "127.0.0.1:8765"),
-    ("http://[::1]:8765", "localhost:8765"),
-    ("https://facecast.lan", "facecast.lan"),
-    ("http://10.0.0.12:8765", "10.0.0.12:8765"),
-    ("https://game.example.com", "127.0.0.1:8765"),  # listed in allowed_origins
-    (None, "127.0.0.1:8765"),  # not a browser
-])
+@pytest.mark.parametrize(
+    ("origin", "host"),
+    [
+        ("http://127.0.0.1:8765", "127.0.0.1:8765"),
+        ("http://localhost:8765", "127.0.0.1:8765"),
+        ("http://[::1]:8765", "localhost:8765"),
+        ("https://facecast.lan", "facecast.lan"),
+        ("http://10.0.0.12:8765", "10.0.0.12:8765"),
+        ("https://game.example.com", "127.0.0.1:8765"),  # listed in allowed_origins
+        (None, "127.0.0.1:8765"),  # not a browser
+    ],
+)
 def test_trusted_origins(origin: str | None, host: str) -> None:
     policy = AccessPolicy(bound_host="facecast.lan", allowed_origins=("https://Game.example.com/",))
     assert policy.origin_ok(origin, host)
 
 
-@pytest.mark.parametrize(("origin", "host"), [
-    ("http://127.0.0.1:9999", "127.0.0.1:8765"),  # another local page on another port
-    ("http://localhost", "localhost:8765"),
-    ("http://attacker.example:8765", "127.0.0.1:8765"),
-    ("http://attacker.example:8765", "attacker.example:8765"),  # rebinding: same-origin but a foreign name
-    ("null", "127.0.0.1:8765"),
-    ("file://", "127.0.0.1:8765"),
-    ("http://127.0.0.1:8765/path", "127.0.0.1:8765"),
-    ("http://127.0.0.1:x", "127.0.0.1:8765"),
-    ("https://game.example.com:8443", "127.0.0.1:8765"),
-])
+@pytest.mark.parametrize(
+    ("origin", "host"),
+    [
+        ("http://127.0.0.1:9999", "127.0.0.1:8765"),  # another local page on another port
+        ("http://localhost", "localhost:8765"),
+        ("http://attacker.example:8765", "127.0.0.1:8765"),
+        ("http://attacker.example:8765", "attacker.example:8765"),  # rebinding: same-origin but a foreign name
+        ("null", "127.0.0.1:8765"),
+        ("file://", "127.0.0.1:8765"),
+        ("http://127.0.0.1:8765/path", "127.0.0.1:8765"),
+        ("http://127.0.0.1:x", "127.0.0.1:8765"),
+        ("https://game.example.com:8443", "127.0.0.1:8765"),
+    ],
+)
 def test_untrusted_origins(origin: str, host: str) -> None:
     policy = AccessPolicy(allowed_origins=("https://game.example.com",))
     assert not policy.origin_ok(origin, host)
@@ -93,14 +123,17 @@ def test_redact_query() -> None:
     assert redact_query(b"") == b""
 
 
-@pytest.mark.parametrize(("spec", "shown"), [
-    ("ws://user:pa55@10.0.0.1:8766,ws://10.0.0.2:8766", "ws://***@10.0.0.1:8766,ws://10.0.0.2:8766"),
-    ("http://localhost:11434/v1?api_key=sk-123&model=x", "http://localhost:11434/v1?api_key=***&model=x"),
-    ("openai:https://api.example/v1?token=abc", "openai:https://api.example/v1?token=***"),
-    ("ws://h:1/?access_token=t#f", "ws://h:1/?access_token=***#f"),
-    ("pocketsphinx", "pocketsphinx"),
-    ("neurosync:/models/model.pth", "neurosync:/models/model.pth"),
-])
+@pytest.mark.parametrize(
+    ("spec", "shown"),
+    [
+        ("ws://user:pa55@10.0.0.1:8766,ws://10.0.0.2:8766", "ws://***@10.0.0.1:8766,ws://10.0.0.2:8766"),
+        ("http://localhost:11434/v1?api_key=sk-123&model=x", "http://localhost:11434/v1?api_key=***&model=x"),
+        ("openai:https://api.example/v1?token=abc", "openai:https://api.example/v1?token=***"),
+        ("ws://h:1/?access_token=t#f", "ws://h:1/?access_token=***#f"),
+        ("pocketsphinx", "pocketsphinx"),
+        ("neurosync:/models/model.pth", "neurosync:/models/model.pth"),
+    ],
+)
 def test_redact_url(spec: str, shown: str) -> None:
     assert redact_url(spec) == shown
 
@@ -137,8 +170,13 @@ async def test_service_server_applies_the_same_rules() -> None:
         ]
         for target, headers, origin, status in refusals:
             with pytest.raises(InvalidStatus) as refused:
-                async with connect(target, additional_headers=headers, origin=origin,  # type: ignore[arg-type]
-                                   host="127.0.0.1", port=srv.port):
+                async with connect(
+                    target,
+                    additional_headers=headers,
+                    origin=origin,  # type: ignore[arg-type]
+                    host="127.0.0.1",
+                    port=srv.port,
+                ):
                     pass
             assert refused.value.response.status_code == status, (target, origin)
         for headers, origin in ((auth, None), (auth, "https://tools.example"), ({"API-Key": token}, None)):

@@ -31,8 +31,9 @@ def test_percentiles_and_tables() -> None:
 
 
 async def test_scenarios_produce_complete_numbers() -> None:
-    services = Services(make_stt("pocketsphinx"), EchoLLM(), make_tts("espeak"), make_face("phonetic"),
-                        audio_face=make_face("learned"))
+    services = Services(
+        make_stt("pocketsphinx"), EchoLLM(), make_tts("espeak"), make_face("phonetic"), audio_face=make_face("learned")
+    )
     _, compare = await streaming_vs_neurosync(services, 1)
     one = compare["sentences_1"]
     assert isinstance(one, dict) and one["facecast_audio_ms"][0] > 0 and one["neurosync_audio_ms"][0] > 0
@@ -96,8 +97,12 @@ async def test_voice_to_voice_on_real_speech_with_the_default_stt_and_tts() -> N
     assert questions and 1.5 <= (len(questions[0][0]) / questions[0][1]) - 1.7 <= 5.0
     table, raw = await voice_to_voice(services, 1, label="test", questions=questions, settings=settings)
     assert raw["answered"] == 1 and "test" in table.title
-    assert [r[0].strip() for r in table.rows] == ["TOTAL (client measured)", *(n for n, _, _ in CHAIN),
-                                                   "first face frame", "unaccounted (transport)"]
+    assert [r[0].strip() for r in table.rows] == [
+        "TOTAL (client measured)",
+        *(n for n, _, _ in CHAIN),
+        "first face frame",
+        "unaccounted (transport)",
+    ]
     for row in table.rows:
         assert all(c != "-" for c in row[1:]), row
     assert _number(table.rows[0][1]) > 0

@@ -44,16 +44,30 @@ def test_characters_come_from_toml_tables(tmp_path: Path) -> None:
     settings = load_settings(config, environ={})
     assert set(settings.characters) == {"ada", "bob"}
     ada = settings.characters["ada"]
-    assert ada == Character("ada", "You are Ada, a ship's engineer.", VoiceSpec("espeak", "en-gb"), "", "Ada",
-                            IdleStyle(blink_rate=20.0, gaze=0.5))
+    assert ada == Character(
+        "ada",
+        "You are Ada, a ship's engineer.",
+        VoiceSpec("espeak", "en-gb"),
+        "",
+        "Ada",
+        IdleStyle(blink_rate=20.0, gaze=0.5),
+    )
     assert settings.characters["bob"].idle.head_motion == 2.0 and settings.llm == "echo"
     inside = tmp_path / "inside.toml"
     inside.write_text('[facecast]\nllm = "echo"\n\n[facecast.characters.eve]\npersona = "Eve."\n')
     assert load_settings(inside, environ={}).characters["eve"].persona == "Eve."
 
 
-@pytest.mark.parametrize("table", [{"ada": {"url": "http://x"}}, {"ada": {"persona": 3}}, {"ada": "x"},
-                                   {"ada": {"blink_rate": "fast"}}, {"ada": {"blink_rate": 0}}])
+@pytest.mark.parametrize(
+    "table",
+    [
+        {"ada": {"url": "http://x"}},
+        {"ada": {"persona": 3}},
+        {"ada": "x"},
+        {"ada": {"blink_rate": "fast"}},
+        {"ada": {"blink_rate": 0}},
+    ],
+)
 def test_bad_character_tables_are_config_errors(table: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         characters_from_tables(table)
@@ -140,8 +154,9 @@ async def test_sessions_naming_characters_get_their_personas_and_share_the_catal
 async def test_an_unknown_character_is_refused_and_the_session_stays_usable() -> None:
     rec = Recorder()
     catalog = ServiceCatalog(Services(FakeSTT(), FakeLLM(), FakeTTS(rate=16000), FakeFace()))
-    session = EngineSession(catalog, rec, SessionConfig(persona="Default persona."),
-                            characters={"ada": Character("ada", "You are Ada.")})
+    session = EngineSession(
+        catalog, rec, SessionConfig(persona="Default persona."), characters={"ada": Character("ada", "You are Ada.")}
+    )
     for name in ("mallory", "ws://evil.example/llm"):
         await session.handle_text(json.dumps({"type": "hello", "character": name}))
         error = await rec.wait_for("error", 1 if name == "mallory" else 2)
@@ -156,8 +171,9 @@ async def test_an_unknown_character_is_refused_and_the_session_stays_usable() ->
 async def test_a_character_with_an_idle_style_gets_its_own_face_layer() -> None:
     rec = Recorder()
     calm = Character("calm", idle=IdleStyle(blink_rate=6, head_motion=0.0))
-    session = EngineSession(Services(FakeSTT(), FakeLLM(), FakeTTS(rate=16000), FakeFace()), rec,
-                            characters={"calm": calm})
+    session = EngineSession(
+        Services(FakeSTT(), FakeLLM(), FakeTTS(rate=16000), FakeFace()), rec, characters={"calm": calm}
+    )
     await session.handle_text(json.dumps({"type": "hello", "character": "calm"}))
     await rec.wait_for("welcome")
     assert session.timeline.layer.config == calm.idle.layer_config()

@@ -21,8 +21,13 @@ from facecast.types import frames_for_samples
 
 
 def facecast(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "facecast.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "facecast.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **(env or {})},
+    )
 
 
 def test_say_writes_a_session_folder(tmp_path: Path) -> None:
@@ -90,8 +95,12 @@ def test_chat_with_text_writes_the_echo_reply(tmp_path: Path) -> None:
 
 def test_chat_with_a_spoken_question_answers_with_a_session_folder(tmp_path: Path) -> None:
     question = tmp_path / "question"
-    assert facecast("say", "Stop talking please.", "--tts", "espeak", "--voice", "en-gb", "--out",
-                    str(question)).returncode == 0
+    assert (
+        facecast(
+            "say", "Stop talking please.", "--tts", "espeak", "--voice", "en-gb", "--out", str(question)
+        ).returncode
+        == 0
+    )
     stereo = tmp_path / "question-44k-stereo.wav"  # any rate, stereo: the CLI mixes down and resamples
     pcm, rate = sf.read(str(question / "audio.wav"))
     from facecast.audio import resample
@@ -147,9 +156,13 @@ class _ChatServer:
                 self.wfile.write(body)
 
             def do_GET(self) -> None:  # /v1/models
-                self._send(200, json.dumps({"object": "list", "data": [{"id": "m", "object": "model",
-                                                                         "created": 0, "owned_by": "x"}]}).encode(),
-                           "application/json")
+                self._send(
+                    200,
+                    json.dumps(
+                        {"object": "list", "data": [{"id": "m", "object": "model", "created": 0, "owned_by": "x"}]}
+                    ).encode(),
+                    "application/json",
+                )
 
             def do_POST(self) -> None:  # /v1/chat/completions, streamed
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -157,9 +170,16 @@ class _ChatServer:
                 if status != 200:
                     self._send(status, b'{"error": {"message": "the model crashed"}}', "application/json")
                     return
-                chunks = [{"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-                          for delta, finish in (({"content": reply}, None), ({}, "stop"))]
+                chunks = [
+                    {
+                        "id": "c",
+                        "object": "chat.completion.chunk",
+                        "created": 0,
+                        "model": "m",
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                    }
+                    for delta, finish in (({"content": reply}, None), ({}, "stop"))
+                ]
                 data = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in chunks) + b"data: [DONE]\n\n"
                 self._send(200, data, "text/event-stream")
 
@@ -188,8 +208,19 @@ def test_chat_sends_the_configured_persona(tmp_path: Path, where: str) -> None:
     extra = {"flag": ["--persona", persona], "environment": [], "toml": ["--config", str(config)]}[where]
     env = {"FACECAST_PERSONA": persona} if where == "environment" else {}
     with _ChatServer("Aye.") as llm:
-        result = facecast("chat", "--text", "Who are you?", "--llm", llm.url, "--tts", "espeak",
-                          "--out", str(tmp_path / "r"), *extra, env=env)
+        result = facecast(
+            "chat",
+            "--text",
+            "Who are you?",
+            "--llm",
+            llm.url,
+            "--tts",
+            "espeak",
+            "--out",
+            str(tmp_path / "r"),
+            *extra,
+            env=env,
+        )
     assert result.returncode == 0, result.stderr
     assert "character: Aye." in result.stdout
     assert llm.system_prompts() == [persona]
@@ -269,10 +300,25 @@ async def test_run_takes_the_live_link_and_ack_settings_as_flags() -> None:
 
     port, udp = _free_port(), _free_port(socket.SOCK_DGRAM)
     server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "facecast.cli", "run", *LIGHT_FLAGS, "--port", str(port), "--livelink",
-        f"127.0.0.1:{udp}", "--subject", "Mora", "--device-id", "Rig-7", "--ack-timeout", "0.75",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
+        sys.executable,
+        "-m",
+        "facecast.cli",
+        "run",
+        *LIGHT_FLAGS,
+        "--port",
+        str(port),
+        "--livelink",
+        f"127.0.0.1:{udp}",
+        "--subject",
+        "Mora",
+        "--device-id",
+        "Rig-7",
+        "--ack-timeout",
+        "0.75",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+    )
     try:
         for _ in range(600):  # until it answers (or stops)
             assert server.returncode is None, "the server stopped"

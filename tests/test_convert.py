@@ -107,8 +107,9 @@ def test_neurosync_to_app_drops_emotions_and_says_so(tmp_path: Path, capsys: pyt
 
     round_trip = tmp_path / "rt" / "shapes.csv"
     convert_take(out, round_trip)
-    np.testing.assert_allclose(read_take(round_trip).values[:, :LIVE_LINK_COUNT], values[:, :LIVE_LINK_COUNT],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        read_take(round_trip).values[:, :LIVE_LINK_COUNT], values[:, :LIVE_LINK_COUNT], atol=1e-6
+    )
 
 
 def test_a_30_fps_app_take_becomes_60_fps_on_the_same_timeline(tmp_path: Path) -> None:
@@ -185,6 +186,7 @@ def test_the_installed_command(tmp_path: Path) -> None:
     result = subprocess.run(run, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert read_take(tmp_path / "o" / "shapes.csv").frames == 12
-    bad = subprocess.run([*run[:4], str(tmp_path / "nope.csv"), str(tmp_path / "x.csv")], capture_output=True,
-                         text=True, timeout=120)
+    bad = subprocess.run(
+        [*run[:4], str(tmp_path / "nope.csv"), str(tmp_path / "x.csv")], capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode == 1 and "facecast convert: error:" in bad.stderr and "not found" in bad.stderr

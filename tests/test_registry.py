@@ -75,15 +75,22 @@ class _SilentTTS:
 
 @pytest.fixture
 def silent_tts() -> Iterator[registry.Provider]:
-    provider = registry.register("tts", "silent", lambda req: _SilentTTS(req.options), options=_Opts,
-                                 caps=Capabilities(timing="none"), aliases=("quiet",))
+    provider = registry.register(
+        "tts",
+        "silent",
+        lambda req: _SilentTTS(req.options),
+        options=_Opts,
+        caps=Capabilities(timing="none"),
+        aliases=("quiet",),
+    )
     yield provider
     registry.unregister("tts", "silent")
 
 
 def test_options_are_typed_from_strings(silent_tts: registry.Provider) -> None:
-    opts = registry.make_options(silent_tts, {"speed": "1.25", "loud": "yes", "count": "7", "seed": "none",
-                                              "tags": "a, b"})
+    opts = registry.make_options(
+        silent_tts, {"speed": "1.25", "loud": "yes", "count": "7", "seed": "none", "tags": "a, b"}
+    )
     assert opts == _Opts(speed=1.25, loud=True, count=7, seed=None, tags=("a", "b"))
     with pytest.raises(ConfigError, match="unknown option 'sped'; known: count, loud, name, seed, speed, tags"):
         registry.make_options(silent_tts, {"sped": 1})
@@ -93,8 +100,7 @@ def test_options_are_typed_from_strings(silent_tts: registry.Provider) -> None:
         registry.make_options(silent_tts, {"loud": "maybe"})
 
 
-def test_provider_options_from_toml_env_and_flags_in_that_order(silent_tts: registry.Provider,
-                                                                tmp_path: Path) -> None:
+def test_provider_options_from_toml_env_and_flags_in_that_order(silent_tts: registry.Provider, tmp_path: Path) -> None:
     cfg = tmp_path / "f.toml"
     cfg.write_text('[facecast]\ntts = "quiet"\n\n[tts.silent]\nspeed = 0.9\nname = "toml"\ncount = 3\n')
     env = {"FACECAST_TTS_SILENT_NAME": "env", "FACECAST_TTS_SILENT_COUNT": "4"}
@@ -110,7 +116,7 @@ def test_top_level_role_table_names_the_provider(silent_tts: registry.Provider, 
     settings = load_settings(cfg, environ={})
     assert (settings.tts, settings.port) == ("silent", 9000)
     assert settings.providers == {"tts.silent": {"loud": True}}
-    cfg.write_text('[tts]\nspeed = 2\n')
+    cfg.write_text("[tts]\nspeed = 2\n")
     with pytest.raises(ConfigError, match=r"\[tts\] holds 'provider = NAME'"):
         load_settings(cfg, environ={})
 
@@ -137,8 +143,9 @@ def test_shared_voice_setting_and_provider_option() -> None:
 @pytest.mark.parametrize("face", ["default", "", "phonetic", "PHONETIC"])
 def test_a_phoneme_face_never_becomes_the_audio_animator(face: str) -> None:
     """Bug: ``--face default`` and ``--face ""`` made the phoneme animator the puppet/lip-sync animator."""
-    settings = load_settings(environ={}, overrides={"face": face, "stt": "pocketsphinx", "tts": "espeak",
-                                                    "llm": "echo"})
+    settings = load_settings(
+        environ={}, overrides={"face": face, "stt": "pocketsphinx", "tts": "espeak", "llm": "echo"}
+    )
     assert audio_face_spec(settings) == "learned"
     services = build_services(settings)
     assert isinstance(services.face, PhoneticAnimator)
@@ -146,25 +153,27 @@ def test_a_phoneme_face_never_becomes_the_audio_animator(face: str) -> None:
 
 
 def test_an_audio_face_is_its_own_audio_animator() -> None:
-    settings = load_settings(environ={}, overrides={"face": "learned", "stt": "pocketsphinx", "tts": "espeak",
-                                                    "llm": "echo"})
+    settings = load_settings(
+        environ={}, overrides={"face": "learned", "stt": "pocketsphinx", "tts": "espeak", "llm": "echo"}
+    )
     services = build_services(settings)
     assert services.audio_face is services.face
 
 
 def test_phoneme_face_with_a_tts_without_timing_is_refused(silent_tts: registry.Provider) -> None:
-    settings = load_settings(environ={}, overrides={"tts": "silent", "face": "phonetic", "stt": "pocketsphinx",
-                                                    "llm": "echo"})
+    settings = load_settings(
+        environ={}, overrides={"tts": "silent", "face": "phonetic", "stt": "pocketsphinx", "llm": "echo"}
+    )
     with pytest.raises(ConfigError, match="--face phonetic animates from phoneme timing, which --tts silent"):
         build_services(settings)
-    ok = load_settings(environ={}, overrides={"tts": "silent", "face": "learned", "stt": "pocketsphinx",
-                                              "llm": "echo"})
+    ok = load_settings(environ={}, overrides={"tts": "silent", "face": "learned", "stt": "pocketsphinx", "llm": "echo"})
     assert isinstance(build_services(ok).tts, _SilentTTS)
 
 
 def test_missing_library_names_the_extra() -> None:
-    provider = registry.register("stt", "needs-lib", lambda req: None, extra="cloud",
-                                 requires=("facecast_no_such_module",))
+    provider = registry.register(
+        "stt", "needs-lib", lambda req: None, extra="cloud", requires=("facecast_no_such_module",)
+    )
     try:
         assert not provider.installed()
         with pytest.raises(ConfigError, match=r"not installed: pip install 'facecast\[cloud\]'"):
@@ -194,8 +203,9 @@ def test_third_party_provider_from_an_entry_point(tmp_path: Path, monkeypatch: p
         sys.modules.pop("fc_plugin_demo", None)
 
 
-def test_a_broken_plug_in_does_not_take_the_built_ins_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
+def test_a_broken_plug_in_does_not_take_the_built_ins_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     dist = tmp_path / "fc_broken-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fc-broken\nVersion: 1.0\n")

@@ -89,8 +89,10 @@ async def test_async_split_streams_pieces() -> None:
     assert [p async for p in split_sentences(tokens())] == ["Hi there.", "Bye."]
 
 
-@given(st.lists(st.sampled_from(["Hello", " world", ".", " ", "Dr.", "3.5", "!", "?", "\n", "ok", ","]), max_size=40),
-       st.integers(min_value=1, max_value=7))
+@given(
+    st.lists(st.sampled_from(["Hello", " world", ".", " ", "Dr.", "3.5", "!", "?", "\n", "ok", ","]), max_size=40),
+    st.integers(min_value=1, max_value=7),
+)
 def test_chunking_does_not_change_the_result(parts: list[str], step: int) -> None:
     text = "".join(parts)
     assert split_all(text, step=step) == split_all(text, step=len(text) or 1)
@@ -111,12 +113,13 @@ async def test_urls_and_emoji_are_not_spelled_out_by_the_tts() -> None:
     from facecast.pipeline import say_text
     from facecast.tts.espeak import EspeakTTS
 
-    reply = ("Have a look at https://www.example.com/docs/page?id=3&x=%20y for the map 😀. "
-             "The server is at http://192.168.1.20:8765/docs 👍🏽! Read [the guide](https://example.org/g) ❤️.")
+    reply = (
+        "Have a look at https://www.example.com/docs/page?id=3&x=%20y for the map 😀. "
+        "The server is at http://192.168.1.20:8765/docs 👍🏽! Read [the guide](https://example.org/g) ❤️."
+    )
     tts = EspeakTTS()
     said = await collect(say_text(1, reply, tts, PhoneticAnimator()))
-    assert said.sentences == ["Have a look at example.com for the map.", "The server is at a link!",
-                              "Read the guide."]
+    assert said.sentences == ["Have a look at example.com for the map.", "The server is at a link!", "Read the guide."]
     plain = await collect(say_text(1, " ".join(said.sentences), tts, PhoneticAnimator()))
     # the speech of the words above (give or take espeak-ng's pauses): nothing else was read out
     assert abs(len(said.audio) - len(plain.audio)) < 0.1 * said.rate

@@ -108,8 +108,9 @@ def test_force_end_closes_an_open_turn() -> None:
     assert detector.force_end() is None
 
 
-@pytest.mark.parametrize(("field", "value"), [("start_ms", 5), ("end_ms", 5), ("barge_in_ms", 5),
-                                              ("transcript_lead_ms", -1)])
+@pytest.mark.parametrize(
+    ("field", "value"), [("start_ms", 5), ("end_ms", 5), ("barge_in_ms", 5), ("transcript_lead_ms", -1)]
+)
 def test_config_rejects_nonsense(field: str, value: int) -> None:
     from facecast.errors import ConfigError
 

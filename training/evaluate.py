@@ -94,8 +94,7 @@ async def evaluate(utterances: int, seed: int, model: str | None) -> dict[str, o
         p, t = np.concatenate(per[kind]["p"]), np.concatenate(per[kind]["t"])
         results[kind] = {
             "frames": len(p),
-            "mae": {name: round(float(np.abs(p[:, i] - t[:, i]).mean()), 4)
-                    for i, name in enumerate(MOUTH_CHANNELS)},
+            "mae": {name: round(float(np.abs(p[:, i] - t[:, i]).mean()), 4) for i, name in enumerate(MOUTH_CHANNELS)},
             "mae_mean": round(float(np.abs(p - t).mean()), 4),
             "jaw_corr": round(float(np.corrcoef(p[:, jaw], t[:, jaw])[0, 1]), 4),
             "close_corr": round(float(np.corrcoef(p[:, close], t[:, close])[0, 1]), 4),
@@ -105,8 +104,7 @@ async def evaluate(utterances: int, seed: int, model: str | None) -> dict[str, o
             "open_vowel_target_jaw_mean": round(float(np.mean([v[2] for v in vowels[kind]])), 4),
             "open_vowels_closed": round(float(np.mean([v[1] for v in vowels[kind]])), 4),
             "lag_jaw_frames": _lag([x[:, jaw] for x in per[kind]["p"]], [x[:, jaw] for x in per[kind]["t"]]),
-            "lag_close_frames": _lag([x[:, close] for x in per[kind]["p"]],
-                                     [x[:, close] for x in per[kind]["t"]]),
+            "lag_close_frames": _lag([x[:, close] for x in per[kind]["p"]], [x[:, close] for x in per[kind]["t"]]),
         }
     return results
 

@@ -98,8 +98,14 @@ def export_onnx(model: MouthNet, path: Path, meta: dict[str, Any]) -> dict[str, 
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated, and gives the simplest graph here
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            flat, (example, *states), str(path), input_names=names_in, output_names=names_out,
-            dynamic_axes={"features": {1: "time"}, "mouth": {1: "time"}}, opset_version=17, dynamo=False,
+            flat,
+            (example, *states),
+            str(path),
+            input_names=names_in,
+            output_names=names_out,
+            dynamic_axes={"features": {1: "time"}, "mouth": {1: "time"}},
+            opset_version=17,
+            dynamo=False,
         )
     info = {
         "format": 1,
@@ -144,14 +150,22 @@ def main() -> None:
     model, data = load_checkpoint(Path(args.checkpoint))
     log_path = Path(args.checkpoint).with_name("train_log.json")
     trained = json.loads(log_path.read_text()) if log_path.exists() else {}
-    meta = {"features": data["features"], "channels": data["channels"],
-            "trained_with": {"seed": data.get("seed"), "args": trained.get("args"),
-                             "train_hours": trained.get("train_hours"), "wall_s": trained.get("wall_s")}}
+    meta = {
+        "features": data["features"],
+        "channels": data["channels"],
+        "trained_with": {
+            "seed": data.get("seed"),
+            "args": trained.get("args"),
+            "train_hours": trained.get("train_hours"),
+            "wall_s": trained.get("wall_s"),
+        },
+    }
     info = export_onnx(model, Path(args.out), meta)
     error = check(model, Path(args.out))
     size = Path(args.out).stat().st_size
-    print(f"wrote {args.out} ({size / 1e6:.2f} MB, {info['parameters']} parameters); "
-          f"onnx vs torch max error {error:.2e}")
+    print(
+        f"wrote {args.out} ({size / 1e6:.2f} MB, {info['parameters']} parameters); onnx vs torch max error {error:.2e}"
+    )
     if error > 1e-4:
         raise SystemExit("ONNX output does not match the torch model")
 

@@ -39,8 +39,16 @@ from facecast.tts.espeak import EspeakTTS
 from facecast.types import FPS, Phoneme
 
 __all__ = [
-    "iter_split", "splits", "load_words", "to_features", "MOUTH_CHANNELS", "TRAIN_VOICES", "TRAIN_VARIANTS",
-    "HELDOUT_VOICES", "HELDOUT_VARIANTS", "main",
+    "iter_split",
+    "splits",
+    "load_words",
+    "to_features",
+    "MOUTH_CHANNELS",
+    "TRAIN_VOICES",
+    "TRAIN_VARIANTS",
+    "HELDOUT_VOICES",
+    "HELDOUT_VARIANTS",
+    "main",
 ]
 
 MOUTH_CHANNELS: tuple[str, ...] = (
@@ -50,8 +58,31 @@ MOUTH_CHANNELS: tuple[str, ...] = (
     "MouthUpperUpRight", "TongueOut",
 )  # fmt: skip
 TRAIN_VOICES = ("en-us", "en-gb", "en-029", "en-gb-x-rp", "en-us-nyc", "en-gb-x-gbclan")
-TRAIN_VARIANTS = ("", "m1", "m2", "m3", "m5", "m7", "f1", "f2", "f3", "f5", "klatt", "klatt3", "klatt4",
-                  "Alex", "Annie", "benjamin", "david", "linda", "max", "paul", "robert", "travis", "zac")
+TRAIN_VARIANTS = (
+    "",
+    "m1",
+    "m2",
+    "m3",
+    "m5",
+    "m7",
+    "f1",
+    "f2",
+    "f3",
+    "f5",
+    "klatt",
+    "klatt3",
+    "klatt4",
+    "Alex",
+    "Annie",
+    "benjamin",
+    "david",
+    "linda",
+    "max",
+    "paul",
+    "robert",
+    "travis",
+    "zac",
+)
 HELDOUT_VOICES = ("en-gb-scotland", "en-gb-x-gbcwmd")
 HELDOUT_VARIANTS = ("m4", "f4", "m6", "klatt2", "steph", "Andy")
 DELAY = 4  # model lookahead in frames; features are stored for frames + DELAY
@@ -194,7 +225,11 @@ async def iter_split(
 
 
 async def build_split(
-    count: int, voices: tuple[str, ...], variants: tuple[str, ...], seed: int, words: list[str],
+    count: int,
+    voices: tuple[str, ...],
+    variants: tuple[str, ...],
+    seed: int,
+    words: list[str],
     config: FeatureConfig,
 ) -> tuple[dict[str, np.ndarray], list[dict[str, object]]]:
     feats, targets, offsets, meta = [], [], [0], []
@@ -205,8 +240,15 @@ async def build_split(
             feats.append(to_features(audio, audio_rate, frames + DELAY, config).astype(np.float16))
             targets.append(target.astype(np.float16))
             offsets.append(offsets[-1] + frames)
-            meta.append({"voice": utt.voice, "rate": utt.rate, "pitch": utt.pitch, "augment": how,
-                         "phonemes": _phoneme_frames(utt.phonemes)})
+            meta.append(
+                {
+                    "voice": utt.voice,
+                    "rate": utt.rate,
+                    "pitch": utt.pitch,
+                    "augment": how,
+                    "phonemes": _phoneme_frames(utt.phonemes),
+                }
+            )
         done += 1
         if done % 200 == 0:
             print(f"  {done}/{count} utterances", flush=True)
@@ -251,8 +293,9 @@ def main() -> None:
             (out / "eval_meta.json").write_text(json.dumps(meta))
         hours = len(data["targets"]) / FPS / 3600
         print(f"{name}: {len(meta)} clips, {hours:.2f} h, {time.perf_counter() - started:.0f} s", flush=True)
-    (out / "config.json").write_text(json.dumps({"features": config.to_json(), "delay": DELAY,
-                                                 "channels": list(MOUTH_CHANNELS), "seed": args.seed}))
+    (out / "config.json").write_text(
+        json.dumps({"features": config.to_json(), "delay": DELAY, "channels": list(MOUTH_CHANNELS), "seed": args.seed})
+    )
 
 
 if __name__ == "__main__":

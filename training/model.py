@@ -54,9 +54,7 @@ class MouthNet(nn.Module):
         self.register_buffer("mean", torch.zeros(config.n_in))
         self.register_buffer("std", torch.ones(config.n_in))
         self.inp = nn.Linear(config.n_in, config.width)
-        self.convs = nn.ModuleList(
-            nn.Linear(config.kernel * config.width, config.width) for _ in config.dilations
-        )
+        self.convs = nn.ModuleList(nn.Linear(config.kernel * config.width, config.width) for _ in config.dilations)
         self.mix = nn.ModuleList(nn.Linear(config.width, config.width) for _ in config.dilations)
         self.out = nn.Linear(config.width, config.n_out)
 

@@ -28,8 +28,15 @@ except ImportError:  # pragma: no cover
 
 __all__ = ["load_split", "batches", "train", "main"]
 
-_HEAVY = {"JawOpen": 3.0, "MouthClose": 3.0, "MouthPressLeft": 1.5, "MouthPressRight": 1.5,
-          "MouthRollLower": 1.5, "MouthFunnel": 1.5, "MouthPucker": 1.5}
+_HEAVY = {
+    "JawOpen": 3.0,
+    "MouthClose": 3.0,
+    "MouthPressLeft": 1.5,
+    "MouthPressRight": 1.5,
+    "MouthRollLower": 1.5,
+    "MouthFunnel": 1.5,
+    "MouthPucker": 1.5,
+}
 
 
 def load_split(path: Path) -> tuple[list[np.ndarray], list[np.ndarray], int]:
@@ -122,18 +129,34 @@ def train(args: argparse.Namespace) -> dict[str, object]:
             total += loss.item()
         model.eval()
         corr = _jaw_corr(model, ex[:100], ey[:100], delay)
-        entry = {"epoch": epoch + 1, "loss": total / per_epoch, "heldout_jaw_corr": corr,
-                 "wall_s": time.perf_counter() - started}
+        entry = {
+            "epoch": epoch + 1,
+            "loss": total / per_epoch,
+            "heldout_jaw_corr": corr,
+            "wall_s": time.perf_counter() - started,
+        }
         log.append(entry)
         print(json.dumps(entry), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": model.state_dict(), "model": config.to_json(), "features": meta["features"],
-                "channels": channels, "seed": args.seed}, out / "mouth.pt")
-    summary = {"args": vars(args), "epochs": log, "train_clips": len(xs),
-               "train_hours": sum(len(y) for y in ys) / 60 / 3600,
-               "parameters": sum(p.numel() for p in model.parameters()),
-               "wall_s": time.perf_counter() - started}
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "model": config.to_json(),
+            "features": meta["features"],
+            "channels": channels,
+            "seed": args.seed,
+        },
+        out / "mouth.pt",
+    )
+    summary = {
+        "args": vars(args),
+        "epochs": log,
+        "train_clips": len(xs),
+        "train_hours": sum(len(y) for y in ys) / 60 / 3600,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "wall_s": time.perf_counter() - started,
+    }
     (out / "train_log.json").write_text(json.dumps(summary, indent=1))
     return summary
 

@@ -119,8 +119,9 @@ def resample(pcm: np.ndarray, in_rate: int, out_rate: int) -> Float32Array:
     return out
 
 
-def read_audio(source: str | Path | bytes, max_decoded_bytes: int | None = None,
-               max_seconds: float | None = None) -> tuple[Float32Array, int]:
+def read_audio(
+    source: str | Path | bytes, max_decoded_bytes: int | None = None, max_seconds: float | None = None
+) -> tuple[Float32Array, int]:
     """Read an audio file (path or bytes; WAV, FLAC, OGG...) as float32 mono at its own rate.
 
     The header is checked before anything is decoded: its rate must be within 1000-384000 Hz and its channels
@@ -150,7 +151,8 @@ def read_audio(source: str | Path | bytes, max_decoded_bytes: int | None = None,
                 raise AudioTooLargeError(
                     f"audio {name} declares {frames} frames x {channels} channels at {rate} Hz "
                     f"({frames / rate:.0f} s), {frames * channels * 4 / 2**20:,.0f} MB once decoded; the limit "
-                    f"is {max_decoded_bytes / 2**20:,.0f} MB")
+                    f"is {max_decoded_bytes / 2**20:,.0f} MB"
+                )
             data = handle.read(frames=max(frames, 0), dtype="float32", always_2d=True)
     except FileNotFoundError as exc:
         raise InputError(f"audio file not found: {name}") from exc

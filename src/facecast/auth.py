@@ -209,8 +209,8 @@ def redact_query(query: bytes) -> bytes:
 
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#@\s,]*@")
 _SECRET_PARAM = re.compile(
-    r"(?P<key>[?&;](?:[^=&#\s,]*(?:key|token|secret|passw|auth|sig|credential)[^=&#\s,]*)=)[^&#\s,]*",
-    re.IGNORECASE)
+    r"(?P<key>[?&;](?:[^=&#\s,]*(?:key|token|secret|passw|auth|sig|credential)[^=&#\s,]*)=)[^&#\s,]*", re.IGNORECASE
+)
 
 
 def redact_url(text: str) -> str:
@@ -225,8 +225,10 @@ def check_token_rule(host: str, token: str) -> None:
     """Raise :class:`ConfigError` when ``host`` is not loopback and no token is set, or the token is weak
     (:func:`check_token_strength`)."""
     if host not in LOOPBACK_HOSTS and not token:
-        raise ConfigError(f"binding to {host} exposes Facecast beyond this machine: set an access token with "
-                          "--token or FACECAST_TOKEN")
+        raise ConfigError(
+            f"binding to {host} exposes Facecast beyond this machine: set an access token with "
+            "--token or FACECAST_TOKEN"
+        )
     check_token_strength(host, token)
 
 
@@ -238,5 +240,7 @@ def check_token_strength(host: str, token: str) -> None:
     if token != token.strip():
         raise ConfigError("the access token starts or ends with whitespace, which HTTP headers do not carry")
     if len(token) < MIN_TOKEN_LENGTH:
-        raise ConfigError(f"binding to {host} needs an access token of at least {MIN_TOKEN_LENGTH} characters "
-                          f"(this one has {len(token)}); make one with: openssl rand -hex 24")
+        raise ConfigError(
+            f"binding to {host} needs an access token of at least {MIN_TOKEN_LENGTH} characters "
+            f"(this one has {len(token)}); make one with: openssl rand -hex 24"
+        )

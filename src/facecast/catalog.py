@@ -39,8 +39,14 @@ class ServiceCatalog:
     ``make`` replaces ``make_role`` (tests).
     """
 
-    def __init__(self, defaults: Services, settings: Settings | None = None, *,
-                 failover: FailoverOptions | None = None, make: Maker | None = None) -> None:
+    def __init__(
+        self,
+        defaults: Services,
+        settings: Settings | None = None,
+        *,
+        failover: FailoverOptions | None = None,
+        make: Maker | None = None,
+    ) -> None:
         self.defaults = defaults
         self._settings = settings
         self._failover = failover
@@ -83,6 +89,16 @@ class ServiceCatalog:
 
     def instances(self) -> list[Any]:
         """Every distinct instance the catalog holds or was given (to close them at shutdown)."""
-        found = {id(s): s for s in (self.defaults.stt, self.defaults.llm, self.defaults.tts, self.defaults.face,
-                                    self.defaults.audio_face, *self._made.values()) if s is not None}
+        found = {
+            id(s): s
+            for s in (
+                self.defaults.stt,
+                self.defaults.llm,
+                self.defaults.tts,
+                self.defaults.face,
+                self.defaults.audio_face,
+                *self._made.values(),
+            )
+            if s is not None
+        }
         return list(found.values())

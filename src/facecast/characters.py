@@ -51,8 +51,13 @@ class IdleStyle:
         base = base if base is not None else LayerConfig()
         mean = 60.0 / self.blink_rate
         low, high = base.blink_interval
-        return replace(base, blink_interval=(low * mean / 4.0, high * mean / 4.0), gaze_yaw=base.gaze_yaw * self.gaze,
-                       gaze_pitch=base.gaze_pitch * self.gaze, head=base.head * self.head_motion)
+        return replace(
+            base,
+            blink_interval=(low * mean / 4.0, high * mean / 4.0),
+            gaze_yaw=base.gaze_yaw * self.gaze,
+            gaze_pitch=base.gaze_pitch * self.gaze,
+            head=base.head * self.head_motion,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +79,9 @@ def default_character(settings: Settings | None = None) -> Character:
     ``voice``, ``llm``, ``subject``), or all defaults without settings."""
     if settings is None:
         return Character("default")
-    return Character("default", settings.persona, VoiceSpec(settings.tts, settings.voice), settings.llm,
-                     settings.subject)
+    return Character(
+        "default", settings.persona, VoiceSpec(settings.tts, settings.voice), settings.llm, settings.subject
+    )
 
 
 CHARACTER_KEYS = ("persona", "tts", "voice", "llm", "subject", "blink_rate", "gaze", "head_motion")
@@ -96,10 +102,12 @@ def characters_from_tables(tables: Mapping[str, Any], origin: str = "config") ->
         if unknown:
             raise ConfigError(f"{where}: unknown key {unknown[0]!r}; known: {', '.join(CHARACTER_KEYS)}")
         text = {key: _text(where, key, table.get(key, "")) for key in ("persona", "tts", "voice", "llm", "subject")}
-        idle = IdleStyle(**{key: _number(where, key, table[key]) for key in ("blink_rate", "gaze", "head_motion")
-                            if key in table})
-        found[name] = Character(name, text["persona"], VoiceSpec(text["tts"], text["voice"]), text["llm"],
-                                text["subject"], idle)
+        idle = IdleStyle(
+            **{key: _number(where, key, table[key]) for key in ("blink_rate", "gaze", "head_motion") if key in table}
+        )
+        found[name] = Character(
+            name, text["persona"], VoiceSpec(text["tts"], text["voice"]), text["llm"], text["subject"], idle
+        )
     return found
 
 

@@ -34,12 +34,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     for role in ("stt", "llm", "tts", "face"):
         g.add_argument(f"--{role}", metavar="NAME[:ARG]", help=_role_help(role))
     g.add_argument("--llm-model", help="model name on the LLM server (default: the server's first)")
-    g.add_argument("--voice", help="the TTS's voice (espeak-ng: a language code with a variant, e.g. en-gb+f3; "
-                                   "'facecast voices' lists them)")
+    g.add_argument(
+        "--voice",
+        help="the TTS's voice (espeak-ng: a language code with a variant, e.g. en-gb+f3; 'facecast voices' lists them)",
+    )
     g.add_argument("--speech-rate", type=int, help="speaking rate in words per minute (175 = the voice's own)")
     g.add_argument("--pitch", type=int, help="voice pitch 0-100 (espeak-ng; default 50)")
-    g.add_argument("--set", action="append", metavar="ROLE.NAME.OPTION=VALUE",
-                   help="a provider option, e.g. tts.espeak.voice=en-gb (repeatable; see 'facecast providers')")
+    g.add_argument(
+        "--set",
+        action="append",
+        metavar="ROLE.NAME.OPTION=VALUE",
+        help="a provider option, e.g. tts.espeak.voice=en-gb (repeatable; see 'facecast providers')",
+    )
     g.add_argument("--persona", help="system prompt for the character")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -57,16 +63,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--livelink", action="append", help="Live Link Face UDP target HOST:PORT (repeatable; 'off')")
     p.add_argument("--subject", help="Live Link subject name (default Facecast; an engine's hello may name its own)")
     p.add_argument("--device-id", help="Live Link device id sent in every packet (default Facecast)")
-    p.add_argument("--ack-timeout", type=float,
-                   help="seconds to wait for an engine's playback_started before dropping the reply (default 2)")
+    p.add_argument(
+        "--ack-timeout",
+        type=float,
+        help="seconds to wait for an engine's playback_started before dropping the reply (default 2)",
+    )
     p.add_argument("--record", help="keep every utterance as a session folder under this directory")
     p.add_argument("--endpoint-ms", type=int, help="silence that ends the player's turn (default 300)")
-    p.add_argument("--transcript-lead-ms", type=int,
-                   help="finish the transcript at a pause this long before the endpoint (default 100; 0: off)")
+    p.add_argument(
+        "--transcript-lead-ms",
+        type=int,
+        help="finish the transcript at a pause this long before the endpoint (default 100; 0: off)",
+    )
     p.add_argument("--barge-in-ms", type=int, help="speech needed to interrupt the character (default 400)")
-    p.add_argument("--neurosync-ports", action="store_true", default=None,
-                   help="also serve the NeuroSync-compatible API on NeuroSync's default ports "
-                        "(5000, 6969, 8000, 7070; 1234 with image endpoints) on the same host")
+    p.add_argument(
+        "--neurosync-ports",
+        action="store_true",
+        default=None,
+        help="also serve the NeuroSync-compatible API on NeuroSync's default ports "
+        "(5000, 6969, 8000, 7070; 1234 with image endpoints) on the same host",
+    )
 
     p = sub.add_parser("say", help="speak TEXT and animate it into DIR/audio.wav + DIR/shapes.csv")
     _common(p)
@@ -92,17 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("play", help="stream a session folder or take CSV to Live Link in real time")
     p.add_argument("path", help="session folder (audio.wav + shapes.csv) or a take CSV")
-    p.add_argument("--livelink", action="append",
-                   help="Live Link target HOST:PORT (repeatable; default 127.0.0.1:11111)")
+    p.add_argument(
+        "--livelink", action="append", help="Live Link target HOST:PORT (repeatable; default 127.0.0.1:11111)"
+    )
     p.add_argument("--subject", default="Facecast", help="Live Link subject name")
     p.add_argument("-v", "--verbose", action="store_true")
 
     p = sub.add_parser("convert", help="convert a take between NeuroSync shapes.csv and Live Link Face app CSV")
     p.add_argument("input", help="take CSV (NeuroSync, Live Link Face app or Unreal) or a session folder")
     p.add_argument("output", help="output CSV file (or a folder, which gets shapes.csv)")
-    p.add_argument("--to", choices=("neurosync", "livelink-app"),
-                   help="output format (default: shapes.csv or a folder -> neurosync, else the other format "
-                        "from the input's)")
+    p.add_argument(
+        "--to",
+        choices=("neurosync", "livelink-app"),
+        help="output format (default: shapes.csv or a folder -> neurosync, else the other format from the input's)",
+    )
     p.add_argument("--fps", type=int, help="frame rate of livelink-app output (default: the input's, or 60)")
     p.add_argument("-v", "--verbose", action="store_true")
 
@@ -118,9 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", help="type this as the player")
     src.add_argument("--wav", help="stream this audio file as the microphone, in real time")
-    p.add_argument("--turns", choices=("server", "client"), default="server",
-                   help="server: the server hears the end of speech (the microphone stays open with silence "
-                        "after the file); client: push-to-talk, 'end_of_speech' is sent after the file")
+    p.add_argument(
+        "--turns",
+        choices=("server", "client"),
+        default="server",
+        help="server: the server hears the end of speech (the microphone stays open with silence "
+        "after the file); client: push-to-talk, 'end_of_speech' is sent after the file",
+    )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the whole reply")
     p.add_argument("--rate", type=int, default=24000, help="reply audio rate to ask for")
     p.add_argument("--livelink-port", type=int, default=0, help="collect Live Link packets on this UDP port")
@@ -141,19 +164,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="run the benchmark suite and print its tables")
     p.add_argument("--quick", action="store_true", help="a short run (a few minutes): fewer clips, sentences, turns")
-    p.add_argument("--only", metavar="NAME[,NAME]",
-                   help="run only these table groups: stt, tts, llm, v2v, resources, pipeline, face, livelink, "
-                        "compare, scale, remote (default: all)")
+    p.add_argument(
+        "--only",
+        metavar="NAME[,NAME]",
+        help="run only these table groups: stt, tts, llm, v2v, resources, pipeline, face, livelink, "
+        "compare, scale, remote (default: all)",
+    )
     p.add_argument("--json", dest="json_path", help="also write the raw numbers to this JSON file")
     p.add_argument("--markdown", help="also write the tables as Markdown to this file")
     p.add_argument("-v", "--verbose", action="store_true")
     return parser
 
 
-_SETTING_FLAGS = ("stt", "llm", "llm_model", "tts", "face", "voice", "speech_rate", "pitch", "persona", "set",
-                  "host", "port", "token", "livelink", "subject", "device_id", "ack_timeout", "record",
-                  "neurosync_ports",
-                  "endpoint_ms", "transcript_lead_ms", "barge_in_ms")
+_SETTING_FLAGS = (
+    "stt",
+    "llm",
+    "llm_model",
+    "tts",
+    "face",
+    "voice",
+    "speech_rate",
+    "pitch",
+    "persona",
+    "set",
+    "host",
+    "port",
+    "token",
+    "livelink",
+    "subject",
+    "device_id",
+    "ack_timeout",
+    "record",
+    "neurosync_ports",
+    "endpoint_ms",
+    "transcript_lead_ms",
+    "barge_in_ms",
+)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -210,8 +256,10 @@ async def _animate(args: argparse.Namespace) -> int:
     spec = args.face or "learned"
     provider, _ = resolve("face", spec)
     if provider.caps.face_input != "audio":
-        raise ConfigError(f"animate needs an audio-driven face, and --face {provider.name} animates from TTS "
-                          "phoneme timing: use --face learned or neurosync:PATH/model.pth")
+        raise ConfigError(
+            f"animate needs an audio-driven face, and --face {provider.name} animates from TTS "
+            "phoneme timing: use --face learned or neurosync:PATH/model.pth"
+        )
     pcm, rate = read_audio(args.audio)
     face = make_face(spec)
 
@@ -255,11 +303,13 @@ def _voices(args: argparse.Namespace) -> int:
     tts = make_tts(s.tts, s)
     voices = getattr(tts, "voices", None)
     if voices is None:
-        raise ConfigError(f"--tts {s.tts} does not list its voices (remote services and failover lists cannot): "
-                          "run 'facecast voices --tts NAME' for one provider")
+        raise ConfigError(
+            f"--tts {s.tts} does not list its voices (remote services and failover lists cannot): "
+            "run 'facecast voices --tts NAME' for one provider"
+        )
+
     def column(names: list[str]) -> str:
-        return textwrap.fill(" ".join(names), 100, initial_indent="  ", subsequent_indent="  ",
-                             break_on_hyphens=False)
+        return textwrap.fill(" ".join(names), 100, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False)
 
     names: list[str] = voices()
     print(f"{s.tts} voices (--voice NAME):")
@@ -293,8 +343,14 @@ async def _engine_sim(args: argparse.Namespace) -> int:
     from .audio import read_audio
     from .engine.sim import EngineSim, SimConfig, summarize
 
-    config = SimConfig(url=args.url, rate=args.rate, livelink_port=args.livelink_port, token=args.token,
-                       turns=args.turns, hold_mic=True)
+    config = SimConfig(
+        url=args.url,
+        rate=args.rate,
+        livelink_port=args.livelink_port,
+        token=args.token,
+        turns=args.turns,
+        hold_mic=True,
+    )
     pcm, rate = read_audio(args.wav) if args.wav else (None, 0)
     try:
         async with EngineSim(config) as sim:
@@ -303,8 +359,9 @@ async def _engine_sim(args: argparse.Namespace) -> int:
             else:
                 report = await sim.say_audio(pcm, rate, timeout=args.timeout)
     except TimeoutError:  # an OSError too: before the connection errors
-        print(f"facecast engine-sim: error: no complete reply from {args.url} within {args.timeout:g} s",
-              file=sys.stderr)
+        print(
+            f"facecast engine-sim: error: no complete reply from {args.url} within {args.timeout:g} s", file=sys.stderr
+        )
         return EXIT_ERROR
     except OSError as exc:
         print(f"facecast engine-sim: error: cannot connect to {args.url}: {exc}", file=sys.stderr)
@@ -318,8 +375,10 @@ async def _engine_sim(args: argparse.Namespace) -> int:
         print(f"character: {utt.text}")
         if n == 0:
             print(f"  response latency: {report.response_latency * 1000:.0f} ms (end of speech -> playback start)")
-        print(f"  audio: {utt.samples / config.rate:.2f} s, underruns: {utt.underruns}; face frames: "
-              f"{utt.face_frames} (before ack: {utt.face_before_ack})")
+        print(
+            f"  audio: {utt.samples / config.rate:.2f} s, underruns: {utt.underruns}; face frames: "
+            f"{utt.face_frames} (before ack: {utt.face_before_ack})"
+        )
         if utt.livelink_error:
             print(f"  Live Link sync error: {summarize(utt.livelink_error)}")
         if args.out and utt.audio:
@@ -345,8 +404,17 @@ def _serve(args: argparse.Namespace) -> int:
 
         return make_role(args.role, getattr(settings, args.role), settings)
 
-    asyncio.run(run_forever(args.role, build, settings.host, port, settings.token,
-                            allowed_hosts=settings.allowed_hosts, allowed_origins=settings.allowed_origins))
+    asyncio.run(
+        run_forever(
+            args.role,
+            build,
+            settings.host,
+            port,
+            settings.token,
+            allowed_hosts=settings.allowed_hosts,
+            allowed_origins=settings.allowed_origins,
+        )
+    )
     return 0
 
 
@@ -366,8 +434,10 @@ def _providers(args: argparse.Namespace) -> int:
                 print(f"     {p.summary}")
             opts = list(option_fields(p))
             if opts:
-                print(f"     options: {', '.join(opts)}  ([{role}.{p.name}], {env_key(role, p.name, opts[0])}, "
-                      f"--set {role}.{p.name}.{opts[0]}=...)")
+                print(
+                    f"     options: {', '.join(opts)}  ([{role}.{p.name}], {env_key(role, p.name, opts[0])}, "
+                    f"--set {role}.{p.name}.{opts[0]}=...)"
+                )
             if p.licence:
                 print(f"     licence: {p.licence}")
     print("* = default")
@@ -389,10 +459,18 @@ def _bench(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handlers = {"say": _say, "chat": _chat, "transcribe": _transcribe, "animate": _animate, "engine-sim": _engine_sim,
-                "samples": _samples}
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handlers = {
+        "say": _say,
+        "chat": _chat,
+        "transcribe": _transcribe,
+        "animate": _animate,
+        "engine-sim": _engine_sim,
+        "samples": _samples,
+    }
     try:
         if args.command in handlers:
             return asyncio.run(handlers[args.command](args))

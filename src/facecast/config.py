@@ -160,8 +160,9 @@ def _role_tables(table: Mapping[str, Any], origin: str) -> tuple[dict[str, Any],
             elif isinstance(item, dict):
                 options[f"{key}.{sub.lower()}"] = dict(item)
             else:
-                raise ConfigError(f"{origin}: [{key}] holds 'provider = NAME' and [{key}.NAME] option tables, "
-                                  f"not {sub!r}")
+                raise ConfigError(
+                    f"{origin}: [{key}] holds 'provider = NAME' and [{key}.NAME] option tables, not {sub!r}"
+                )
     return flat, options
 
 
@@ -243,7 +244,8 @@ def load_settings(
     from_env = {
         key[len("FACECAST_") :].lower(): value
         for key, value in env.items()
-        if key.startswith("FACECAST_") and key[len("FACECAST_") :].lower() in Settings.__dataclass_fields__
+        if key.startswith("FACECAST_")
+        and key[len("FACECAST_") :].lower() in Settings.__dataclass_fields__
         and key[len("FACECAST_") :].lower() not in _NOT_FLAT
     }
     settings = _apply(settings, from_env, "environment")

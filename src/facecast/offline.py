@@ -21,8 +21,16 @@ from .takefolder import write_session
 from .types import FACE_WIDTH, Float32Array
 
 __all__ = [
-    "Utterance", "collect", "say", "chat", "transcribe_file", "transcribe_pcm", "write_samples", "MAX_SAY_CHARS",
-    "SAMPLE_QUESTION", "SAMPLE_SPEECH",
+    "Utterance",
+    "collect",
+    "say",
+    "chat",
+    "transcribe_file",
+    "transcribe_pcm",
+    "write_samples",
+    "MAX_SAY_CHARS",
+    "SAMPLE_QUESTION",
+    "SAMPLE_SPEECH",
 ]
 
 TRAILING_SILENCE = 0.2
@@ -103,8 +111,12 @@ async def transcribe_pcm(pcm: np.ndarray, rate: int, stt: SpeechToText) -> str:
 
 
 async def chat(
-    services: Services, *, text: str | None = None, audio: str | Path | None = None,
-    history: ChatHistory | None = None, persona: str = "",
+    services: Services,
+    *,
+    text: str | None = None,
+    audio: str | Path | None = None,
+    history: ChatHistory | None = None,
+    persona: str = "",
 ) -> tuple[str, Utterance]:
     """One full turn: (speech -> transcript) -> LLM -> speech -> face. Returns (user text, reply).
 

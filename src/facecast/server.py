@@ -100,20 +100,34 @@ def _serve_on(settings: Settings, sockets: list[socket.socket]) -> int:
 
     def on_failover(event: FailoverEvent) -> None:  # reported to every connected engine client
         for state in states:
-            state.broadcast("failover", role=event.role, event=event.kind, from_url=event.from_url,
-                            to_url=event.to_url, reason=event.reason)
+            state.broadcast(
+                "failover",
+                role=event.role,
+                event=event.kind,
+                from_url=event.from_url,
+                to_url=event.to_url,
+                reason=event.reason,
+            )
 
     services = build_services(settings, metrics=metrics, on_failover=on_failover)
-    print(f"loading the models (stt={settings.stt} llm={settings.llm} tts={settings.tts}) ...", file=sys.stderr,
-          flush=True)
+    print(
+        f"loading the models (stt={settings.stt} llm={settings.llm} tts={settings.tts}) ...",
+        file=sys.stderr,
+        flush=True,
+    )
     took = asyncio.run(warm_up(services, settings.persona or DEFAULT_PERSONA))
     print(f"models ready in {took:.1f} s", file=sys.stderr, flush=True)
     states.append(AppState(settings, services, metrics=metrics))
     app = create_app(states[0])
     print(startup_banner(settings), file=sys.stderr, flush=True)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level,
-        ws_max_size=MAX_WIRE_FRAME, ws_per_message_deflate=False, ws_ping_interval=20.0,
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws_max_size=MAX_WIRE_FRAME,
+        ws_per_message_deflate=False,
+        ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
     )
     uvicorn.Server(config).run(sockets=sockets)
@@ -128,8 +142,14 @@ class BackgroundServer:
 
     def __init__(self, settings: Settings, services: Services, extra_ports: Sequence[int] = ()) -> None:
         self.state = AppState(settings, services)
-        config = uvicorn.Config(create_app(self.state), host="127.0.0.1", port=0, log_level="warning",
-                                ws_max_size=MAX_WIRE_FRAME, ws_per_message_deflate=False)
+        config = uvicorn.Config(
+            create_app(self.state),
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            ws_max_size=MAX_WIRE_FRAME,
+            ws_per_message_deflate=False,
+        )
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
         self._extra_ports = tuple(extra_ports)

@@ -58,8 +58,7 @@ def remote_urls(spec: str) -> list[str] | None:
     return None
 
 
-def make_remote_role(role: str, urls: list[str], options: FailoverOptions | None = None,
-                     tts_rate: int = 22050) -> Any:
+def make_remote_role(role: str, urls: list[str], options: FailoverOptions | None = None, tts_rate: int = 22050) -> Any:
     """The failover wrapper (an implementation of ``role``) over the standalone services at ``urls``."""
     from .remote.failover import make_failover
 
@@ -80,13 +79,15 @@ def _make_local(role: Role, spec: str | None, settings: Settings | None) -> Any:
     provider, arg = resolve(role, spec)
     if not provider.installed():
         raise ConfigError(f"--{role} {provider.name} is not installed: {provider.install_hint()}")
-    options = registry.make_options(provider, (settings.providers if settings else {}).get(
-        f"{role}.{provider.name}", {}))
+    options = registry.make_options(
+        provider, (settings.providers if settings else {}).get(f"{role}.{provider.name}", {})
+    )
     return provider.factory(ProviderRequest(arg, options, settings))
 
 
-def make_role(role: Role, spec: str | None, settings: Settings | None = None,
-              failover: FailoverOptions | None = None) -> Any:
+def make_role(
+    role: Role, spec: str | None, settings: Settings | None = None, failover: FailoverOptions | None = None
+) -> Any:
     """An implementation of ``role``: the local provider ``spec`` (``NAME[:ARG]``) with its options from
     ``settings``, or, for a comma-separated list of providers and ``ws://`` services, the failover wrapper over
     them (tried in that order). Raises :class:`ConfigError` naming what is wrong or missing."""
@@ -105,34 +106,37 @@ def make_role(role: Role, spec: str | None, settings: Settings | None = None,
 
     rate = max((m.sample_rate for m in local.values()), default=22050) if role == "tts" else 22050
     rate = rate if rate in RATES else 22050
-    members = [local[i] if i in local else make_remote(role, part, opts.client, rate)
-               for i, part in enumerate(parts)]
+    members = [local[i] if i in local else make_remote(role, part, opts.client, rate) for i, part in enumerate(parts)]
     return wrap_failover(role, members, parts, opts)
 
 
-def make_stt(spec: str | None = None, settings: Settings | None = None,
-             failover: FailoverOptions | None = None) -> SpeechToText:
+def make_stt(
+    spec: str | None = None, settings: Settings | None = None, failover: FailoverOptions | None = None
+) -> SpeechToText:
     """The ``--stt`` provider (see :func:`make_role`)."""
     stt: SpeechToText = make_role("stt", spec, settings, failover)
     return stt
 
 
-def make_llm(spec: str | None = None, settings: Settings | None = None,
-             failover: FailoverOptions | None = None) -> LanguageModel:
+def make_llm(
+    spec: str | None = None, settings: Settings | None = None, failover: FailoverOptions | None = None
+) -> LanguageModel:
     """The ``--llm`` provider (see :func:`make_role`)."""
     llm: LanguageModel = make_role("llm", spec, settings, failover)
     return llm
 
 
-def make_tts(spec: str | None = None, settings: Settings | None = None,
-             failover: FailoverOptions | None = None) -> TextToSpeech:
+def make_tts(
+    spec: str | None = None, settings: Settings | None = None, failover: FailoverOptions | None = None
+) -> TextToSpeech:
     """The ``--tts`` provider (see :func:`make_role`); remote lists deliver audio at 22050 Hz."""
     tts: TextToSpeech = make_role("tts", spec, settings, failover)
     return tts
 
 
-def make_face(spec: str | None = None, settings: Settings | None = None,
-              failover: FailoverOptions | None = None) -> FaceAnimator:
+def make_face(
+    spec: str | None = None, settings: Settings | None = None, failover: FailoverOptions | None = None
+) -> FaceAnimator:
     """The ``--face`` provider (see :func:`make_role`)."""
     face: FaceAnimator = make_role("face", spec, settings, failover)
     return face
@@ -151,7 +155,8 @@ def _check_combination(settings: Settings) -> None:
         if tts.caps.timing != "phonemes":
             raise ConfigError(
                 f"--face {faces[0].name} animates from phoneme timing, which --tts {tts.name} does not report; use "
-                "an audio-driven face (--face learned) or a TTS with phoneme timing (see 'facecast providers')")
+                "an audio-driven face (--face learned) or a TTS with phoneme timing (see 'facecast providers')"
+            )
 
 
 def transcript_lead_ms(settings: Settings) -> int:
@@ -178,8 +183,9 @@ def audio_face_spec(settings: Settings) -> str | None:
     return settings.face if provider.caps.face_input == "audio" else "learned"
 
 
-def build_services(settings: Settings, *, metrics: Metrics | None = None,
-                   on_failover: Callable[[FailoverEvent], None] | None = None) -> Services:
+def build_services(
+    settings: Settings, *, metrics: Metrics | None = None, on_failover: Callable[[FailoverEvent], None] | None = None
+) -> Services:
     """The services for ``settings``; raises :class:`ConfigError` naming what is wrong or missing.
 
     The audio-driven animator (for the puppet and lip-sync workflows) is ``face`` when that is audio-driven,
@@ -189,8 +195,10 @@ def build_services(settings: Settings, *, metrics: Metrics | None = None,
     """
     _check_combination(settings)
     failover = None
-    if any(len(_members(spec)) > 1 or any(_is_url(p) for p in _members(spec))
-           for spec in (settings.stt, settings.llm, settings.tts, settings.face)):
+    if any(
+        len(_members(spec)) > 1 or any(_is_url(p) for p in _members(spec))
+        for spec in (settings.stt, settings.llm, settings.tts, settings.face)
+    ):
         from .remote.client import ClientOptions
         from .remote.failover import FailoverOptions
 

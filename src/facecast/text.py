@@ -37,8 +37,8 @@ _WORD_BEFORE = re.compile(r"([\w.]+)$")
 _SPACES = re.compile(r"\s+")
 _MARKDOWN = re.compile(r"^\s*(?:#{1,6}\s+|[-+•]\s+|\d+\.\s+(?=\D))|`+")
 _EMOJI = re.compile(
-    "[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u231A\u231B\u23E9-\u23FA\uFE0E\uFE0F\u200D\u20E3"
-    "\U000E0020-\U000E007F]+"
+    "[\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\u231a\u231b\u23e9-\u23fa\ufe0e\ufe0f\u200d\u20e3"
+    "\U000e0020-\U000e007f]+"
 )
 """Emoji (pictographs, dingbats, flags' regional letters, skin tones) and their joiners and selectors."""
 _MARKDOWN_LINK = re.compile(r"\[([^\]\n]+)\]\((?:https?://|www\.)[^)\s]*\)")
@@ -212,9 +212,7 @@ def _say_url(match: re.Match[str]) -> str:
     return spoken + tail
 
 
-async def split_sentences(
-    tokens: AsyncIterable[str], config: SplitterConfig | None = None
-) -> AsyncIterator[str]:
+async def split_sentences(tokens: AsyncIterable[str], config: SplitterConfig | None = None) -> AsyncIterator[str]:
     """Yield speakable pieces of a token stream as soon as each is complete."""
     splitter = SentenceSplitter(config)
     async for token in tokens:

@@ -42,15 +42,19 @@ async def speech(*parts: str | float) -> np.ndarray:
     for part in parts:
         if isinstance(part, str):
             utt = await say(part, tts, PhoneticAnimator())
-            pieces.append(np.interp(np.arange(0, len(utt.audio), utt.rate / VAD_RATE), np.arange(len(utt.audio)),
-                                    utt.audio).astype(np.float32))
+            pieces.append(
+                np.interp(
+                    np.arange(0, len(utt.audio), utt.rate / VAD_RATE), np.arange(len(utt.audio)), utt.audio
+                ).astype(np.float32)
+            )
         else:
             pieces.append(np.zeros(int(part * VAD_RATE), np.float32))
     return np.concatenate(pieces)
 
 
-async def listen(audio: np.ndarray, turns: TurnConfig) -> tuple[RecordingSTT, list[tuple[str, int]],
-                                                                list[HeardUtterance], list[Transcript]]:
+async def listen(
+    audio: np.ndarray, turns: TurnConfig
+) -> tuple[RecordingSTT, list[tuple[str, int]], list[HeardUtterance], list[Transcript]]:
     """Feed ``audio`` chunk by chunk, letting the loop run between chunks; log ("fed", samples) as it goes."""
     log: list[tuple[str, int]] = []
     stt = RecordingSTT(log)

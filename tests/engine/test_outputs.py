@@ -24,9 +24,18 @@ def test_the_default_is_live_link_to_localhost_and_no_recorder() -> None:
 
 
 def test_output_urls_join_the_older_settings_in_one_pacer(tmp_path: Path) -> None:
-    settings = replace(Settings(), livelink=("127.0.0.1:11111",), record=str(tmp_path / "a"),
-                       outputs=("livelink://10.0.0.2:11112", "LIVELINK://[::1]:9000", "livelink://127.0.0.1:11111",
-                                f"record://{tmp_path}/b", f"record://{tmp_path}/a"))
+    settings = replace(
+        Settings(),
+        livelink=("127.0.0.1:11111",),
+        record=str(tmp_path / "a"),
+        outputs=(
+            "livelink://10.0.0.2:11112",
+            "LIVELINK://[::1]:9000",
+            "livelink://127.0.0.1:11111",
+            f"record://{tmp_path}/b",
+            f"record://{tmp_path}/a",
+        ),
+    )
     outputs = outputs_from_settings(settings)
     [livelink, *recorders] = outputs
     assert isinstance(livelink, LiveLinkOutput)
@@ -46,8 +55,17 @@ def test_live_link_off_keeps_the_output_urls() -> None:
     assert isinstance(livelink, LiveLinkOutput) and livelink.describe()["targets"] == [str(LiveLinkTarget("h", 1))]
 
 
-@pytest.mark.parametrize("url", ["vmc://127.0.0.1:39539", "127.0.0.1:11111", "record:", "record://",
-                                 "livelink://host:notaport", "livelink://:11111"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "vmc://127.0.0.1:39539",
+        "127.0.0.1:11111",
+        "record:",
+        "record://",
+        "livelink://host:notaport",
+        "livelink://:11111",
+    ],
+)
 def test_unknown_schemes_and_malformed_urls_are_config_errors(url: str) -> None:
     with pytest.raises(ConfigError, match="output"):
         outputs_from_settings(replace(Settings(), outputs=(url,)))

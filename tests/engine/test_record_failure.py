@@ -58,8 +58,9 @@ async def test_a_failing_sink_is_switched_off_and_the_reply_goes_on(caplog: pyte
             raise RuntimeError("/srv/secret/path exploded")
 
     rec = Recorder()
-    session = EngineSession(Services(FakeSTT(), FakeLLM(), FakeTTS(rate=16000), FakeFace()), rec,
-                            outputs=[SinkOutput(Broken)])
+    session = EngineSession(
+        Services(FakeSTT(), FakeLLM(), FakeTTS(rate=16000), FakeFace()), rec, outputs=[SinkOutput(Broken)]
+    )
     await session.handle_text(json.dumps({"type": "hello", "acks": False}))
     await session.handle_text(json.dumps({"type": "text", "text": "Hello."}))
     assert (await rec.wait_for("utterance_end"))["samples"] > 0

@@ -254,8 +254,13 @@ def test_heldout_voice_closes_on_pbm_and_opens_on_open_vowels(animator: LearnedA
     # ms), which would make this test change the input of every later espeak test in this process.
     text = "Bob bought a big map. Pam calmly parked by the harbour, and my father paid."
     wav = tmp_path / "heldout.wav"
-    done = subprocess.run([sys.executable, "-c", _SPEAK, "en-gb-scotland+m4", text, str(wav)],
-                          capture_output=True, text=True, check=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", _SPEAK, "en-gb-scotland+m4", text, str(wav)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     phonemes = json.loads(done.stdout)
     pcm, rate = read_audio(wav)
     values = animator.render(pcm, rate)

@@ -63,8 +63,10 @@ def test_features_are_256_wide_at_60_fps() -> None:
     rng = np.random.default_rng(0)
     for rate, seconds in ((16_000, 1.0), (88_200, 2.5), (22_050, 0.7)):
         t = np.arange(int(rate * seconds)) / rate
-        pcm = (np.sin(2 * np.pi * 220 * t) * np.clip(np.sin(2 * np.pi * 3 * t), 0, None)
-               + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+        pcm = (
+            np.sin(2 * np.pi * 220 * t) * np.clip(np.sin(2 * np.pi * 3 * t), 0, None)
+            + 0.05 * rng.standard_normal(len(t))
+        ).astype(np.float32)
         feats = neurosync_features(pcm, rate)
         assert feats.shape == (frames_for_samples(len(pcm), rate), 256)
         assert np.isfinite(feats).all()

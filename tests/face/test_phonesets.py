@@ -16,7 +16,7 @@ TEXT = (
     "fire, tired, cure, pure, poor, tour, air, there, bear, ear, here, year, sure, nurse, bird, word, heard, "
     "butter, water, little, bottle, button, kitten, singing, finger, anger, vision, genre, loch, huge, "
     "Wednesday, February 3rd, 2024 at 7:30 pm, $9.99, 1,250 people, Dr. Smith's café, naïve résumé, "
-    "Oh no! Wait... really? Yes - maybe; (perhaps) \"quoted\" words."
+    'Oh no! Wait... really? Yes - maybe; (perhaps) "quoted" words.'
 )
 
 

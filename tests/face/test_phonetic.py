@@ -224,17 +224,16 @@ def test_motion_is_smooth_not_stepped() -> None:
 
 @given(
     items=st.lists(
-        st.tuples(st.sampled_from([*PHONEME_VISEMES, "_", "_:", "'a", ",eI", "@5", "?x", "", "ZZZ"]),
-                  st.floats(0, 400)),  # fmt: skip
+        st.tuples(
+            st.sampled_from([*PHONEME_VISEMES, "_", "_:", "'a", ",eI", "@5", "?x", "", "ZZZ"]), st.floats(0, 400)
+        ),  # fmt: skip
         max_size=25,
     ),
     extra=st.integers(-2000, 5000),
     intensity=st.floats(0, 2),
 )
 @settings(max_examples=60, deadline=None)
-def test_values_are_bounded_for_any_phonemes(
-    items: list[tuple[str, float]], extra: int, intensity: float
-) -> None:
+def test_values_are_bounded_for_any_phonemes(items: list[tuple[str, float]], extra: int, intensity: float) -> None:
     phonemes, total = seq(*items)
     total = max(0, total + extra)
     frames = PhoneticAnimator(PhoneticConfig(intensity=intensity)).render(phonemes, total, RATE)

@@ -49,7 +49,8 @@ async def grammar_server() -> AsyncIterator[LiveServer]:
     """The live server with the real pocketsphinx decoder restricted to a JSGF grammar (exact transcripts)."""
     from facecast.stt.pocketsphinx import PocketSphinxConfig, PocketSphinxSTT
 
-    services = Services(PocketSphinxSTT(PocketSphinxConfig(grammar=TURN_GRAMMAR)), EchoLLM(), EspeakTTS(),
-                        PhoneticAnimator())
+    services = Services(
+        PocketSphinxSTT(PocketSphinxConfig(grammar=TURN_GRAMMAR)), EchoLLM(), EspeakTTS(), PhoneticAnimator()
+    )
     async with LiveServer(replace(Settings(**LIGHT), livelink=("off",)), services) as server:
         yield server

@@ -26,8 +26,14 @@ from .test_turns import speech
 
 async def engine_sim(*args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "facecast.cli", "engine-sim", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "facecast.cli",
+        "engine-sim",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
@@ -41,8 +47,9 @@ async def write_question(tmp_path: Path) -> Path:
 
 
 async def test_a_file_without_trailing_silence_still_gets_its_reply(grammar_server: LiveServer, tmp_path: Path) -> None:
-    code, out, err = await engine_sim("--url", grammar_server.ws_url, "--wav", str(await write_question(tmp_path)),
-                                      "--timeout", "20")
+    code, out, err = await engine_sim(
+        "--url", grammar_server.ws_url, "--wav", str(await write_question(tmp_path)), "--timeout", "20"
+    )
     assert code == 0, err
     assert "player: what is your name" in out
     assert "character: You said: what is your name" in out
@@ -50,8 +57,16 @@ async def test_a_file_without_trailing_silence_still_gets_its_reply(grammar_serv
 
 
 async def test_push_to_talk_sends_end_of_speech_after_the_file(grammar_server: LiveServer, tmp_path: Path) -> None:
-    code, out, err = await engine_sim("--url", grammar_server.ws_url, "--wav", str(await write_question(tmp_path)),
-                                      "--turns", "client", "--timeout", "20")
+    code, out, err = await engine_sim(
+        "--url",
+        grammar_server.ws_url,
+        "--wav",
+        str(await write_question(tmp_path)),
+        "--turns",
+        "client",
+        "--timeout",
+        "20",
+    )
     assert code == 0, err
     assert "player: what is your name" in out
     assert "character: You said: what is your name" in out
@@ -64,8 +79,9 @@ class BrokenLLM:
 
 
 async def test_an_llm_error_is_printed_without_a_latency(tmp_path: Path) -> None:
-    services = Services(PocketSphinxSTT(PocketSphinxConfig(grammar=TURN_GRAMMAR)), BrokenLLM(), EspeakTTS(),
-                        PhoneticAnimator())
+    services = Services(
+        PocketSphinxSTT(PocketSphinxConfig(grammar=TURN_GRAMMAR)), BrokenLLM(), EspeakTTS(), PhoneticAnimator()
+    )
     async with BackgroundServer(replace(Settings(**LIGHT), livelink=("off",)), services) as server:
         code, out, err = await engine_sim("--url", server.ws_url, "--text", "Hello there.", "--timeout", "20")
     assert code != 0

@@ -82,13 +82,17 @@ def expected_reply(frame: str | bytes, hello: proto.Hello | None) -> tuple[str |
 # -- bad frames -------------------------------------------------------------------------------------
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=6,
 )
-_format = _json | st.fixed_dictionaries({}, optional={"rate": _json | st.sampled_from([7, 16000, 44100, 192000]),
-                                                      "channels": _json | st.integers(0, 3)})
+_format = _json | st.fixed_dictionaries(
+    {}, optional={"rate": _json | st.sampled_from([7, 16000, 44100, 192000]), "channels": _json | st.integers(0, 3)}
+)
 _FIELDS = {
     "version": _json | st.integers(0, 2),
     "audio": _format,
@@ -105,12 +109,27 @@ _FIELDS = {
     "interrupted": _json,
     "id": _json,
 }
-_TYPES = ("hello", "text", "end_of_speech", "playback_started", "playback_finished", "interrupt", "ping",
-          "welcome", "error", "bogus", "")
-wrong_schema = st.builds(lambda kind, fields: json.dumps({"type": kind, **fields}),
-                         st.sampled_from(_TYPES) | _json, st.fixed_dictionaries({}, optional=_FIELDS))
-_rates = st.fixed_dictionaries({"rate": st.sampled_from([16000, 24000, 48000, 7, 192000])},
-                               optional={"channels": st.integers(0, 3)})
+_TYPES = (
+    "hello",
+    "text",
+    "end_of_speech",
+    "playback_started",
+    "playback_finished",
+    "interrupt",
+    "ping",
+    "welcome",
+    "error",
+    "bogus",
+    "",
+)
+wrong_schema = st.builds(
+    lambda kind, fields: json.dumps({"type": kind, **fields}),
+    st.sampled_from(_TYPES) | _json,
+    st.fixed_dictionaries({}, optional=_FIELDS),
+)
+_rates = st.fixed_dictionaries(
+    {"rate": st.sampled_from([16000, 24000, 48000, 7, 192000])}, optional={"channels": st.integers(0, 3)}
+)
 _HELLO = {  # mostly well-formed, so that the later checks (rates, workflow) are reached too
     "version": st.sampled_from([1, 1, 2]),
     "audio": _rates,
@@ -142,13 +161,24 @@ def headed_binary(draw: st.DrawFn) -> bytes:
 
 out_of_order = st.one_of(  # well-formed, but for an utterance that is not being sent, or before hello
     st.builds(lambda u: json.dumps({"type": "playback_started", "utterance": u}), st.integers(0, 2**32 - 1)),
-    st.builds(lambda u, p: json.dumps({"type": "playback_finished", "utterance": u, "position": p}),
-              st.integers(0, 2**32 - 1), st.integers(0, 2**63 - 1)),
-    st.sampled_from([proto.encode_mic(0, bytes(6)), json.dumps({"type": "end_of_speech"}),
-                     json.dumps({"type": "interrupt"}), json.dumps({"type": "hello"}), json.dumps({"type": "ping"})]),
+    st.builds(
+        lambda u, p: json.dumps({"type": "playback_finished", "utterance": u, "position": p}),
+        st.integers(0, 2**32 - 1),
+        st.integers(0, 2**63 - 1),
+    ),
+    st.sampled_from(
+        [
+            proto.encode_mic(0, bytes(6)),
+            json.dumps({"type": "end_of_speech"}),
+            json.dumps({"type": "interrupt"}),
+            json.dumps({"type": "hello"}),
+            json.dumps({"type": "ping"}),
+        ]
+    ),
 )
-bad_frames = st.one_of(st.binary(max_size=64), st.text(max_size=40), wrong_schema, hellos, headed_binary(),
-                       out_of_order)
+bad_frames = st.one_of(
+    st.binary(max_size=64), st.text(max_size=40), wrong_schema, hellos, headed_binary(), out_of_order
+)
 
 
 # -- the exchange -----------------------------------------------------------------------------------
@@ -179,8 +209,10 @@ async def _exchange(url: str, frames: list[tuple[str | bytes, str | None]]) -> N
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(greet=st.sampled_from([None, {"turns": "server"}, {"turns": "client"}, {"mic": {"rate": 8000, "channels": 2}}]),
-       frames=st.lists(bad_frames, min_size=1, max_size=5))
+@given(
+    greet=st.sampled_from([None, {"turns": "server"}, {"turns": "client"}, {"mic": {"rate": 8000, "channels": 2}}]),
+    frames=st.lists(bad_frames, min_size=1, max_size=5),
+)
 def _fuzz(url: str, greet: dict[str, Any] | None, frames: list[str | bytes]) -> None:
     hello: proto.Hello | None = None
     planned = []

@@ -43,8 +43,11 @@ HOSTILE: list[tuple[str, str, set[str]]] = [
     ("lone surrogate in a key", '{"type": "ping", "\\ud800": 1}', {"bad_json", "bad_message"}),
     ("NUL in typed text", '{"type": "text", "text": "hi\\u0000there"}', {"bad_message"}),
     ("NaN", '{"type": "ping", "id": NaN}', {"bad_json"}),
-    ("80 KB of 3-byte characters", json.dumps({"type": "ping", "id": "\u20ac" * 27_000}, ensure_ascii=False),
-     {"too_large"}),
+    (
+        "80 KB of 3-byte characters",
+        json.dumps({"type": "ping", "id": "\u20ac" * 27_000}, ensure_ascii=False),
+        {"too_large"},
+    ),
 ]
 
 

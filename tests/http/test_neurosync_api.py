@@ -88,8 +88,9 @@ def make_backends(audio_face: Any = None, stt: Any = None) -> NeuroSyncBackends:
     return backends
 
 
-async def start(settings: Settings | None = None, backends: NeuroSyncBackends | None = None,
-                extra_ports: tuple[int, ...] = ()) -> BackgroundServer:
+async def start(
+    settings: Settings | None = None, backends: NeuroSyncBackends | None = None, extra_ports: tuple[int, ...] = ()
+) -> BackgroundServer:
     settings = settings or Settings(**LIGHT)
     services = Services(FakeSTT(), EchoLLM(), EspeakTTS(), PhoneticAnimator())
     server = BackgroundServer(replace(settings, livelink=("off",)), services, extra_ports=extra_ports)
@@ -205,17 +206,25 @@ class StillFace:
                 done = ready
 
 
-@pytest.mark.parametrize(("samples", "rate", "frames"), [
-    (16000, 16000, 61), (16001, 16000, 61), (15999, 16000, 60),  # 1 s exactly: NeuroSync's 60 + 1
-    (44100, 88200, 31), (22050 // 2 + 1, 22050, 31), (4000, 48000, 6),
-])
+@pytest.mark.parametrize(
+    ("samples", "rate", "frames"),
+    [
+        (16000, 16000, 61),
+        (16001, 16000, 61),
+        (15999, 16000, 60),  # 1 s exactly: NeuroSync's 60 + 1
+        (44100, 88200, 31),
+        (22050 // 2 + 1, 22050, 31),
+        (4000, 48000, 6),
+    ],
+)
 async def test_frame_count_ease_in_and_zeroed_curves_match_neurosync(samples: int, rate: int, frames: int) -> None:
     face = StillFace({"JawOpen": 0.6, "TongueOut": 0.4, "EyeBlinkLeft": 0.3, "HeadYaw": 0.2, "Happy": 0.5})
     running = await start(backends=make_backends(audio_face=face))
     try:
         tone = 0.3 * np.sin(np.arange(samples) * 0.05)
-        response = await asyncio.to_thread(player_post_audio, running.http_url + "/audio_to_blendshapes",
-                                           wav_file(tone.astype(np.float32), rate))
+        response = await asyncio.to_thread(
+            player_post_audio, running.http_url + "/audio_to_blendshapes", wav_file(tone.astype(np.float32), rate)
+        )
     finally:
         await running.__aexit__(None, None, None)
     assert response.status_code == 200, response.text
@@ -230,7 +239,7 @@ async def test_frame_count_ease_in_and_zeroed_curves_match_neurosync(samples: in
 async def test_a_ten_minute_88k_stereo_take_is_accepted_by_default() -> None:
     rate, seconds = 88200, 600
     stereo = np.zeros((rate * seconds, 2), np.int16)
-    stereo[: rate, 0] = (3000 * np.sin(np.arange(rate) * 0.05)).astype(np.int16)
+    stereo[:rate, 0] = (3000 * np.sin(np.arange(rate) * 0.05)).astype(np.int16)
     body = wav_file(stereo, rate)
     assert len(body) > 200 * 2**20  # over the old 50 MB default by far
     running = await start(backends=make_backends(audio_face=StillFace({"JawOpen": 0.5})))
@@ -247,8 +256,11 @@ async def test_the_upload_limit_hint_names_the_real_variable() -> None:
     running = await start(replace(Settings(**LIGHT), neurosync_max_upload_mb=0.01))
     try:
         async with httpx.AsyncClient(base_url=running.http_url, timeout=60) as client:
-            response = await client.post("/audio_to_blendshapes", content=wav_file(np.zeros(16000, np.float32), 16000),
-                                         headers={"Content-Type": "audio/wav"})
+            response = await client.post(
+                "/audio_to_blendshapes",
+                content=wav_file(np.zeros(16000, np.float32), 16000),
+                headers={"Content-Type": "audio/wav"},
+            )
     finally:
         await running.__aexit__(None, None, None)
     assert response.status_code == 413
@@ -263,8 +275,9 @@ async def test_stereo_float_wav_is_mixed_down(server: BackgroundServer) -> None:
     t = np.arange(24000) / 48000
     tone = (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
     stereo = np.stack([tone, np.zeros_like(tone)], axis=1)
-    response = await asyncio.to_thread(player_post_audio, server.http_url + "/audio_to_blendshapes",
-                                       wav_file(stereo, 48000, "FLOAT"))
+    response = await asyncio.to_thread(
+        player_post_audio, server.http_url + "/audio_to_blendshapes", wav_file(stereo, 48000, "FLOAT")
+    )
     assert response.status_code == 200
     values = check_frames(response.json()["blendshapes"], 31)  # 0.5 s: NeuroSync's 30 + 1
     assert values[6:, INDEX["JawOpen"]].min() > 0.9  # 8 x RMS of the half-amplitude mix-down (after the ease-in)
@@ -275,8 +288,9 @@ async def test_other_audio_content_types_and_flac(server: BackgroundServer) -> N
     buf = io.BytesIO()
     sf.write(buf, pcm, 16000, format="FLAC")
     async with httpx.AsyncClient(base_url=server.http_url) as client:
-        flac = await client.post("/audio_to_blendshapes", content=buf.getvalue(),
-                                 headers={"Content-Type": "audio/flac"})
+        flac = await client.post(
+            "/audio_to_blendshapes", content=buf.getvalue(), headers={"Content-Type": "audio/flac"}
+        )
         bare = await client.post("/audio_to_blendshapes", content=wav_file(pcm, 16000))  # no Content-Type
     assert flac.status_code == 200 and len(flac.json()["blendshapes"]) == 31
     assert bare.status_code == 415  # what any web page may send anywhere (tests/http/test_neurosync_limits.py)
@@ -300,8 +314,11 @@ async def test_with_the_real_learned_animator() -> None:
     rendered = learned.LearnedAnimator().render(pcm, rate)
     held = np.concatenate([rendered, rendered[-1:]])[: len(values)]  # NeuroSync's extra frame holds the last
     expected = neurosync_finish(held)
-    np.testing.assert_allclose(values, np.clip(expected, 0, 1) * (np.arange(68) < LIVE_LINK_COUNT)
-                               + expected * (np.arange(68) >= LIVE_LINK_COUNT), atol=2e-6)
+    np.testing.assert_allclose(
+        values,
+        np.clip(expected, 0, 1) * (np.arange(68) < LIVE_LINK_COUNT) + expected * (np.arange(68) >= LIVE_LINK_COUNT),
+        atol=2e-6,
+    )
     jaw = values[:, INDEX["JawOpen"]]
     assert jaw[35:-35].std() > 2 * jaw[:20].std()  # the mouth moves with the speech, not in the silence
 
@@ -334,8 +351,10 @@ async def test_no_audio_driven_animator_is_501_with_a_hint() -> None:
 async def test_synthesize_and_blendshapes_like_the_player(server: BackgroundServer) -> None:
     def call() -> httpx.Response:
         with httpx.Client(timeout=60) as client:
-            return client.post(server.http_url + "/synthesize_and_blendshapes",
-                               json={"text": "Maybe we should buy a map. Then we will find the boat."})
+            return client.post(
+                server.http_url + "/synthesize_and_blendshapes",
+                json={"text": "Maybe we should buy a map. Then we will find the boat."},
+            )
 
     response = await asyncio.to_thread(call)
     assert response.status_code == 200, response.text
@@ -368,10 +387,12 @@ async def test_generate_speech_and_voices(server: BackgroundServer) -> None:
 async def test_transcribe_like_the_player(server: BackgroundServer) -> None:
     audio, samples = await speech_wav(16000)
     async with httpx.AsyncClient(base_url=server.http_url, timeout=60) as client:
-        plain = await client.post("/transcribe", json={"audio_base64": base64.b64encode(audio).decode("utf-8"),
-                                                       "return_timestamps": False})
-        timed = await client.post("/transcribe", json={"audio_base64": base64.b64encode(audio).decode("utf-8"),
-                                                       "return_timestamps": True})
+        plain = await client.post(
+            "/transcribe", json={"audio_base64": base64.b64encode(audio).decode("utf-8"), "return_timestamps": False}
+        )
+        timed = await client.post(
+            "/transcribe", json={"audio_base64": base64.b64encode(audio).decode("utf-8"), "return_timestamps": True}
+        )
         raw = await client.post("/transcribe", content=audio, headers={"Content-Type": "audio/wav"})
     assert plain.json() == {"status": "success", "transcription": "hello there"}
     assert timed.json()["timestamps"] == [{"start": 0.0, "end": round(samples / 16000, 3), "text": "hello there"}]
@@ -413,29 +434,49 @@ async def test_bad_requests_get_clear_4xx_and_the_server_keeps_serving() -> None
     octet = {"Content-Type": "application/octet-stream"}
     cases: list[tuple[str, dict[str, Any], int, str]] = [
         ("/audio_to_blendshapes", {"content": b"", "headers": octet}, 400, "empty_body"),
-        ("/audio_to_blendshapes", {"content": b"RIFF\x00\x00not a wav at all" * 10, "headers": octet}, 400,
-         "bad_audio"),
+        (
+            "/audio_to_blendshapes",
+            {"content": b"RIFF\x00\x00not a wav at all" * 10, "headers": octet},
+            400,
+            "bad_audio",
+        ),
         ("/audio_to_blendshapes", {"content": short, "headers": octet}, 422, "audio_too_short"),
         ("/audio_to_blendshapes", {"json": {"audio": "x"}}, 415, "unsupported_media_type"),
-        ("/audio_to_blendshapes", {"content": b"a=b", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
-         415, "unsupported_media_type"),
+        (
+            "/audio_to_blendshapes",
+            {"content": b"a=b", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+            415,
+            "unsupported_media_type",
+        ),
         ("/audio_to_blendshapes", {"content": big, "headers": octet}, 413, "too_large"),
         ("/audio_to_blendshapes", {"content": chunks(big), "headers": octet}, 413, "too_large"),  # no Content-Length
         ("/transcribe", {"json": {"audio_base64": "!!not base64!!"}}, 400, "bad_base64"),
         ("/transcribe", {"json": {"audio_base64": ""}}, 400, "empty_audio"),
         ("/transcribe", {"json": {"audio_base64": base64.b64encode(b"garbage" * 20).decode()}}, 400, "bad_audio"),
         ("/transcribe", {"json": {"return_timestamps": True}}, 422, "bad_input"),
-        ("/transcribe", {"content": b"hello", "headers": {"Content-Type": "text/plain"}}, 415,
-         "unsupported_media_type"),
-        ("/generate_speech", {"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 400,
-         "bad_json"),
+        (
+            "/transcribe",
+            {"content": b"hello", "headers": {"Content-Type": "text/plain"}},
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "/generate_speech",
+            {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+            400,
+            "bad_json",
+        ),
         ("/generate_speech", {"content": b"", "headers": {"Content-Type": "application/json"}}, 400, "empty_body"),
         ("/generate_speech", {"json": {"text": 5}}, 422, "bad_input"),
         ("/generate_speech", {"json": ["text"]}, 422, "bad_input"),
         ("/generate_speech", {"json": {"text": "   "}}, 400, "empty_text"),
         ("/generate_speech", {"json": {"text": "word " * 5000}}, 422, "bad_input"),  # over `say`'s limit
-        ("/synthesize_and_blendshapes", {"content": b"Hello", "headers": {"Content-Type": "text/plain"}}, 415,
-         "unsupported_media_type"),
+        (
+            "/synthesize_and_blendshapes",
+            {"content": b"Hello", "headers": {"Content-Type": "text/plain"}},
+            415,
+            "unsupported_media_type",
+        ),
         ("/synthesize_and_blendshapes", {"json": {}}, 422, "bad_input"),
         ("/get_embedding", {"json": {"text": ""}}, 400, "empty_text"),
     ]
@@ -460,8 +501,10 @@ async def test_bad_requests_get_clear_4xx_and_the_server_keeps_serving() -> None
 async def test_a_client_that_hangs_up_mid_upload_does_not_break_the_server(server: BackgroundServer) -> None:
     host, port = "127.0.0.1", server.port
     reader, writer = await asyncio.open_connection(host, port)
-    writer.write(b"POST /audio_to_blendshapes HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
-                 b"Content-Length: 100000\r\n\r\nRIFF")
+    writer.write(
+        b"POST /audio_to_blendshapes HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Length: 100000\r\n\r\nRIFF"
+    )
     await writer.drain()
     writer.close()
     await writer.wait_closed()
@@ -474,8 +517,12 @@ async def test_a_client_that_hangs_up_mid_upload_does_not_break_the_server(serve
 
 
 async def test_endpoint_groups_switch_like_neurosync_flags() -> None:
-    settings = replace(Settings(**LIGHT), neurosync_audio_endpoints=False, neurosync_tts_endpoints=True,
-                       neurosync_embedding_endpoints=False)
+    settings = replace(
+        Settings(**LIGHT),
+        neurosync_audio_endpoints=False,
+        neurosync_tts_endpoints=True,
+        neurosync_embedding_endpoints=False,
+    )
     running = await start(settings)
     try:
         async with httpx.AsyncClient(base_url=running.http_url, timeout=60) as client:
@@ -512,8 +559,9 @@ async def test_access_token_when_set() -> None:
             anonymous = await client.post("/generate_speech", json={"text": "Hi."})
             wrong = await client.post("/generate_speech", json={"text": "Hi."}, headers={"API-Key": "nope"})
             api_key = await client.post("/generate_speech", json={"text": "Hi."}, headers={"API-Key": "s3cret"})
-            bearer = await client.post("/generate_speech", json={"text": "Hi."},
-                                       headers={"Authorization": "Bearer s3cret"})
+            bearer = await client.post(
+                "/generate_speech", json={"text": "Hi."}, headers={"Authorization": "Bearer s3cret"}
+            )
     finally:
         await running.__aexit__(None, None, None)
     assert anonymous.status_code == wrong.status_code == 401 and anonymous.json()["code"] == "unauthorized"
@@ -526,8 +574,9 @@ async def test_one_server_many_ports() -> None:
         assert len(set(running.ports)) == 3
         audio, _ = await speech_wav(16000)
         for port in running.ports:
-            response = await asyncio.to_thread(player_post_audio, f"http://127.0.0.1:{port}/audio_to_blendshapes",
-                                               audio)
+            response = await asyncio.to_thread(
+                player_post_audio, f"http://127.0.0.1:{port}/audio_to_blendshapes", audio
+            )
             assert response.status_code == 200
     finally:
         await running.__aexit__(None, None, None)

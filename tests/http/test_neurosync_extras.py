@@ -137,23 +137,37 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tokenizer = transformers.CLIPTokenizer(str(root / "vocab.json"), str(root / "merges.txt"))
     tiny = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
     clip_config = transformers.CLIPConfig(
-        text_config={**tiny, "vocab_size": len(vocab), "max_position_embeddings": 32, "bos_token_id": 0,
-                     "eos_token_id": 1, "pad_token_id": 1},
+        text_config={
+            **tiny,
+            "vocab_size": len(vocab),
+            "max_position_embeddings": 32,
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+            "pad_token_id": 1,
+        },
         vision_config={**tiny, "image_size": 32, "patch_size": 8},
         projection_dim=8,
     )
     clip = transformers.CLIPModel(clip_config)
     clip.save_pretrained(root / "clip")
-    transformers.CLIPProcessor(image_processor=clip_image(size={"shortest_edge": 32},
-                                                          crop_size={"height": 32, "width": 32}),
-                               tokenizer=tokenizer).save_pretrained(root / "clip")
+    transformers.CLIPProcessor(
+        image_processor=clip_image(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer=tokenizer,
+    ).save_pretrained(root / "clip")
 
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", *WORDS]
     (root / "bert.txt").write_text("\n".join(words) + "\n")
     blip_tokenizer = transformers.BertTokenizer(str(root / "bert.txt"), bos_token="[DEC]")
     blip_config = transformers.BlipConfig(
-        text_config={**tiny, "vocab_size": len(words), "max_position_embeddings": 64, "encoder_hidden_size": 16,
-                     "bos_token_id": 5, "pad_token_id": 0, "sep_token_id": 3},
+        text_config={
+            **tiny,
+            "vocab_size": len(words),
+            "max_position_embeddings": 64,
+            "encoder_hidden_size": 16,
+            "bos_token_id": 5,
+            "pad_token_id": 0,
+            "sep_token_id": 3,
+        },
         vision_config={**tiny, "image_size": 32, "patch_size": 8},
         projection_dim=8,
     )
@@ -161,8 +175,9 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     with torch.no_grad():
         blip.text_decoder.cls.predictions.bias[words.index("cat")] = 100.0  # it can only ever say "cat"
     blip.save_pretrained(root / "blip")
-    transformers.BlipProcessor(image_processor=blip_image(size={"height": 32, "width": 32}),
-                               tokenizer=blip_tokenizer).save_pretrained(root / "blip")
+    transformers.BlipProcessor(
+        image_processor=blip_image(size={"height": 32, "width": 32}), tokenizer=blip_tokenizer
+    ).save_pretrained(root / "blip")
     return {"clip": root / "clip", "blip": root / "blip"}
 
 
@@ -175,16 +190,21 @@ def png(color: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> bytes:
 
 
 def image_settings(models: dict[str, Path]) -> Settings:
-    return replace(Settings(**LIGHT), neurosync_image_endpoints=True, clip_model=str(models["clip"]),
-                   caption_model=str(models["blip"]))
+    return replace(
+        Settings(**LIGHT),
+        neurosync_image_endpoints=True,
+        clip_model=str(models["clip"]),
+        caption_model=str(models["blip"]),
+    )
 
 
 async def test_process_clip_scores_labels_with_the_local_model(serve: Any, tiny_models: dict[str, Path]) -> None:
     server = await serve(image_settings(tiny_models))
     labels = ["a photo of a cat", "a photo of a dog", "red"]
     image = png((200, 10, 10))
-    as_json = await post(server, "/process_clip", json={"image_base64": base64.b64encode(image).decode(),
-                                                         "labels": labels})
+    as_json = await post(
+        server, "/process_clip", json={"image_base64": base64.b64encode(image).decode(), "labels": labels}
+    )
     assert as_json.status_code == 200, as_json.text
     body = as_json.json()
     scores = [item["score"] for item in body["labels"]]
@@ -215,13 +235,18 @@ async def test_process_image_captions_with_the_local_model(serve: Any, tiny_mode
 
 async def test_image_errors(serve: Any, tiny_models: dict[str, Path]) -> None:
     server = await serve(replace(image_settings(tiny_models), neurosync_max_upload_mb=0.01))
-    not_image = await post(server, "/process_image", content=b"\x89PNG but not really",
-                           headers={"Content-Type": "image/png"})
+    not_image = await post(
+        server, "/process_image", content=b"\x89PNG but not really", headers={"Content-Type": "image/png"}
+    )
     assert not_image.status_code == 400 and not_image.json()["code"] == "bad_image"
     empty = await post(server, "/process_clip", json={"labels": ["x"]})
     assert empty.status_code == 400 and empty.json()["code"] == "empty_body"
-    big = await post(server, "/process_clip", content=png((1, 2, 3), (2000, 2000)) + b"\0" * 20000,
-                     headers={"Content-Type": "image/png"})
+    big = await post(
+        server,
+        "/process_clip",
+        content=png((1, 2, 3), (2000, 2000)) + b"\0" * 20000,
+        headers={"Content-Type": "image/png"},
+    )
     assert big.status_code == 413
     wrong = await post(server, "/process_image", content=b"<xml/>", headers={"Content-Type": "application/xml"})
     assert wrong.status_code == 415
@@ -239,8 +264,9 @@ async def test_image_endpoints_without_a_model_are_501_with_the_hint(serve: Any)
         assert "FACECAST_CAPTION_MODEL" in body["hint"]
 
 
-async def test_image_endpoints_without_the_extra_are_501(serve: Any, monkeypatch: pytest.MonkeyPatch,
-                                                         tmp_path: Path) -> None:
+async def test_image_endpoints_without_the_extra_are_501(
+    serve: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     (tmp_path / "config.json").write_text("{}")
     monkeypatch.setitem(sys.modules, "transformers", None)
     server = await serve(replace(Settings(**LIGHT), neurosync_image_endpoints=True, clip_model=str(tmp_path)))

@@ -73,8 +73,10 @@ async def test_decompression_bombs_are_refused_from_their_header(server: Any, no
             for response in (blend, words):
                 assert response.status_code == 413, response.text
                 assert response.json()["code"] == code
-        assert "8 channels at 384000 Hz" in (await client.post("/audio_to_blendshapes", content=flac,
-                                                               headers=OCTET)).json()["message"]
+        assert (
+            "8 channels at 384000 Hz"
+            in (await client.post("/audio_to_blendshapes", content=flac, headers=OCTET)).json()["message"]
+        )
     assert not no_decoding  # refused before a single sample was decoded
 
 
@@ -82,8 +84,14 @@ async def test_only_audio_content_types_reach_the_decoder(server: Any) -> None:
     pcm = np.zeros(8000, np.float32)
     wav = wav_file(pcm, 16000)
     async with httpx.AsyncClient(base_url=server.http_url, timeout=60) as client:
-        for kind in (None, "text/plain", "text/plain; charset=utf-8", "application/x-www-form-urlencoded",
-                     "multipart/form-data; boundary=x", "application/json"):
+        for kind in (
+            None,
+            "text/plain",
+            "text/plain; charset=utf-8",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/json",
+        ):
             headers = {"Content-Type": kind} if kind else {}
             response = await client.post("/audio_to_blendshapes", content=wav, headers=headers)
             assert response.status_code == 415, (kind, response.text)
@@ -123,8 +131,9 @@ async def test_concurrent_decodes_are_capped_with_retry_after() -> None:
     wav = wav_file(np.zeros(8000, np.float32), 16000)
     try:
         async with httpx.AsyncClient(base_url=running.http_url, timeout=60) as client:
-            held = [asyncio.create_task(client.post("/audio_to_blendshapes", content=wav, headers=OCTET))
-                    for _ in range(2)]
+            held = [
+                asyncio.create_task(client.post("/audio_to_blendshapes", content=wav, headers=OCTET)) for _ in range(2)
+            ]
             await asyncio.wait_for(face.two_waiting.wait(), 30)
             busy = await client.post("/audio_to_blendshapes", content=wav, headers=OCTET)
             busy_words = await client.post("/transcribe", content=wav, headers=OCTET)

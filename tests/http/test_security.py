@@ -61,14 +61,22 @@ async def welcome(ws: ClientConnection) -> None:
 
 async def test_engine_socket_refuses_foreign_origins_and_serves_its_own() -> None:
     async with running(allowed_origins=("https://game.example.com",)) as server:
-        for origin in ("http://attacker.example", f"http://127.0.0.1:{server.port + 1}", "null",
-                       f"http://attacker.example:{server.port}"):
+        for origin in (
+            "http://attacker.example",
+            f"http://127.0.0.1:{server.port + 1}",
+            "null",
+            f"http://attacker.example:{server.port}",
+        ):
             with pytest.raises(InvalidStatus) as refused:
                 async with connect(server.ws_url, origin=origin):  # type: ignore[arg-type]
                     pass
             assert refused.value.response.status_code == 403, origin
-        for origin in (None, f"http://127.0.0.1:{server.port}", f"http://localhost:{server.port}",
-                       "https://game.example.com"):
+        for origin in (
+            None,
+            f"http://127.0.0.1:{server.port}",
+            f"http://localhost:{server.port}",
+            "https://game.example.com",
+        ):
             async with connect(server.ws_url, origin=origin) as ws:  # type: ignore[arg-type]
                 await welcome(ws)
                 assert (await say_turn(ws))["samples"] > 0, origin
@@ -77,13 +85,22 @@ async def test_engine_socket_refuses_foreign_origins_and_serves_its_own() -> Non
 async def test_http_routes_refuse_foreign_origins() -> None:
     async with running() as server, httpx.AsyncClient(base_url=server.http_url, timeout=30) as client:
         foreign = {"Origin": "http://attacker.example"}
-        for method, path in (("GET", "/health"), ("GET", "/metrics"), ("POST", "/generate_speech"),
-                             ("POST", "/audio_to_blendshapes")):
-            response = await client.request(method, path, headers={**foreign, "Content-Type": "text/plain"},
-                                            content=b"{}" if method == "POST" else None)
+        for method, path in (
+            ("GET", "/health"),
+            ("GET", "/metrics"),
+            ("POST", "/generate_speech"),
+            ("POST", "/audio_to_blendshapes"),
+        ):
+            response = await client.request(
+                method,
+                path,
+                headers={**foreign, "Content-Type": "text/plain"},
+                content=b"{}" if method == "POST" else None,
+            )
             assert response.status_code == 403 and response.json()["code"] == "bad_origin", (path, response.text)
-        own = await client.post("/generate_speech", json={"text": "Hi."},
-                                headers={"Origin": f"http://localhost:{server.port}"})
+        own = await client.post(
+            "/generate_speech", json={"text": "Hi."}, headers={"Origin": f"http://localhost:{server.port}"}
+        )
         assert own.status_code == 200
 
 
@@ -91,8 +108,10 @@ async def test_http_routes_refuse_foreign_origins() -> None:
 
 
 async def test_foreign_host_names_are_refused_on_every_route_and_socket() -> None:
-    async with running(allowed_hosts=("facecast.lan",)) as server, \
-            httpx.AsyncClient(base_url=server.http_url, timeout=30) as client:
+    async with (
+        running(allowed_hosts=("facecast.lan",)) as server,
+        httpx.AsyncClient(base_url=server.http_url, timeout=30) as client,
+    ):
         for path in ("/", "/health", "/metrics", "/web/app.js", "/openapi.json"):
             response = await client.get(path, headers={"Host": f"attacker.example:{server.port}"})
             assert response.status_code == 421 and response.json()["code"] == "bad_host", path
@@ -117,9 +136,17 @@ async def test_token_guards_everything_but_the_page() -> None:
         page = await client.get("/")
         script = await client.get("/web/app.js")
         assert page.status_code == script.status_code == 200
-        for method, path in (("GET", "/health"), ("GET", "/metrics"), ("GET", "/docs"), ("GET", "/openapi.json"),
-                             ("GET", "/redoc"), ("POST", "/generate_speech"), ("POST", "/audio_to_blendshapes"),
-                             ("POST", "/transcribe"), ("GET", "/no-such-path")):
+        for method, path in (
+            ("GET", "/health"),
+            ("GET", "/metrics"),
+            ("GET", "/docs"),
+            ("GET", "/openapi.json"),
+            ("GET", "/redoc"),
+            ("POST", "/generate_speech"),
+            ("POST", "/audio_to_blendshapes"),
+            ("POST", "/transcribe"),
+            ("GET", "/no-such-path"),
+        ):
             anonymous = await client.request(method, path)
             wrong = await client.request(method, path, headers={"Authorization": "Bearer nope"})
             assert anonymous.status_code == wrong.status_code == 401, path
@@ -134,14 +161,19 @@ async def test_token_guards_everything_but_the_page() -> None:
 
 async def test_engine_socket_without_the_token_is_opened_then_closed_with_4401() -> None:
     async with running(token=TOKEN) as server:
-        for url, headers in ((server.ws_url, None), (server.ws_url + "?token=nope", None),
-                             (server.ws_url, {"Authorization": "Bearer nope"})):
+        for url, headers in (
+            (server.ws_url, None),
+            (server.ws_url + "?token=nope", None),
+            (server.ws_url, {"Authorization": "Bearer nope"}),
+        ):
             async with connect(url, additional_headers=headers) as ws:  # the handshake succeeds (101)...
                 with pytest.raises(ConnectionClosed) as closed:
                     await ws.recv()
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401  # ...then 4401
-        for url, headers in ((server.ws_url + f"?token={TOKEN}", None),
-                             (server.ws_url, {"Authorization": f"Bearer {TOKEN}"})):
+        for url, headers in (
+            (server.ws_url + f"?token={TOKEN}", None),
+            (server.ws_url, {"Authorization": f"Bearer {TOKEN}"}),
+        ):
             async with connect(url, additional_headers=headers) as ws:
                 await welcome(ws)
                 assert (await say_turn(ws))["samples"] > 0
@@ -151,8 +183,12 @@ async def test_engine_socket_without_the_token_is_opened_then_closed_with_4401()
 
 
 async def test_health_shows_no_credentials() -> None:
-    specs = {"stt": "ws://user:pa55word@10.0.0.11:8766,ws://10.0.0.21:8766",
-             "llm": "http://localhost:11434/v1?api_key=sk-secret-key", "tts": "espeak", "face": "phonetic"}
+    specs = {
+        "stt": "ws://user:pa55word@10.0.0.11:8766,ws://10.0.0.21:8766",
+        "llm": "http://localhost:11434/v1?api_key=sk-secret-key",
+        "tts": "espeak",
+        "face": "phonetic",
+    }
     async with running(**specs) as server, httpx.AsyncClient(base_url=server.http_url) as client:
         body = (await client.get("/health")).json()
     shown = json.dumps(body)
@@ -172,8 +208,14 @@ class _Capture(logging.Handler):
 
 async def test_token_in_the_url_never_reaches_the_access_log() -> None:
     state = AppState(settings(token=TOKEN), services())
-    config = uvicorn.Config(create_app(state), host="127.0.0.1", port=0, log_level="info",
-                            ws_max_size=MAX_WIRE_FRAME, ws_per_message_deflate=False)
+    config = uvicorn.Config(
+        create_app(state),
+        host="127.0.0.1",
+        port=0,
+        log_level="info",
+        ws_max_size=MAX_WIRE_FRAME,
+        ws_per_message_deflate=False,
+    )
     server = uvicorn.Server(config)
     capture = _Capture()
     loggers = [logging.getLogger(name) for name in ("uvicorn.access", "uvicorn.error")]

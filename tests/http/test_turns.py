@@ -80,8 +80,10 @@ async def test_silence_and_a_click_start_no_turn(grammar_server: LiveServer) -> 
 
 
 async def test_barge_in_stops_the_reply_and_history_keeps_what_was_heard(grammar_server: LiveServer) -> None:
-    question = ("Please tell me a very long story about the old lighthouse keeper, his small boat, his dog, "
-                "the winter storms and the ships he saved over forty years on the rocky coast.")
+    question = (
+        "Please tell me a very long story about the old lighthouse keeper, his small boat, his dog, "
+        "the winter storms and the ships he saved over forty years on the rocky coast."
+    )
     interruption, rate = await speech(0.1, "Stop talking please.", 0.9)
     async with EngineSim(SimConfig(url=grammar_server.ws_url)) as sim:
         session = next(iter(grammar_server.state.sessions))

@@ -29,8 +29,9 @@ from facecast.types import frames_for_samples
 
 @pytest.fixture
 async def server() -> AsyncIterator[BackgroundServer]:
-    services = Services(make_stt("pocketsphinx"), EchoLLM(), EspeakTTS(), PhoneticAnimator(),
-                        audio_face=LearnedAnimator())
+    services = Services(
+        make_stt("pocketsphinx"), EchoLLM(), EspeakTTS(), PhoneticAnimator(), audio_face=LearnedAnimator()
+    )
     async with BackgroundServer(replace(Settings(**LIGHT), livelink=("off",)), services) as running:
         yield running
 

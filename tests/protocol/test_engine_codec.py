@@ -43,8 +43,9 @@ def test_face_frame_golden_bytes() -> None:
     np.testing.assert_array_equal(packet.values, values)
 
 
-@given(st.integers(0, 2**32 - 1), st.integers(0, 2**63 - 1),
-       st.binary(max_size=4000).map(lambda b: b[: len(b) // 2 * 2]))
+@given(
+    st.integers(0, 2**32 - 1), st.integers(0, 2**63 - 1), st.binary(max_size=4000).map(lambda b: b[: len(b) // 2 * 2])
+)
 def test_audio_roundtrip(utterance: int, offset: int, pcm: bytes) -> None:
     packet = proto.decode_binary(proto.encode_audio(utterance, offset, pcm))
     assert isinstance(packet, proto.AudioPacket)
@@ -116,8 +117,13 @@ def test_face_frame_with_wrong_length_is_rejected() -> None:
 @pytest.mark.parametrize(
     "message",
     [
-        proto.Hello(audio=proto.AudioFormat(48000, 2), mic=proto.AudioFormat(44100, 1), face=False,
-                    subject="Gesicht-Ö", workflow="say"),
+        proto.Hello(
+            audio=proto.AudioFormat(48000, 2),
+            mic=proto.AudioFormat(44100, 1),
+            face=False,
+            subject="Gesicht-Ö",
+            workflow="say",
+        ),
         proto.UserText("hello there"),
         proto.EndOfSpeech(),
         proto.PlaybackStarted(4, 12.5),
@@ -135,8 +141,15 @@ def test_client_messages_roundtrip(message: proto.ClientMessage) -> None:
 
 
 def test_server_messages_golden_and_round_trip() -> None:
-    welcome = proto.Welcome(proto.AudioFormat(24000, 1), True, True, 2.0, "conversation", "server",
-                            proto.LiveLinkInfo("Facecast", "Facecast:Facecast", 12.5))
+    welcome = proto.Welcome(
+        proto.AudioFormat(24000, 1),
+        True,
+        True,
+        2.0,
+        "conversation",
+        "server",
+        proto.LiveLinkInfo("Facecast", "Facecast:Facecast", 12.5),
+    )
     assert json.loads(proto.encode_message(welcome)) == {
         "type": "welcome", "version": 1, "audio": {"rate": 24000, "channels": 1},
         "face": {"fps": 60, "width": 68, "enabled": True}, "acks": True, "ack_timeout": 2.0,
@@ -157,8 +170,12 @@ def test_server_messages_golden_and_round_trip() -> None:
 
 
 def test_bad_server_messages_are_refused() -> None:
-    for text in ('{"type":"utterance_start","utterance":-1,"rate":24000}', '{"type":"timing","utterance":1}',
-                 '{"type":"welcome"}', "[]"):
+    for text in (
+        '{"type":"utterance_start","utterance":-1,"rate":24000}',
+        '{"type":"timing","utterance":1}',
+        '{"type":"welcome"}',
+        "[]",
+    ):
         with pytest.raises(proto.ProtocolError):
             proto.decode_server(text)
 

@@ -17,9 +17,12 @@ def test_audio_golden_bytes() -> None:
     chunk = AudioChunk(np.array([0.0, 0.5, -1.0], np.float32), 16000, 7)
     data = sp.encode_audio(3, chunk)
     assert data == (
-        bytes([1, 1, 0, 0]) + (3).to_bytes(4, "little") + (7).to_bytes(8, "little")
-        + (16000).to_bytes(4, "little") + (3).to_bytes(4, "little")
-        + bytes.fromhex("00000000" "0000003f" "000080bf")
+        bytes([1, 1, 0, 0])
+        + (3).to_bytes(4, "little")
+        + (7).to_bytes(8, "little")
+        + (16000).to_bytes(4, "little")
+        + (3).to_bytes(4, "little")
+        + bytes.fromhex("000000000000003f000080bf")
     )
     frame = sp.decode_binary(data)
     assert isinstance(frame, sp.AudioFrame)
@@ -42,7 +45,8 @@ def test_face_golden_bytes() -> None:
 def test_json_golden() -> None:
     assert sp.encode(sp.Synthesize(4, "Hé", 22050)) == '{"type":"synthesize","id":4,"text":"Hé","rate":22050}'
     assert sp.encode(sp.Timing(2, (Phoneme("aI", 0, 10),), (Word("hi", 0, 10),))) == (
-        '{"type":"timing","id":2,"phonemes":[["aI",0,10]],"words":[["hi",0,10]]}')
+        '{"type":"timing","id":2,"phonemes":[["aI",0,10]],"words":[["hi",0,10]]}'
+    )
     assert sp.encode(sp.Error("bad_json", "nope")) == '{"type":"error","code":"bad_json","message":"nope","id":0}'
     chat = sp.decode_client('{"type":"chat","id":1,"messages":[{"role":"user","content":"hi"}]}')
     assert chat == sp.Chat(1, (ChatMessage("user", "hi"),))
@@ -99,7 +103,8 @@ def test_bad_binary() -> None:
 
 _ids = st.integers(1, 2**32 - 1)
 _spans = st.tuples(st.text(max_size=8), st.integers(0, 10**6), st.integers(0, 10**6)).map(
-    lambda t: (t[0], min(t[1], t[2]), max(t[1], t[2])))
+    lambda t: (t[0], min(t[1], t[2]), max(t[1], t[2]))
+)
 
 
 def _clean(s: str) -> bool:
@@ -116,12 +121,23 @@ _client = st.one_of(
     st.builds(sp.Transcribe, _ids, st.sampled_from(sp.RATES)),
     st.builds(sp.Synthesize, _ids, _utf8.filter(str.strip), st.sampled_from(sp.RATES)),
     st.builds(sp.Animate, _ids, st.sampled_from(sp.RATES)),
-    st.builds(sp.Chat, _ids, st.lists(st.builds(ChatMessage, st.sampled_from(["system", "user", "assistant"]),
-                                                _utf8), min_size=1, max_size=4).map(tuple)),
-    st.builds(sp.Timing, _ids, st.lists(_spans.filter(lambda t: _clean(t[0])).map(lambda t: Phoneme(*t)),
-                                        max_size=4).map(tuple),
-              st.lists(_spans.filter(lambda t: _clean(t[0])).map(lambda t: Word(*t)), max_size=4).map(tuple)),
-    st.builds(sp.End, _ids), st.builds(sp.Cancel, _ids), st.builds(sp.Ping, _ids), st.builds(sp.Pong, _ids),
+    st.builds(
+        sp.Chat,
+        _ids,
+        st.lists(
+            st.builds(ChatMessage, st.sampled_from(["system", "user", "assistant"]), _utf8), min_size=1, max_size=4
+        ).map(tuple),
+    ),
+    st.builds(
+        sp.Timing,
+        _ids,
+        st.lists(_spans.filter(lambda t: _clean(t[0])).map(lambda t: Phoneme(*t)), max_size=4).map(tuple),
+        st.lists(_spans.filter(lambda t: _clean(t[0])).map(lambda t: Word(*t)), max_size=4).map(tuple),
+    ),
+    st.builds(sp.End, _ids),
+    st.builds(sp.Cancel, _ids),
+    st.builds(sp.Ping, _ids),
+    st.builds(sp.Pong, _ids),
 )
 _server = st.one_of(
     st.builds(sp.Welcome, st.sampled_from(sp.ROLES), st.integers(0, 48000)),
@@ -146,8 +162,7 @@ def test_server_roundtrip(message: sp.ServerMessage) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(_ids, st.integers(0, 2**40), st.sampled_from(sp.RATES),
-       st.lists(st.floats(-1, 1, width=32), max_size=64))
+@given(_ids, st.integers(0, 2**40), st.sampled_from(sp.RATES), st.lists(st.floats(-1, 1, width=32), max_size=64))
 def test_audio_roundtrip(request: int, offset: int, rate: int, samples: list[float]) -> None:
     pcm = np.array(samples, np.float32)
     frame = sp.decode_binary(sp.encode_audio(request, AudioChunk(pcm, rate, offset)))
@@ -166,16 +181,34 @@ def test_fuzz_binary_only_protocol_errors(data: bytes) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.binary(max_size=200), st.text(max_size=200),
-                 st.dictionaries(st.sampled_from(["type", "id", "rate", "text", "messages", "phonemes", "role"]),
-                                 st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5),
-                                           st.lists(st.integers(), max_size=3),
-                                           st.sampled_from(["hello", "chat", "timing", "synthesize", "end"])))
-                 .map(json.dumps)))
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.text(max_size=200),
+        st.dictionaries(
+            st.sampled_from(["type", "id", "rate", "text", "messages", "phonemes", "role"]),
+            st.one_of(
+                st.none(),
+                st.booleans(),
+                st.integers(),
+                st.text(max_size=5),
+                st.lists(st.integers(), max_size=3),
+                st.sampled_from(["hello", "chat", "timing", "synthesize", "end"]),
+            ),
+        ).map(json.dumps),
+    )
+)
 def test_fuzz_text_only_protocol_errors(data: str | bytes) -> None:
     for decode in (sp.decode_client, sp.decode_server):
         try:
             decode(data)
         except sp.ProtocolError as exc:
-            assert exc.code in ("bad_json", "bad_message", "unknown_type", "bad_version", "bad_audio_format",
-                                "too_large", "bad_utf8")
+            assert exc.code in (
+                "bad_json",
+                "bad_message",
+                "unknown_type",
+                "bad_version",
+                "bad_audio_format",
+                "too_large",
+                "bad_utf8",
+            )

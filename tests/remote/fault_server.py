@@ -42,8 +42,11 @@ class Slow:
     def __post_init__(self) -> None:
         """Subclasses load their real implementation here."""
 
-    async def late(self, stream: AsyncIterator[T], split: Callable[[T], Iterable[T]] = lambda item: (item,),
-                   ) -> AsyncIterator[T]:
+    async def late(
+        self,
+        stream: AsyncIterator[T],
+        split: Callable[[T], Iterable[T]] = lambda item: (item,),
+    ) -> AsyncIterator[T]:
         print(STARTED, flush=True)
         await asyncio.sleep(self.first)
         async with closing(stream) as items:
@@ -69,8 +72,11 @@ class SlowTTS(Slow):
         def pieces(chunk: SpeechChunk) -> Iterator[SpeechChunk]:
             audio, step = chunk.audio, self.sample_rate // 100
             for i in range(0, len(audio.pcm), step):
-                yield SpeechChunk(AudioChunk(audio.pcm[i : i + step], audio.rate, audio.offset + i),
-                                  chunk.phonemes if i == 0 else (), chunk.words if i == 0 else ())
+                yield SpeechChunk(
+                    AudioChunk(audio.pcm[i : i + step], audio.rate, audio.offset + i),
+                    chunk.phonemes if i == 0 else (),
+                    chunk.words if i == 0 else (),
+                )
 
         return self.late(self.tts.synthesize(text), pieces)
 

@@ -30,8 +30,10 @@ async def test_engine_client_gets_the_whole_reply_and_a_failover_message(service
             server.state.broadcast("failover", role=getattr(event, "role"), event=getattr(event, "kind"))  # noqa: B009
 
     built = build_services(settings, on_failover=on_failover)
-    question = ("Tell me everything about the harbour, the boats, the fishermen, the lighthouse, the gulls, "
-                "the market by the water and the old stone bridge over the river.")
+    question = (
+        "Tell me everything about the harbour, the boats, the fishermen, the lighthouse, the gulls, "
+        "the market by the water and the old stone bridge over the river."
+    )
     async with BackgroundServer(settings, built) as server:
         holder.append(server)
         async with EngineSim(SimConfig(url=server.ws_url)) as sim:

@@ -82,8 +82,9 @@ async def test_llm_list_with_a_dead_local_member_answers_from_the_next(local_mem
 
 
 def test_build_services_accepts_mixed_lists(local_members: _Breaks) -> None:
-    settings = load_settings(environ={}, overrides={"tts": "breaks,espeak", "llm": "dead,echo",
-                                                    "stt": "pocketsphinx", "face": "learned"})
+    settings = load_settings(
+        environ={}, overrides={"tts": "breaks,espeak", "llm": "dead,echo", "stt": "pocketsphinx", "face": "learned"}
+    )
     services = build_services(settings)
     assert isinstance(services.tts, FailoverTTS) and isinstance(services.llm, FailoverLLM)
 

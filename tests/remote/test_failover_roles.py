@@ -186,8 +186,13 @@ def _failover(role: str, urls: list[str], recorder: Recorder, client: ClientOpti
     return make_failover(role, urls, options)  # type: ignore[arg-type]
 
 
-async def _request(role: str, urls: list[str], recorder: Recorder, fault: Callable[[], None] | None = None,
-                   client: ClientOptions | None = None) -> None:
+async def _request(
+    role: str,
+    urls: list[str],
+    recorder: Recorder,
+    fault: Callable[[], None] | None = None,
+    client: ClientOptions | None = None,
+) -> None:
     """One request through a fresh failover wrapper over ``urls``, its output checked."""
     scenario = SCENARIOS[role]
     impl = _failover(role, urls, recorder, client)
@@ -254,8 +259,12 @@ async def test_bad_primary_fails_over(services: list[Service], role: str, mode: 
     recorder = Recorder()
     await _request(role, [primary_url, backup.url], recorder)
     event = recorder.assert_moved(role, primary_url, backup.url)
-    why = {"garbage": "answered garbage", "slow": "no output for", "refused": "cannot connect",
-           "close": "connects then closes"}[mode]
+    why = {
+        "garbage": "answered garbage",
+        "slow": "no output for",
+        "refused": "cannot connect",
+        "close": "connects then closes",
+    }[mode]
     assert why in event.reason
 
 

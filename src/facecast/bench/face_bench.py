@@ -34,8 +34,9 @@ def test_signal(seconds: float, rate: int = _RATE, seed: int = 0) -> Float32Arra
     return out
 
 
-def learned_speed(seconds: float = 10.0, model: str | Path | None = None, chunk_ms: float = 20.0,
-                  runs: int = 3) -> dict[str, float]:
+def learned_speed(
+    seconds: float = 10.0, model: str | Path | None = None, chunk_ms: float = 20.0, runs: int = 3
+) -> dict[str, float]:
     """Speed of :class:`facecast.face.learned.LearnedAnimator` on one thread (best of ``runs``).
 
     Keys: ``offline_x_realtime`` (whole file in one call), ``stream_x_realtime`` (``chunk_ms`` chunks),
@@ -143,8 +144,13 @@ def face_speed(quick: bool = False) -> tuple[Table, dict[str, object]]:
     raw["learned"], raw["learned_100ms"] = learned, coarse
     table.add("learned (ONNX)", "whole file", learned["offline_x_realtime"], "-", "-")
     for result in (learned, coarse):
-        table.add("learned (ONNX)", f"stream {result['chunk_ms']:.0f} ms chunks", result["stream_x_realtime"],
-                  result["first_frame_audio_ms"], result["first_frame_compute_ms"])
+        table.add(
+            "learned (ONNX)",
+            f"stream {result['chunk_ms']:.0f} ms chunks",
+            result["stream_x_realtime"],
+            result["first_frame_audio_ms"],
+            result["first_frame_compute_ms"],
+        )
     devices = ["cpu"]
     try:
         import torch
@@ -160,6 +166,11 @@ def face_speed(quick: bool = False) -> tuple[Table, dict[str, object]]:
             table.add("NeuroSync arch.", "not measured (no torch)", "-", "-", "-")
         else:
             label = "CPU fp32" if device == "cpu" else "CUDA fp16"
-            table.add(f"NeuroSync arch. ({label})", "128-frame windows", timing["x_realtime"],
-                      timing["first_frame_audio_ms"], timing["first_frame_compute_ms"])
+            table.add(
+                f"NeuroSync arch. ({label})",
+                "128-frame windows",
+                timing["x_realtime"],
+                timing["first_frame_audio_ms"],
+                timing["first_frame_compute_ms"],
+            )
     return table, raw

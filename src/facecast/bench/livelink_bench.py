@@ -49,8 +49,12 @@ class _Receiver:
     @classmethod
     async def start(cls) -> _Receiver:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "facecast.bench.udp_receiver", stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "facecast.bench.udp_receiver",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+        )
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), 30.0)
         if not line.strip().isdigit():
@@ -91,30 +95,49 @@ async def _jitter_once(subjects: int, seconds: float) -> dict[str, list[float]]:
         kernel_intervals += _interval_jitter_ms(stamped)
     if any(np.isnan(kernel_intervals)):  # no kernel timestamps on this platform: the receiver's own clock
         kernel_intervals = intervals
-    return {"interval_jitter_ms": kernel_intervals, "read_interval_jitter_ms": intervals,
-            "wake_lateness_ms": [(t.woke - t.due) * 1000 for t in ticks],
-            "send_ms": [(t.done - t.woke) * 1000 for t in ticks],
-            "computed_at_due": [float(sum(t.computed for t in ticks))], "load_average": [os.getloadavg()[0]],
-            "packets": [float(sum(len(received) for received, _ in arrivals.values()))]}
+    return {
+        "interval_jitter_ms": kernel_intervals,
+        "read_interval_jitter_ms": intervals,
+        "wake_lateness_ms": [(t.woke - t.due) * 1000 for t in ticks],
+        "send_ms": [(t.done - t.woke) * 1000 for t in ticks],
+        "computed_at_due": [float(sum(t.computed for t in ticks))],
+        "load_average": [os.getloadavg()[0]],
+        "packets": [float(sum(len(received) for received, _ in arrivals.values()))],
+    }
 
 
 async def jitter(seconds: float, counts: tuple[int, ...] = (1, 10, 100)) -> tuple[Table, dict[str, object]]:
-    table = Table(f"Live Link frame-interval jitter ({seconds:g} s per row, real UDP on loopback)",
-                  ["subjects", "packets", "|interval - 16.67 ms| p50", "p99", "pacer wake-up late p50 ms", "p99",
-                   "sending p99 ms", "load avg"],
-                  note="Jitter is measured per subject from the packets' arrival times at the receiving socket "
-                       "(the kernel's SO_TIMESTAMPNS stamps; the receiver is a separate process that drains the "
-                       "socket every few ms, as an engine's network thread does). Sending: from the pacer's "
-                       "wake-up to its last packet (packets are computed ahead, so a wake-up only sends them). "
-                       "Load avg: the machine's "
-                       "1-minute load average after the row; near the core count, other processes delay the "
-                       "pacer's wake-ups and these numbers measure the machine, not the pacer.")
+    table = Table(
+        f"Live Link frame-interval jitter ({seconds:g} s per row, real UDP on loopback)",
+        [
+            "subjects",
+            "packets",
+            "|interval - 16.67 ms| p50",
+            "p99",
+            "pacer wake-up late p50 ms",
+            "p99",
+            "sending p99 ms",
+            "load avg",
+        ],
+        note="Jitter is measured per subject from the packets' arrival times at the receiving socket "
+        "(the kernel's SO_TIMESTAMPNS stamps; the receiver is a separate process that drains the "
+        "socket every few ms, as an engine's network thread does). Sending: from the pacer's "
+        "wake-up to its last packet (packets are computed ahead, so a wake-up only sends them). "
+        "Load avg: the machine's "
+        "1-minute load average after the row; near the core count, other processes delay the "
+        "pacer's wake-ups and these numbers measure the machine, not the pacer.",
+    )
     raw: dict[str, object] = {}
     for count in counts:
         data = await _jitter_once(count, seconds)
-        table.add(count, int(data["packets"][0]), *percentiles(data["interval_jitter_ms"], (50, 99)),
-                  *percentiles(data["wake_lateness_ms"], (50, 99)), *percentiles(data["send_ms"], (99,)),
-                  data["load_average"][0])
+        table.add(
+            count,
+            int(data["packets"][0]),
+            *percentiles(data["interval_jitter_ms"], (50, 99)),
+            *percentiles(data["wake_lateness_ms"], (50, 99)),
+            *percentiles(data["send_ms"], (99,)),
+            data["load_average"][0],
+        )
         raw[f"subjects_{count}"] = {k: v for k, v in data.items()}
     return table, raw
 
@@ -140,25 +163,45 @@ async def _sync_once(services: Services, turns: int, subjects: int) -> dict[str,
             face_before_ack += utt.face_before_ack
             underruns += utt.underruns
         latency.append(report.response_latency * 1000)
-    return {"sync_error_ms": errors, "text_latency_ms": latency, "face_before_ack": face_before_ack,
-            "underruns": underruns}
+    return {
+        "sync_error_ms": errors,
+        "text_latency_ms": latency,
+        "face_before_ack": face_before_ack,
+        "underruns": underruns,
+    }
 
 
-async def sync_error(services: Services, turns: int, counts: tuple[int, ...] = (1, 10, 100)
-                     ) -> tuple[Table, dict[str, object]]:
+async def sync_error(
+    services: Services, turns: int, counts: tuple[int, ...] = (1, 10, 100)
+) -> tuple[Table, dict[str, object]]:
     """Audio/face sync measured by engine-sim against the real server, with 1, 10 and 100 Live Link subjects."""
-    table = Table(f"Audio/face sync measured by engine-sim ({turns} typed turns per row, echo LLM, Live Link UDP)",
-                  ["Live Link subjects", "sync error p50 ms", "p99 ms", "frames", "text -> playback p50 ms",
-                   "face before ack", "late audio"],
-                  note="Sync error: |Live Link packet arrival - the moment its audio sample plays| for the talking "
-                       "subject, while the pacer also streams the other subjects' idle faces; engine-sim runs in its "
-                       "own process, like an engine. Text -> playback includes engine-sim's 50 ms playback start "
-                       "buffer.")
+    table = Table(
+        f"Audio/face sync measured by engine-sim ({turns} typed turns per row, echo LLM, Live Link UDP)",
+        [
+            "Live Link subjects",
+            "sync error p50 ms",
+            "p99 ms",
+            "frames",
+            "text -> playback p50 ms",
+            "face before ack",
+            "late audio",
+        ],
+        note="Sync error: |Live Link packet arrival - the moment its audio sample plays| for the talking "
+        "subject, while the pacer also streams the other subjects' idle faces; engine-sim runs in its "
+        "own process, like an engine. Text -> playback includes engine-sim's 50 ms playback start "
+        "buffer.",
+    )
     raw: dict[str, object] = {}
     for count in counts:
         data = await _sync_once(services, turns, count)
-        table.add(count, *percentiles(data["sync_error_ms"], (50, 99)), len(data["sync_error_ms"]),
-                  percentiles(data["text_latency_ms"], (50,))[0], data["face_before_ack"], data["underruns"])
+        table.add(
+            count,
+            *percentiles(data["sync_error_ms"], (50, 99)),
+            len(data["sync_error_ms"]),
+            percentiles(data["text_latency_ms"], (50,))[0],
+            data["face_before_ack"],
+            data["underruns"],
+        )
         raw[f"subjects_{count}"] = data
     return table, raw
 

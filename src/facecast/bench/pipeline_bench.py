@@ -18,7 +18,7 @@ __all__ = ["REPLIES", "first_output_latency", "speed", "LatencySample"]
 REPLIES = {
     1: "Hello there, it is good to see you again.",
     3: "Hello there, it is good to see you again. The weather has been lovely all week. "
-       "Shall we walk down to the harbour and look at the boats?",
+    "Shall we walk down to the harbour and look at the boats?",
     10: " ".join(
         [
             "Hello there, it is good to see you again.",
@@ -82,17 +82,25 @@ async def first_output_latency(
         fa = [s.first_audio_ms for s in samples]
         ff = [s.first_face_ms for s in samples]
         total = [s.total_ms for s in samples]
-        table.add(f"{n} sentence(s)", runs, *percentiles(fa, (50, 95)), *percentiles(ff, (50, 95)),
-                  percentiles(total, (50,))[0])
-        raw[f"sentences_{n}"] = {"first_audio_ms": fa, "first_face_ms": ff, "total_ms": total,
-                                 "audio_s": samples[0].audio_s}
+        table.add(
+            f"{n} sentence(s)",
+            runs,
+            *percentiles(fa, (50, 95)),
+            *percentiles(ff, (50, 95)),
+            percentiles(total, (50,))[0],
+        )
+        raw[f"sentences_{n}"] = {
+            "first_audio_ms": fa,
+            "first_face_ms": ff,
+            "total_ms": total,
+            "audio_s": samples[0].audio_s,
+        }
     return table, raw
 
 
 async def speed(tts: TextToSpeech, face: FaceAnimator, runs: int) -> tuple[Table, dict[str, object]]:
     """Synthesis + animation speed of the 10-sentence reply, as a multiple of real time."""
-    table = Table("Synthesis + animation speed (10-sentence reply)",
-                  ["stage", "runs", "x real time p50", "min"])
+    table = Table("Synthesis + animation speed (10-sentence reply)", ["stage", "runs", "x real time p50", "min"])
     raw: dict[str, object] = {}
     samples = [await _one(REPLIES[10], tts, face) for _ in range(runs)]
     ratios = [s.audio_s / (s.total_ms / 1000) for s in samples]

@@ -28,9 +28,13 @@ _WARM_UP = 10
 
 
 def _start(role: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "facecast.cli", "serve", role, "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "facecast.cli", "serve", role, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         match = re.search(r"listening on (ws://\S+)", line)
@@ -71,8 +75,14 @@ async def _first_audio_ms(tts: Any, runs: int) -> list[float]:
     return out
 
 
-async def _added_ms(local: Any, remote: Any, first: Callable[[Any, int], Awaitable[list[float]]], runs: int,
-                    raw: dict[str, list[float]], name: str) -> None:
+async def _added_ms(
+    local: Any,
+    remote: Any,
+    first: Callable[[Any, int], Awaitable[list[float]]],
+    runs: int,
+    raw: dict[str, list[float]],
+    name: str,
+) -> None:
     """``runs`` first-output times of each side, interleaved (local/remote, then remote/local: the slow drifts
     of a shared machine hit both alike) after the same warm-up; ``raw[name + "_added_ms"]`` gets remote minus
     local, quantile by quantile (sorted pairs).
@@ -127,11 +137,17 @@ async def remote_overhead(runs: int = 200, kills: int = 5) -> tuple[Table, dict[
         raw["kill_to_backup_audio_ms"] = recover
     finally:
         _stop(procs)
-    table = Table("Remote services (loopback WebSocket, one hop)", ["measure", "p50 ms", "p99 ms", "runs"],
-                  note="added = remote first output minus in-process first output (sorted pairs, runs "
-                       "interleaved); targets: under 2 ms per hop p99, under 300 ms to recover")
-    for name, label in (("llm_added_ms", "LLM first token, added"), ("tts_added_ms", "TTS first audio, added"),
-                        ("kill_to_backup_audio_ms", "kill -9 -> first backup audio")):
+    table = Table(
+        "Remote services (loopback WebSocket, one hop)",
+        ["measure", "p50 ms", "p99 ms", "runs"],
+        note="added = remote first output minus in-process first output (sorted pairs, runs "
+        "interleaved); targets: under 2 ms per hop p99, under 300 ms to recover",
+    )
+    for name, label in (
+        ("llm_added_ms", "LLM first token, added"),
+        ("tts_added_ms", "TTS first audio, added"),
+        ("kill_to_backup_audio_ms", "kill -9 -> first backup audio"),
+    ):
         p50, p99 = percentiles(raw[name], (50, 99))
         table.add(label, p50, p99, len(raw[name]))
     return table, raw

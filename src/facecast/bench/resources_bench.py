@@ -93,8 +93,9 @@ async def measure_component(role: str, name: str, count: int, folder: Path) -> d
         tokens = 0
         for line in PLAYER_LINES[:count]:
             t0 = time.perf_counter()
-            reply = "".join([p async for p in impl.stream([ChatMessage("system", DEFAULT_PERSONA),
-                                                           ChatMessage("user", line)])])
+            reply = "".join(
+                [p async for p in impl.stream([ChatMessage("system", DEFAULT_PERSONA), ChatMessage("user", line)])]
+            )
             work += time.perf_counter() - t0
             media += len(reply.split()) / WORDS_PER_SECOND
             stats = getattr(impl, "last_stats", None)
@@ -122,15 +123,29 @@ async def measure_component(role: str, name: str, count: int, folder: Path) -> d
             work += time.perf_counter() - t0
             media += sum(len(c.audio.pcm) for c in chunks) / chunks[0].audio.rate
             extra["frames"] = extra.get("frames", 0) + sum(len(f.values) for f in frames)
-    return {"role": role, "name": name, "load_s": load_s, "work_s": work, "media_s": media,
-            "rtf": work / media if media else float("nan"), "rss_before_mb": before / 1024,
-            "peak_rss_mb": _kb("VmHWM:") / 1024, **extra}
+    return {
+        "role": role,
+        "name": name,
+        "load_s": load_s,
+        "work_s": work,
+        "media_s": media,
+        "rtf": work / media if media else float("nan"),
+        "rss_before_mb": before / 1024,
+        "peak_rss_mb": _kb("VmHWM:") / 1024,
+        **extra,
+    }
 
 
 def _child(args: Sequence[str], env: dict[str, str] | None = None) -> tuple[dict[str, Any], float]:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "facecast.bench.resources_bench", *args], capture_output=True,
-                          text=True, check=False, timeout=1800, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "facecast.bench.resources_bench", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1800,
+        env=env,
+    )
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"resources_bench {' '.join(args)} failed:\n{done.stderr[-3000:]}")
@@ -167,8 +182,11 @@ def first_start() -> dict[str, Any]:
         first, first_wall = _child(["--first-start"], env)
         second, second_wall = _child(["--first-start"], env)
         cache = _folder_bytes(Path(tmp))
-    return {"first": {**first, "wall_s": first_wall}, "second": {**second, "wall_s": second_wall},
-            "cache_mb": cache / 1e6}
+    return {
+        "first": {**first, "wall_s": first_wall},
+        "second": {**second, "wall_s": second_wall},
+        "cache_mb": cache / 1e6,
+    }
 
 
 def _dist_bytes(dist: metadata.Distribution) -> int:
@@ -264,37 +282,76 @@ async def resources_table(quick: bool = False) -> tuple[Table, dict[str, object]
     sizes = await asyncio.to_thread(package_sizes, components)
     start = await asyncio.to_thread(first_start)
     raw.update(components=reports, disk=sizes, start=start)
-    table = Table("Resources of the embedded defaults (each component in its own process)",
-                  ["component", "real-time factor", "load s", "peak RSS MB", "disk MB", "what"])
-    what = {"stt": "s after the input / audio s", "llm": "generation s / reply spoken at 150 wpm",
-            "tts": "synthesis s / audio s", "face": "animation s / audio s"}
+    table = Table(
+        "Resources of the embedded defaults (each component in its own process)",
+        ["component", "real-time factor", "load s", "peak RSS MB", "disk MB", "what"],
+    )
+    what = {
+        "stt": "s after the input / audio s",
+        "llm": "generation s / reply spoken at 150 wpm",
+        "tts": "synthesis s / audio s",
+        "face": "animation s / audio s",
+    }
     for role, name in components:
         key = f"{role}:{name}"
         rep = reports[key]
         label = what[role] + (f"; {rep['tokens_per_s']:.1f} tokens/s" if role == "llm" else "")
-        table.add(f"{role} {name}", ratio(float(rep["rtf"])), float(rep["load_s"]), float(rep["peak_rss_mb"]),
-                  float(sizes[key]["mb"]), label)
+        table.add(
+            f"{role} {name}",
+            ratio(float(rep["rtf"])),
+            float(rep["load_s"]),
+            float(rep["peak_rss_mb"]),
+            float(sizes[key]["mb"]),
+            label,
+        )
     first, second = start["first"], start["second"]
-    table.add("core install", "-", "-", float(min(r["rss_before_mb"] for r in reports.values())),
-              float(sizes["core"]["mb"]), "facecast + its light requirements; RSS: bare process")
+    table.add(
+        "core install",
+        "-",
+        "-",
+        float(min(r["rss_before_mb"] for r in reports.values())),
+        float(sizes["core"]["mb"]),
+        "facecast + its light requirements; RSS: bare process",
+    )
     table.add("assembled model cache", "-", "-", "-", float(start["cache_mb"]), "FACECAST_CACHE after warm-up")
-    table.add("first start (empty cache)", "-", float(first["warm_up_s"]), float(first["peak_rss_mb"]), "-",
-              f"warm_up assembling the models; whole process {first['wall_s']:.1f} s")
-    table.add("later start (cache filled)", "-", float(second["warm_up_s"]), float(second["peak_rss_mb"]), "-",
-              f"warm_up; whole process {second['wall_s']:.1f} s")
-    table.add("TOTAL disk", "-", "-", "-", float(sizes["total"]["mb"]) + float(start["cache_mb"]),
-              "every package (shared ones once) + the cache")
-    table.note = (f"Workloads: {count} short read clips (STT), player lines (LLM), sentences (TTS, whose output the "
-                  "face animates). A real-time factor under 1 keeps up with speech. Load s: building and warm-up "
-                  "in that process. Disk per component: its packages beyond the core install; packages shared by "
-                  "components (e.g. onnxruntime) are in the core or counted in each component and once in TOTAL.")
+    table.add(
+        "first start (empty cache)",
+        "-",
+        float(first["warm_up_s"]),
+        float(first["peak_rss_mb"]),
+        "-",
+        f"warm_up assembling the models; whole process {first['wall_s']:.1f} s",
+    )
+    table.add(
+        "later start (cache filled)",
+        "-",
+        float(second["warm_up_s"]),
+        float(second["peak_rss_mb"]),
+        "-",
+        f"warm_up; whole process {second['wall_s']:.1f} s",
+    )
+    table.add(
+        "TOTAL disk",
+        "-",
+        "-",
+        "-",
+        float(sizes["total"]["mb"]) + float(start["cache_mb"]),
+        "every package (shared ones once) + the cache",
+    )
+    table.note = (
+        f"Workloads: {count} short read clips (STT), player lines (LLM), sentences (TTS, whose output the "
+        "face animates). A real-time factor under 1 keeps up with speech. Load s: building and warm-up "
+        "in that process. Disk per component: its packages beyond the core install; packages shared by "
+        "components (e.g. onnxruntime) are in the core or counted in each component and once in TOTAL."
+    )
     return table, raw
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point: ``python -m facecast.bench.resources_bench [--quick]`` prints the table."""
-    parser = argparse.ArgumentParser(prog="python -m facecast.bench.resources_bench",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m facecast.bench.resources_bench", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--worker", nargs=2, metavar=("ROLE", "NAME"), help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, default=3, help=argparse.SUPPRESS)

@@ -21,8 +21,12 @@ from .report import Table, percentiles
 
 __all__ = ["scale", "rss_mb"]
 
-LINES = ["Good morning, how are you today?", "Where can I buy some fresh bread?",
-         "Tell me about the old lighthouse.", "What is the weather like at sea?"]
+LINES = [
+    "Good morning, how are you today?",
+    "Where can I buy some fresh bread?",
+    "Tell me about the old lighthouse.",
+    "What is the weather like at sea?",
+]
 
 
 def rss_mb() -> float:
@@ -35,19 +39,24 @@ def rss_mb() -> float:
 
 
 def _script(url: str, turns: int, k: int) -> Script:
-    return Script(SimConfig(url=url, subject=f"Scale{k}"),
-                  tuple(Turn(LINES[(k + t) % len(LINES)]) for t in range(turns)), timeout=120)
+    return Script(
+        SimConfig(url=url, subject=f"Scale{k}"),
+        tuple(Turn(LINES[(k + t) % len(LINES)]) for t in range(turns)),
+        timeout=120,
+    )
 
 
 async def scale(services: Services, counts: tuple[int, ...], turns: int) -> tuple[Table, dict[str, object]]:
-    table = Table(f"Concurrent conversations ({turns} typed turns each, one server process)",
-                  ["conversations", "latency p50 ms", "p95 ms", "p99 ms", "late audio frames", "MiB per session"],
-                  note="Latency: typed text -> playback start (includes engine-sim's 50 ms start buffer). "
-                       "Late audio frames: reply audio that arrived after it was due to play; real time "
-                       "breaks where this becomes non-zero. MiB per session: peak resident memory of the "
-                       "server process while they talk, above the idle server, per conversation "
-                       "(sessions reuse memory the warmed-up process already holds, so growth is a fraction of "
-                       "a MiB).")
+    table = Table(
+        f"Concurrent conversations ({turns} typed turns each, one server process)",
+        ["conversations", "latency p50 ms", "p95 ms", "p99 ms", "late audio frames", "MiB per session"],
+        note="Latency: typed text -> playback start (includes engine-sim's 50 ms start buffer). "
+        "Late audio frames: reply audio that arrived after it was due to play; real time "
+        "breaks where this becomes non-zero. MiB per session: peak resident memory of the "
+        "server process while they talk, above the idle server, per conversation "
+        "(sessions reuse memory the warmed-up process already holds, so growth is a fraction of "
+        "a MiB).",
+    )
     raw: dict[str, object] = {}
     async with BackgroundServer(replace(Settings(), livelink=("off",)), services) as server:
         await run_engines([_script(server.ws_url, 1, 0)])  # warm-up
@@ -71,6 +80,9 @@ async def scale(services: Services, counts: tuple[int, ...], turns: int) -> tupl
             latencies = [report.response_latency * 1000 for report in reports]
             late = sum(utt.underruns for report in reports for utt in report.utterances)
             table.add(count, *percentiles(latencies), late, max(0.0, after - before) / count)
-            raw[f"conversations_{count}"] = {"latency_ms": latencies, "late_audio_frames": late,
-                                             "rss_delta_mb": after - before}
+            raw[f"conversations_{count}"] = {
+                "latency_ms": latencies,
+                "late_audio_frames": late,
+                "rss_delta_mb": after - before,
+            }
     return table, raw

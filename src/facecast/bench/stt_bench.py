@@ -51,11 +51,21 @@ _EVERYDAY = ("read", "conversational")
 _MARKUP = re.compile(r"<[^>]*>|\[[^\]]*\]")
 _FILLERS = frozenset({"uh", "um", "hm", "hmm", "mm", "mhm", "ah", "eh", "uhm", "erm"})
 _SPELLINGS = {
-    "mr": "mister", "mrs": "missus", "ok": "okay", "yknow": "you know", "gonna": "going to",
-    "wanna": "want to", "kinda": "kind of", "gotta": "got to", "alright": "all right", "er": "her",
+    "mr": "mister",
+    "mrs": "missus",
+    "ok": "okay",
+    "yknow": "you know",
+    "gonna": "going to",
+    "wanna": "want to",
+    "kinda": "kind of",
+    "gotta": "got to",
+    "alright": "all right",
+    "er": "her",
 }
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-         "seventeen eighteen nineteen").split()
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen"
+).split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 
 
@@ -81,10 +91,20 @@ def _number_or_year(digits: str) -> str:
     return _number_words(n)
 
 
-_CONTRACTIONS = [(re.compile(p), r) for p, r in (
-    (r"\bcan't\b", "can not"), (r"\bwon't\b", "will not"), (r"\bain't\b", "is not"), (r"n't\b", " not"),
-    (r"'re\b", " are"), (r"'ll\b", " will"), (r"'ve\b", " have"), (r"\bi'm\b", "i am"), (r"'d\b", " would"),
-)]
+_CONTRACTIONS = [
+    (re.compile(p), r)
+    for p, r in (
+        (r"\bcan't\b", "can not"),
+        (r"\bwon't\b", "will not"),
+        (r"\bain't\b", "is not"),
+        (r"n't\b", " not"),
+        (r"'re\b", " are"),
+        (r"'ll\b", " will"),
+        (r"'ve\b", " have"),
+        (r"\bi'm\b", "i am"),
+        (r"'d\b", " would"),
+    )
+]
 
 
 def normalise(text: str) -> list[str]:
@@ -171,8 +191,16 @@ async def accuracy(engines: Mapping[str, SpeechToText], corpus: Sequence[Clip]) 
         for clip in corpus:
             pcm, rate = read_audio(clip.path)
             text, seconds = await transcribe_pcm(stt, pcm, rate)
-            per_clip.append({"clip": clip.name, "category": clip.category, "audio_s": len(pcm) / rate,
-                             "decode_s": seconds, "reference": clip.text, "hypothesis": text})
+            per_clip.append(
+                {
+                    "clip": clip.name,
+                    "category": clip.category,
+                    "audio_s": len(pcm) / rate,
+                    "decode_s": seconds,
+                    "reference": clip.text,
+                    "hypothesis": text,
+                }
+            )
         raw[name] = per_clip
     return rescore(raw), dict(raw)
 
@@ -182,8 +210,10 @@ def rescore(raw: Mapping[str, Sequence[Mapping[str, object]]], rss_mb: Mapping[s
     ``--json``), scored with the current :func:`normalise`; with ``rss_mb`` (engine -> peak RSS MB) a peak
     RSS column too."""
     columns = ["engine", "category", "clips", "words", "WER %", "real-time factor"]
-    table = Table("Speech-to-text on real speech (WER, lower is better)",
-                  columns + (["peak RSS MB"] if rss_mb is not None else []))
+    table = Table(
+        "Speech-to-text on real speech (WER, lower is better)",
+        columns + (["peak RSS MB"] if rss_mb is not None else []),
+    )
     extra: tuple[object, ...] = ()
     for name, saved in raw.items():
         per_clip = []
@@ -196,8 +226,7 @@ def rescore(raw: Mapping[str, Sequence[Mapping[str, object]]], rss_mb: Mapping[s
             rows = [r for r in per_clip if r["category"] == category]
             if rows:
                 table.add(name, category, *_score(rows), *extra)
-        table.add(name, "read + conversational", *_score([r for r in per_clip if r["category"] in _EVERYDAY]),
-                  *extra)
+        table.add(name, "read + conversational", *_score([r for r in per_clip if r["category"] in _EVERYDAY]), *extra)
     return table
 
 
@@ -210,21 +239,24 @@ def _score(rows: Iterable[Mapping[str, object]]) -> tuple[int, int, float, float
     return len(items), words, 100.0 * errors / max(1, words), decode / audio if audio else float("nan")
 
 
-async def decode_latency(engines: Mapping[str, SpeechToText], lengths: Sequence[float] = (1, 2, 3, 4, 6),
-                         runs: int = 5) -> tuple[Table, dict[str, object]]:
+async def decode_latency(
+    engines: Mapping[str, SpeechToText], lengths: Sequence[float] = (1, 2, 3, 4, 6), runs: int = 5
+) -> tuple[Table, dict[str, object]]:
     """p50 / p90 seconds from the end of a turn's input to its final, per engine and turn length.
 
     Turns are the first ``length`` seconds of the longest read clip (real speech), fed in 20 ms chunks as
     fast as the engine takes them; one untimed run per engine first (model load, caches)."""
     clip = max(clips("read"), key=lambda c: c.path.stat().st_size)
     pcm, rate = read_audio(clip.path)
-    table = Table("Speech-to-text: end of input to final transcript",
-                  ["engine", "turn s", "p50 ms", "p90 ms"],
-                  note=f"{runs} runs per cell on '{clip.name}' cut to each length, fed at once (PocketSphinx's time "
-                  "here is its backlog; live it decodes while the player speaks). Whisper decodes after the end.")
+    table = Table(
+        "Speech-to-text: end of input to final transcript",
+        ["engine", "turn s", "p50 ms", "p90 ms"],
+        note=f"{runs} runs per cell on '{clip.name}' cut to each length, fed at once (PocketSphinx's time "
+        "here is its backlog; live it decodes while the player speaks). Whisper decodes after the end.",
+    )
     raw: dict[str, object] = {}
     for name, stt in engines.items():
-        await transcribe_pcm(stt, pcm[: rate], rate)
+        await transcribe_pcm(stt, pcm[:rate], rate)
         cells: dict[str, list[float]] = {}
         for length in lengths:
             turn = pcm[: int(length * rate)]
@@ -260,8 +292,9 @@ def peak_rss_mb(engine: str, clip: Path) -> tuple[float, float]:
     """(peak RSS of a fresh process that builds ``engine`` and transcribes ``clip``, its RSS before building)
     in MB; ``engine`` is ``whisper-BEAM`` (Whisper base with that beam size) or a ``--stt`` provider name.
     Measured in a subprocess (Linux ``/proc``) so nothing else in this process counts."""
-    done = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(clip), engine], capture_output=True,
-                          text=True, check=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", _RSS_SCRIPT, str(clip), engine], capture_output=True, text=True, check=True, timeout=600
+    )
     before, peak = (int(v) / 1024 for v in done.stdout.split()[-2:])
     return peak, before
 
@@ -306,11 +339,13 @@ async def stt_accuracy(quick: bool = False, *, per_category: int | None = None) 
         rss[name], before = await asyncio.to_thread(peak_rss_mb, engine, longest.path)
     clip_rows: dict[str, Sequence[Mapping[str, object]]] = {k: v for k, v in raw.items() if isinstance(v, list)}
     table = rescore(clip_rows, rss)
-    table.note = (f"Whisper base int8, 2 threads. Peak RSS: a fresh process building the engine and transcribing "
-                  f"'{longest.name}' ({before:.0f} MB before building). Real-time factor: time from the end of the "
-                  "input (fed at once) to the final / audio length; PocketSphinx decodes as audio arrives, so live "
-                  "it has little left at the end. Hard clips (whisper, falsetto, cut-off words...) and jargon (a "
-                  "product name) have their own rows.")
+    table.note = (
+        f"Whisper base int8, 2 threads. Peak RSS: a fresh process building the engine and transcribing "
+        f"'{longest.name}' ({before:.0f} MB before building). Real-time factor: time from the end of the "
+        "input (fed at once) to the final / audio length; PocketSphinx decodes as audio arrives, so live "
+        "it has little left at the end. Hard clips (whisper, falsetto, cut-off words...) and jargon (a "
+        "product name) have their own rows."
+    )
     raw["peak_rss_mb"] = rss
     raw["whisper_peak_rss_mb"] = rss["whisper base (beam 1)"]
     raw["rss_before_load_mb"] = before
@@ -365,4 +400,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -141,14 +141,26 @@ async def measure_voice(name: str, sentences: Sequence[str] = SENTENCES) -> tupl
         firsts.append(first)
         rtfs.append(elapsed / max(1e-9, len(pcm) / tts.sample_rate))
         audio.append(pcm)
-    return {"voice": name, "rate": tts.sample_rate, "load_s": load_s, "first_chunk_s": firsts, "rtf": rtfs,
-            "rss_before_mb": before / 1024, "peak_rss_mb": _kb("VmHWM:") / 1024}, audio
+    return {
+        "voice": name,
+        "rate": tts.sample_rate,
+        "load_s": load_s,
+        "first_chunk_s": firsts,
+        "rtf": rtfs,
+        "rss_before_mb": before / 1024,
+        "peak_rss_mb": _kb("VmHWM:") / 1024,
+    }, audio
 
 
 def _measure_in_child(name: str, count: int, folder: Path) -> tuple[dict[str, Any], list[np.ndarray]]:
     out = folder / f"{name}.npz"
-    done = subprocess.run([sys.executable, "-m", "facecast.bench.tts_bench", "--worker", name, "--limit", str(count),
-                           "--out", str(out)], capture_output=True, text=True, check=False, timeout=1800)
+    done = subprocess.run(
+        [sys.executable, "-m", "facecast.bench.tts_bench", "--worker", name, "--limit", str(count), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1800,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"tts_bench worker for {name} failed:\n{done.stderr[-3000:]}")
     report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -163,8 +175,9 @@ def _whisper_model() -> Any:
     from ..modelcache import assemble
     from ..stt.whisper import WHISPER_BASE
 
-    return WhisperModel(str(assemble(WHISPER_BASE)), device="cpu", compute_type="int8", cpu_threads=2,
-                        local_files_only=True)
+    return WhisperModel(
+        str(assemble(WHISPER_BASE)), device="cpu", compute_type="int8", cpu_threads=2, local_files_only=True
+    )
 
 
 def transcribe(whisper: Any, pcm: np.ndarray, rate: int) -> str:
@@ -211,9 +224,10 @@ async def tts_table(voices: Sequence[str] = VOICES, count: int = len(SENTENCES))
     sentences = SENTENCES[:count]
     raw: dict[str, object] = {}
     skipped = [v for v in voices if not get("tts", v).installed()]
-    table = Table(f"Text-to-speech on the same {len(sentences)} sentences (Whisper round trip)",
-                  ["voice", "rate Hz", "WER %", "first chunk p50 ms", "first chunk p95 ms", "RTF p50",
-                   "peak RSS MB", "load s"])
+    table = Table(
+        f"Text-to-speech on the same {len(sentences)} sentences (Whisper round trip)",
+        ["voice", "rate Hz", "WER %", "first chunk p50 ms", "first chunk p95 ms", "RTF p50", "peak RSS MB", "load s"],
+    )
     with tempfile.TemporaryDirectory(prefix="facecast-tts-bench-") as tmp:
         measured = []
         for voice in voices:
@@ -223,15 +237,24 @@ async def tts_table(voices: Sequence[str] = VOICES, count: int = len(SENTENCES))
     for report, audio in measured:
         await asyncio.to_thread(_score, whisper, report, audio, sentences)
         p50, p95 = percentiles([1000 * f for f in report["first_chunk_s"]], (50, 95))
-        table.add(report["voice"], report["rate"], 100 * report["wer"], p50, p95,
-                  ratio(statistics.median(report["rtf"])), report["peak_rss_mb"], report["load_s"])
+        table.add(
+            report["voice"],
+            report["rate"],
+            100 * report["wer"],
+            p50,
+            p95,
+            ratio(statistics.median(report["rtf"])),
+            report["peak_rss_mb"],
+            report["load_s"],
+        )
         raw[report["voice"]] = report
-    table.note = ("WER: the embedded Whisper base (beam 5) transcribing each voice's audio, against the text "
-                  "(lower is better; Whisper's own errors are included, so it is a floor, not 0). First chunk: "
-                  "from the synthesize call to its first audio chunk, after a warm-up call. RTF: synthesis time / "
-                  "audio length. Peak RSS: the voice's own child process (a bare Python with facecast imported "
-                  f"is about {_bare_rss(measured):.0f} MB)." + (f" Not installed: {', '.join(skipped)}." if skipped
-                                                                    else ""))
+    table.note = (
+        "WER: the embedded Whisper base (beam 5) transcribing each voice's audio, against the text "
+        "(lower is better; Whisper's own errors are included, so it is a floor, not 0). First chunk: "
+        "from the synthesize call to its first audio chunk, after a warm-up call. RTF: synthesis time / "
+        "audio length. Peak RSS: the voice's own child process (a bare Python with facecast imported "
+        f"is about {_bare_rss(measured):.0f} MB)." + (f" Not installed: {', '.join(skipped)}." if skipped else "")
+    )
     return table, raw
 
 
@@ -241,8 +264,9 @@ def _bare_rss(measured: Sequence[tuple[dict[str, Any], list[np.ndarray]]]) -> fl
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m facecast.bench.tts_bench",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m facecast.bench.tts_bench", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("voices", nargs="*", default=list(VOICES))
     parser.add_argument("--limit", type=int, default=len(SENTENCES), help="how many of the 50 sentences")
     parser.add_argument("--json", type=Path, default=None, help="write every report (misheard sentences) here")

@@ -39,9 +39,14 @@ QUESTIONS = [
     "Do you know my brother?",
 ]
 
-CHAIN = [("endpointing", None, "endpoint"), ("STT final", "endpoint", "stt_final"),
-         ("LLM first token", "stt_final", "llm_first_token"), ("first sentence", "llm_first_token", "first_sentence"),
-         ("TTS first chunk", "first_sentence", "tts_first_chunk"), ("engine ack", "tts_first_chunk", "engine_ack")]
+CHAIN = [
+    ("endpointing", None, "endpoint"),
+    ("STT final", "endpoint", "stt_final"),
+    ("LLM first token", "stt_final", "llm_first_token"),
+    ("first sentence", "llm_first_token", "first_sentence"),
+    ("TTS first chunk", "first_sentence", "tts_first_chunk"),
+    ("engine ack", "tts_first_chunk", "engine_ack"),
+]
 """The sequential stages: (row name, server timing key it starts at (None: end of speech), key it ends at)."""
 
 LIGHT_LABEL = "pocketsphinx + echo LLM + espeak + phonetic face"
@@ -65,8 +70,9 @@ async def spoken_questions(voice: str = "en-gb") -> list[Question]:
     return out
 
 
-def real_questions(count: int | None = None, *, min_s: float = 1.5, max_s: float = 5.0,
-                   tail_s: float = 1.5, max_pause_ms: int = 250) -> list[Question]:
+def real_questions(
+    count: int | None = None, *, min_s: float = 1.5, max_s: float = 5.0, tail_s: float = 1.5, max_pause_ms: int = 250
+) -> list[Question]:
     """REAL human speech as the player's questions: the ``read`` and ``conversational`` clips of
     :mod:`facecast.speechdata` from ``min_s`` to ``max_s`` seconds long without an inner pause over
     ``max_pause_ms`` (20 ms frames 35 dB under the loudest; a longer pause would end the turn early),
@@ -113,9 +119,16 @@ def _pad(pcm: Float32Array, rate: int, tail_s: float) -> Float32Array:
     return np.concatenate([lead, np.asarray(pcm, np.float32), tail])
 
 
-async def voice_to_voice(services: Services, turns: int, endpoint_ms: int = 300, *, label: str = LIGHT_LABEL,
-                         questions: Sequence[Question] | None = None, settings: Settings | None = None,
-                         speech: str = "espeak-spoken questions") -> tuple[Table, dict[str, object]]:
+async def voice_to_voice(
+    services: Services,
+    turns: int,
+    endpoint_ms: int = 300,
+    *,
+    label: str = LIGHT_LABEL,
+    questions: Sequence[Question] | None = None,
+    settings: Settings | None = None,
+    speech: str = "espeak-spoken questions",
+) -> tuple[Table, dict[str, object]]:
     """One conversation of ``turns`` spoken turns (``questions`` in order, cycled; default
     :func:`spoken_questions`) through the real server on ``services`` with ``settings`` (default: the
     defaults; ``endpoint_ms`` and no Live Link are applied on top). ``label`` names the services in the title,
@@ -146,15 +159,24 @@ async def voice_to_voice(services: Services, turns: int, endpoint_ms: int = 300,
             stages[name].append(timing[end] - (timing[start] if start else 0.0))
         stages["first face frame"].append(timing["first_face"] - timing["tts_first_chunk"])
         unaccounted.append(total - timing["engine_ack"])
-    table = Table(f"Voice-to-voice with {endpoint_ms} ms endpointing: end of speech -> engine playback start "
-                  f"({len(totals)} of {turns} turns, {speech}; {label})",
-                  ["stage", "p50 ms", "p95 ms", "p99 ms"],
-                  note="Endpointing is the configured end-of-turn silence (--endpoint-ms). Engine ack includes "
-                       "engine-sim's 50 ms playback start buffer; engine-sim runs in its own process, like an engine. "
-                       "First face frame runs in parallel with the ack.")
+    table = Table(
+        f"Voice-to-voice with {endpoint_ms} ms endpointing: end of speech -> engine playback start "
+        f"({len(totals)} of {turns} turns, {speech}; {label})",
+        ["stage", "p50 ms", "p95 ms", "p99 ms"],
+        note="Endpointing is the configured end-of-turn silence (--endpoint-ms). Engine ack includes "
+        "engine-sim's 50 ms playback start buffer; engine-sim runs in its own process, like an engine. "
+        "First face frame runs in parallel with the ack.",
+    )
     table.add("TOTAL (client measured)", *percentiles(totals))
     for name, values in stages.items():
         table.add(f"  {name}", *percentiles(values))
     table.add("  unaccounted (transport)", *percentiles(unaccounted))
-    return table, {"total_ms": totals, "stages_ms": stages, "unaccounted_ms": unaccounted, "turns": turns,
-                   "answered": len(totals), "transcripts": [r.transcript for r in reports], "errors": errors}
+    return table, {
+        "total_ms": totals,
+        "stages_ms": stages,
+        "unaccounted_ms": unaccounted,
+        "turns": turns,
+        "answered": len(totals),
+        "transcripts": [r.transcript for r in reports],
+        "errors": errors,
+    }

@@ -74,8 +74,9 @@ class AudioFaceStream:
         except FacecastError as exc:
             log.info("audio face stream failed: %s", exc)
             raise
-        await self._emit(UtteranceEnded(self.utterance, self._samples, frames_for_samples(self._samples, self.rate),
-                                        ""))
+        await self._emit(
+            UtteranceEnded(self.utterance, self._samples, frames_for_samples(self._samples, self.rate), "")
+        )
 
 
 def puppet_delay(animator: FaceAnimator, margin: float = 0.05) -> float:

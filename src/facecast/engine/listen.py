@@ -88,7 +88,11 @@ class Listener:
     """Routes microphone audio to speech-to-text, one turn per player utterance."""
 
     def __init__(
-        self, stt: SpeechToText, mic_rate: int, callbacks: ListenerCallbacks, turns: TurnConfig | None,
+        self,
+        stt: SpeechToText,
+        mic_rate: int,
+        callbacks: ListenerCallbacks,
+        turns: TurnConfig | None,
         max_seconds: float = 60.0,
     ) -> None:
         self._stt = stt
@@ -252,7 +256,9 @@ class Listener:
         await self._cb.utterance(HeardUtterance(text, end.speech_end, end.endpoint, time.monotonic()))
 
     async def _transcribe(
-        self, queue: asyncio.Queue[AudioChunk | _End | None], done: asyncio.Future[str | None],
+        self,
+        queue: asyncio.Queue[AudioChunk | _End | None],
+        done: asyncio.Future[str | None],
         previous: asyncio.Task[None] | None,
     ) -> None:
         ended = False

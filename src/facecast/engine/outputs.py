@@ -45,8 +45,15 @@ from .pacer import FrameChannel, UtterancePlayback
 from .sinks import Output, SessionInfo
 from .timeline import FaceTimeline
 
-__all__ = ["PacedSink", "LiveLinkOutput", "RecorderOutput", "RecorderSink", "outputs_from_settings", "run_outputs",
-           "OUTPUT_SCHEMES"]
+__all__ = [
+    "PacedSink",
+    "LiveLinkOutput",
+    "RecorderOutput",
+    "RecorderSink",
+    "outputs_from_settings",
+    "run_outputs",
+    "OUTPUT_SCHEMES",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +67,12 @@ class PacedSink:
     it may read live values); ``release`` is called once on :meth:`close` (e.g. to remove the channel).
     """
 
-    def __init__(self, channel: FrameChannel[Any], info: Callable[[], dict[str, object]] | None = None,
-                 release: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        channel: FrameChannel[Any],
+        info: Callable[[], dict[str, object]] | None = None,
+        release: Callable[[], None] | None = None,
+    ) -> None:
         self.channel = channel
         self._info = info
         self._release = release
@@ -137,8 +148,11 @@ class LiveLinkOutput:
         self._sender.close()
 
     def describe(self) -> dict[str, object]:
-        return {"output": "livelink", "targets": [str(t) for t in self._sender.targets],
-                "subjects": [c.name for c in self.pacer.subjects]}
+        return {
+            "output": "livelink",
+            "targets": [str(t) for t in self._sender.targets],
+            "subjects": [c.name for c in self.pacer.subjects],
+        }
 
     def attach(self, session: SessionInfo) -> PacedSink:
         """The session's subject (``hello.subject``, else its character's, else the default), showing the
@@ -152,8 +166,9 @@ class LiveLinkOutput:
 
         return PacedSink(channel, info, lambda: self.pacer.remove_subject(subject.name))
 
-    def subject(self, wanted: str, seed: int = 0, *, composer: FaceTimeline | None = None
-                ) -> tuple[SubjectChannel, AnimationLayer]:
+    def subject(
+        self, wanted: str, seed: int = 0, *, composer: FaceTimeline | None = None
+    ) -> tuple[SubjectChannel, AnimationLayer]:
         """A new subject named ``wanted`` (or ``wanted-2``, ... if the name is taken) showing ``composer``'s
         idle face (default: a new timeline seeded ``seed``, e.g. for a character streaming only its idle face);
         returns it and that timeline's layer. Remove it with ``pacer.remove_subject(channel.name)``."""
@@ -325,8 +340,11 @@ def outputs_from_settings(settings: Settings) -> list[Output]:
     for url in settings.outputs:
         scheme, sep, rest = url.strip().partition("://")
         if not sep or scheme.lower() not in OUTPUT_SCHEMES:
-            raise ConfigError(f"output {url!r}: expected one of " + ", ".join(f"{s}://..." for s in OUTPUT_SCHEMES)
-                              + " (livelink://HOST:PORT, record:///DIR)")
+            raise ConfigError(
+                f"output {url!r}: expected one of "
+                + ", ".join(f"{s}://..." for s in OUTPUT_SCHEMES)
+                + " (livelink://HOST:PORT, record:///DIR)"
+            )
         if scheme.lower() == "livelink":
             targets.update(dict.fromkeys(_livelink_targets([rest], f"output {url!r}")))
         elif rest:

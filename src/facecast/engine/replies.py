@@ -95,8 +95,10 @@ class Replies:
         utterance = next(self._ctx.utterances)
         pace: Pace | None = None
         if self._ctx.config.lead > 0:
+
             def pace(produced: int) -> Awaitable[None]:
                 return self._pace(utterance, produced)
+
         await self._stream(self._produce(utterance, text, pace, stages), stages)
 
     async def _pace(self, utterance: int, produced: int) -> None:
@@ -140,10 +142,16 @@ class Replies:
 
     def _begin(self, event: UtteranceStarted, stages: dict[str, float]) -> _Outgoing:
         ctx = self._ctx
-        gate = AckGate(event.utterance, event.rate, ctx.timeline, acks=ctx.hello.acks,
-                       ack_timeout=ctx.config.ack_timeout)
-        out = _Outgoing(gate, Resampler(event.rate, ctx.hello.audio.rate), owner=asyncio.current_task(),
-                        reply=ReplyText(event.rate), stages=stages)
+        gate = AckGate(
+            event.utterance, event.rate, ctx.timeline, acks=ctx.hello.acks, ack_timeout=ctx.config.ack_timeout
+        )
+        out = _Outgoing(
+            gate,
+            Resampler(event.rate, ctx.hello.audio.rate),
+            owner=asyncio.current_task(),
+            reply=ReplyText(event.rate),
+            stages=stages,
+        )
         if not ctx.hello.acks:
             out.acked.set()  # nothing to wait for: production is paced from the first audio (or from now)
         self._current = out
@@ -215,8 +223,9 @@ class Replies:
         if out.gate.first_audio is None:
             self._apply(out, out.gate.audio_sent(ctx.clock()))
             out.audio_started.set()
-        await ctx.send_face(proto.encode_audio(out.utterance, out.sent_samples,
-                                               float_to_pcm16(pcm, ctx.hello.audio.channels)))
+        await ctx.send_face(
+            proto.encode_audio(out.utterance, out.sent_samples, float_to_pcm16(pcm, ctx.hello.audio.channels))
+        )
         out.sent_samples += len(pcm)
 
     async def _release_face(self, out: _Outgoing) -> None:
@@ -241,8 +250,11 @@ class Replies:
         ctx.timeline.rewind(ctx.clock())
         ctx.sinks.on_clear(out.utterance)
         await ctx.send(proto.ClearBuffer(out.utterance))
-        await ctx.error("ack_timeout", f"no playback_started for utterance {out.utterance} within "
-                        f"{ctx.config.ack_timeout:g} s; the utterance was abandoned")
+        await ctx.error(
+            "ack_timeout",
+            f"no playback_started for utterance {out.utterance} within "
+            f"{ctx.config.ack_timeout:g} s; the utterance was abandoned",
+        )
         if out.owner is not None:
             out.owner.cancel()
 
@@ -261,8 +273,9 @@ class Replies:
         """The client's ack: releases the current utterance's face (errors ``out_of_order`` otherwise)."""
         out = self._current
         if out is None or out.utterance != message.utterance:
-            await self._ctx.error("out_of_order", f"playback_started for utterance {message.utterance}, "
-                                  "which is not the one being sent")
+            await self._ctx.error(
+                "out_of_order", f"playback_started for utterance {message.utterance}, which is not the one being sent"
+            )
             return
         acked_before = out.gate.anchor is not None
         now = self._ctx.clock()

@@ -141,8 +141,9 @@ class EngineSession:
         if hello.character:
             if hello.character not in self._characters:
                 known = ", ".join(sorted(self._characters)) or "none"
-                await self.send_error("bad_message", f"unknown character {hello.character!r} (this server has: "
-                                                     f"{known})")
+                await self.send_error(
+                    "bad_message", f"unknown character {hello.character!r} (this server has: {known})"
+                )
                 return
             character = self._characters[hello.character]
         try:
@@ -155,8 +156,20 @@ class EngineSession:
             timeline = FaceTimeline(self._seed, character.idle.layer_config())
         history = self.history if character is self.character else _history(character)
         group = SinkGroup()
-        ctx = SessionContext(hello, self._config, services, self.send, self._tx.send_bytes, self.send_error,
-                             group, timeline, history, itertools.count(1), self._clock, self._metrics)
+        ctx = SessionContext(
+            hello,
+            self._config,
+            services,
+            self.send,
+            self._tx.send_bytes,
+            self.send_error,
+            group,
+            timeline,
+            history,
+            itertools.count(1),
+            self._clock,
+            self._metrics,
+        )
         try:
             workflow = start_workflow(ctx)
         except WorkflowUnavailable as exc:
@@ -171,10 +184,14 @@ class EngineSession:
         if described:
             info = described[0]
             epoch = info.get("epoch")
-            livelink = proto.LiveLinkInfo(str(info["subject"]), str(info["device_id"]),
-                                          float(epoch) if isinstance(epoch, int | float) else None)
-        await self.send(proto.Welcome(hello.audio, hello.face, hello.acks, self._config.ack_timeout, hello.workflow,
-                                      hello.turns, livelink))
+            livelink = proto.LiveLinkInfo(
+                str(info["subject"]), str(info["device_id"]), float(epoch) if isinstance(epoch, int | float) else None
+            )
+        await self.send(
+            proto.Welcome(
+                hello.audio, hello.face, hello.acks, self._config.ack_timeout, hello.workflow, hello.turns, livelink
+            )
+        )
 
     # -- control --------------------------------------------------------------------------------
     async def interrupt(self, reason: str = "interrupt", notify: bool = True) -> None:

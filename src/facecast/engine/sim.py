@@ -131,11 +131,18 @@ class EngineSim:
         if cfg.livelink_port:
             loop = asyncio.get_running_loop()
             self._udp, _ = await loop.create_datagram_endpoint(
-                lambda: self._listener, local_addr=("127.0.0.1", cfg.livelink_port), family=socket.AF_INET)
+                lambda: self._listener, local_addr=("127.0.0.1", cfg.livelink_port), family=socket.AF_INET
+            )
         headers = {"Authorization": f"Bearer {cfg.token}"} if cfg.token else None
         self._ws = await connect(cfg.url, additional_headers=headers, max_size=2**21)
-        hello = proto.Hello(audio=proto.AudioFormat(cfg.rate, 1), mic=proto.AudioFormat(cfg.mic_rate, 1), face=True,
-                            subject=cfg.subject, acks=cfg.acks, turns=cfg.turns)
+        hello = proto.Hello(
+            audio=proto.AudioFormat(cfg.rate, 1),
+            mic=proto.AudioFormat(cfg.mic_rate, 1),
+            face=True,
+            subject=cfg.subject,
+            acks=cfg.acks,
+            turns=cfg.turns,
+        )
         await self._ws.send(proto.encode_message(hello))
         raw = await self._ws.recv()
         welcome = proto.decode_server(raw)
@@ -357,5 +364,9 @@ def summarize(values: Sequence[float]) -> dict[str, float]:
     if not values:
         return {}
     arr = np.abs(np.asarray(values)) * 1000
-    return {"p50_ms": float(np.percentile(arr, 50)), "p99_ms": float(np.percentile(arr, 99)),
-            "max_ms": float(arr.max()), "count": float(len(arr))}
+    return {
+        "p50_ms": float(np.percentile(arr, 50)),
+        "p99_ms": float(np.percentile(arr, 99)),
+        "max_ms": float(arr.max()),
+        "count": float(len(arr)),
+    }

@@ -44,9 +44,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Inbound = (
-    Mic | proto.UserText | proto.EndOfSpeech | proto.PlaybackStarted | proto.PlaybackFinished | proto.Interrupt
-)
+Inbound = Mic | proto.UserText | proto.EndOfSpeech | proto.PlaybackStarted | proto.PlaybackFinished | proto.Interrupt
 
 
 class Workflow(Protocol):
@@ -86,8 +84,9 @@ class _Spoken:
         self._listener = Listener(ctx.services.stt, ctx.hello.mic.rate, callbacks, turns, ctx.config.max_mic_seconds)
         self.replies = Replies(ctx, self._produce)
 
-    def _produce(self, utterance: int, text: str, pace: Pace | None,
-                 stages: dict[str, float]) -> AsyncIterator[UtteranceEvent]:
+    def _produce(
+        self, utterance: int, text: str, pace: Pace | None, stages: dict[str, float]
+    ) -> AsyncIterator[UtteranceEvent]:
         raise NotImplementedError
 
     async def receive(self, message: Inbound) -> None:
@@ -131,22 +130,31 @@ class _Spoken:
 class Conversation(_Spoken):
     """The player's turn goes to the LLM; its streamed answer is spoken and animated."""
 
-    def _produce(self, utterance: int, text: str, pace: Pace | None,
-                 stages: dict[str, float]) -> AsyncIterator[UtteranceEvent]:
+    def _produce(
+        self, utterance: int, text: str, pace: Pace | None, stages: dict[str, float]
+    ) -> AsyncIterator[UtteranceEvent]:
         clock = self._ctx.clock
 
         def first_token() -> None:
             stages.setdefault("llm_first_token", clock())
 
-        return run_turn(utterance, text, self._ctx.services, self._ctx.history, record_reply=False,
-                        on_first_token=first_token, pace=pace)
+        return run_turn(
+            utterance,
+            text,
+            self._ctx.services,
+            self._ctx.history,
+            record_reply=False,
+            on_first_token=first_token,
+            pace=pace,
+        )
 
 
 class Say(_Spoken):
     """The player's text (typed or transcribed) is spoken as is."""
 
-    def _produce(self, utterance: int, text: str, pace: Pace | None,
-                 stages: dict[str, float]) -> AsyncIterator[UtteranceEvent]:
+    def _produce(
+        self, utterance: int, text: str, pace: Pace | None, stages: dict[str, float]
+    ) -> AsyncIterator[UtteranceEvent]:
         services = self._ctx.services
         return say_text(utterance, text, services.tts, services.face, pace=pace)
 
@@ -161,8 +169,10 @@ class _AudioDriven:
 
     def __init__(self, ctx: SessionContext, delay: float) -> None:
         if ctx.services.audio_face is None:
-            raise WorkflowUnavailable(f"the {ctx.hello.workflow} workflow needs an audio-driven face model "
-                                      "(the learned model could not be loaded; see the server log)")
+            raise WorkflowUnavailable(
+                f"the {ctx.hello.workflow} workflow needs an audio-driven face model "
+                "(the learned model could not be loaded; see the server log)"
+            )
         self._ctx = ctx
         self._animator = ctx.services.audio_face
         self._delay = delay
@@ -224,8 +234,9 @@ class _AudioDriven:
                 if isinstance(command, Show):
                     self._shown(command)
                     if ctx.hello.face:
-                        await ctx.send_face(proto.encode_face(event.utterance, command.frames.start,
-                                                              command.frames.values))
+                        await ctx.send_face(
+                            proto.encode_face(event.utterance, command.frames.start, command.frames.values)
+                        )
         elif isinstance(event, UtteranceEnded):
             self._ended(event)
             await ctx.send(proto.UtteranceEnd(event.utterance, event.samples, event.frames, ""))
@@ -307,4 +318,3 @@ assert set(WORKFLOWS) == set(proto.WORKFLOWS)
 def start_workflow(ctx: SessionContext) -> Workflow:
     """The workflow ``ctx.hello`` asks for. Raises :class:`WorkflowUnavailable` when it cannot run here."""
     return WORKFLOWS[ctx.hello.workflow](ctx)
-

@@ -102,8 +102,9 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
 def mel_filterbank(config: FeatureConfig) -> Float32Array:
     """Triangular HTK-mel filters with unit peaks, shape (n_fft // 2 + 1, n_mels)."""
     bins = np.arange(config.n_fft // 2 + 1) * config.rate / config.n_fft
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(np.array(config.fmin)), _hz_to_mel(np.array(config.fmax)),
-                                   config.n_mels + 2))
+    edges = _mel_to_hz(
+        np.linspace(_hz_to_mel(np.array(config.fmin)), _hz_to_mel(np.array(config.fmax)), config.n_mels + 2)
+    )
     lo, mid, hi = edges[:-2], edges[1:-1], edges[2:]
     rising = (bins[:, None] - lo) / np.maximum(mid - lo, 1e-9)
     falling = (hi - bins[:, None]) / np.maximum(hi - mid, 1e-9)

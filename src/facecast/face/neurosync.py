@@ -234,8 +234,9 @@ class NeuroSyncAnimator:
     (tests, benchmarks with random weights).
     """
 
-    def __init__(self, path: str | Path | None = None, *, device: str | None = None,
-                 net: NeuroSyncNet | None = None) -> None:
+    def __init__(
+        self, path: str | Path | None = None, *, device: str | None = None, net: NeuroSyncNet | None = None
+    ) -> None:
         _torch()
         if path is None and net is None:
             raise ConfigError("--face neurosync needs the path of your model.pth: neurosync:PATH")

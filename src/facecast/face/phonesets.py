@@ -86,7 +86,7 @@ _TABLES: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType({"ipa": 
 # Marks that do not change the mouth: stress, length, ties, syllabic/non-syllabic, aspiration, nasalisation...
 _MARKS = frozenset("ˈˌ'ːˑ:͡‿͜˞ʰʲʷˠˤ̩̯̪̥̬̃̆̊̈̽̚ˀ-")
 _STRESS = frozenset("ˈˌ'͡‿͜")  # removed before the whole-symbol lookup (with the ties)
-_PAUSES = frozenset("_^$ |‖.,;:!?—–…\"“”‘’()[]{}«»/\\↓↑→↗↘#")
+_PAUSES = frozenset('_^$ |‖.,;:!?—–…"“”‘’()[]{}«»/\\↓↑→↗↘#')
 _MAX_MULTI = max(len(s) for s in _IPA_MULTI)
 
 

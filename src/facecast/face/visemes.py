@@ -67,9 +67,7 @@ class Articulator(enum.IntEnum):
     """TongueOut."""
 
 
-_CLOSURE_CURVES = frozenset(
-    {"MouthClose", "MouthPressLeft", "MouthPressRight", "MouthRollLower", "MouthRollUpper"}
-)
+_CLOSURE_CURVES = frozenset({"MouthClose", "MouthPressLeft", "MouthPressRight", "MouthRollLower", "MouthRollUpper"})
 
 
 def articulator_of(curve: str) -> Articulator:

@@ -161,13 +161,15 @@ def create_app(state: AppState) -> FastAPI:
     async def health() -> JSONResponse:
         """Liveness and configuration summary; service specs are reported without credentials."""
         settings = state.settings
-        return JSONResponse({
-            "status": "ok",
-            "version": __version__,
-            "uptime_s": round(time.monotonic() - state.started, 3),
-            "sessions": len(state.sessions),
-            "services": {role: redact_url(getattr(settings, role)) for role in ("stt", "llm", "tts", "face")},
-        })
+        return JSONResponse(
+            {
+                "status": "ok",
+                "version": __version__,
+                "uptime_s": round(time.monotonic() - state.started, 3),
+                "sessions": len(state.sessions),
+                "services": {role: redact_url(getattr(settings, role)) for role in ("stt", "llm", "tts", "face")},
+            }
+        )
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -187,11 +189,24 @@ def create_app(state: AppState) -> FastAPI:
         """The engine protocol (docs/protocol.md); the middleware has checked Host, Origin and token."""
         await ws.accept()
         settings = state.settings
-        config = SessionConfig(ack_timeout=settings.ack_timeout, persona=settings.persona or None,
-                               turns=TurnConfig(end_ms=settings.endpoint_ms, barge_in_ms=settings.barge_in_ms,
-                                                transcript_lead_ms=transcript_lead_ms(settings)))
-        session = EngineSession(catalog, _WebSocketTransport(ws), config, metrics=state.metrics, outputs=outputs,
-                                character=default, characters=settings.characters)
+        config = SessionConfig(
+            ack_timeout=settings.ack_timeout,
+            persona=settings.persona or None,
+            turns=TurnConfig(
+                end_ms=settings.endpoint_ms,
+                barge_in_ms=settings.barge_in_ms,
+                transcript_lead_ms=transcript_lead_ms(settings),
+            ),
+        )
+        session = EngineSession(
+            catalog,
+            _WebSocketTransport(ws),
+            config,
+            metrics=state.metrics,
+            outputs=outputs,
+            character=default,
+            characters=settings.characters,
+        )
         state.sessions.add(session)
         state.metrics.active_sessions.inc()
         try:

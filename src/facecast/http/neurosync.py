@@ -213,6 +213,7 @@ class NeuroSyncBackends:
             self.voices[name] = tts
         return self.voices[name], None
 
+
 # ---------------------------------------------------------------------------------------------- the work
 
 
@@ -302,8 +303,12 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
     async def decode_slot() -> AsyncIterator[None]:
         """One of ``max_decodes`` slots for decoding and processing an audio body, or 503 at once."""
         if decoding.locked():
-            raise ApiError(503, "busy", f"{options.max_decodes} audio requests are being processed; retry shortly",
-                           headers={"Retry-After": "1"})
+            raise ApiError(
+                503,
+                "busy",
+                f"{options.max_decodes} audio requests are being processed; retry shortly",
+                headers={"Retry-After": "1"},
+            )
         async with decoding:
             yield
 
@@ -315,22 +320,33 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
             async def endpoint(request: Request) -> Response:
                 if not enabled:
                     setting = f"neurosync_{group}_endpoints"
-                    raise ApiError(404, "endpoint_disabled", f"{path} is switched off on this server",
-                                   f"enable it with the setting {setting} = true "
-                                   f"(environment: FACECAST_{setting.upper()}=1)")
+                    raise ApiError(
+                        404,
+                        "endpoint_disabled",
+                        f"{path} is switched off on this server",
+                        f"enable it with the setting {setting} = true (environment: FACECAST_{setting.upper()}=1)",
+                    )
                 return await handler(request)
 
             endpoint.__name__ = handler.__name__
             endpoint.__doc__ = handler.__doc__
             responses = {**_ERRORS, **extra.pop("responses", {})}
-            router.add_api_route(path, guarded(endpoint, drain_cap), methods=["POST"], summary=summary,
-                                 include_in_schema=enabled, responses=responses, **extra)
+            router.add_api_route(
+                path,
+                guarded(endpoint, drain_cap),
+                methods=["POST"],
+                summary=summary,
+                include_in_schema=enabled,
+                responses=responses,
+                **extra,
+            )
             return handler
 
         return register
 
-    @route("/audio_to_blendshapes", "audio", options.audio, "Audio file -> 60 fps ARKit frames",
-           openapi_extra=_RAW_AUDIO)
+    @route(
+        "/audio_to_blendshapes", "audio", options.audio, "Audio file -> 60 fps ARKit frames", openapi_extra=_RAW_AUDIO
+    )
     async def audio_to_blendshapes(request: Request) -> Response:
         """The body is an audio file's bytes (WAV, FLAC, OGG...; any rate, channels are mixed down), sent as
         ``application/octet-stream`` or ``audio/*`` (no Content-Type, text, forms: 415). Answers
@@ -348,10 +364,13 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
             try:
                 face = await backends().audio_face.get()
             except ConfigError as exc:
-                raise ApiError(501, "not_available", f"no audio-driven face animator is available: {exc}",
-                               "configure an audio-driven animator: --face learned or --face "
-                               "neurosync:PATH/model.pth, or the setting neurosync_face (FACECAST_NEUROSYNC_FACE)"
-                               ) from None
+                raise ApiError(
+                    501,
+                    "not_available",
+                    f"no audio-driven face animator is available: {exc}",
+                    "configure an audio-driven animator: --face learned or --face "
+                    "neurosync:PATH/model.pth, or the setting neurosync_face (FACECAST_NEUROSYNC_FACE)",
+                ) from None
             frames = await animate_audio(face, pcm, rate, wire.neurosync_frame_count(len(pcm), rate))
             del pcm
             if not _finishes_like_neurosync(face):
@@ -359,8 +378,13 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
             payload = await asyncio.to_thread(wire.blendshapes_json, frames)
         return Response(payload, media_type="application/json")
 
-    @route("/transcribe", "audio", options.audio, "Speech to text",
-           openapi_extra=_schema(TranscribeRequest, "application/octet-stream", "audio/wav"))
+    @route(
+        "/transcribe",
+        "audio",
+        options.audio,
+        "Speech to text",
+        openapi_extra=_schema(TranscribeRequest, "application/octet-stream", "audio/wav"),
+    )
     async def transcribe(request: Request) -> Response:
         """JSON ``{"audio_base64": ..., "return_timestamps": false}`` as NeuroSync's Player sends it, or the raw
         audio bytes. Answers ``{"status": "success", "transcription": ..., "timestamps": [...]}``; timestamps
@@ -397,15 +421,28 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
         utterance = await say(parsed.text, tts, current.speech_face)
         return utterance, _voice_headers(tts, warning)
 
-    @route("/generate_speech", "tts", options.tts, "Text to speech (WAV)", openapi_extra=_schema(SpeechRequest),
-           response_class=Response, responses={200: {"content": {"audio/wav": {}}}})
+    @route(
+        "/generate_speech",
+        "tts",
+        options.tts,
+        "Text to speech (WAV)",
+        openapi_extra=_schema(SpeechRequest),
+        response_class=Response,
+        responses={200: {"content": {"audio/wav": {}}}},
+    )
     async def generate_speech(request: Request) -> Response:
         """JSON ``{"text": ..., "voice": ...}`` -> a mono PCM16 WAV at the TTS's rate."""
         utterance, headers = await speak(request)
         return _wav_response(wire.player_safe_wav(utterance.audio, utterance.rate), headers)
 
-    @route("/synthesize_and_blendshapes", "tts", options.tts, "Text to speech + face frames (multipart)",
-           openapi_extra=_schema(SpeechRequest), responses={200: {"content": {wire.MULTIPART_CONTENT_TYPE: {}}}})
+    @route(
+        "/synthesize_and_blendshapes",
+        "tts",
+        options.tts,
+        "Text to speech + face frames (multipart)",
+        openapi_extra=_schema(SpeechRequest),
+        responses={200: {"content": {wire.MULTIPART_CONTENT_TYPE: {}}}},
+    )
     async def synthesize_and_blendshapes(request: Request) -> Response:
         """JSON ``{"text": ..., "voice": ...}`` -> ``multipart/mixed; boundary=MY_BOUNDARY_STRING`` with the WAV
         (``audio/wav``) then the frames (``application/json``, a list of 68-value lists, one per 1/60 s of
@@ -415,8 +452,7 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
         frames = await asyncio.to_thread(wire.frames_json, utterance.face)
         return Response(wire.encode_multipart(wav, frames), headers=headers, media_type=wire.MULTIPART_CONTENT_TYPE)
 
-    @route("/get_embedding", "embedding", options.embedding, "Text embedding",
-           openapi_extra=_schema(EmbeddingRequest))
+    @route("/get_embedding", "embedding", options.embedding, "Text embedding", openapi_extra=_schema(EmbeddingRequest))
     async def get_embedding(request: Request) -> Response:
         """JSON ``{"text": ...}`` -> ``{"embedding": [...], "dimensions": n, "model": name}``, unit length."""
         if not is_json_type(media_type(request)):
@@ -426,8 +462,13 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
             raise ApiError(400, "empty_text", "no text provided: the text is empty")
         embedder = await backends().embedder.get()
         vectors = await asyncio.to_thread(embedder.embed, [parsed.text])
-        return JSONResponse({"embedding": [round(float(v), 7) for v in vectors[0]],
-                             "dimensions": embedder.dimensions, "model": embedder.name})
+        return JSONResponse(
+            {
+                "embedding": [round(float(v), 7) for v in vectors[0]],
+                "dimensions": embedder.dimensions,
+                "model": embedder.name,
+            }
+        )
 
     async def image_request(request: Request) -> ImageRequest:
         media = media_type(request)
@@ -452,8 +493,13 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
             raise too_large("image", upload)
         return data
 
-    @route("/process_image", "image", options.image, "Image caption",
-           openapi_extra=_schema(ImageRequest, "image/png", "image/jpeg"))
+    @route(
+        "/process_image",
+        "image",
+        options.image,
+        "Image caption",
+        openapi_extra=_schema(ImageRequest, "image/png", "image/jpeg"),
+    )
     async def process_image(request: Request) -> Response:
         """An image (raw bytes, a base64 text body, or JSON ``{"image_base64", "prompt"}``) ->
         ``{"caption": ...}`` from the local captioning model."""
@@ -463,8 +509,13 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
         caption = await asyncio.to_thread(captioner.caption, data, parsed.prompt)
         return JSONResponse({"caption": caption, "model": captioner.name})
 
-    @route("/process_clip", "image", options.image, "CLIP labels and image embedding",
-           openapi_extra=_schema(ImageRequest, "image/png", "image/jpeg"))
+    @route(
+        "/process_clip",
+        "image",
+        options.image,
+        "CLIP labels and image embedding",
+        openapi_extra=_schema(ImageRequest, "image/png", "image/jpeg"),
+    )
     async def process_clip(request: Request) -> Response:
         """An image (as for ``/process_image``) with optional ``labels`` -> ``{"labels": [{"label", "score"}],
         "best_label", "image_embedding"}`` (scores are softmax probabilities; the embedding is unit length)."""
@@ -472,12 +523,15 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
         data = image_bytes(parsed)
         clip = await backends().clip.get()
         result = await asyncio.to_thread(clip.score, data, tuple(parsed.labels))
-        return JSONResponse({
-            "labels": [{"label": label, "score": score} for label, score in zip(result.labels, result.scores,
-                                                                                strict=True)],
-            "best_label": result.best,
-            "image_embedding": [round(float(v), 7) for v in result.image_embedding],
-            "model": clip.name,
-        })
+        return JSONResponse(
+            {
+                "labels": [
+                    {"label": label, "score": score} for label, score in zip(result.labels, result.scores, strict=True)
+                ],
+                "best_label": result.best,
+                "image_embedding": [round(float(v), 7) for v in result.image_embedding],
+                "model": clip.name,
+            }
+        )
 
     return router

@@ -73,8 +73,15 @@ web page can send to another site without asking (a "simple" request); NeuroSync
 class ApiError(Exception):
     """An answer other than 200, as JSON ``{"status": "error", "code", "message"[, "hint"][, "errors"]}``."""
 
-    def __init__(self, status: int, code: str, message: str, hint: str = "", errors: list[Any] | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        hint: str = "",
+        errors: list[Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
@@ -176,8 +183,12 @@ async def read_body(request: Request, limit: int, what: str) -> bytes:
 
 
 def too_large(what: str, limit: int) -> ApiError:
-    return ApiError(413, "too_large", f"the {what} is over the limit of {limit / MB:.3g} MB",
-                    "the limit is the setting neurosync_max_upload_mb (FACECAST_NEUROSYNC_MAX_UPLOAD_MB)")
+    return ApiError(
+        413,
+        "too_large",
+        f"the {what} is over the limit of {limit / MB:.3g} MB",
+        "the limit is the setting neurosync_max_upload_mb (FACECAST_NEUROSYNC_MAX_UPLOAD_MB)",
+    )
 
 
 def is_audio_type(media: str) -> bool:
@@ -205,8 +216,10 @@ class TranscribeRequest(RequestBody):
 
 class SpeechRequest(RequestBody):
     text: StrictStr = Field(description="what to say (up to 20,000 characters)")
-    voice: StrictStr | None = Field(default=None, description="an espeak-ng voice such as en-gb+f3; unknown names "
-                                                        "(e.g. Kokoro's) fall back to the default voice")
+    voice: StrictStr | None = Field(
+        default=None,
+        description="an espeak-ng voice such as en-gb+f3; unknown names (e.g. Kokoro's) fall back to the default voice",
+    )
 
 
 class EmbeddingRequest(RequestBody):
@@ -249,8 +262,9 @@ def decode_base64(text: str, what: str) -> bytes:
         raise ApiError(400, "bad_base64", f"{what} is not valid base64: {exc}") from None
 
 
-def decode_audio(data: bytes, min_seconds: float,
-                 max_decoded_bytes: int = MAX_DECODED_BYTES) -> tuple[Float32Array, int]:
+def decode_audio(
+    data: bytes, min_seconds: float, max_decoded_bytes: int = MAX_DECODED_BYTES
+) -> tuple[Float32Array, int]:
     """Decode an audio file (blocking). Its header is judged before decoding: 413 ``too_long`` past
     :data:`MAX_AUDIO_SECONDS`, 413 ``too_large`` past ``max_decoded_bytes`` of float32 once decoded, 400
     ``bad_audio`` for what is not audio (or declares an unusable rate or channel count); 422 when too short."""
@@ -259,11 +273,16 @@ def decode_audio(data: bytes, min_seconds: float,
     try:
         pcm, rate = read_audio(data, max_decoded_bytes=max_decoded_bytes, max_seconds=MAX_AUDIO_SECONDS)
     except AudioTooLargeError as exc:
-        raise ApiError(413, exc.code, str(exc).replace("<bytes> ", ""),
-                       "send shorter audio, fewer channels or a lower sample rate") from None
+        raise ApiError(
+            413, exc.code, str(exc).replace("<bytes> ", ""), "send shorter audio, fewer channels or a lower sample rate"
+        ) from None
     except InputError as exc:
         raise ApiError(400, "bad_audio", f"{exc}; send WAV, FLAC, OGG or another format libsndfile reads") from None
     if len(pcm) < min_seconds * rate:
-        raise ApiError(422, "audio_too_short", f"the audio is {len(pcm) / rate * 1000:.0f} ms long; at least "
-                                               f"{min_seconds * 1000:.0f} ms are needed to animate it")
+        raise ApiError(
+            422,
+            "audio_too_short",
+            f"the audio is {len(pcm) / rate * 1000:.0f} ms long; at least "
+            f"{min_seconds * 1000:.0f} ms are needed to animate it",
+        )
     return pcm, rate

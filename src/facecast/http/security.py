@@ -46,8 +46,7 @@ def is_public_path(path: str) -> bool:
 class AccessMiddleware:
     """Pure ASGI middleware applying ``policy`` (see the module docstring); ``public`` names token-free paths."""
 
-    def __init__(self, app: ASGIApp, policy: AccessPolicy,
-                 public: Callable[[str], bool] = is_public_path) -> None:
+    def __init__(self, app: ASGIApp, policy: AccessPolicy, public: Callable[[str], bool] = is_public_path) -> None:
         self.app = app
         self.policy = policy
         self.public = public
@@ -65,21 +64,32 @@ class AccessMiddleware:
         path = scope.get("path", "")
         if not self.policy.host_ok(host):
             log.warning("refused %s %s: Host %r is not accepted (allowed_hosts)", kind, path, host)
-            await self._refuse(scope, receive, send, 421, "bad_host",
-                               f"Host {host!r} is not served here; add it to the setting allowed_hosts")
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                421,
+                "bad_host",
+                f"Host {host!r} is not served here; add it to the setting allowed_hosts",
+            )
             return
         if not self.policy.origin_ok(origin, host):
             log.warning("refused %s %s: Origin %r is not allowed (allowed_origins)", kind, path, origin)
-            await self._refuse(scope, receive, send, 403, "bad_origin",
-                               f"Origin {origin!r} may not use this server; add it to the setting allowed_origins")
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                403,
+                "bad_origin",
+                f"Origin {origin!r} may not use this server; add it to the setting allowed_origins",
+            )
             return
         if not self.public(path) and not self.policy.token_ok(headers, query):
             await self._refuse(scope, receive, send, 401, "unauthorized", "missing or wrong access token")
             return
         await self.app(scope, receive, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int, code: str,
-                      message: str) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str) -> None:
         if scope["type"] == "websocket":
             first = await receive()
             if first["type"] != "websocket.connect":

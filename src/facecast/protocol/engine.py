@@ -213,8 +213,9 @@ def _hello(data: dict[str, Any]) -> Hello:
         raise ProtocolError("bad_version", f"protocol version {version} is not supported; this server speaks {VERSION}")
     subject = data.get("subject", "")
     if not isinstance(subject, str) or len(subject.encode()) > 256 or jsonlimits.has_control_chars(subject):
-        raise ProtocolError("bad_message", "'subject' must be a string of at most 256 bytes, without control "
-                                           "characters")
+        raise ProtocolError(
+            "bad_message", "'subject' must be a string of at most 256 bytes, without control characters"
+        )
     workflow = data.get("workflow", "conversation")
     if workflow not in WORKFLOWS:
         raise ProtocolError("bad_message", f"'workflow' must be one of {WORKFLOWS}, got {workflow!r}")
@@ -228,10 +229,20 @@ def _hello(data: dict[str, Any]) -> Hello:
         raise ProtocolError("bad_message", f"'turns' must be 'server' or 'client', got {turns!r}")
     character = data.get("character", "")
     if not isinstance(character, str) or len(character.encode()) > 256 or jsonlimits.has_control_chars(character):
-        raise ProtocolError("bad_message", "'character' must be a string of at most 256 bytes, without control "
-                                           "characters")
-    return Hello(version, _format(data, "audio", AudioFormat()), _format(data, "mic", AudioFormat(16000, 1)),
-                 flags["face"], subject, workflow, flags["acks"], turns, character)
+        raise ProtocolError(
+            "bad_message", "'character' must be a string of at most 256 bytes, without control characters"
+        )
+    return Hello(
+        version,
+        _format(data, "audio", AudioFormat()),
+        _format(data, "mic", AudioFormat(16000, 1)),
+        flags["face"],
+        subject,
+        workflow,
+        flags["acks"],
+        turns,
+        character,
+    )
 
 
 def _user_text(data: dict[str, Any]) -> UserText:
@@ -401,8 +412,17 @@ class Notice:
 
 
 ServerMessage = (
-    Welcome | TranscriptUpdate | UtteranceStart | ReplyText | EmotionChange | UtteranceEnd | ClearBuffer | Timing
-    | ErrorMessage | Pong | Notice
+    Welcome
+    | TranscriptUpdate
+    | UtteranceStart
+    | ReplyText
+    | EmotionChange
+    | UtteranceEnd
+    | ClearBuffer
+    | Timing
+    | ErrorMessage
+    | Pong
+    | Notice
 )
 
 _NAMES: dict[type, str] = {
@@ -468,11 +488,19 @@ def _welcome(data: dict[str, Any]) -> Welcome:
     livelink = None
     if isinstance(info, dict):
         epoch = info.get("epoch")
-        livelink = LiveLinkInfo(_str(info, "subject"), _str(info, "device_id"),
-                                float(epoch) if isinstance(epoch, int | float) else None)
-    return Welcome(_format(data, "audio", AudioFormat()), _bool(face, "enabled"), _bool(data, "acks"),
-                   float(timeout), _str(data, "workflow"), _str(data, "turns"), livelink,
-                   _int(data, "version", 0, 2**31))
+        livelink = LiveLinkInfo(
+            _str(info, "subject"), _str(info, "device_id"), float(epoch) if isinstance(epoch, int | float) else None
+        )
+    return Welcome(
+        _format(data, "audio", AudioFormat()),
+        _bool(face, "enabled"),
+        _bool(data, "acks"),
+        float(timeout),
+        _str(data, "workflow"),
+        _str(data, "turns"),
+        livelink,
+        _int(data, "version", 0, 2**31),
+    )
 
 
 def _utt(data: dict[str, Any]) -> int:
@@ -497,8 +525,9 @@ def decode_server(text: str | bytes) -> ServerMessage:
     if kind == "emotion":
         return EmotionChange(_utt(data), _str(data, "emotion"))
     if kind == "utterance_end":
-        return UtteranceEnd(_utt(data), _int(data, "samples", 0, 2**63 - 1), _int(data, "frames", 0, 2**63 - 1),
-                            _str(data, "text", ""))
+        return UtteranceEnd(
+            _utt(data), _int(data, "samples", 0, 2**63 - 1), _int(data, "frames", 0, 2**63 - 1), _str(data, "text", "")
+        )
     if kind == "clear_buffer":
         reason = data.get("reason")
         return ClearBuffer(_utt(data), None if reason is None else _str(data, "reason"))

@@ -68,8 +68,9 @@ def _check_text(text: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise JsonLimitError("bad_json", "a JSON string holds a lone surrogate escape (e.g. \\ud800), "
-                                         "which is not Unicode text") from None
+        raise JsonLimitError(
+            "bad_json", "a JSON string holds a lone surrogate escape (e.g. \\ud800), which is not Unicode text"
+        ) from None
 
 
 def loads(text: str | bytes, max_bytes: int, max_depth: int = MAX_DEPTH) -> Any:

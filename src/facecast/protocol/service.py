@@ -218,9 +218,21 @@ ServerMessage = Welcome | TranscriptOut | Token | Timing | Done | Error | Ping |
 Message = ClientMessage | ServerMessage
 
 _NAMES: dict[type, str] = {
-    Hello: "hello", Welcome: "welcome", Transcribe: "transcribe", Chat: "chat", Synthesize: "synthesize",
-    Animate: "animate", Timing: "timing", End: "end", Cancel: "cancel", Ping: "ping", Pong: "pong",
-    TranscriptOut: "transcript", Token: "token", Done: "done", Error: "error",
+    Hello: "hello",
+    Welcome: "welcome",
+    Transcribe: "transcribe",
+    Chat: "chat",
+    Synthesize: "synthesize",
+    Animate: "animate",
+    Timing: "timing",
+    End: "end",
+    Cancel: "cancel",
+    Ping: "ping",
+    Pong: "pong",
+    TranscriptOut: "transcript",
+    Token: "token",
+    Done: "done",
+    Error: "error",
 }
 
 
@@ -354,8 +366,14 @@ def _spans(obj: dict[str, Any], key: str, limit: int) -> list[tuple[str, int, in
     for item in raw:
         if type(item) is list and len(item) == 3:  # the common, well-formed item, checked in one expression
             text, start, end = item
-            if (type(text) is str and type(start) is int and type(end) is int and 0 <= start <= end <= 2**53
-                    and len(text) <= limit and (text.isascii() or _is_utf8(text))):
+            if (
+                type(text) is str
+                and type(start) is int
+                and type(end) is int
+                and 0 <= start <= end <= 2**53
+                and len(text) <= limit
+                and (text.isascii() or _is_utf8(text))
+            ):
                 out.append((text, start, end))
                 continue
         if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)):
@@ -513,8 +531,11 @@ def decode_binary(data: bytes) -> AudioFrame | FaceFrame:
         _, _, _, request, start, count, width = FACE_HEADER.unpack_from(data)
         expected = FACE_HEADER.size + count * width * 4
         if width != FACE_WIDTH or len(data) != expected or request == 0:
-            raise _bad(f"face message: width {width} (want {FACE_WIDTH}), {len(data)} bytes (want {expected}), "
-                       f"request {request}", "bad_binary")
+            raise _bad(
+                f"face message: width {width} (want {FACE_WIDTH}), {len(data)} bytes (want {expected}), "
+                f"request {request}",
+                "bad_binary",
+            )
         values = np.frombuffer(data, "<f4", offset=FACE_HEADER.size).reshape(count, width).astype(np.float32)
         if not np.isfinite(values).all():
             raise _bad("face values must be finite", "bad_binary")
@@ -525,4 +546,3 @@ def decode_binary(data: bytes) -> AudioFrame | FaceFrame:
 def transcript(request: int, value: Transcript) -> TranscriptOut:
     """The ``transcript`` message for ``value`` (a small helper for servers)."""
     return TranscriptOut(request, value.text, value.final)
-

@@ -8,5 +8,18 @@ from __future__ import annotations
 from .client import ClientOptions, RemoteError, RemoteFace, RemoteLLM, RemoteSTT, RemoteTTS
 from .failover import FailoverEvent, FailoverFace, FailoverLLM, FailoverOptions, FailoverSTT, FailoverTTS, make_failover
 
-__all__ = ["ClientOptions", "RemoteError", "RemoteSTT", "RemoteLLM", "RemoteTTS", "RemoteFace", "FailoverEvent",
-           "FailoverOptions", "FailoverSTT", "FailoverLLM", "FailoverTTS", "FailoverFace", "make_failover"]
+__all__ = [
+    "ClientOptions",
+    "RemoteError",
+    "RemoteSTT",
+    "RemoteLLM",
+    "RemoteTTS",
+    "RemoteFace",
+    "FailoverEvent",
+    "FailoverOptions",
+    "FailoverSTT",
+    "FailoverLLM",
+    "FailoverTTS",
+    "FailoverFace",
+    "make_failover",
+]

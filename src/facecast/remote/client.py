@@ -33,8 +33,16 @@ from ..errors import InputError, ServiceError
 from ..protocol import service as sp
 from ..types import AudioChunk, ChatMessage, FaceFrames, SpeechChunk, Transcript
 
-__all__ = ["ClientOptions", "RemoteError", "Endpoint", "RemoteSTT", "RemoteLLM", "RemoteTTS", "RemoteFace",
-           "make_remote"]
+__all__ = [
+    "ClientOptions",
+    "RemoteError",
+    "Endpoint",
+    "RemoteSTT",
+    "RemoteLLM",
+    "RemoteTTS",
+    "RemoteFace",
+    "make_remote",
+]
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +125,15 @@ class Endpoint:
         headers = {"Authorization": f"Bearer {opts.token}"} if opts.token else None
         started = time.monotonic()
         try:
-            ws = await connect(self.url, additional_headers=headers, open_timeout=opts.connect_timeout,
-                               max_size=4 * sp.MAX_BINARY_FRAME, compression=None, ping_interval=None,
-                               close_timeout=0.2)
+            ws = await connect(
+                self.url,
+                additional_headers=headers,
+                open_timeout=opts.connect_timeout,
+                max_size=4 * sp.MAX_BINARY_FRAME,
+                compression=None,
+                ping_interval=None,
+                close_timeout=0.2,
+            )
         except InvalidStatus as exc:
             raise RemoteError(self.url, f"refused the connection (HTTP {exc.response.status_code})") from None
         except (OSError, TimeoutError, InvalidHandshake) as exc:
@@ -166,8 +180,11 @@ class Endpoint:
                     break
         except (ConnectionClosed, TimeoutError, sp.ProtocolError) as exc:
             await conn.ws.close()
-            raise RemoteError(self.url, f"probe failed: {exc or 'timed out'}",
-                              quick_close=time.monotonic() - conn.opened < self.options.quick_close) from None
+            raise RemoteError(
+                self.url,
+                f"probe failed: {exc or 'timed out'}",
+                quick_close=time.monotonic() - conn.opened < self.options.quick_close,
+            ) from None
         await self._release(conn)
         return time.monotonic() - started
 
@@ -183,8 +200,11 @@ class Endpoint:
         for conn in idle:
             await conn.ws.close()
 
-    async def request(self, start: Callable[[int], sp.ClientMessage],
-                      inputs: Callable[[int], AsyncIterator[str | bytes]] | None = None) -> AsyncIterator[Any]:
+    async def request(
+        self,
+        start: Callable[[int], sp.ClientMessage],
+        inputs: Callable[[int], AsyncIterator[str | bytes]] | None = None,
+    ) -> AsyncIterator[Any]:
         """Run one request: send ``start(id)``, stream ``inputs(id)`` then ``end``, yield the server's messages.
 
         Yields decoded messages for this request (not ``done``, ``pong``); raises :class:`RemoteError` or
@@ -197,8 +217,11 @@ class Endpoint:
             await conn.ws.send(sp.encode(start(call.ident)))
         except ConnectionClosed:
             await conn.ws.close()
-            raise RemoteError(self.url, "closed before the request was sent",
-                              quick_close=time.monotonic() - conn.opened < self.options.quick_close) from None
+            raise RemoteError(
+                self.url,
+                "closed before the request was sent",
+                quick_close=time.monotonic() - conn.opened < self.options.quick_close,
+            ) from None
         if inputs is None:
             call.input_done = time.monotonic()
         else:
@@ -280,8 +303,9 @@ class Endpoint:
                     return
                 silent = call.last_seen + opts.heartbeat_timeout
                 if now >= silent:
-                    raise RemoteError(self.url, f"no answer for {opts.heartbeat_timeout} s (dead or hung)",
-                                      output=call.outputs > 0)
+                    raise RemoteError(
+                        self.url, f"no answer for {opts.heartbeat_timeout} s (dead or hung)", output=call.outputs > 0
+                    )
                 if call.input_done is None:
                     stall = now + opts.stall_timeout
                 else:
@@ -327,8 +351,7 @@ class Endpoint:
                     if message.id in (0, call.ident):
                         if message.code == InputError.code:
                             raise InputError(message.message)
-                        raise RemoteError(self.url, f"error {message.code}: {message.message}",
-                                          output=call.outputs > 0)
+                        raise RemoteError(self.url, f"error {message.code}: {message.message}", output=call.outputs > 0)
                     continue
                 if message.id != call.ident:
                     continue  # not this request's (a pooled connection is drained after a cancel: defensive)
@@ -375,8 +398,10 @@ async def _mono_chunks(audio: AsyncIterable[AudioChunk]) -> AsyncIterator[AudioC
 
 
 def _frames(ident: int, chunk: AudioChunk) -> list[bytes]:
-    return [sp.encode_audio(ident, AudioChunk(chunk.pcm[i : i + _MAX_SAMPLES], chunk.rate, chunk.offset + i))
-            for i in range(0, max(1, len(chunk.pcm)), _MAX_SAMPLES)]
+    return [
+        sp.encode_audio(ident, AudioChunk(chunk.pcm[i : i + _MAX_SAMPLES], chunk.rate, chunk.offset + i))
+        for i in range(0, max(1, len(chunk.pcm)), _MAX_SAMPLES)
+    ]
 
 
 class _Peeked:
@@ -482,8 +507,7 @@ class RemoteTTS:
                 if isinstance(message, sp.Timing):
                     timing = message
                 elif isinstance(message, sp.AudioFrame):
-                    yield SpeechChunk(message.chunk, timing.phonemes if timing else (),
-                                      timing.words if timing else ())
+                    yield SpeechChunk(message.chunk, timing.phonemes if timing else (), timing.words if timing else ())
                     timing = None
 
     async def aclose(self) -> None:

@@ -42,8 +42,17 @@ from ..tts.resampled import speech_at
 from ..types import AudioChunk, ChatMessage, FaceFrames, SpeechChunk, Transcript
 from .client import ClientOptions, Endpoint, RemoteFace, RemoteLLM, RemoteSTT, RemoteTTS
 
-__all__ = ["FailoverEvent", "FailoverOptions", "FailoverSTT", "FailoverLLM", "FailoverTTS", "FailoverFace",
-           "make_failover", "wrap_failover", "member_name"]
+__all__ = [
+    "FailoverEvent",
+    "FailoverOptions",
+    "FailoverSTT",
+    "FailoverLLM",
+    "FailoverTTS",
+    "FailoverFace",
+    "make_failover",
+    "wrap_failover",
+    "member_name",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -89,8 +98,9 @@ def member_name(member: object) -> str:
 class _Group(Generic[T]):
     """The members of one role: their order, which are down, and the background probes."""
 
-    def __init__(self, role: Role, clients: Sequence[T], options: FailoverOptions,
-                 names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, role: Role, clients: Sequence[T], options: FailoverOptions, names: Sequence[str] | None = None
+    ) -> None:
         if not clients:
             raise ValueError("a failover group needs at least one member")
         self.role = role
@@ -141,8 +151,15 @@ class _Group(Generic[T]):
         self._report(FailoverEvent(self.role, "failover", url, to, reason, progress, time.time()))
 
     def _report(self, event: FailoverEvent) -> None:
-        log.warning("%s %s: %s -> %s (%s; already delivered: %s)", event.role, event.kind, event.from_url,
-                    event.to_url or "nothing left", event.reason, event.progress or "nothing")
+        log.warning(
+            "%s %s: %s -> %s (%s; already delivered: %s)",
+            event.role,
+            event.kind,
+            event.from_url,
+            event.to_url or "nothing left",
+            event.reason,
+            event.progress or "nothing",
+        )
         opts = self.options
         if opts.metrics is not None and event.kind == "failover":
             opts.metrics.failovers.labels(self.role).inc()
@@ -232,8 +249,9 @@ class _Replay(Generic[T]):
 class _Base(Generic[T]):
     role: Role
 
-    def __init__(self, clients: Sequence[T], options: FailoverOptions | None = None,
-                 names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, clients: Sequence[T], options: FailoverOptions | None = None, names: Sequence[str] | None = None
+    ) -> None:
         self.group = _Group(self.role, clients, options or FailoverOptions(), names)
 
     def _fail(self, index: int, error: ServiceError, progress: str) -> None:
@@ -321,9 +339,11 @@ def _trim_speech(chunk: SpeechChunk, sent: int) -> SpeechChunk | None:
     if audio.offset >= sent:
         return chunk
     cut = sent - audio.offset
-    return SpeechChunk(AudioChunk(audio.pcm[cut:], audio.rate, sent),
-                       tuple(p for p in chunk.phonemes if p.start >= sent),
-                       tuple(w for w in chunk.words if w.start >= sent))
+    return SpeechChunk(
+        AudioChunk(audio.pcm[cut:], audio.rate, sent),
+        tuple(p for p in chunk.phonemes if p.start >= sent),
+        tuple(w for w in chunk.words if w.start >= sent),
+    )
 
 
 class FailoverTTS(_Base[TextToSpeech]):
@@ -386,8 +406,9 @@ class FailoverFace(_Base[FaceAnimator]):
             await replay.aclose()
 
 
-def make_failover(role: Role, urls: Sequence[str], options: FailoverOptions | None = None,
-                  tts_rate: int = 22050) -> FailoverSTT | FailoverLLM | FailoverTTS | FailoverFace:
+def make_failover(
+    role: Role, urls: Sequence[str], options: FailoverOptions | None = None, tts_rate: int = 22050
+) -> FailoverSTT | FailoverLLM | FailoverTTS | FailoverFace:
     """The failover wrapper of ``role`` over the services at ``urls`` (tried in this order)."""
     opts = options or FailoverOptions()
     if role == "stt":
@@ -399,11 +420,11 @@ def make_failover(role: Role, urls: Sequence[str], options: FailoverOptions | No
     return FailoverFace([RemoteFace(u, opts.client) for u in urls], opts)
 
 
-def wrap_failover(role: Role, members: Sequence[Any], names: Sequence[str],
-                  options: FailoverOptions | None = None) -> FailoverSTT | FailoverLLM | FailoverTTS | FailoverFace:
+def wrap_failover(
+    role: Role, members: Sequence[Any], names: Sequence[str], options: FailoverOptions | None = None
+) -> FailoverSTT | FailoverLLM | FailoverTTS | FailoverFace:
     """The failover wrapper of ``role`` over ``members`` (any implementations of the role, local or remote),
     tried in this order; ``names`` label them in events and logs."""
     kinds = {"stt": FailoverSTT, "llm": FailoverLLM, "tts": FailoverTTS, "face": FailoverFace}
     wrapper: FailoverSTT | FailoverLLM | FailoverTTS | FailoverFace = kinds[role](members, options, names)
     return wrapper
-

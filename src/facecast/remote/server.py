@@ -30,8 +30,16 @@ from ..roles import FaceAnimator, LanguageModel, SpeechToText, TextToSpeech
 from ..tts.resampled import speech_at
 from ..types import AudioChunk, SpeechChunk
 
-__all__ = ["DEFAULT_PORTS", "MAX_REQUESTS", "WS_MAX_SIZE", "ServiceServer", "start_server", "check_token_rule",
-           "token_matches", "run_forever"]
+__all__ = [
+    "DEFAULT_PORTS",
+    "MAX_REQUESTS",
+    "WS_MAX_SIZE",
+    "ServiceServer",
+    "start_server",
+    "check_token_rule",
+    "token_matches",
+    "run_forever",
+]
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +189,9 @@ class _Session:
             request.inputs.put_nowait(frame.chunk)
         else:
             timing, request.timing = request.timing, None
-            request.inputs.put_nowait(SpeechChunk(frame.chunk, timing.phonemes if timing else (),
-                                                  timing.words if timing else ()))
+            request.inputs.put_nowait(
+                SpeechChunk(frame.chunk, timing.phonemes if timing else (), timing.words if timing else ())
+            )
 
     async def serve_request(self, request: _Request) -> None:
         ident = request.message.id
@@ -226,8 +235,9 @@ class _Session:
                         await self.send(sp.Timing(ident, chunk.phonemes, chunk.words))
                     for start in range(0, len(chunk.audio.pcm), 65536):
                         piece = chunk.audio.pcm[start : start + 65536]
-                        await self.send(sp.encode_audio(ident, AudioChunk(piece, chunk.audio.rate,
-                                                                          chunk.audio.offset + start)))
+                        await self.send(
+                            sp.encode_audio(ident, AudioChunk(piece, chunk.audio.rate, chunk.audio.offset + start))
+                        )
         else:
             async with closing(cast(FaceAnimator, impl).animate(_queued(request))) as blocks:
                 async for block in blocks:
@@ -258,9 +268,15 @@ class ServiceServer:
         await self.close()
 
 
-async def start_server(role: sp.Role, impl: RoleImpl, host: str = "127.0.0.1", port: int = 0,
-                       token: str = "", allowed_hosts: tuple[str, ...] = (),
-                       allowed_origins: tuple[str, ...] = ()) -> ServiceServer:
+async def start_server(
+    role: sp.Role,
+    impl: RoleImpl,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    token: str = "",
+    allowed_hosts: tuple[str, ...] = (),
+    allowed_origins: tuple[str, ...] = (),
+) -> ServiceServer:
     """Listen on ``host:port`` (0 = a free port) and serve ``impl`` as ``role`` until closed.
 
     Every handshake passes the Host, Origin and token rules of :mod:`facecast.auth` (``allowed_hosts`` and
@@ -278,16 +294,31 @@ async def start_server(role: sp.Role, impl: RoleImpl, host: str = "127.0.0.1", p
         await _Session(ws, role, impl).run()
 
     try:
-        server = await serve(handler, host, port, process_request=authorize,
-                             max_size=WS_MAX_SIZE, compression=None, ping_interval=10, ping_timeout=10)
+        server = await serve(
+            handler,
+            host,
+            port,
+            process_request=authorize,
+            max_size=WS_MAX_SIZE,
+            compression=None,
+            ping_interval=10,
+            ping_timeout=10,
+        )
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     return ServiceServer(server, role)
 
 
-async def run_forever(role: sp.Role, build: Callable[[], RoleImpl], host: str, port: int, token: str,
-                      ready: Callable[[int], Awaitable[None] | None] | None = None,
-                      allowed_hosts: tuple[str, ...] = (), allowed_origins: tuple[str, ...] = ()) -> None:
+async def run_forever(
+    role: sp.Role,
+    build: Callable[[], RoleImpl],
+    host: str,
+    port: int,
+    token: str,
+    ready: Callable[[int], Awaitable[None] | None] | None = None,
+    allowed_hosts: tuple[str, ...] = (),
+    allowed_origins: tuple[str, ...] = (),
+) -> None:
     """Build the role, load its model (``warm_up()`` when it has one), serve it and print
     ``facecast serve ROLE: listening on ws://HOST:PORT`` (flushed)."""
     impl = build()

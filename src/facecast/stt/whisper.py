@@ -167,8 +167,12 @@ class WhisperSTT:
                 raise ConfigError(f"{folder} is not a CTranslate2 Whisper model folder (no model.bin)")
             try:
                 self._model = WhisperModel(
-                    str(folder), device="cpu", compute_type=opts.compute_type, cpu_threads=opts.threads,
-                    num_workers=opts.workers, local_files_only=True,
+                    str(folder),
+                    device="cpu",
+                    compute_type=opts.compute_type,
+                    cpu_threads=opts.threads,
+                    num_workers=opts.workers,
+                    local_files_only=True,
                 )
             except (RuntimeError, ValueError, OSError) as exc:
                 hint = f" (reinstall: {_INSTALL})" if not opts.model else ""
@@ -298,17 +302,25 @@ class WhisperSTT:
         features = model.feature_extractor(padded)
         frames = features.shape[-1] - features.shape[-1] % 2  # the encoder halves the frames: keep it even
         features = np.ascontiguousarray(features[:, :frames], dtype=np.float32)
-        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
-                              language=opts.language)
+        tokenizer = Tokenizer(
+            model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=opts.language
+        )
         prompt: list[int] = []
         if opts.hotwords:
             prompt += [tokenizer.sot_prev, *tokenizer.encode(" " + opts.hotwords.strip())]
         prompt += [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         encoded = model.model.encode(ctranslate2.StorageView.from_array(features[None]), to_cpu=False)
         limit = min(220, 16 + int(_TOKENS_PER_SECOND * len(speech) / WHISPER_RATE))
-        result = model.model.generate(encoded, [prompt], beam_size=opts.beam_size, max_length=limit,
-                                      return_scores=True, return_no_speech_prob=True, suppress_blank=True,
-                                      suppress_tokens=[-1])[0]
+        result = model.model.generate(
+            encoded,
+            [prompt],
+            beam_size=opts.beam_size,
+            max_length=limit,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+        )[0]
         tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         average = result.scores[0] if result.scores else 0.0  # length-normalised log probability
         if result.no_speech_prob > _NO_SPEECH and average < _LOG_PROB:

@@ -54,7 +54,7 @@ _DURATIONS = "/Clip_output_0"
 _INSTALL = "pip install hibari-tts"
 _STRESS_MARKS = frozenset("ˈˌ↓→↗↘")
 _BACK_MARKS = frozenset("ːʰʲ̃")
-_PUNCTUATION = frozenset(";:,.!?—…\"()“”")
+_PUNCTUATION = frozenset(';:,.!?—…"()“”')
 _CLAUSE_MARKS = frozenset(",;:—")
 
 

@@ -289,5 +289,3 @@ def require(module: str, install: str) -> None:
     """:class:`ConfigError` naming ``install`` unless ``module`` can be imported."""
     if importlib.util.find_spec(module) is None:
         raise ConfigError(f"the {module!r} module is not installed: {install}")
-
-

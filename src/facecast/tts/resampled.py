@@ -28,11 +28,13 @@ async def speech_at(tts: TextToSpeech, text: str, rate: int) -> AsyncIterator[Sp
     async with closing(stream):
         async for chunk in stream:
             pcm = resampler.process(chunk.audio.pcm)
-            yield SpeechChunk(AudioChunk(pcm, rate, produced),
-                              tuple(Phoneme(p.symbol, round(p.start * scale), round(p.end * scale), p.alphabet)
-                                    for p in chunk.phonemes),
-                              tuple(Word(w.text, round(w.start * scale), round(w.end * scale))
-                                    for w in chunk.words))
+            yield SpeechChunk(
+                AudioChunk(pcm, rate, produced),
+                tuple(
+                    Phoneme(p.symbol, round(p.start * scale), round(p.end * scale), p.alphabet) for p in chunk.phonemes
+                ),
+                tuple(Word(w.text, round(w.start * scale), round(w.end * scale)) for w in chunk.words),
+            )
             produced += len(pcm)
     tail = resampler.flush()
     if len(tail):
