@@ -19,8 +19,7 @@ from facecast.bench.tts_bench import tts_table
 from facecast.bench.turns_bench import CHAIN, real_questions, voice_to_voice
 from facecast.config import Settings
 from facecast.llm import EchoLLM
-from facecast.pipeline import Services
-from facecast.services import build_services, make_face, make_stt, make_tts, warm_up
+from facecast.services import Services, build_services, make_face, make_stt, make_tts, warm_up
 
 
 def test_percentiles_and_tables() -> None:

@@ -17,7 +17,7 @@ from facecast.config import Settings, load_settings
 from facecast.engine.session import EngineSession, SessionConfig
 from facecast.errors import ConfigError
 from facecast.face.layers import LayerConfig
-from facecast.pipeline import Services
+from facecast.services import Services
 
 TOML = """
 llm = "echo"

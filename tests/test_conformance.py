@@ -89,3 +89,50 @@ async def test_failover_tts_over_a_real_service_conforms() -> None:
         assert any(c.phonemes for c in result.chunks)
     finally:
         service.kill()
+
+
+@pytest.mark.parametrize(("voice", "rate", "alphabet"), [("hibari", 24000, "misaki"), ("piper", 22050, "ipa")])
+async def test_neural_voices_conform(voice: str, rate: int, alphabet: str) -> None:
+    result = await check_tts(make_tts(voice), SENTENCE)
+    assert result.rate == rate
+    assert {p.alphabet for c in result.chunks for p in c.phonemes} == {alphabet}
+
+
+async def test_whisper_conforms_on_real_speech() -> None:
+    from facecast.audio import read_audio
+    from facecast.speechdata import clips
+
+    clip = {c.name: c for c in clips("read")}["sense_and_sensibility_01_austen_64kb-0930"]
+    pcm, rate = read_audio(clip.path)
+    text = await check_stt(make_stt("whisper"), pcm, rate)
+    assert "amiable" in text.lower()
+
+
+async def test_local_model_conforms() -> None:
+    llm = make_llm("local")
+    try:
+        reply = await check_llm(llm, [ChatMessage("system", "You are Ada, a shopkeeper."), ChatMessage("user", "Hi!")])
+        assert reply.strip()
+    finally:
+        await llm.aclose()  # type: ignore[attr-defined]
+
+
+async def test_failover_wrappers_of_every_role_conform(espeak_speech: list[SpeechChunk]) -> None:
+    """Each role's failover wrapper over a dead member and a working one keeps the role's contract."""
+    from tests.remote.conftest import free_port
+
+    from facecast.remote.failover import FailoverFace, FailoverLLM, FailoverSTT
+
+    dead = f"ws://127.0.0.1:{free_port()}"
+    stt = make_stt(f"{dead},pocketsphinx")
+    llm = make_llm(f"{dead},echo")
+    face = make_face(f"{dead},phonetic")
+    assert isinstance(stt, FailoverSTT) and isinstance(llm, FailoverLLM) and isinstance(face, FailoverFace)
+    try:
+        spoken = await say("Hello there, how are you today?", make_tts("espeak"), make_face("phonetic"))
+        await check_stt(stt, spoken.audio, spoken.rate)
+        assert "good morning" in (await check_llm(llm, [ChatMessage("user", "good morning")])).lower()
+        await check_face(face, espeak_speech)
+    finally:
+        for wrapper in (stt, llm, face):
+            await wrapper.aclose()

@@ -11,7 +11,8 @@ from facecast.errors import ServiceError
 from facecast.events import AudioOut, EmotionOut, FaceOut, SentenceOut, UtteranceEnded, UtteranceStarted
 from facecast.llm.history import ChatHistory
 from facecast.offline import collect
-from facecast.pipeline import Services, run_turn, speak
+from facecast.pipeline import run_turn, speak
+from facecast.services import Services
 from facecast.types import frames_for_samples
 
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .characters import Character
-from .pipeline import Services
 from .registry import Role
+from .services import Services
 
 if TYPE_CHECKING:
     from .config import Settings

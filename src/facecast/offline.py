@@ -15,8 +15,9 @@ from .audio import iter_chunks, read_audio
 from .errors import InputError
 from .events import AudioOut, FaceOut, SentenceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
 from .llm.history import ChatHistory
-from .pipeline import Services, run_turn, say_text, transcribe_all
+from .pipeline import run_turn, say_text, transcribe_all
 from .roles import FaceAnimator, SpeechToText, TextToSpeech
+from .services import Services
 from .takefolder import write_session
 from .types import FACE_WIDTH, Float32Array
 

@@ -14,32 +14,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from .aio import aclose
 from .events import AudioOut, EmotionOut, FaceOut, SentenceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
 from .llm.history import ChatHistory
 from .roles import FaceAnimator, LanguageModel, SpeechToText, TextToSpeech
+from .services import Services
 from .text import SplitterConfig, parse_emotion_tags, split_sentences
 from .types import AudioChunk, ChatMessage, Phoneme, SpeechChunk, Word, frames_for_samples
 
-__all__ = ["Services", "Pace", "speak", "say_text", "reply_tokens", "run_turn", "transcribe_all"]
+__all__ = ["Pace", "speak", "say_text", "reply_tokens", "run_turn", "transcribe_all"]
 
 Pace: TypeAlias = Callable[[int], Awaitable[None]]
 """Awaited by :func:`speak` with the samples produced so far; returns when production may go on."""
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    """The four roles a conversation uses; each may be local, remote or a failover wrapper."""
-
-    stt: SpeechToText
-    llm: LanguageModel
-    tts: TextToSpeech
-    face: FaceAnimator
-    audio_face: FaceAnimator | None = None
-    """The animator for audio without phoneme timing (puppet and lip-sync workflows); None if unavailable."""
 
 
 _DONE = object()

@@ -15,10 +15,9 @@ from .errors import ConfigError
 from .http.app import AppState, create_app
 from .llm import DEFAULT_PERSONA, NO_LLM_HINT
 from .metrics import Metrics
-from .pipeline import Services
 from .protocol.engine import MAX_WIRE_FRAME
 from .remote.failover import FailoverEvent
-from .services import build_services, warm_up
+from .services import Services, build_services, warm_up
 
 __all__ = ["serve", "startup_banner", "BackgroundServer", "NEUROSYNC_PORTS", "serving_ports", "bind_sockets"]
 

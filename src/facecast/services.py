@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import registry
 from .config import Settings
 from .errors import ConfigError
-from .pipeline import Services
 from .providers import DEFAULTS
 from .registry import Provider, ProviderRequest, Role
 from .roles import FaceAnimator, LanguageModel, SpeechToText, TextToSpeech
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .remote.failover import FailoverEvent, FailoverOptions
 
 __all__ = [
+    "Services",
     "build_services",
     "make_role",
     "make_stt",
@@ -40,6 +41,18 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The four roles a conversation uses; each may be local, remote or a failover wrapper."""
+
+    stt: SpeechToText
+    llm: LanguageModel
+    tts: TextToSpeech
+    face: FaceAnimator
+    audio_face: FaceAnimator | None = None
+    """The animator for audio without phoneme timing (puppet and lip-sync workflows); None if unavailable."""
 
 
 def _members(spec: str | None) -> list[str]:

@@ -17,9 +17,9 @@ from facecast.engine.session import EngineSession, SessionConfig
 from facecast.engine.timeline import FaceTimeline
 from facecast.face.arkit import INDEX
 from facecast.face.layers import Emotion
-from facecast.pipeline import Services
 from facecast.protocol import engine as proto
 from facecast.protocol.livelink import CURVE_COUNT, decode_frame
+from facecast.services import Services
 from facecast.types import FaceFrames
 
 

@@ -13,7 +13,7 @@ from tests.fakes import FakeFace, FakeLLM, FakeSTT, FakeTTS, SinkOutput
 
 from facecast.engine.outputs import RecorderSink
 from facecast.engine.session import EngineSession
-from facecast.pipeline import Services
+from facecast.services import Services
 
 
 async def test_unwritable_record_folder_loses_no_reply(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -12,8 +12,8 @@ from tests.fakes import FakeFace, FakeLLM, FakeSTT, FakeTTS
 
 from facecast.engine.session import EngineSession, SessionConfig
 from facecast.llm.echo import EchoLLM
-from facecast.pipeline import Services
 from facecast.protocol import engine as proto
+from facecast.services import Services
 
 
 class Recorder:

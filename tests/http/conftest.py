@@ -12,9 +12,8 @@ from tests.conftest import LIGHT
 from facecast.config import Settings
 from facecast.face.phonetic import PhoneticAnimator
 from facecast.llm.echo import EchoLLM
-from facecast.pipeline import Services
 from facecast.server import BackgroundServer
-from facecast.services import make_stt
+from facecast.services import Services, make_stt
 from facecast.tts.espeak import EspeakTTS
 
 

@@ -14,8 +14,8 @@ from tests.conftest import LIGHT
 from facecast.config import Settings
 from facecast.errors import ServiceError
 from facecast.face.phonetic import PhoneticAnimator
-from facecast.pipeline import Services
 from facecast.server import BackgroundServer
+from facecast.services import Services
 from facecast.stt.pocketsphinx import PocketSphinxConfig, PocketSphinxSTT
 from facecast.tts.espeak import EspeakTTS
 from facecast.types import ChatMessage

@@ -27,10 +27,9 @@ from facecast.config import Settings
 from facecast.engine.sim import EngineSim, SimConfig
 from facecast.face.phonetic import PhoneticAnimator
 from facecast.llm.echo import EchoLLM
-from facecast.pipeline import Services
 from facecast.protocol import engine as proto
 from facecast.server import BackgroundServer
-from facecast.services import make_stt
+from facecast.services import Services, make_stt
 from facecast.tts.espeak import EspeakTTS
 
 RECV_TIMEOUT = 10.0

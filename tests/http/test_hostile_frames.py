@@ -14,8 +14,8 @@ from tests.fakes import FakeFace, FakeLLM, FakeSTT, FakeTTS
 from websockets.asyncio.client import ClientConnection, connect
 
 from facecast.config import Settings
-from facecast.pipeline import Services
 from facecast.server import BackgroundServer
+from facecast.services import Services
 
 
 async def next_json(ws: ClientConnection) -> dict[str, Any]:

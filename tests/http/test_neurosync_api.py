@@ -32,9 +32,9 @@ from facecast.face.phonetic import PhoneticAnimator
 from facecast.http.neurosync import Lazy, NeuroSyncBackends
 from facecast.llm.echo import EchoLLM
 from facecast.offline import say
-from facecast.pipeline import Services
 from facecast.protocol.neurosync import neurosync_finish, neurosync_frame_count
 from facecast.server import BackgroundServer, bind_sockets, serving_ports, startup_banner
+from facecast.services import Services
 from facecast.tts.espeak import EspeakTTS
 from facecast.types import FaceFrames, SpeechChunk, frames_for_samples
 

@@ -22,8 +22,8 @@ from facecast.face.phonetic import PhoneticAnimator
 from facecast.http.extras.embeddings import load_embedder
 from facecast.http.neurosync import Lazy, NeuroSyncBackends
 from facecast.llm.echo import EchoLLM
-from facecast.pipeline import Services
 from facecast.server import BackgroundServer
+from facecast.services import Services
 from facecast.tts.espeak import EspeakTTS
 
 from ..fakes import FakeSTT

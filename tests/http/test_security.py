@@ -21,9 +21,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from facecast.config import Settings
 from facecast.http.app import AppState, create_app
-from facecast.pipeline import Services
 from facecast.protocol.engine import MAX_WIRE_FRAME
 from facecast.server import BackgroundServer
+from facecast.services import Services
 
 TOKEN = "0123456789abcdef-token"
 

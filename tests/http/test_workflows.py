@@ -19,10 +19,9 @@ from facecast.face.learned import LearnedAnimator
 from facecast.face.phonetic import PhoneticAnimator
 from facecast.llm.echo import EchoLLM
 from facecast.offline import say
-from facecast.pipeline import Services
 from facecast.protocol import engine as proto
 from facecast.server import BackgroundServer
-from facecast.services import make_stt
+from facecast.services import Services, make_stt
 from facecast.tts.espeak import EspeakTTS
 from facecast.types import frames_for_samples
 

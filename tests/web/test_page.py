@@ -32,10 +32,9 @@ from facecast.face.arkit import FRAME_NAMES
 from facecast.face.phonetic import PhoneticAnimator
 from facecast.http.app import AppState, create_app
 from facecast.llm.echo import EchoLLM
-from facecast.pipeline import Services
 from facecast.protocol.engine import MAX_BINARY_FRAME
 from facecast.server import BackgroundServer
-from facecast.services import make_stt
+from facecast.services import Services, make_stt
 from facecast.tts.espeak import EspeakTTS
 
 if TYPE_CHECKING:

@@ -90,8 +90,7 @@ async def run_all(quick: bool, only: Collection[str] = GROUPS) -> tuple[list[Tab
     runs) and return their tables in print order and the raw numbers (``machine``, ``quick``, ``only`` and
     one entry per table)."""
     from ..llm import EchoLLM
-    from ..pipeline import Services
-    from ..services import make_face, make_stt, make_tts
+    from ..services import Services, make_face, make_stt, make_tts
 
     tables: list[Table] = []
     raw: dict[str, object] = {"machine": machine_description(), "quick": quick, "only": list(only)}

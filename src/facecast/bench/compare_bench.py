@@ -18,8 +18,8 @@ import httpx
 
 from ..config import Settings
 from ..engine.sim import EngineSim, SimConfig, TurnReport
-from ..pipeline import Services
 from ..server import BackgroundServer
+from ..services import Services
 from .pipeline_bench import REPLIES
 from .report import Table, percentiles
 

@@ -23,8 +23,8 @@ from ..engine.livelink import (
 )
 from ..engine.sim import SimConfig
 from ..face.layers import AnimationLayer
-from ..pipeline import Services
 from ..server import BackgroundServer
+from ..services import Services
 from .engines import Script, Turn, run_engines
 from .report import Table, percentiles
 

@@ -14,8 +14,8 @@ from dataclasses import replace
 
 from ..config import Settings
 from ..engine.sim import SimConfig
-from ..pipeline import Services
 from ..server import BackgroundServer
+from ..services import Services
 from .engines import Script, Turn, run_engines
 from .report import Table, percentiles
 

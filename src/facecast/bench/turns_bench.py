@@ -22,8 +22,8 @@ from ..audio import read_audio
 from ..config import Settings
 from ..engine.sim import SimConfig
 from ..offline import say
-from ..pipeline import Services
 from ..server import BackgroundServer
+from ..services import Services
 from ..tts.espeak import EspeakTTS
 from ..types import Float32Array
 from .engines import Script, Turn, run_engines

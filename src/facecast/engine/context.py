@@ -9,8 +9,8 @@ from typing import Protocol
 
 from ..llm.history import ChatHistory
 from ..metrics import Metrics
-from ..pipeline import Services
 from ..protocol import engine as proto
+from ..services import Services
 from ..types import Float32Array
 from ..vad import TurnConfig
 from .sinks import SinkGroup

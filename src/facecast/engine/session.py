@@ -27,8 +27,8 @@ from ..characters import Character, IdleStyle
 from ..errors import FacecastError
 from ..llm.history import ChatHistory
 from ..metrics import Metrics
-from ..pipeline import Services
 from ..protocol import engine as proto
+from ..services import Services
 from .context import Mic, SessionConfig, SessionContext, Transport
 from .sinks import Output, SessionInfo, SinkGroup
 from .timeline import FaceTimeline, session_seed

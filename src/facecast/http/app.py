@@ -30,8 +30,7 @@ from ..engine.outputs import LiveLinkOutput, outputs_from_settings, run_outputs
 from ..engine.session import EngineSession, SessionConfig
 from ..engine.sinks import Output
 from ..metrics import CONTENT_TYPE, Metrics
-from ..pipeline import Services
-from ..services import transcript_lead_ms
+from ..services import Services, transcript_lead_ms
 from ..vad import TurnConfig
 from .neurosync import NeuroSyncBackends, NeuroSyncOptions, neurosync_router
 from .security import AccessMiddleware

@@ -42,9 +42,9 @@ from ..audio import split_chunks
 from ..config import Settings
 from ..errors import ConfigError, FacecastError, InputError, ServiceError
 from ..offline import say, transcribe_pcm
-from ..pipeline import Services
 from ..protocol import neurosync as wire
 from ..roles import FaceAnimator, SpeechToText, TextToSpeech
+from ..services import Services
 from ..types import FACE_WIDTH, Float32Array, SpeechChunk, frames_for_samples
 from .extras.embeddings import Embedder, load_embedder
 from .extras.images import Captioner, ClipScorer, load_captioner, load_clip
