@@ -29,7 +29,9 @@ _WARM_UP = 10
 
 def _start(role: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "facecast.cli", "serve", role, "--port", "0"],
+        # The same light providers as the in-process side, so the difference is the hop alone.
+        [sys.executable, "-m", "facecast.cli", "serve", role, "--port", "0", "--stt", "pocketsphinx", "--llm", "echo"]
+        + ["--tts", "espeak"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
