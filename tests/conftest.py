@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-LIGHT: dict[str, str] = {"stt": "pocketsphinx", "llm": "echo", "tts": "espeak"}
+from facecast.providers import LIGHT_DEFAULTS
+
+LIGHT: dict[str, str] = {role: LIGHT_DEFAULTS[role] for role in ("stt", "llm", "tts")}
 """The light providers, for tests whose services are built from them (``Settings(**LIGHT)``): settings must
 name the providers the test's services really are (health, per-request voices, turn timing read them)."""
 

@@ -30,7 +30,7 @@ __all__ = [
 DEFAULTS = {role: str(Settings.__dataclass_fields__[role].default) for role in ("stt", "llm", "tts", "face")}
 """The embedded defaults of each role (the ``--stt``/``--llm``/``--tts``/``--face`` defaults of :class:`Settings`)."""
 
-LIGHT_DEFAULTS = {"stt": "pocketsphinx", "llm": "local", "tts": "hibari", "face": "phonetic"}
+LIGHT_DEFAULTS = {"stt": "pocketsphinx", "llm": "echo", "tts": "espeak", "face": "phonetic"}
 """The light set: no model packages, smallest install, lowest latency, toy quality."""
 
 NORMAL_RATE = 175

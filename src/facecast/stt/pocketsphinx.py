@@ -1,4 +1,4 @@
-"""The default speech-to-text: CMU PocketSphinx 5 with the en-us model bundled in its wheel.
+"""The light, streaming speech-to-text: CMU PocketSphinx 5 with the en-us model bundled in its wheel.
 
 Audio of any rate (mono float32 :class:`~facecast.types.AudioChunk`; frames x channels is mixed down) is
 resampled to 16 kHz as it arrives and fed to a decoder incrementally, so when the input ends only the

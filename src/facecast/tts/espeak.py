@@ -1,4 +1,4 @@
-"""The default text-to-speech: libespeak-ng (from the ``espeakng-loader`` wheel) through ctypes.
+"""The light text-to-speech: libespeak-ng (from the ``espeakng-loader`` wheel) through ctypes.
 
 Audio, phoneme and word timing come from one call of ``espeak_Synth`` in synchronous mode: the library
 calls back every ~60 ms of generated audio with its PCM (int16, 22050 Hz) and the events that happened
