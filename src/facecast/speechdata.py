@@ -265,7 +265,10 @@ def _extract(archive: Path, source: Source, staging: Path) -> None:
             if rest in wanted and member.isfile():
                 member.name = rest
                 members.append(member)
-        tar.extractall(staging, members=members, filter="data")
+        if hasattr(tarfile, "data_filter"):  # Python 3.10.12+ / 3.11.4+
+            tar.extractall(staging, members=members, filter="data")
+        else:  # older: the members are already only regular files with names from our own list
+            tar.extractall(staging, members=members)
 
 
 def _index(source: Source, folder: Path) -> list[dict[str, str]]:
