@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # a portable build, cached by pip's wheel cache between runs.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run test lint typecheck bench clean cpp
 
 $(BIN)/facecast: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(BIN)/facecast: pyproject.toml
 
 # The optional extras are tested too. torch comes first and pinned: 2.13.0 is the CPU build on these
 # machines (a bare or newer torch would pull GBs of CUDA packages).
-TEST_EXTRAS := test,llamacpp,embeddings,images,neurosync,train,piper
+TEST_EXTRAS := test,llamacpp,embeddings,images,neurosync,train,piper,plots,audio
 
 $(VENV)/.test-deps: $(BIN)/facecast
 	$(BIN)/pip install -q torch==2.13.0
@@ -35,6 +35,13 @@ test: $(VENV)/.test-deps
 
 bench: $(BIN)/facecast
 	$(BIN)/facecast bench
+
+# The C++ reference client (clients/cpp; needs cmake and a C++17 compiler): build it, run its unit tests.
+# `make test` builds it too (tests/clients), in .cache/cpp-client/.
+cpp:
+	cmake -S clients/cpp -B build/cpp -DCMAKE_BUILD_TYPE=Release
+	cmake --build build/cpp --parallel
+	ctest --test-dir build/cpp --output-on-failure
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

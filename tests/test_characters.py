@@ -17,6 +17,7 @@ from facecast.config import Settings, load_settings
 from facecast.engine.session import EngineSession, SessionConfig
 from facecast.errors import ConfigError
 from facecast.face.layers import LayerConfig
+from facecast.llm.history import persona_prompt
 from facecast.services import Services
 
 TOML = """
@@ -143,9 +144,12 @@ async def test_sessions_naming_characters_get_their_personas_and_share_the_catal
         sessions.append(session)
         await _reply(session, rec, {"character": name})
         assert session.character is characters[name]
-        assert session.history.system_prompt == f"You are {name.capitalize()}."
+        assert session.history.system_prompt == persona_prompt(f"You are {name.capitalize()}.")
     ada, bob = sessions
-    assert [m[0].content for m in llm.seen] == ["You are Ada.", "You are Bob."]  # one shared LLM instance
+    assert [m[0].content for m in llm.seen] == [
+        persona_prompt("You are Ada."),
+        persona_prompt("You are Bob."),
+    ]  # one LLM
     assert ada.history is not bob.history
     for session in sessions:
         await session.close()
@@ -162,9 +166,9 @@ async def test_an_unknown_character_is_refused_and_the_session_stays_usable() ->
         error = await rec.wait_for("error", 1 if name == "mallory" else 2)
         assert error["code"] == "bad_message" and "unknown character" in error["message"]
     assert session.hello is None and not rec.of_type("welcome")
-    assert session.history.system_prompt == "Default persona." and session.character.name == "default"
+    assert session.history.system_prompt == persona_prompt("Default persona.") and session.character.name == "default"
     await _reply(session, rec, {})  # a hello without a character: the server's default
-    assert session.history.system_prompt == "Default persona."
+    assert session.history.system_prompt == persona_prompt("Default persona.")
     await session.close()
 
 

@@ -15,6 +15,7 @@ import soundfile as sf
 from facecast.errors import InputError
 from facecast.face.arkit import INDEX
 from facecast.face.takes import NEUROSYNC_COLUMNS
+from facecast.llm.history import SPEAKING_RULES
 from facecast.offline import say
 from facecast.takefolder import read_session
 from facecast.types import frames_for_samples
@@ -42,8 +43,8 @@ def test_say_writes_a_session_folder(tmp_path: Path) -> None:
     assert session.warning is None
     assert len(session.values) == frames_for_samples(len(session.audio), session.rate)
     assert session.values[:, INDEX["MouthClose"]].max() > 0.5
-    # a take of speech only: blinks, gaze and head are the live outputs' animation layer (and --record's)
-    assert session.values[:, INDEX["EyeBlinkLeft"]].max() == 0.0
+    # a take for playback: the live animation layer (head motion, gaze, blinks) is on by default (--no-idle: off)
+    assert np.ptp(session.values[:, INDEX["HeadYaw"]]) > 0 and "idle layer seed" in result.stdout
 
 
 def test_say_with_a_voice_variant_changes_the_voice(tmp_path: Path) -> None:
@@ -223,7 +224,33 @@ def test_chat_sends_the_configured_persona(tmp_path: Path, where: str) -> None:
         )
     assert result.returncode == 0, result.stderr
     assert "character: Aye." in result.stdout
-    assert llm.system_prompts() == [persona]
+    assert llm.system_prompts() == [f"{persona}\n\n{SPEAKING_RULES}"]  # the speaking rules follow any persona
+
+
+def test_chat_and_say_as_a_character_of_the_config(tmp_path: Path) -> None:
+    with _ChatServer("Aye.") as llm:
+        config = tmp_path / "facecast.toml"
+        config.write_text(
+            "[characters.mora]\n"
+            'persona = "You are Mora, the innkeeper."\n'
+            f'llm = "{llm.url}"\n'
+            'tts = "espeak"\n'
+            'voice = "en-gb"\n'
+            'speaking_rules = "off"\n'
+        )
+        result = facecast(
+            "chat", "--config", str(config), "--character", "mora", "--text", "Hi", "--out", str(tmp_path / "r")
+        )
+        assert result.returncode == 0, result.stderr
+        assert "character: Aye." in result.stdout
+        assert llm.system_prompts() == ["You are Mora, the innkeeper."]  # her persona, as written (rules off)
+    result = facecast(
+        "say", "--config", str(config), "--character", "mora", "Good evening.", "--out", str(tmp_path / "s")
+    )
+    assert result.returncode == 0, result.stderr
+    assert sf.info(str(tmp_path / "s" / "audio.wav")).samplerate == 22050  # her voice: espeak, not hibari (24 kHz)
+    result = facecast("say", "--config", str(config), "--character", "bram", "Hi", "--out", str(tmp_path / "t"))
+    assert result.returncode != 0 and "unknown character 'bram'" in result.stderr and "mora" in result.stderr
 
 
 def test_samples_make_the_readme_examples_runnable(tmp_path: Path) -> None:

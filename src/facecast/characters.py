@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from .actions import Action, actions_from_json
 from .errors import ConfigError
 from .face.layers import LayerConfig
+from .llm.history import RULES
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -72,6 +74,11 @@ class Character:
     llm: str = ""
     subject: str = ""
     idle: IdleStyle = field(default_factory=IdleStyle)
+    actions: tuple[Action, ...] = ()
+    """What it may do in the game (:mod:`facecast.actions`), unless the engine's hello declares its own."""
+    speaking_rules: str = ""
+    """The rules added to its persona (``on``, ``tags``, ``off``; :func:`facecast.llm.history.persona_prompt`);
+    empty: the server's ``speaking_rules``."""
 
 
 def default_character(settings: Settings | None = None) -> Character:
@@ -80,11 +87,27 @@ def default_character(settings: Settings | None = None) -> Character:
     if settings is None:
         return Character("default")
     return Character(
-        "default", settings.persona, VoiceSpec(settings.tts, settings.voice), settings.llm, settings.subject
+        "default",
+        settings.persona,
+        VoiceSpec(settings.tts, settings.voice),
+        settings.llm,
+        settings.subject,
+        speaking_rules=settings.speaking_rules,
     )
 
 
-CHARACTER_KEYS = ("persona", "tts", "voice", "llm", "subject", "blink_rate", "gaze", "head_motion")
+CHARACTER_KEYS = (
+    "persona",
+    "tts",
+    "voice",
+    "llm",
+    "subject",
+    "blink_rate",
+    "gaze",
+    "head_motion",
+    "speaking_rules",
+    "actions",
+)
 """The keys a ``[characters.NAME]`` table may hold."""
 
 
@@ -101,12 +124,22 @@ def characters_from_tables(tables: Mapping[str, Any], origin: str = "config") ->
         unknown = sorted(set(table) - set(CHARACTER_KEYS))
         if unknown:
             raise ConfigError(f"{where}: unknown key {unknown[0]!r}; known: {', '.join(CHARACTER_KEYS)}")
-        text = {key: _text(where, key, table.get(key, "")) for key in ("persona", "tts", "voice", "llm", "subject")}
+        keys = ("persona", "tts", "voice", "llm", "subject", "speaking_rules")
+        text = {key: _text(where, key, table.get(key, "")) for key in keys}
+        if text["speaking_rules"] and text["speaking_rules"] not in RULES:
+            raise ConfigError(f"{where}: speaking_rules must be one of {', '.join(RULES)}")
         idle = IdleStyle(
             **{key: _number(where, key, table[key]) for key in ("blink_rate", "gaze", "head_motion") if key in table}
         )
         found[name] = Character(
-            name, text["persona"], VoiceSpec(text["tts"], text["voice"]), text["llm"], text["subject"], idle
+            name,
+            text["persona"],
+            VoiceSpec(text["tts"], text["voice"]),
+            text["llm"],
+            text["subject"],
+            idle,
+            actions_from_json(table.get("actions", []), f"{where} actions"),
+            text["speaking_rules"],
         )
     return found
 

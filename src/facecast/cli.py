@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
@@ -77,29 +77,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--barge-in-ms", type=int, help="speech needed to interrupt the character (default 400)")
     p.add_argument(
+        "--speculate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="start the LLM on a pause's transcript before the endpoint (default on; --no-speculate saves LLM calls)",
+    )
+    p.add_argument(
         "--neurosync-ports",
         action="store_true",
         default=None,
         help="also serve the NeuroSync-compatible API on NeuroSync's default ports "
         "(5000, 6969, 8000, 7070; 1234 with image endpoints) on the same host",
     )
+    run_parser = p
 
     p = sub.add_parser("say", help="speak TEXT and animate it into DIR/audio.wav + DIR/shapes.csv")
     _common(p)
     p.add_argument("text")
+    p.add_argument("--character", help="speak in the voice of a character of the config ([characters.NAME])")
     p.add_argument("--out", required=True, help="output folder")
+    _take_options(p)
 
     p = sub.add_parser("chat", help="one full turn (speech -> transcript -> LLM -> speech -> face) into --out")
     _common(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", help="what the player says")
     src.add_argument("--audio", help="an audio file of the player speaking")
+    p.add_argument(
+        "--character", help="answer as a character of the config ([characters.NAME]): its persona, LLM and voice"
+    )
     p.add_argument("--out", required=True, help="output folder for the reply")
+    _take_options(p)
 
     p = sub.add_parser("animate", help="animate an audio file (audio-driven face) into DIR/audio.wav + DIR/shapes.csv")
     p.add_argument("audio", help="audio file (WAV, FLAC, OGG...; any rate, mixed to mono)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--face", help="learned (default), learned:PATH/mouth.json or neurosync:PATH/model.pth")
+    _take_options(p)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     p = sub.add_parser("transcribe", help="print the transcript of an audio file")
@@ -112,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--livelink", action="append", help="Live Link target HOST:PORT (repeatable; default 127.0.0.1:11111)"
     )
     p.add_argument("--subject", default="Facecast", help="Live Link subject name")
+    p.add_argument(
+        "--audio",
+        action="store_true",
+        help="also play the session's audio here, in sync with the face (needs an output device)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
 
     p = sub.add_parser("convert", help="convert a take between NeuroSync shapes.csv and Live Link Face app CSV")
@@ -162,16 +181,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("role", nargs="?", choices=("stt", "llm", "tts", "face"))
     p.add_argument("-v", "--verbose", action="store_true")
 
+    p = sub.add_parser(
+        "doctor",
+        parents=[run_parser],
+        add_help=False,
+        help="check what 'run' would use (same flags): providers, ports, Live Link, token, model cache, extras",
+    )
+    p.add_argument("--no-warm", action="store_true", help="build the providers but do not load their models")
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds for each network probe (default 3)")
+
     p = sub.add_parser("bench", help="run the benchmark suite and print its tables")
-    p.add_argument("--quick", action="store_true", help="a short run (a few minutes): fewer clips, sentences, turns")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a short run (under 2 minutes on 2 cores): fewer clips, sentences, turns; no llm or resources groups",
+    )
     p.add_argument(
         "--only",
         metavar="NAME[,NAME]",
         help="run only these table groups: stt, tts, llm, v2v, resources, pipeline, face, livelink, "
-        "compare, scale, remote (default: all)",
+        "compare, scale, remote (default: all); soak only when named",
     )
+    p.add_argument(
+        "--soak",
+        action="store_true",
+        help="the soak test: 8 honest conversations and 8 hostile clients against one server (same as --only soak)",
+    )
+    p.add_argument("--minutes", type=float, default=10.0, help="how long the soak runs (default 10)")
     p.add_argument("--json", dest="json_path", help="also write the raw numbers to this JSON file")
     p.add_argument("--markdown", help="also write the tables as Markdown to this file")
+    p.add_argument(
+        "--plots",
+        metavar="DIR",
+        help="also write PNG plots (stage latency, sync error, jitter, face curves) into DIR (extra: plots)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -199,6 +242,7 @@ _SETTING_FLAGS = (
     "endpoint_ms",
     "transcript_lead_ms",
     "barge_in_ms",
+    "speculate",
 )
 
 
@@ -207,15 +251,59 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(getattr(args, "config", None), overrides=overrides)
 
 
+def _take_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--idle",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add the live animation layer to the take: blinks, gaze, head motion, emotion (default on; "
+        "--no-idle keeps the animator's speech frames only)",
+    )
+    p.add_argument("--seed", type=int, help="seed of the animation layer, for a reproducible take (default: fresh)")
+
+
+def _idle(args: argparse.Namespace, s: Settings | None = None) -> Any:
+    """The ``IdleLayer`` the take options ask for (a character's idle style when ``--character`` names one)."""
+    from .offline import IdleLayer
+
+    if not args.idle:
+        return None
+    name: str | None = getattr(args, "character", None)
+    config = s.characters[name].idle.layer_config() if s is not None and name and name in s.characters else None
+    return IdleLayer(args.seed, config)
+
+
+def _took(folder: object, utterance: Any, extra: str = "") -> str:
+    seconds = len(utterance.audio) / utterance.rate
+    layer = f", idle layer seed {utterance.seed}" if utterance.seed is not None else ""
+    return f"{folder}: {seconds:.2f} s of audio, {len(utterance.face)} face frames{extra}{layer}"
+
+
 async def _say(args: argparse.Namespace) -> int:
     from .offline import say
     from .services import make_face, make_tts
 
-    s = _settings(args)
-    utterance = await say(args.text, make_tts(s.tts, s), make_face(s.face, s))
-    folder = utterance.save(args.out)
-    print(f"{folder}: {len(utterance.audio) / utterance.rate:.2f} s of audio, {len(utterance.face)} face frames")
+    s, _, _ = _as_character(_settings(args), args.character)
+    utterance = await say(args.text, make_tts(s.tts, s), make_face(s.face, s), idle=_idle(args, s))
+    print(_took(utterance.save(args.out), utterance))
     return 0
+
+
+def _as_character(s: Settings, name: str | None) -> tuple[Settings, str, str]:
+    """The settings for character ``name`` of ``s`` (its LLM and voice over the server's), with its persona
+    and speaking rules; ``s`` with its own persona and rules when ``name`` is None."""
+    from dataclasses import replace
+
+    from .errors import ConfigError
+
+    if name is None:
+        return s, s.persona, s.speaking_rules
+    if name not in s.characters:
+        known = ", ".join(sorted(s.characters)) or "none; define [characters.NAME] tables in the config"
+        raise ConfigError(f"unknown character {name!r} (this config has: {known})")
+    ch = s.characters[name]
+    s = replace(s, llm=ch.llm or s.llm, tts=ch.voice.tts or s.tts, voice=ch.voice.voice or s.voice)
+    return s, ch.persona, ch.speaking_rules or s.speaking_rules
 
 
 async def _chat(args: argparse.Namespace) -> int:
@@ -223,14 +311,16 @@ async def _chat(args: argparse.Namespace) -> int:
     from .offline import chat
     from .services import build_services
 
-    s = _settings(args)
+    s, persona, rules = _as_character(_settings(args), args.character)
     if s.llm == "echo":
         print(NO_LLM_HINT, file=sys.stderr)
-    user, reply = await chat(build_services(s), text=args.text, audio=args.audio, persona=s.persona)
+    user, reply = await chat(
+        build_services(s), text=args.text, audio=args.audio, persona=persona, rules=rules, idle=_idle(args, s)
+    )
     folder = reply.save(args.out)
     print(f"you: {user}")
     print(f"character: {reply.text}")
-    print(f"{folder}: {len(reply.audio) / reply.rate:.2f} s of audio, {len(reply.face)} face frames")
+    print(_took(folder, reply))
     return 0
 
 
@@ -245,13 +335,10 @@ async def _samples(args: argparse.Namespace) -> int:
 
 
 async def _animate(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from .audio import read_audio, split_chunks
+    from .audio import read_audio
     from .errors import ConfigError
+    from .offline import animate
     from .services import make_face, resolve
-    from .takefolder import write_session
-    from .types import FACE_WIDTH, SpeechChunk
 
     spec = args.face or "learned"
     provider, _ = resolve("face", spec)
@@ -261,16 +348,8 @@ async def _animate(args: argparse.Namespace) -> int:
             "phoneme timing: use --face learned or neurosync:PATH/model.pth"
         )
     pcm, rate = read_audio(args.audio)
-    face = make_face(spec)
-
-    async def speech() -> AsyncIterator[SpeechChunk]:
-        for chunk in split_chunks(pcm, rate, 100.0):
-            yield SpeechChunk(chunk)
-
-    parts = [frames.values async for frames in face.animate(speech())]
-    values = np.concatenate(parts) if parts else np.zeros((0, FACE_WIDTH), np.float32)
-    write_session(args.out, pcm, rate, values)
-    print(f"{args.out}: {len(pcm) / rate:.2f} s of audio, {len(values)} face frames ({spec})")
+    utterance = await animate(pcm, rate, make_face(spec), idle=_idle(args))
+    print(_took(utterance.save(args.out), utterance, f" ({spec})"))
     return 0
 
 
@@ -326,8 +405,10 @@ def _voices(args: argparse.Namespace) -> int:
 def _play(args: argparse.Namespace) -> int:
     from .engine.livelink import parse_targets
     from .engine.play import run_play
+    from .play_audio import open_player
 
-    result = run_play(args.path, parse_targets(args.livelink or ["127.0.0.1:11111"]), args.subject)
+    targets = parse_targets(args.livelink or ["127.0.0.1:11111"])
+    result = run_play(args.path, targets, args.subject, open_player if args.audio else None)
     print(f"played {result.frames} frames ({result.duration:.2f} s): {result.sent} sent, {result.skipped} skipped")
     return 0
 
@@ -400,9 +481,10 @@ def _serve(args: argparse.Namespace) -> int:
     port = DEFAULT_PORTS[args.role] if args.port is None else args.port
 
     def build() -> Any:
+        from .limits import limit_role
         from .services import make_role
 
-        return make_role(args.role, getattr(settings, args.role), settings)
+        return limit_role(args.role, make_role(args.role, getattr(settings, args.role), settings), settings)
 
     asyncio.run(
         run_forever(
@@ -416,6 +498,14 @@ def _serve(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import main as doctor_main
+
+    overrides: dict[str, Any] = {name: getattr(args, name, None) for name in _SETTING_FLAGS}
+    settings = load_settings(args.config, overrides=overrides, token_rule=False)  # the token is a check
+    return doctor_main(settings, warm=not args.no_warm, timeout=args.timeout)
 
 
 def _providers(args: argparse.Namespace) -> int:
@@ -449,11 +539,18 @@ def _bench(args: argparse.Namespace) -> int:
     from .bench import parse_only
 
     try:
-        only = parse_only(args.only)
+        only = parse_only(",".join(filter(None, (args.only, "soak" if args.soak else None))))
     except ValueError as exc:
         print(f"facecast bench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return bench_main(quick=args.quick, json_path=args.json_path, markdown_path=args.markdown, only=only)
+    return bench_main(
+        quick=args.quick,
+        json_path=args.json_path,
+        markdown_path=args.markdown,
+        only=only,
+        soak_minutes=args.minutes,
+        plots_dir=args.plots,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -480,6 +577,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench(args)
         if args.command == "providers":
             return _providers(args)
+        if args.command == "doctor":
+            return _doctor(args)
         if args.command == "serve":
             return _serve(args)
         if args.command == "voices":

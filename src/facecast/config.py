@@ -45,6 +45,9 @@ class Settings:
     subject: str = "Facecast"
     """Live Link subject name."""
     device_id: str = "Facecast"
+    subject_linger_s: float = 30.0
+    """Seconds a Live Link subject keeps streaming its idle face after its session ended (a reconnect within
+    that time continues it; 0 stops it at once)."""
     stt: str = "whisper"
     """Speech-to-text: a provider ``NAME[:ARG]`` (``facecast providers``) or a failover list."""
     llm: str = "local"
@@ -73,6 +76,12 @@ class Settings:
     -1: 200 ms for speech-to-text that decodes at pauses, such as Whisper, and 100 ms for streaming ones)."""
     barge_in_ms: int = 400
     """Speech needed to interrupt the character."""
+    speaking_rules: str = "on"
+    """Rules added to every persona: ``on`` (short spoken sentences of plain words), ``tags`` (also the emotion
+    tags the face understands, for models that handle them), ``off`` (the persona as written)."""
+    speculate: bool = True
+    """Start the LLM on the transcript of a pause before the endpoint, cancelled if the player goes on or the
+    final transcript differs (off: no LLM call before the turn ends, e.g. to save a paid API's tokens)."""
     neurosync_ports: bool = False
     """Also serve on NeuroSync's default ports (5000, 6969, 8000, 7070; 1234 with image endpoints)."""
     neurosync_audio_endpoints: bool = True
@@ -99,6 +108,29 @@ class Settings:
     """Browser origins (``https://game.example.com``) besides the server's own that may open its WebSockets."""
     allowed_hosts: tuple[str, ...] = ()
     """``Host`` header names accepted besides loopback names and the bound host (DNS-rebinding guard)."""
+    max_sessions: int = 32
+    """Engine WebSocket sessions served at once; one more gets ``error`` ``busy`` and is closed (code 1013,
+    try again later). 0: no limit."""
+    max_recognisers: int = 8
+    """Speech-to-text streams decoding at once in this process (an open player turn holds one; so do
+    ``/transcribe`` and each request to ``facecast serve stt``). Past it a turn waits up to 1 s, then gets
+    ``error`` ``busy`` (the session goes on); ``/transcribe`` answers 503 with ``Retry-After``; a service
+    answers ``busy`` at once (a failover client tries its next service). 0: no limit."""
+    max_turn_s: float = 60.0
+    """Longest player turn (continuous speech, or push-to-talk audio before ``end_of_speech``); the turn is
+    dropped with ``error`` ``utterance_too_long``."""
+    idle_timeout_s: float = 300.0
+    """An engine session that receives nothing from its client for this long gets ``error`` ``idle_timeout``
+    and is closed (code 4408); clients that wait longer send ``ping`` (the browser page does every 5 s). 0: never."""
+    max_messages_per_s: float = 200.0
+    """Frames one engine connection may send per second (bursts of twice that pass); more are dropped with one
+    ``error`` ``rate_limited`` a second at most, and the session stays open. 0: no limit."""
+    send_timeout_s: float = 10.0
+    """A client that leaves a server frame untaken this long (it stopped reading) is disconnected at once and
+    its session ended; the server's keepalive ping (20 s) resets one that does not answer. 0: wait forever."""
+    neurosync_max_jobs: int = 2
+    """NeuroSync requests processed at once per kind (audio decoding, speech synthesis, embeddings and
+    images); more are answered 503 with ``Retry-After: 1`` instead of queueing."""
     providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Provider options by ``ROLE.NAME`` (``[tts.hibari]`` tables, ``FACECAST_TTS_HIBARI_SPEED``, ``--set
     tts.hibari.speed=1.1``), merged in that order; checked and typed when the provider is built."""
@@ -130,6 +162,8 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
 
 
 _NOT_FLAT = ("providers", "characters")
+_LIMITS = ("max_sessions", "max_recognisers", "idle_timeout_s", "max_messages_per_s", "send_timeout_s")
+"""Limits where 0 means "no limit" (negative values are refused)."""
 _ROLES = ("stt", "llm", "tts", "face")
 
 
@@ -213,11 +247,15 @@ def load_settings(
     config_file: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    *,
+    token_rule: bool = True,
 ) -> Settings:
     """Build the settings from the three layers. ``overrides`` (from flags) skip ``None`` values; its ``set``
     entry (a list of ``ROLE.NAME.OPTION=VALUE``) gives provider options.
 
-    Raises :class:`ConfigError` for an unreadable file, an unknown key, or a value of the wrong type.
+    Raises :class:`ConfigError` for an unreadable file, an unknown key, or a value of the wrong type, and
+    unless ``token_rule`` is off (``facecast doctor`` reports it itself) for a missing or weak token off
+    loopback.
     """
     settings = Settings()
     options: dict[str, dict[str, Any]] = {}
@@ -258,12 +296,19 @@ def load_settings(
         settings = dataclasses.replace(settings, providers=options)
     if characters:
         settings = dataclasses.replace(settings, characters=characters)
-    if settings.requires_token() and not settings.token:
+    for name in _LIMITS:
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"setting {name!r} must be 0 (no limit) or more, not {getattr(settings, name)}")
+    for name in ("max_turn_s", "neurosync_max_jobs"):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"setting {name!r} must be more than 0, not {getattr(settings, name)}")
+    if token_rule and settings.requires_token() and not settings.token:
         raise ConfigError(
             f"binding to {settings.host} exposes Facecast beyond this machine: set an access token with "
             "--token or FACECAST_TOKEN (clients then send it as 'Authorization: Bearer TOKEN' or ?token=)"
         )
     from .auth import check_token_strength
 
-    check_token_strength(settings.host, settings.token)
+    if token_rule:
+        check_token_strength(settings.host, settings.token)
     return settings

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["FacecastError", "InputError", "ServiceError", "ConfigError"]
+__all__ = ["FacecastError", "InputError", "ServiceError", "BusyError", "ConfigError"]
 
 
 class FacecastError(Exception):
@@ -21,6 +21,17 @@ class ServiceError(FacecastError):
     """A service (LLM, remote STT/TTS/face) could not be reached or failed while answering."""
 
     code = "service_unavailable"
+
+
+class BusyError(ServiceError):
+    """A per-process limit is reached (all recognisers in use...): retry after ``retry_after`` seconds, or
+    elsewhere (a failover list moves on to its next member)."""
+
+    code = "busy"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ConfigError(FacecastError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .actions import ActionCall
 from .types import AudioChunk, FaceFrames
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "EmotionOut",
     "AudioOut",
     "FaceOut",
+    "ActionOut",
     "UtteranceEnded",
     "UtteranceEvent",
 ]
@@ -58,6 +60,17 @@ class FaceOut:
 
 
 @dataclass(frozen=True, slots=True)
+class ActionOut:
+    """The reply acts at sample ``start`` (after the words before it): ``call``, or a call the model got
+    wrong, with ``call`` None and ``error`` saying why (it is not taken)."""
+
+    utterance: int
+    call: ActionCall | None
+    start: int
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class UtteranceEnded:
     utterance: int
     samples: int
@@ -65,4 +78,4 @@ class UtteranceEnded:
     text: str
 
 
-UtteranceEvent = UtteranceStarted | SentenceOut | EmotionOut | AudioOut | FaceOut | UtteranceEnded
+UtteranceEvent = UtteranceStarted | SentenceOut | EmotionOut | AudioOut | FaceOut | ActionOut | UtteranceEnded

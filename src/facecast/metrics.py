@@ -39,6 +39,12 @@ class Metrics:
         self.failovers = Counter(
             "facecast_failovers_total", "Service failovers, by role", ["role"], registry=self.registry
         )
+        self.speculations = Counter(
+            "facecast_speculative_replies_total",
+            "Replies started on a pause's transcript before the endpoint: started, adopted, dropped",
+            ["outcome"],
+            registry=self.registry,
+        )
 
     def observe_turn(self, stages_ms: Mapping[str, float]) -> None:
         for stage, ms in stages_ms.items():

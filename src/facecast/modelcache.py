@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["Part", "ModelSpec", "cache_root", "package_file", "assemble"]
+__all__ = ["Part", "ModelSpec", "cache_root", "package_file", "assemble", "is_assembled"]
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,12 @@ def _is_ready(folder: Path, spec: ModelSpec) -> bool:
         except OSError:
             return False
     return True
+
+
+def is_assembled(spec: ModelSpec, root: Path | None = None) -> bool:
+    """Whether ``spec``'s folder under ``root`` (default :func:`cache_root`) is assembled and its files have
+    their recorded sizes (the cheap check of a later start; nothing is read or written)."""
+    return _is_ready((root or cache_root()) / spec.name, spec)
 
 
 def assemble(spec: ModelSpec, *, announce: Callable[[str], None] | None = None, root: Path | None = None) -> Path:

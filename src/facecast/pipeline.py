@@ -12,19 +12,40 @@ of the utterance and waits for them to stop: nothing keeps running.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import suppress
 from typing import Any, TypeAlias
 
+from .actions import Action, ActionCall, ActionExtractor, split_markers
 from .aio import aclose
-from .events import AudioOut, EmotionOut, FaceOut, SentenceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
+from .events import (
+    ActionOut,
+    AudioOut,
+    EmotionOut,
+    FaceOut,
+    SentenceOut,
+    UtteranceEnded,
+    UtteranceEvent,
+    UtteranceStarted,
+)
 from .llm.history import ChatHistory
 from .roles import FaceAnimator, LanguageModel, SpeechToText, TextToSpeech
 from .services import Services
 from .text import SplitterConfig, parse_emotion_tags, split_sentences
 from .types import AudioChunk, ChatMessage, Phoneme, SpeechChunk, Word, frames_for_samples
 
-__all__ = ["Pace", "speak", "say_text", "reply_tokens", "run_turn", "transcribe_all"]
+__all__ = [
+    "Pace",
+    "speak",
+    "say_text",
+    "takes_tools",
+    "open_reply",
+    "reply_tokens",
+    "extract_actions",
+    "run_turn",
+    "transcribe_all",
+]
 
 Pace: TypeAlias = Callable[[int], Awaitable[None]]
 """Awaited by :func:`speak` with the samples produced so far; returns when production may go on."""
@@ -56,8 +77,13 @@ async def speak(
     face: FaceAnimator,
     splitter: SplitterConfig | None = None,
     pace: Pace | None = None,
+    found: Sequence[ActionCall | str] | None = None,
 ) -> AsyncIterator[UtteranceEvent]:
     """Speak and animate a text stream as utterance ``utterance``.
+
+    With ``found`` (an :class:`~facecast.actions.ActionExtractor`'s, filled as ``text`` streams), the
+    action markers in the text become ``ActionOut`` events: before a sentence's audio when the marker
+    opens it, after it otherwise.
 
     Yields ``UtteranceStarted`` first and ``UtteranceEnded`` last; in between, ``SentenceOut`` /
     ``EmotionOut`` before the audio they introduce, ``AudioOut`` chunks with contiguous offsets, and
@@ -77,21 +103,34 @@ async def speak(
         try:
             async for piece in split_sentences(text, splitter):
                 clean, emotions = parse_emotion_tags(piece)
+                before: list[int] = []
+                after: list[int] = []
+                if found is not None:
+                    words = ""
+                    for part in split_markers(clean):
+                        if isinstance(part, int):
+                            (after if words.strip() else before).append(part)
+                        else:
+                            words += part
+                    clean = " ".join(words.split())
                 clean = clean.strip()
                 for _, emotion in emotions:
                     out.put_nowait(EmotionOut(utterance, emotion.value, end))
-                if not clean:
-                    continue
-                out.put_nowait(SentenceOut(utterance, clean, end))
-                spoken.append(clean)
-                base = end
-                async for chunk in tts.synthesize(clean):
-                    shifted = _shift(chunk, base)
-                    end = max(end, shifted.audio.end)
-                    out.put_nowait(AudioOut(utterance, shifted.audio))
-                    speech.put_nowait(shifted)
-                    if pace is not None:
-                        await pace(end)
+                for index in before:
+                    out.put_nowait(_action(utterance, found, index, end))
+                if clean:
+                    out.put_nowait(SentenceOut(utterance, clean, end))
+                    spoken.append(clean)
+                    base = end
+                    async for chunk in tts.synthesize(clean):
+                        shifted = _shift(chunk, base)
+                        end = max(end, shifted.audio.end)
+                        out.put_nowait(AudioOut(utterance, shifted.audio))
+                        speech.put_nowait(shifted)
+                        if pace is not None:
+                            await pace(end)
+                for index in after:
+                    out.put_nowait(_action(utterance, found, index, end))
         finally:
             speech.put_nowait(_DONE)
 
@@ -133,6 +172,22 @@ async def speak(
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _action(utterance: int, found: Sequence[ActionCall | str] | None, index: int, start: int) -> ActionOut:
+    item = found[index] if found is not None and 0 <= index < len(found) else "an unknown action marker"
+    if isinstance(item, ActionCall):
+        return ActionOut(utterance, item, start)
+    return ActionOut(utterance, None, start, item)
+
+
+async def extract_actions(text: AsyncIterable[str], extractor: ActionExtractor) -> AsyncIterator[str]:
+    """``text`` with its action calls replaced by markers (see :class:`~facecast.actions.ActionExtractor`)."""
+    async for piece in text:
+        if passed := extractor.feed(piece):
+            yield passed
+    if tail := extractor.flush():
+        yield tail
+
+
 def say_text(
     utterance: int, text: str, tts: TextToSpeech, face: FaceAnimator, pace: Pace | None = None
 ) -> AsyncIterator[UtteranceEvent]:
@@ -144,11 +199,33 @@ async def _once(text: str) -> AsyncIterator[str]:
     yield text
 
 
-async def reply_tokens(
-    llm: LanguageModel, messages: Sequence[ChatMessage], on_first_token: Callable[[], None] | None = None
+def takes_tools(llm: LanguageModel) -> bool:
+    """Whether ``llm.stream`` takes ``tools`` (actions offered natively; others read them in the prompt)."""
+    return "tools" in inspect.signature(llm.stream).parameters
+
+
+def open_reply(
+    llm: LanguageModel, messages: Sequence[ChatMessage], actions: Sequence[Action] = ()
 ) -> AsyncIterator[str]:
-    """Stream the LLM's reply to ``messages``; ``on_first_token`` is called when the first piece arrives."""
-    stream = llm.stream(messages)
+    """``llm.stream(messages)``, with ``tools=actions`` for a model whose ``stream`` takes tools (OpenAI tool
+    calling, the local model's chat template); the others find them described in the system prompt."""
+    if actions and takes_tools(llm):
+        return llm.stream(messages, tools=actions)  # type: ignore[call-arg]
+    return llm.stream(messages)
+
+
+async def reply_tokens(
+    llm: LanguageModel,
+    messages: Sequence[ChatMessage],
+    on_first_token: Callable[[], None] | None = None,
+    stream: AsyncIterator[str] | None = None,
+    actions: Sequence[Action] = (),
+) -> AsyncIterator[str]:
+    """Stream the LLM's reply to ``messages``; ``on_first_token`` is called when the first piece arrives.
+    ``stream``: a reply to ``messages`` already under way (a speculation), used instead of a new one.
+    ``actions`` are offered as tools to a model that takes them (see :func:`open_reply`)."""
+    if stream is None:
+        stream = open_reply(llm, messages, actions)
     first = True
     try:
         async for token in stream:
@@ -170,8 +247,14 @@ async def run_turn(
     record_reply: bool = True,
     on_first_token: Callable[[], None] | None = None,
     pace: Pace | None = None,
+    tokens: AsyncIterator[str] | None = None,
+    actions: Sequence[Action] = (),
 ) -> AsyncIterator[UtteranceEvent]:
     """One conversational turn from the user's text: LLM reply, spoken and animated, streamed.
+
+    ``tokens``: the LLM's reply to exactly ``history.messages(user_text)``, already started (a speculation
+    adopted at the endpoint); None asks the LLM now. ``actions``: what the character may do; the calls in the
+    reply become ``ActionOut`` events in order with its sentences, and are never spoken.
 
     The user's text enters the history at once. With ``record_reply`` the sentences sent (all of them,
     or those sent before the turn was cancelled) are recorded as the reply when the turn ends; the engine
@@ -180,8 +263,13 @@ async def run_turn(
     messages = history.messages(user_text)
     history.add_user(user_text)
     spoken: list[str] = []
-    tokens = reply_tokens(services.llm, messages, on_first_token)
-    events = speak(utterance, tokens, services.tts, services.face, splitter, pace)
+    pieces = reply_tokens(services.llm, messages, on_first_token, tokens, actions)
+    found: list[ActionCall | str] | None = None
+    if actions:
+        extractor = ActionExtractor(actions)
+        found = extractor.found
+        pieces = extract_actions(pieces, extractor)
+    events = speak(utterance, pieces, services.tts, services.face, splitter, pace, found)
     try:
         async for event in events:
             if isinstance(event, SentenceOut):

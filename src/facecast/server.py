@@ -10,10 +10,15 @@ from collections.abc import Sequence
 
 import uvicorn
 
+from .auth import redact_url
 from .config import Settings
 from .errors import ConfigError
 from .http.app import AppState, create_app
-from .llm import DEFAULT_PERSONA, NO_LLM_HINT
+from .http.neurosync import preload
+from .http.wsprotocol import ReapingWebSocketProtocol
+from .llm import NO_LLM_HINT
+from .llm.history import persona_prompt
+from .llm.probe import warn_unreachable_llms
 from .metrics import Metrics
 from .protocol.engine import MAX_WIRE_FRAME
 from .remote.failover import FailoverEvent
@@ -72,7 +77,9 @@ def bind_sockets(host: str, ports: Sequence[int], *, listen: bool = True) -> lis
 def startup_banner(settings: Settings) -> str:
     lines = [
         f"Facecast on http://{settings.host}:{settings.port}  (engine WebSocket: /ws/engine, health: /health)",
-        f"  stt={settings.stt} llm={settings.llm} tts={settings.tts} voice={settings.voice} face={settings.face}",
+        redact_url(
+            f"  stt={settings.stt} llm={settings.llm} tts={settings.tts} voice={settings.voice} face={settings.face}"
+        ),
     ]
     if settings.neurosync_ports:
         extra = ", ".join(str(p) for p in serving_ports(settings)[1:])
@@ -110,20 +117,25 @@ def _serve_on(settings: Settings, sockets: list[socket.socket]) -> int:
 
     services = build_services(settings, metrics=metrics, on_failover=on_failover)
     print(
-        f"loading the models (stt={settings.stt} llm={settings.llm} tts={settings.tts}) ...",
+        redact_url(f"loading the models (stt={settings.stt} llm={settings.llm} tts={settings.tts}) ..."),
         file=sys.stderr,
         flush=True,
     )
-    took = asyncio.run(warm_up(services, settings.persona or DEFAULT_PERSONA))
+    took = asyncio.run(warm_up(services, persona_prompt(settings.persona, settings.speaking_rules)))
     print(f"models ready in {took:.1f} s", file=sys.stderr, flush=True)
+    asyncio.run(warn_unreachable_llms([settings.llm, *(c.llm for c in settings.characters.values())]))
     states.append(AppState(settings, services, metrics=metrics))
     app = create_app(states[0])
+    preloaded = asyncio.run(preload(states[0].neurosync_backends(), settings))  # /get_embedding's model, if installed
+    if preloaded:
+        print(preloaded, file=sys.stderr, flush=True)
     print(startup_banner(settings), file=sys.stderr, flush=True)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        ws=ReapingWebSocketProtocol,  # resets clients that stop reading (send_timeout_s, keepalive)
         ws_max_size=MAX_WIRE_FRAME,
         ws_per_message_deflate=False,
         ws_ping_interval=20.0,
@@ -146,6 +158,7 @@ class BackgroundServer:
             host="127.0.0.1",
             port=0,
             log_level="warning",
+            ws=ReapingWebSocketProtocol,
             ws_max_size=MAX_WIRE_FRAME,
             ws_per_message_deflate=False,
         )

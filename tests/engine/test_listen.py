@@ -53,9 +53,10 @@ async def speech(*parts: str | float) -> np.ndarray:
 
 
 async def listen(
-    audio: np.ndarray, turns: TurnConfig
+    audio: np.ndarray, turns: TurnConfig, guesses: list[str | None] | None = None
 ) -> tuple[RecordingSTT, list[tuple[str, int]], list[HeardUtterance], list[Transcript]]:
-    """Feed ``audio`` chunk by chunk, letting the loop run between chunks; log ("fed", samples) as it goes."""
+    """Feed ``audio`` chunk by chunk, letting the loop run between chunks; log ("fed", samples) as it goes.
+    With ``guesses``, the listener's guesses are kept there (and logged as ("guess", n))."""
     log: list[tuple[str, int]] = []
     stt = RecordingSTT(log)
     heard: list[HeardUtterance] = []
@@ -74,7 +75,13 @@ async def listen(
     async def on_error(exc: FacecastError) -> None:
         raise AssertionError(exc)
 
-    listener = Listener(stt, VAD_RATE, ListenerCallbacks(on_transcript, on_heard, nothing, on_error), turns)
+    async def on_guess(text: str | None) -> None:
+        assert guesses is not None
+        log.append(("guess", len(guesses)))
+        guesses.append(text)
+
+    callbacks = ListenerCallbacks(on_transcript, on_heard, nothing, on_error, on_guess if guesses is not None else None)
+    listener = Listener(stt, VAD_RATE, callbacks, turns)
     try:
         for start in range(0, len(audio), CHUNK):
             listener.feed(audio[start : start + CHUNK])
@@ -121,3 +128,28 @@ async def test_without_a_lead_the_segment_closes_at_the_endpoint() -> None:
     assert log.index(("final", 0)) < log.index(("heard", 0))
     speech_end = int(np.flatnonzero(np.abs(audio) > 0.01)[-1])
     assert _fed_before(log, ("final", 0)) >= speech_end + 0.28 * VAD_RATE
+
+
+async def test_a_pause_offers_its_transcript_as_a_guess_before_the_endpoint() -> None:
+    audio = await speech(0.4, "Tell me about the weather.", 1.0)
+    guesses: list[str | None] = []
+    _, log, heard, _ = await listen(audio, TurnConfig(end_ms=300, transcript_lead_ms=100), guesses)
+    assert guesses == ["segment 0"] and [h.text for h in heard] == ["segment 0"]
+    assert log.index(("final", 0)) < log.index(("guess", 0)) < log.index(("heard", 0))  # before the endpoint
+
+
+async def test_a_guess_is_withdrawn_when_the_player_goes_on() -> None:
+    audio = await speech(0.4, "Tell me about", 0.25, "the weather.", 1.0)
+    guesses: list[str | None] = []
+    _, log, heard, _ = await listen(audio, TurnConfig(end_ms=300, transcript_lead_ms=100), guesses)
+    # the first pause's guess, void once speech came back, then the whole turn's guess at the last pause
+    assert guesses == ["segment 0", None, "segment 1"]
+    assert [h.text for h in heard] == ["segment 1"]
+    assert log.index(("guess", 2)) < log.index(("heard", 0))
+
+
+async def test_no_guess_without_a_lead() -> None:
+    audio = await speech(0.4, "Tell me about the weather.", 1.0)
+    guesses: list[str | None] = []
+    _, _, heard, _ = await listen(audio, TurnConfig(end_ms=300, transcript_lead_ms=0), guesses)
+    assert guesses == [] and [h.text for h in heard] == ["segment 0"]

@@ -45,6 +45,18 @@ def test_output_urls_join_the_older_settings_in_one_pacer(tmp_path: Path) -> Non
     assert [r.describe()["folder"] for r in recorders] == [str(tmp_path / "a"), str(tmp_path / "b")]
 
 
+def test_the_subject_linger_comes_from_the_settings(tmp_path: Path) -> None:
+    [livelink] = outputs_from_settings(Settings())
+    assert isinstance(livelink, LiveLinkOutput) and livelink.linger == 30.0
+    config = tmp_path / "facecast.toml"
+    config.write_text("subject_linger_s = 5\n")
+    settings = load_settings(config, environ={})
+    assert settings.subject_linger_s == 5.0
+    assert load_settings(None, environ={"FACECAST_SUBJECT_LINGER_S": "0"}).subject_linger_s == 0.0
+    [livelink] = outputs_from_settings(settings)
+    assert isinstance(livelink, LiveLinkOutput) and livelink.linger == 5.0
+
+
 def test_record_url_with_three_slashes_is_an_absolute_folder() -> None:
     [recorder] = outputs_from_settings(replace(Settings(), livelink=("off",), outputs=("record:///srv/takes",)))
     assert recorder.describe() == {"output": "recorder", "folder": "/srv/takes"}

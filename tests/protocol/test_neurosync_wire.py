@@ -14,11 +14,16 @@ from hypothesis import strategies as st
 from facecast.face.arkit import INDEX
 from facecast.protocol.neurosync import (
     BOUNDARY,
+    EMOTION_SCALE,
     MIN_AUDIO_SECONDS,
     MULTIPART_CONTENT_TYPE,
+    PCM_RATE,
+    TTS_RATE,
     blendshapes_json,
+    closest_voice,
     encode_multipart,
     frames_json,
+    is_container,
     neurosync_values,
     part_named,
     player_safe_wav,
@@ -113,3 +118,59 @@ def test_finish_zeroes_and_eases_like_neurosync() -> None:
     assert np.allclose(out[:, INDEX["JawOpen"]], [0, 1 / 12, 2 / 12, 3 / 12, 4 / 12, 5 / 12, 0.5, 0.5])
     assert not out[:, INDEX["TongueOut"]].any() and not out[:, INDEX["EyeBlinkRight"]].any()
     assert np.all(out[:, 61:] == 0.5) and np.all(frames == 0.5)  # emotions kept; the input is not changed
+
+
+def test_emotions_on_neurosyncs_scale() -> None:
+    frames = np.zeros((2, 68), np.float32)
+    frames[:, INDEX["Happy"]], frames[:, INDEX["Neutral"]] = 0.75, 0.25  # Facecast: 0-1, summing to 1
+    frames[:, INDEX["JawOpen"]] = 0.5
+    out = neurosync_values(frames, EMOTION_SCALE)
+    assert np.all(out[:, INDEX["Happy"]] == 75.0) and np.all(out[:, INDEX["Neutral"]] == 25.0)  # NeuroSync: ~0-100
+    assert np.all(out[:, INDEX["JawOpen"]] == 0.5)  # the curves are not scaled
+    body = json.loads(blendshapes_json(frames, EMOTION_SCALE))
+    assert body["blendshapes"][0][INDEX["Happy"]] == 75.0 and json.loads(frames_json(frames, 100.0))[1][65] == 25.0
+
+
+@pytest.mark.parametrize(
+    ("head", "container"),
+    [
+        (b"RIFF\x24\x00\x00\x00WAVEfmt ", True), (b"fLaC\x00\x00\x00\x22", True), (b"OggS\x00\x02", True),
+        (b"ID3\x04\x00", True), (b"FORM\x00\x00\x00\x00AIFF", True), (b"\x00\x00\x00\x20ftypM4A ", True),
+        (b"\x00\x00\x01\x00\xff\xff\x10\x00", False), (b"\x12\x34" * 8, False), (b"", False),
+    ],
+)  # fmt: skip
+def test_audio_containers_are_told_from_raw_pcm(head: bytes, container: bool) -> None:
+    assert is_container(head) is container
+
+
+def test_neurosync_rates() -> None:
+    assert (TTS_RATE, PCM_RATE) == (24000, 22050)  # Kokoro's output; NeuroSync's raw PCM fallback
+
+
+@pytest.mark.parametrize(
+    ("name", "provider", "installed", "spec", "exact"),
+    [
+        ("af_heart", "hibari", {"hibari", "piper"}, "hibari:heart", True),  # heart IS distilled from af_heart
+        ("af_bella", "hibari", {"hibari", "piper"}, "hibari:heart", False),
+        ("bf_emma", "piper", {"hibari", "piper"}, "hibari:heart", False),  # the female voice, whatever is configured
+        ("am_adam", "hibari", {"hibari", "piper"}, "piper:en_US-joe-medium", False),
+        ("bm_george", "hibari", {"hibari"}, "hibari", False),  # no male voice installed: the default voice
+        ("bf_emma", "espeak", {"espeak"}, "espeak:en-gb+f3", False),  # espeak-ng: same language and gender
+        ("jm_kumo", "espeak", {"espeak"}, "espeak:ja+m3", False),
+        ("AF_Sky", "espeak", set(), "espeak:en-us+f3", False),
+    ],
+)
+def test_kokoro_voices_map_to_the_closest_shipped_voice(
+    name: str, provider: str, installed: set[str], spec: str, exact: bool
+) -> None:
+    choice = closest_voice(name, provider, installed.__contains__)
+    assert choice is not None and choice.tts == spec
+    if exact:
+        assert choice.note is None
+    else:
+        assert choice.note is not None and repr(name) in choice.note and "instead" in choice.note
+
+
+@pytest.mark.parametrize("name", ["en-gb+f3", "heart", "bella", "af-bella", "xx_bella", "af_", ""])
+def test_other_names_are_not_kokoro_voices(name: str) -> None:
+    assert closest_voice(name, "hibari", lambda _: True) is None

@@ -1,6 +1,8 @@
 """A misbehaving service server for fault-injection tests, run as a subprocess: ``python fault_server.py MODE ROLE``.
 
 Modes: ``slow`` (the real role, but each output waits ``--delay`` s and the first ``--first`` s more),
+``hang`` (TTS only: espeak-ng in 10 ms pieces, ``--after`` pieces in all over every request, then no more audio
+ever, while pings are still answered: a synthesis stuck, e.g. on a GPU; prints :data:`HUNG` when it sticks),
 ``garbage`` (welcome, then nonsense), ``close`` (accepts the WebSocket, then closes it at once). Prints the same
 ready line as ``facecast serve``; in ``slow`` mode each request also prints :data:`STARTED` when it reaches the
 role, so a test can inject a fault once the request is in the server and before any output.
@@ -25,6 +27,7 @@ from facecast.tts.espeak import EspeakTTS
 from facecast.types import AudioChunk, ChatMessage, FaceFrames, SpeechChunk, Transcript
 
 STARTED = "fault server: request started"
+HUNG = "fault server: synthesis hung"
 FACE_PIECE = 5
 """Frames per face block sent by the slow face, so a fault lands in the middle of an utterance."""
 T = TypeVar("T")
@@ -81,6 +84,26 @@ class SlowTTS(Slow):
         return self.late(self.tts.synthesize(text), pieces)
 
 
+@dataclass
+class HangTTS(SlowTTS):
+    """:class:`SlowTTS` that delivers ``after`` pieces in all (over every request), then never another."""
+
+    after: int = 0
+    delivered: int = 0
+
+    def synthesize(self, text: str) -> AsyncIterator[SpeechChunk]:
+        return self._until_stuck(super().synthesize(text))
+
+    async def _until_stuck(self, pieces: AsyncIterator[SpeechChunk]) -> AsyncIterator[SpeechChunk]:
+        async with closing(pieces):
+            async for piece in pieces:
+                if self.delivered >= self.after:
+                    print(HUNG, flush=True)
+                    await asyncio.Event().wait()  # stuck: the event loop (and the pongs) go on
+                self.delivered += 1
+                yield piece
+
+
 class SlowSTT(Slow):
     """The STT of ``facecast serve stt`` (PocketSphinx)."""
 
@@ -128,12 +151,17 @@ async def close(ws: ServerConnection) -> None:
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("slow", "garbage", "close"))
+    parser.add_argument("mode", choices=("slow", "hang", "garbage", "close"))
     parser.add_argument("role", choices=sp.ROLES)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--delay", type=float, default=0.02)
     parser.add_argument("--first", type=float, default=0.0)
+    parser.add_argument("--after", type=int, default=100)
     args = parser.parse_args()
+    if args.mode == "hang":
+        impl = HangTTS(0.0, args.first, args.after)
+        await run_forever(args.role, lambda: impl, "127.0.0.1", args.port, "")
+        return
     if args.mode == "slow":
         impl = SLOW[args.role](args.delay, args.first)
         await run_forever(args.role, lambda: impl, "127.0.0.1", args.port, "")

@@ -3,9 +3,7 @@
 The microphone is Chromium's fake capture device playing an espeak-generated question from a WAV file
 (Chromium loops the file, so it is padded with silence). Everything is observed through the page's own
 ``window.facecast`` state: what it sent, what it received, its AudioContext clock, the mouth it drew.
-
-Skipped when ``/usr/bin/chromium`` or the ``playwright`` package is missing, unless
-``FACECAST_REQUIRE_BROWSER=1`` (CI), which turns a missing browser into a failure.
+The browser kit (fixtures, helpers) is in this folder's conftest.py.
 """
 
 from __future__ import annotations
@@ -15,193 +13,35 @@ import json
 import os
 import shutil
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pytest
 import uvicorn
-from tests.conftest import LIGHT
+from tests.web.conftest import (
+    CHROMIUM,
+    LONG_TEXT,
+    QUESTION,
+    TAIL_SILENCE_S,
+    Question,
+    check_acks_before_face,
+    check_utterance_played,
+    chromium,
+    light_services,
+    light_settings,
+    mic_file,
+    open_page,
+    require_browser,
+    save_artifact,
+    start_sampling,
+)
 
-from facecast.audio import write_wav
-from facecast.config import Settings
 from facecast.face.arkit import FRAME_NAMES
-from facecast.face.phonetic import PhoneticAnimator
 from facecast.http.app import AppState, create_app
-from facecast.llm.echo import EchoLLM
 from facecast.protocol.engine import MAX_BINARY_FRAME
 from facecast.server import BackgroundServer
-from facecast.services import Services, make_stt
-from facecast.tts.espeak import EspeakTTS
-
-if TYPE_CHECKING:
-    from playwright.async_api import Browser, ConsoleMessage, Page
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-QUESTION = "What is your name?"
-LEAD_SILENCE_S = 0.6
-TAIL_SILENCE_S = 8.0
-LONG_TEXT = (
-    "Tell me a long story about a lighthouse keeper who walks along the cliffs every evening, counting the "
-    "ships that pass, and writing their names in a little blue book before the sun goes down."
-)
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-    "--use-fake-device-for-media-stream",
-]
-
-
-def _require_browser() -> None:
-    problem = None
-    if not CHROMIUM.exists():
-        problem = f"{CHROMIUM} is missing (apt-get install chromium)"
-    else:
-        try:
-            import playwright.async_api  # noqa: F401
-        except ImportError:
-            problem = "the playwright package is missing (pip install -e '.[test]')"
-    if problem is not None:
-        if os.environ.get("FACECAST_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"browser tests required (FACECAST_REQUIRE_BROWSER=1) but {problem}")
-        pytest.skip(f"browser tests need Chromium and Playwright: {problem}")
-
-
-@dataclass
-class Question:
-    path: Path
-    speech_s: float
-    """Seconds of speech after LEAD_SILENCE_S of silence."""
-
-
-@pytest.fixture(scope="module")
-def question(tmp_path_factory: pytest.TempPathFactory) -> Question:
-    _require_browser()
-
-    async def synthesize() -> tuple[np.ndarray, int]:
-        tts = EspeakTTS(end_pause=False)
-        chunks = [chunk.audio.pcm async for chunk in tts.synthesize(QUESTION)]
-        return np.concatenate(chunks), tts.sample_rate
-
-    speech, rate = asyncio.run(synthesize())
-    silence = np.zeros(int(LEAD_SILENCE_S * rate), np.float32)
-    tail = np.zeros(int(TAIL_SILENCE_S * rate), np.float32)
-    path = tmp_path_factory.mktemp("mic") / "question.wav"
-    write_wav(path, np.concatenate([silence, 0.8 * speech / np.abs(speech).max(), tail]), rate)
-    return Question(path, len(speech) / rate)
-
-
-def _services() -> Services:
-    return Services(make_stt("pocketsphinx"), EchoLLM(), EspeakTTS(), PhoneticAnimator())
-
-
-def _settings() -> Settings:
-    return replace(Settings(**LIGHT), livelink=("off",))
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[BackgroundServer]:
-    async with BackgroundServer(_settings(), _services()) as running:
-        yield running
-
-
-@asynccontextmanager
-async def chromium(question: Question, *, grant_microphone: bool = True) -> AsyncIterator[Browser]:
-    from playwright.async_api import async_playwright
-
-    args = [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={question.path}"]
-    if grant_microphone:
-        args.append("--use-fake-ui-for-media-stream")
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=args)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-@dataclass
-class PageUnderTest:
-    page: Page
-    console: list[str] = field(default_factory=list)
-
-    async def state(self, expression: str) -> Any:
-        return await self.page.evaluate(f"(() => {{ {expression} }})()")
-
-    async def wait(self, condition: str, timeout_s: float = 20.0) -> None:
-        await self.page.wait_for_function(condition, timeout=timeout_s * 1000)
-
-    def errors(self, allowed: Callable[[str], bool] = lambda _: False) -> list[str]:
-        return [m for m in self.console if not allowed(m)]
-
-
-async def open_page(browser: Browser, url: str) -> PageUnderTest:
-    page = await browser.new_page(viewport={"width": 1200, "height": 760})
-    out = PageUnderTest(page)
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type in ("error", "warning"):
-            out.console.append(f"{message.type}: {message.text}")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: out.console.append(f"pageerror: {exc}"))
-    await page.goto(url)
-    await out.wait("window.facecast && window.facecast.ready")
-    return out
-
-
-async def start_sampling(p: PageUnderTest) -> None:
-    """Record (time, mouth openness, face source, speaking) every 20 ms inside the page."""
-    await p.page.evaluate("""() => {
-        window.__samples = [];
-        setInterval(() => window.__samples.push({
-            t: performance.now(), mouth: facecast.mouthOpen, source: facecast.faceSource,
-            playing: facecast.acks.length > 0 && facecast.acks.at(-1).type === "playback_started" }), 20);
-    }""")
-
-
-def save_artifact(name: str, data: bytes | str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    if isinstance(data, str):
-        path.write_text(data)
-    else:
-        path.write_bytes(data)
-    return path
-
-
-def check_utterance_played(u: dict[str, Any]) -> None:
-    """The page's audio clock ran over all of the utterance's audio, and it reported the position reached."""
-    assert u["started"] and not u["interrupted"]
-    assert u["samples"] == u["expectedSamples"] > 0
-    assert u["position"] == u["samples"]
-    duration = u["samples"] / u["rate"]
-    assert u["endTime"] - u["startTime"] >= duration - 0.005, (u, duration)
-
-
-def check_acks_before_face(log: list[dict[str, Any]], utterance: int) -> int:
-    """playback_started for `utterance` was sent before its first face frame arrived; returns the frame count."""
-    ack = next(
-        i
-        for i, e in enumerate(log)
-        if e["dir"] == "out" and e["type"] == "playback_started" and e["utterance"] == utterance
-    )
-    first_audio = next(i for i, e in enumerate(log) if e["type"] == "audio" and e["utterance"] == utterance)
-    faces = [i for i, e in enumerate(log) if e["type"] == "face" and e["utterance"] == utterance]
-    assert faces, "no face frames arrived"
-    assert first_audio < ack < faces[0]
-    return sum(log[i]["count"] for i in faces)
-
+from facecast.services import Services
 
 # -- tests --------------------------------------------------------------------------------------------
 
@@ -230,8 +70,9 @@ async def test_page_loads_fast_offline_and_connects(question: Question, server: 
     assert timing["responseStatus"] == 200
     assert min(loads) < 1000, f"the page took {min(loads):.0f} ms to load at best"
     assert max(loads) < 3000, f"a load took {max(loads):.0f} ms"  # generous: this machine is shared and noisy
-    # everything comes from the server itself: no CDN, nothing remote
-    assert resources and all(r.startswith(server.http_url + "/web/") for r in resources), resources
+    # everything comes from the server itself: no CDN, nothing remote (the character list is its one data read)
+    own = (server.http_url + "/web/", server.http_url + "/characters")
+    assert resources and all(r.startswith(own) for r in resources), resources
     assert {r.rsplit("/", 1)[1] for r in resources} >= {"app.js", "protocol.js", "face.js", "style.css"}
     assert names == list(FRAME_NAMES)
     assert hello["audio"] == rate and welcome["audio"]["rate"] == rate and welcome["face"]["enabled"]
@@ -290,7 +131,7 @@ async def test_push_to_talk_turn_from_the_microphone(question: Question, server:
         await talk.hover()
         await p.page.mouse.down()  # opening the microphone starts the fake capture file from its beginning
         await p.wait("document.body.classList.contains('talking') && facecast.counters.micChunks > 0")
-        await p.page.wait_for_timeout((LEAD_SILENCE_S + question.speech_s + 0.5) * 1000)
+        await p.page.wait_for_timeout((question.lead_s + question.speech_s + 0.5) * 1000)
         await p.page.mouse.up()
         await p.wait("facecast.transcript.some(t => t.who === 'player' && !t.typed)", timeout_s=20)
         await p.wait("facecast.utterances.length === 1", timeout_s=25)
@@ -300,7 +141,7 @@ async def test_push_to_talk_turn_from_the_microphone(question: Question, server:
     heard = next(t["text"] for t in state["transcript"] if t["who"] == "player")
     reply = next(t["text"] for t in state["transcript"] if t["who"] == "character")
     assert heard.strip() and reply.startswith(f"You said: {heard}")  # the echo model answers what it heard
-    assert state["counters"]["micSamples"] >= (LEAD_SILENCE_S + question.speech_s) * state["micRate"]
+    assert state["counters"]["micSamples"] >= (question.lead_s + question.speech_s) * state["micRate"]
     assert any(e["type"] == "end_of_speech" and e["dir"] == "out" for e in state["log"])
     [u] = state["u"]
     check_utterance_played(u)
@@ -311,21 +152,35 @@ async def test_push_to_talk_turn_from_the_microphone(question: Question, server:
     assert not p.errors()
 
 
-async def test_hands_free_barge_in_by_speaking(question: Question, server: BackgroundServer) -> None:
-    async with chromium(question) as browser:
+@pytest.fixture(scope="module")
+def late_question(tmp_path_factory: pytest.TempPathFactory) -> Question:
+    """QUESTION after 3 s of silence: time to start a reply for the question to interrupt."""
+    require_browser()
+    return mic_file(tmp_path_factory.mktemp("mic") / "late.wav", [3.0, QUESTION, TAIL_SILENCE_S])
+
+
+async def test_hands_free_barge_in_by_speaking(late_question: Question, server: BackgroundServer) -> None:
+    async with chromium(late_question) as browser:
         p = await open_page(browser, server.http_url + "/")
-        await p.wait("facecast.status === 'connected' && facecast.serverTurns")
-        await p.page.fill("#text", LONG_TEXT)
+        await p.wait("facecast.status === 'connected'")
+        # hands-free: a new session whose hello leaves the turns to the server; the microphone opens, and
+        # the question starts 3 s later
+        await p.page.check("#handsfree")
+        await p.wait("facecast.welcome !== null && facecast.welcome.turns === 'server'", timeout_s=10)
+        await p.page.fill("#text", f"[happy] {LONG_TEXT}")
         await p.page.press("#text", "Enter")
         await p.wait("facecast.acks.some(a => a.type === 'playback_started')", timeout_s=15)
-        await p.page.check("#handsfree")  # the microphone opens: the question starts after LEAD_SILENCE_S
+        badge = await p.state("return document.getElementById('emotion').textContent")
         await p.wait("facecast.log.some(e => e.type === 'clear_buffer')", timeout_s=15)
         await p.wait("facecast.utterances.length === 2", timeout_s=30)
         state = await p.state("""return {u: facecast.utterances, log: facecast.log, transcript: facecast.transcript,
-            speaking: document.body.classList.contains('speaking'),
+            speaking: document.body.classList.contains('speaking'), emotion: facecast.emotion,
+            badgeShown: document.getElementById('emotion').checkVisibility(),
             interrupted: document.querySelector('.line.character.interrupted') !== null}""")
         await p.page.close()
     log = state["log"]
+    hellos = [e for e in log if e["type"] == "hello"]
+    assert [h["turns"] for h in hellos] == ["client", "server"]
     first, second = state["u"]
     # the first reply stopped part-way when the player spoke over it, and said so
     assert first["id"] == 1 and first["interrupted"] and first["started"]
@@ -343,6 +198,8 @@ async def test_hands_free_barge_in_by_speaking(question: Question, server: Backg
     check_utterance_played(second)
     assert second["id"] == 2
     assert not state["speaking"]
+    # the interrupted reply's emotion went with it
+    assert badge == "happy" and state["emotion"] is None and not state["badgeShown"]
     assert not p.errors()
 
 
@@ -375,7 +232,7 @@ def _free_port() -> int:
 @asynccontextmanager
 async def server_on(port: int, services: Services) -> AsyncIterator[str]:
     config = uvicorn.Config(
-        create_app(AppState(_settings(), services)),
+        create_app(AppState(light_settings(), services)),
         host="127.0.0.1",
         port=port,
         log_level="warning",
@@ -395,7 +252,7 @@ async def server_on(port: int, services: Services) -> AsyncIterator[str]:
 
 async def test_server_down_is_reported_and_the_page_reconnects(question: Question) -> None:
     port = _free_port()
-    services = _services()
+    services = light_services()
     async with chromium(question) as browser:
         async with server_on(port, services) as url:
             p = await open_page(browser, url + "/")
@@ -430,6 +287,8 @@ def test_web_files_are_shipped_and_chromium_is_where_the_tests_expect() -> None:
         "mic.js",
         "mic-worklet.js",
         "connection.js",
+        "choices.js",
+        "transcript.js",
         "style.css",
         "favicon.svg",
     ):

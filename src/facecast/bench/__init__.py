@@ -11,7 +11,9 @@ the hibari voice, the phonetic face) against the light providers, in table group
 * ``v2v``: voice-to-voice latency through the real server with real human speech as the player, on the real
   defaults and with the echo LLM in their place, then the light set with spoken questions (:mod:`.turns_bench`);
 * ``resources``: each default component's real-time factor and memory, first start, disk (:mod:`.resources_bench`);
-* ``pipeline``, ``face``, ``livelink``, ``compare``, ``scale``, ``remote``: the light set's tables.
+* ``pipeline``, ``face``, ``livelink``, ``compare``, ``scale``, ``remote``: the light set's tables;
+* ``soak`` (only when named, ``--soak`` or ``--only soak``: it takes ``--minutes``, 10 by default): honest
+  conversations and hostile clients against one server process, for minutes (:mod:`.soak_bench`).
 """
 
 from __future__ import annotations
@@ -24,47 +26,54 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .progress import QUICK_SKIPS, Steps
 from .report import Table, machine_description
 
-__all__ = ["GROUPS", "DEFAULTS_LABEL", "main", "run_all", "markdown_report", "parse_only"]
+__all__ = ["GROUPS", "ON_REQUEST", "DEFAULTS_LABEL", "main", "run_all", "markdown_report", "parse_only"]
 
 GROUPS = ("stt", "tts", "llm", "v2v", "resources", "pipeline", "face", "livelink", "compare", "scale", "remote")
 """The table groups of ``facecast bench``, in the order they run and print."""
+
+ON_REQUEST = ("soak",)
+"""Groups that run only when named (they take minutes), after :data:`GROUPS`."""
 
 DEFAULTS_LABEL = "whisper + local LLM + hibari + phonetic face (the embedded defaults)"
 """The services named in the title of the real-defaults voice-to-voice table."""
 
 
 def parse_only(text: str | None) -> tuple[str, ...]:
-    """The groups named by ``--only`` (comma-separated; empty or None: every group), in :data:`GROUPS`
-    order. Raises ``ValueError`` naming an unknown group."""
+    """The groups named by ``--only`` (comma-separated; empty or None: every group of :data:`GROUPS`), in
+    :data:`GROUPS` then :data:`ON_REQUEST` order. Raises ``ValueError`` naming an unknown group."""
     if not text:
         return GROUPS
     names = {part.strip().lower() for part in text.split(",") if part.strip()}
-    unknown = sorted(names - set(GROUPS))
+    known = GROUPS + ON_REQUEST
+    unknown = sorted(names - set(known))
     if unknown:
-        raise ValueError(f"unknown benchmark group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
-    return tuple(g for g in GROUPS if g in names)
+        raise ValueError(f"unknown benchmark group(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    return tuple(g for g in known if g in names)
 
 
 async def _defaults_v2v(quick: bool, tables: list[Table], raw: dict[str, object]) -> None:
-    """The two voice-to-voice tables on the embedded defaults (real, then echo as the LLM), real speech. Each
-    gets freshly built services (the server closes its services when it stops), warmed up before measuring."""
+    """The two voice-to-voice tables on the embedded defaults (real, then echo as the LLM; ``quick``: the first
+    only, 2 turns), real speech. Each gets freshly built services (the server closes its services when it
+    stops), warmed up before measuring."""
     from ..config import Settings
     from ..llm import DEFAULT_PERSONA
     from ..services import build_services, transcript_lead_ms, warm_up
     from .turns_bench import real_questions, voice_to_voice
 
     questions = real_questions()
-    turns = 3 if quick else len(questions)
-    for key, label, settings in (
+    turns = 2 if quick else len(questions)
+    configs = [
         ("voice_to_voice_defaults", DEFAULTS_LABEL, Settings()),
         (
             "voice_to_voice_defaults_echo_llm",
             "whisper + ECHO LLM + hibari + phonetic face (what the LLM costs)",
             replace(Settings(), llm="echo"),
         ),
-    ):
+    ]
+    for key, label, settings in configs[:1] if quick else configs:  # --quick: the real defaults only
         services = build_services(settings)
         warm_s = await warm_up(services, settings.persona or DEFAULT_PERSONA)
         table, data = await voice_to_voice(
@@ -81,21 +90,29 @@ async def _defaults_v2v(quick: bool, tables: list[Table], raw: dict[str, object]
             f"{transcript_lead_ms(settings)} ms (automatic). Models loaded before measuring "
             f"({warm_s:.1f} s)."
         )
+        if quick:
+            table.note += " --quick: 2 turns; the echo-LLM and light-set voice-to-voice tables are left out."
         tables.append(table)
         raw[key] = {**data, "warm_up_s": warm_s}
 
 
-async def run_all(quick: bool, only: Collection[str] = GROUPS) -> tuple[list[Table], dict[str, object]]:
-    """Run the groups in ``only`` (see :data:`GROUPS`; ``quick``: fewer clips, sentences, lines, turns and
-    runs) and return their tables in print order and the raw numbers (``machine``, ``quick``, ``only`` and
-    one entry per table)."""
+async def run_all(
+    quick: bool, only: Collection[str] = GROUPS, soak_minutes: float = 10.0
+) -> tuple[list[Table], dict[str, object]]:
+    """Run the groups in ``only`` (see :data:`GROUPS` and :data:`ON_REQUEST`; ``quick``: fewer clips,
+    sentences, lines, turns and runs, and, when ``only`` is every group, not the groups of
+    :data:`~.progress.QUICK_SKIPS`; the soak runs ``soak_minutes``), printing a progress line per group on
+    stderr, and return their tables in print order and the raw numbers (``machine``, ``quick``, ``only``,
+    ``skipped_by_quick`` and one entry per table)."""
     from ..llm import EchoLLM
     from ..services import Services, make_face, make_stt, make_tts
 
     tables: list[Table] = []
     raw: dict[str, object] = {"machine": machine_description(), "quick": quick, "only": list(only)}
-    runs = 5 if quick else 30
+    runs = 3 if quick else 30
     light: Services | None = None
+    skips = QUICK_SKIPS if quick and set(GROUPS) <= set(only) else {}  # a group named by --only runs
+    steps = Steps([g for g in only if g in GROUPS], skips)  # a progress line per group on stderr
 
     def light_services() -> Services:
         nonlocal light
@@ -109,89 +126,116 @@ async def run_all(quick: bool, only: Collection[str] = GROUPS) -> tuple[list[Tab
             )
         return light
 
-    if "stt" in only:
+    if steps.run("stt"):
         from .stt_bench import stt_accuracy, stt_latency
 
-        table, raw["stt_accuracy"] = await stt_accuracy(quick)
+        table, raw["stt_accuracy"] = await stt_accuracy(quick, per_category=1 if quick else None, peak_rss=not quick)
         tables.append(table)
         table, raw["stt_latency"] = await stt_latency(quick)
         tables.append(table)
-    if "tts" in only:
-        from .tts_bench import SENTENCES, tts_table
+    if steps.run("tts"):
+        from .tts_bench import SENTENCES, VOICES, tts_table
 
-        table, raw["tts"] = await tts_table(count=5 if quick else len(SENTENCES))
+        table, raw["tts"] = await tts_table(("hibari", "espeak") if quick else VOICES, 2 if quick else len(SENTENCES))
+        table.note += " --quick: piper left out." if quick else ""
         tables.append(table)
-    if "llm" in only:
+    if steps.run("llm"):
         from .llm_bench import PLAYER_LINES, llm_table
 
         table, raw["llm"] = await llm_table(8 if quick else len(PLAYER_LINES))
         tables.append(table)
-    if "v2v" in only:
+    if steps.run("v2v"):
         from ..config import Settings
         from .turns_bench import voice_to_voice
 
         await _defaults_v2v(quick, tables, raw)
         light_settings = replace(Settings(), stt="pocketsphinx", llm="echo", tts="espeak", face="phonetic")
-        for endpoint_ms in (300,) if quick else (300, 250):  # the default, and a faster setting side by side
-            table, data = await voice_to_voice(
-                light_services(), 5 if quick else 20, endpoint_ms, settings=light_settings
-            )
+        for endpoint_ms in () if quick else (300, 250):  # the default, and a faster setting side by side
+            table, data = await voice_to_voice(light_services(), 20, endpoint_ms, settings=light_settings)
             tables.append(table)
             raw[f"voice_to_voice_{endpoint_ms}ms"] = data
-    if "resources" in only:
+    if steps.run("resources"):
         from .resources_bench import resources_table
 
         table, raw["resources"] = await resources_table(quick)
         tables.append(table)
-    if "pipeline" in only:
+    if steps.run("pipeline"):
         from .pipeline_bench import first_output_latency, speed
 
         tts, face = make_tts("espeak"), make_face("phonetic")
         table, raw["first_output"] = await first_output_latency(tts, face, runs, (1, 3) if quick else (1, 3, 10))
         tables.append(table)
-        table, raw["speed"] = await speed(tts, face, 3 if quick else 10)
+        table, raw["speed"] = await speed(tts, face, 2 if quick else 10)
         tables.append(table)
-    if "face" in only:
+    if steps.run("face"):
         from .face_bench import face_speed
 
         table, raw["face_speed"] = face_speed(quick)
         tables.append(table)
-    if "livelink" in only:
+    if steps.run("livelink"):
         from .livelink_bench import jitter, sync_error
 
-        table, raw["livelink_jitter"] = await jitter(2.0 if quick else 10.0)
+        counts = (1, 10) if quick else (1, 10, 100)
+        table, raw["livelink_jitter"] = await jitter(1.0 if quick else 10.0, counts)
         tables.append(table)
-        table, raw["sync"] = await sync_error(light_services(), 3 if quick else 10, (1, 10) if quick else (1, 10, 100))
+        table, raw["sync"] = await sync_error(light_services(), 2 if quick else 10, (10,) if quick else (1, 10, 100))
         tables.append(table)
-    if "compare" in only:
+    if steps.run("compare"):
         from .compare_bench import streaming_vs_neurosync
 
-        table, raw["streaming_vs_neurosync"] = await streaming_vs_neurosync(light_services(), 3 if quick else 10)
+        table, raw["streaming_vs_neurosync"] = await streaming_vs_neurosync(
+            light_services(), 1 if quick else 10, (3,) if quick else (1, 3, 10)
+        )
         tables.append(table)
-    if "scale" in only:
+    if steps.run("scale"):
         from .scale_bench import scale
 
-        table, raw["scale"] = await scale(light_services(), (1, 2, 4) if quick else (1, 2, 4, 8, 16), 1 if quick else 3)
+        table, raw["scale"] = await scale(light_services(), (4,) if quick else (1, 2, 4, 8, 16), 1 if quick else 3)
         tables.append(table)
-    if "remote" in only:
+    if steps.run("remote"):
         from .remote_bench import remote_overhead
 
         table, raw["remote"] = await remote_overhead(20 if quick else 200, 2 if quick else 20)
         tables.append(table)
+    steps.close()
+    raw["skipped_by_quick"] = steps.skipped
+    if "soak" in only:
+        from .soak_bench import SoakConfig, soak
+
+        soak_tables, raw["soak"] = await soak(SoakConfig(minutes=soak_minutes))
+        tables += soak_tables
     return tables, raw
 
 
 def main(
-    quick: bool = False, json_path: str | None = None, markdown_path: str | None = None, only: Collection[str] = GROUPS
+    quick: bool = False,
+    json_path: str | None = None,
+    markdown_path: str | None = None,
+    only: Collection[str] = GROUPS,
+    soak_minutes: float = 10.0,
+    plots_dir: str | None = None,
 ) -> int:
-    """Run :func:`run_all`, print every table, and write the raw numbers (``json_path``) and the Markdown report
-    (``markdown_path``, see :func:`markdown_report`). Returns the exit status (0)."""
+    """Run :func:`run_all`, print every table, and write the raw numbers (``json_path``), the Markdown report
+    (``markdown_path``, see :func:`markdown_report`) and the PNG plots (``plots_dir``, see :mod:`.plots`;
+    matplotlib is checked before anything runs). Returns the exit status (0)."""
+    if plots_dir:
+        from .plots import require_matplotlib
+
+        require_matplotlib()
     started = time.perf_counter()
-    tables, raw = asyncio.run(run_all(quick, only))
+    tables, raw = asyncio.run(run_all(quick, only, soak_minutes))
     raw["wall_s"] = time.perf_counter() - started
     print(f"Machine: {raw['machine']}\n")
     for table in tables:
         print(table.text() + "\n")
+    if raw.get("skipped_by_quick"):
+        left_out = ", ".join(raw["skipped_by_quick"])  # type: ignore[arg-type]  # a list of group names
+        print(f"--quick left out: {left_out} (too slow for a quick run; name them: --quick --only NAME,...)\n")
+    if plots_dir:
+        from .plots import spoken_take, write_plots
+
+        written, missing = write_plots(raw, plots_dir, asyncio.run(spoken_take()))
+        print("Plots: " + ", ".join(str(p) for p in written) + "".join(f"\n  not drawn: {m}" for m in missing))
     if json_path:
         Path(json_path).write_text(json.dumps(raw, indent=1, default=float))
     if markdown_path:
@@ -205,6 +249,8 @@ def markdown_report(tables: list[Table], raw: dict[str, Any], quick: bool) -> st
     only = raw.get("only")
     if only and tuple(only) != GROUPS:
         command += f" --only {','.join(only)}"
+    if only and "soak" in only:
+        command += f" --minutes {raw['soak']['config']['minutes']:g}"
     body = "\n\n".join(t.markdown() for t in tables)
     return (
         "# Benchmarks\n\n"

@@ -24,20 +24,34 @@ import numpy as np
 from ..aio import closing
 from ..errors import FacecastError
 from ..events import FaceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
+from ..limits import MAX_BUFFERED_SAMPLES
 from ..roles import FaceAnimator
 from ..types import AudioChunk, SpeechChunk, frames_for_samples
 
-__all__ = ["AudioFaceStream", "puppet_delay"]
+__all__ = ["AudioFaceStream", "AudioBacklogError", "puppet_delay"]
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[UtteranceEvent], Awaitable[None]]
 
 
-class AudioFaceStream:
-    """One stream of client audio turned into face frames; ``emit`` receives the utterance events."""
+class AudioBacklogError(FacecastError):
+    """The client sent audio faster than the face model takes it, past :data:`~facecast.limits.MAX_BUFFERED_SAMPLES`
+    samples waiting: the stream was stopped (error ``too_large``)."""
 
-    def __init__(self, animator: FaceAnimator, utterance: int, rate: int, emit: Emit) -> None:
+    code = "too_large"
+
+
+class AudioFaceStream:
+    """One stream of client audio turned into face frames; ``emit`` receives the utterance events.
+
+    At most ``max_buffered`` samples may wait for the animator: :meth:`feed` past that raises
+    :class:`AudioBacklogError` and stops the stream (its later audio is dropped, :meth:`end` ends it quietly).
+    """
+
+    def __init__(
+        self, animator: FaceAnimator, utterance: int, rate: int, emit: Emit, max_buffered: int = MAX_BUFFERED_SAMPLES
+    ) -> None:
         self.utterance = utterance
         self.rate = rate
         self.started_at = time.monotonic()
@@ -45,14 +59,34 @@ class AudioFaceStream:
         self._emit = emit
         self._queue: asyncio.Queue[SpeechChunk | None] = asyncio.Queue()
         self._samples = 0
+        self._waiting = 0
+        self._max_buffered = max_buffered
+        self.overflowed = False
+        """The stream was stopped for sending audio too far ahead of the animator."""
         self._task = asyncio.create_task(self._run())
 
     def feed(self, pcm: np.ndarray) -> None:
+        """Queue client audio. Raises :class:`AudioBacklogError` (once) when it would put more than
+        ``max_buffered`` samples in front of the animator; the stream then stops and drops the rest."""
+        if self.overflowed:
+            return
+        if self._waiting + len(pcm) > self._max_buffered:
+            self.overflowed = True
+            self._task.cancel()
+            seconds = self._max_buffered / self.rate
+            raise AudioBacklogError(
+                f"audio arrives faster than the face model takes it: over {seconds:.0f} s are waiting; "
+                f"utterance {self.utterance} was stopped (send end_of_speech, then stream at about real time)"
+            )
         self._queue.put_nowait(SpeechChunk(AudioChunk(np.asarray(pcm, np.float32), self.rate, self._samples)))
         self._samples += len(pcm)
+        self._waiting += len(pcm)
 
     async def end(self) -> None:
-        """No more audio: finish the remaining frames, then ``UtteranceEnded``."""
+        """No more audio: finish the remaining frames, then ``UtteranceEnded`` (nothing for a stopped stream)."""
+        if self.overflowed:
+            await self.cancel()
+            return
         self._queue.put_nowait(None)
         await self._task
 
@@ -63,6 +97,7 @@ class AudioFaceStream:
 
     async def _chunks(self) -> AsyncIterator[SpeechChunk]:
         while (chunk := await self._queue.get()) is not None:
+            self._waiting -= len(chunk.audio.pcm)
             yield chunk
 
     async def _run(self) -> None:

@@ -39,6 +39,10 @@ class SessionConfig:
     a fresh seed per session (:func:`~facecast.engine.timeline.session_seed`), so characters never blink in
     lockstep; a number makes the session reproducible."""
     turns: TurnConfig = field(default_factory=TurnConfig)
+    speaking_rules: str = "on"
+    """Rules added to the character's persona unless its own say otherwise (``on``, ``tags``, ``off``)."""
+    speculate: bool = True
+    """Start the reply's LLM on the transcript of a pause, before the endpoint (:mod:`.speculation`)."""
     lead: float = 1.0
     """Seconds of reply audio produced ahead of the engine's playback (0: as fast as it can be made). The
     rest is made as playback goes on, so a reply's synthesis and animation do not all land on the event
@@ -72,3 +76,5 @@ class SessionContext:
     utterances: Iterator[int]
     clock: Callable[[], float]
     metrics: Metrics | None = None
+    character: str = "default"
+    """The name of the session's character (for the server's log)."""

@@ -9,6 +9,11 @@ new one decodes the whole turn again (so a grammar or the language model still h
 the audio as it arrives. With client-side turns (push-to-talk), all audio since the last turn is one segment
 that ``end_of_speech`` closes. Each turn gives exactly one final transcript.
 
+Guesses. When a pause's transcript is ready while the turn is still open (the endpoint has not come yet),
+it is offered as a guess (``ListenerCallbacks.guess``), so the reply can start on it speculatively; when the
+player then goes on, the guess is withdrawn (``guess(None)``). The final transcript that follows at the
+endpoint is the guess's text when nothing was said in between.
+
 Times reported in :class:`HeardUtterance` are ``time.monotonic()`` seconds.
 """
 
@@ -65,6 +70,9 @@ class ListenerCallbacks:
     barge_in: Callable[[], Awaitable[None]]
     """The player has been speaking for ``barge_in_ms``: interrupt the character if it is talking."""
     error: Callable[[FacecastError], Awaitable[None]]
+    guess: Callable[[str | None], Awaitable[None]] | None = None
+    """The text of a pause before the endpoint (the turn is probably over), or None: the player went on and
+    the last guess is void. Each guess is followed by a withdrawal or by the turn's :attr:`utterance`."""
 
 
 _REPLAY_LIMIT = 10 * VAD_RATE
@@ -82,6 +90,10 @@ class _Turn:
         """The latest segment's final text (None: it failed, already reported, or the turn was dropped)."""
         self.task: asyncio.Task[None] | None = None
         """The latest segment's decoding."""
+        self.open = True
+        """Until the endpoint (or the turn is dropped)."""
+        self.guessed = False
+        """A guess of this turn was offered and not withdrawn."""
 
 
 class Listener:
@@ -134,6 +146,7 @@ class Listener:
             if isinstance(event, SpeechStarted):
                 self._begin_turn()
             elif isinstance(event, SpeechResumed) and self._turn is not None and self._queue is None:
+                self._withdraw(self._turn)
                 self._open_segment(self._turn)
             elif isinstance(event, SpeechSustained):
                 self._spawn(self._cb.barge_in())
@@ -144,6 +157,7 @@ class Listener:
         for event in events:
             if isinstance(event, SpeechPaused) and self._turn is not None and self._turn.samples <= _REPLAY_LIMIT:
                 self._close_segment(_End(0.0, 0.0))
+                self._offer_guess(self._turn)
             elif isinstance(event, SpeechEnded):
                 speech_end = now - (event.detected - event.at) / VAD_RATE
                 self._end_turn(_End(speech_end, now))
@@ -211,6 +225,8 @@ class Listener:
             if self._queue is not None:
                 self._queue.put_nowait(None)
             self._queue = self._turn = None
+            turn.open = False
+            self._withdraw(turn)
             self._spawn(self._cb.error(_TooLong(self._max_samples / VAD_RATE)))
             return
         turn.audio.append(audio)
@@ -233,7 +249,29 @@ class Listener:
             return
         self._close_segment(end)
         self._turn = None
+        turn.open = False
         self._spawn(self._finish(turn, end))
+
+    def _offer_guess(self, turn: _Turn) -> None:
+        """Once the segment just closed at a pause has its text: a guess, if the turn is still open on it."""
+        guess, text = self._cb.guess, turn.text
+        if guess is None or text is None:
+            return
+
+        def ready(future: asyncio.Future[str | None]) -> None:
+            if future.cancelled() or not turn.open or turn.text is not future:
+                return  # the endpoint came first (the final follows), or the player went on
+            words = future.result()
+            if words:
+                turn.guessed = True
+                self._spawn(guess(words))
+
+        text.add_done_callback(ready)
+
+    def _withdraw(self, turn: _Turn) -> None:
+        if turn.guessed and self._cb.guess is not None:
+            turn.guessed = False
+            self._spawn(self._cb.guess(None))
 
     def _spawn(self, work: Awaitable[None]) -> None:
         async def run() -> None:
@@ -247,11 +285,11 @@ class Listener:
         """Once the ended turn's last segment has its final text: the final transcript and the utterance."""
         assert turn.text is not None
         text = await turn.text
-        if text is None:
-            return  # its decoding failed (already reported) or the turn was dropped
         if not text:
-            log.debug("speech without words ignored (noise, cough...)")
-            return
+            self._withdraw(turn)
+            if text is not None:
+                log.debug("speech without words ignored (noise, cough...)")
+            return  # None: its decoding failed (already reported) or the turn was dropped
         await self._cb.transcript(Transcript(text, True))
         await self._cb.utterance(HeardUtterance(text, end.speech_end, end.endpoint, time.monotonic()))
 

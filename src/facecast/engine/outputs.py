@@ -7,6 +7,7 @@ shows, what the recorder keeps and what the WebSocket sends are the same values.
 
 - Live Link: the session's subject plays each utterance from the engine's playback start (frame *i* at
   ``start + i / 60``) on the 60 fps pacer, and the session's idle face (from the same timeline) in between.
+  A subject keeps its name across reconnects, and lingers on its idle face for a while after its session.
   Its sink is the generic :class:`PacedSink`: a paced output is an encoder, an Output class and this sink.
 - Recorder: every utterance as a session folder (``audio.wav`` + ``shapes.csv``); the files are written on a
   worker thread (``asyncio.to_thread``), never on the event loop.
@@ -23,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..events import AudioOut, FaceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
 from ..face.layers import AnimationLayer
+from ..protocol.engine import ProtocolError
 from ..takefolder import SessionWriter, new_session_folder
 from .livelink import (
     LiveLinkPacer,
@@ -42,12 +45,13 @@ from .livelink import (
     parse_targets,
 )
 from .pacer import FrameChannel, UtterancePlayback
-from .sinks import Output, SessionInfo
+from .sinks import Output, OutputRefused, SessionInfo
 from .timeline import FaceTimeline
 
 __all__ = [
     "PacedSink",
     "LiveLinkOutput",
+    "SubjectTaken",
     "RecorderOutput",
     "RecorderSink",
     "outputs_from_settings",
@@ -109,22 +113,55 @@ class PacedSink:
             release()
 
 
+class SubjectTaken(OutputRefused):
+    """A hello asked for a Live Link subject that another live session drives (error ``subject_taken``); the
+    message names the owner. Nothing was changed. (Tried again for a moment, in case that session is a
+    reconnecting client's previous one that is still closing: :func:`~facecast.engine.sinks.attach_outputs`.)"""
+
+    code = "subject_taken"
+
+
+@dataclass(slots=True, eq=False)
+class _Subject:
+    """A subject on the pacer: driven by ``owner`` (a description, for the clash error), or lingering
+    (``owner`` empty) on its last session's idle face until ``expiry`` removes it."""
+
+    channel: SubjectChannel
+    timeline: FaceTimeline
+    owner: str
+    since: float
+    expiry: asyncio.TimerHandle | None = None
+
+
 class LiveLinkOutput:
     """The server's Live Link Face output: one UDP sender and one 60 fps pacer for every subject.
 
-    Each session gets a subject (its hello's ``subject``, else ``subject``; ``NAME-2``... when taken) that
-    streams the session's idle face from the moment it is attached, so the character never freezes between
-    utterances, and plays its utterances through a :class:`PacedSink`. Run it with :meth:`run` (or use it as
-    an async context manager) for the server's lifetime; :meth:`attach` a session while it runs.
+    Each session gets a subject that streams the session's idle face from the moment it is attached, so the
+    character never freezes between utterances, and plays its utterances through a :class:`PacedSink`:
+
+    - a hello's ``subject`` is that exact subject; while another live session drives it, :meth:`attach`
+      raises :class:`SubjectTaken` naming that session (nothing changes; the other session is unaffected);
+    - otherwise the session's character's subject, else ``subject``; when a live session drives that name,
+      the first free one of ``NAME-2``, ``NAME-3``...;
+    - a name is free again as soon as its session ends, so a character that reconnects gets its subject
+      back. Until then, and for ``linger`` seconds after, the subject keeps streaming the ended session's
+      idle face (a MetaHuman never snaps to its bind pose between two sessions); a session that takes the
+      name over within that time continues the same stream, else the subject stops (0: at once).
+
+    Run it with :meth:`run` (or use it as an async context manager) for the server's lifetime; :meth:`attach`
+    a session while it runs. Call from the event loop only.
     """
 
-    def __init__(self, sender: LiveLinkSender, device_id: str = "Facecast", subject: str = "Facecast") -> None:
+    def __init__(
+        self, sender: LiveLinkSender, device_id: str = "Facecast", subject: str = "Facecast", *, linger: float = 30.0
+    ) -> None:
         self._sender = sender
         self._device_id = device_id
         self._default_subject = subject
+        self._linger = linger
         self.pacer = LiveLinkPacer(sender, clock=MonotonicClock())
         self._task: asyncio.Task[None] | None = None
-        self._used: dict[str, int] = {}
+        self._subjects: dict[str, _Subject] = {}
 
     async def run(self) -> None:
         """Open the sender and send every subject's frames until cancelled; then close the sender. Raises
@@ -133,6 +170,7 @@ class LiveLinkOutput:
         try:
             await self.pacer.run()
         finally:
+            self._cancel_expiries()
             self._sender.close()
 
     async def __aenter__(self) -> LiveLinkOutput:
@@ -145,6 +183,7 @@ class LiveLinkOutput:
             self._task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._task
+        self._cancel_expiries()
         self._sender.close()
 
     def describe(self) -> dict[str, object]:
@@ -154,30 +193,109 @@ class LiveLinkOutput:
             "subjects": [c.name for c in self.pacer.subjects],
         }
 
+    @property
+    def linger(self) -> float:
+        """Seconds a subject streams its idle face after its session ended."""
+        return self._linger
+
+    @property
+    def owners(self) -> dict[str, str]:
+        """The subjects a live session (or :meth:`subject`) drives, by name: who drives it. Lingering subjects
+        stream but are not listed."""
+        return {name: held.owner for name, held in self._subjects.items() if held.owner}
+
     def attach(self, session: SessionInfo) -> PacedSink:
-        """The session's subject (``hello.subject``, else its character's, else the default), showing the
-        session's face timeline."""
-        wanted = session.hello.subject or (session.character.subject if session.character else "")
-        channel, _ = self.subject(wanted or self._default_subject, composer=session.timeline)
+        """The session's subject (see the class), showing the session's face timeline. Raises
+        :class:`SubjectTaken` when ``hello.subject`` is driven by another live session, and
+        :class:`~facecast.protocol.engine.ProtocolError` (``bad_message``) for a name Live Link cannot carry;
+        nothing changes then."""
+        character = session.character
+        explicit = session.hello.subject
+        wanted = explicit or (character.subject if character is not None else "") or self._default_subject
+        name = explicit or self._free_name(wanted)
+        owner = f"a session of character {character.name!r}" if character is not None else "another session"
+        channel = self._claim(name, session.timeline, owner)
         subject = channel.encoder.subject
 
         def info() -> dict[str, object]:  # the time.monotonic() time of frame number 0, for tools on this host
             return {"subject": subject.name, "device_id": subject.device_id, "epoch": self.pacer.epoch}
 
-        return PacedSink(channel, info, lambda: self.pacer.remove_subject(subject.name))
+        return PacedSink(channel, info, partial(self._release, name, channel))
 
     def subject(
         self, wanted: str, seed: int = 0, *, composer: FaceTimeline | None = None
     ) -> tuple[SubjectChannel, AnimationLayer]:
-        """A new subject named ``wanted`` (or ``wanted-2``, ... if the name is taken) showing ``composer``'s
-        idle face (default: a new timeline seeded ``seed``, e.g. for a character streaming only its idle face);
-        returns it and that timeline's layer. Remove it with ``pacer.remove_subject(channel.name)``."""
-        count = self._used.get(wanted, 0) + 1
-        self._used[wanted] = count
-        name = wanted if count == 1 else f"{wanted}-{count}"
+        """A subject of the server's own named ``wanted`` (or ``wanted-2``, ... while a session or another
+        such subject drives that name) showing ``composer``'s idle face (default: a new timeline seeded
+        ``seed``, e.g. for a character streaming only its idle face); returns it and that timeline's layer.
+        It streams until :meth:`release`\\ d (then lingers like a session's)."""
         timeline = composer if composer is not None else FaceTimeline(seed)
-        subject = LiveLinkSubject(name, f"{self._device_id}:{name}")
-        return self.pacer.add_subject(subject, timeline), timeline.layer
+        channel = self._claim(self._free_name(wanted), timeline, "this server (a standing subject)")
+        return channel, timeline.layer
+
+    def release(self, name: str) -> None:
+        """The subject called ``name`` is free again: it lingers on its idle face, then stops (see the class).
+        Does nothing for a name that is not driven."""
+        held = self._subjects.get(name)
+        if held is not None:
+            self._release(name, held.channel)
+
+    def _free_name(self, wanted: str) -> str:
+        """``wanted``, or ``wanted-2``, ``wanted-3``... : the first name no live session drives."""
+        name, count = wanted, 1
+        while (held := self._subjects.get(name)) is not None and held.owner:
+            count += 1
+            name = f"{wanted}-{count}"
+        return name
+
+    def _claim(self, name: str, timeline: FaceTimeline, owner: str) -> SubjectChannel:
+        now = time.monotonic()
+        held = self._subjects.get(name)
+        if held is not None and held.owner:
+            raise SubjectTaken(
+                f"Live Link subject {name!r} is driven by {held.owner}, connected {now - held.since:.0f} s ago; "
+                "ask for another subject, or end that session first"
+            )
+        if held is not None:  # lingering: this session takes the stream over, without a gap
+            if held.expiry is not None:
+                held.expiry.cancel()
+            held.channel.composer = timeline
+            held.timeline, held.owner, held.since, held.expiry = timeline, owner, now, None
+            return held.channel
+        try:
+            subject = LiveLinkSubject(name, f"{self._device_id}:{name}")
+            channel = self.pacer.add_subject(subject, timeline)
+        except ValueError as exc:
+            raise ProtocolError("bad_message", f"Live Link subject {name!r} cannot be used: {exc}") from None
+        self._subjects[name] = _Subject(channel, timeline, owner, now)
+        return channel
+
+    def _release(self, name: str, channel: SubjectChannel) -> None:
+        held = self._subjects.get(name)
+        if held is None or held.channel is not channel or not held.owner:
+            return
+        held.owner = ""
+        channel.clear()  # an utterance still playing stops; the idle face follows
+        held.timeline.rewind(self.pacer.clock.now())
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if self._linger <= 0 or loop is None:
+            self._remove(name, held)
+        else:
+            held.expiry = loop.call_later(self._linger, self._remove, name, held)
+
+    def _remove(self, name: str, held: _Subject) -> None:
+        """Stop the lingering subject ``held`` (unless a session took it over meanwhile)."""
+        if self._subjects.get(name) is held and not held.owner:
+            del self._subjects[name]
+            self.pacer.remove_subject(name)
+
+    def _cancel_expiries(self) -> None:
+        for held in self._subjects.values():
+            if held.expiry is not None:
+                held.expiry.cancel()
 
 
 class RecorderOutput:
@@ -353,7 +471,8 @@ def outputs_from_settings(settings: Settings) -> list[Output]:
             raise ConfigError(f"output {url!r}: name a folder, e.g. record:///var/facecast/takes")
     outputs: list[Output] = []
     if targets:
-        outputs.append(LiveLinkOutput(LiveLinkSender(tuple(targets)), settings.device_id, settings.subject))
+        sender = LiveLinkSender(tuple(targets))
+        outputs.append(LiveLinkOutput(sender, settings.device_id, settings.subject, linger=settings.subject_linger_s))
     outputs.extend(RecorderOutput(folder) for folder in folders)
     return outputs
 

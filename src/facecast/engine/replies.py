@@ -14,6 +14,7 @@ and fed to the outputs, with its face behind the playback gate (:mod:`facecast.e
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,10 +24,20 @@ from typing import Any
 
 import numpy as np
 
+from ..actions import ActionCall
 from ..aio import closing
 from ..audio import Resampler, float_to_pcm16
 from ..errors import FacecastError
-from ..events import AudioOut, EmotionOut, FaceOut, SentenceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
+from ..events import (
+    ActionOut,
+    AudioOut,
+    EmotionOut,
+    FaceOut,
+    SentenceOut,
+    UtteranceEnded,
+    UtteranceEvent,
+    UtteranceStarted,
+)
 from ..face.layers import Emotion
 from ..pipeline import Pace
 from ..protocol import engine as proto
@@ -38,6 +49,9 @@ from .heard import ReplyText
 __all__ = ["Producer", "Replies"]
 
 log = logging.getLogger(__name__)
+
+_KEEP_ACTIONS = 64
+"""Actions remembered for their results; an ``action_result`` for an older one is refused."""
 
 Producer = Callable[[int, str, Pace | None, dict[str, float]], AsyncIterator[UtteranceEvent]]
 """Makes a reply's events: ``(utterance, text, pace, stages) -> events``; ``pace(produced)`` (when given)
@@ -73,6 +87,9 @@ class Replies:
         self._turn: asyncio.Task[None] | None = None
         self._current: _Outgoing | None = None
         self._playing: _Outgoing | None = None  # sent, acknowledged, not yet reported finished
+        self.actions_sent: dict[str, ActionCall] = {}
+        """The latest actions sent, by id (for their ``action_result``)."""
+        self._action_ids = 0
 
     @property
     def active(self) -> bool:
@@ -99,7 +116,30 @@ class Replies:
             def pace(produced: int) -> Awaitable[None]:
                 return self._pace(utterance, produced)
 
-        await self._stream(self._produce(utterance, text, pace, stages), stages)
+        outcome = "interrupted"
+        said: list[str] = []
+        try:
+            outcome = await self._stream(self._produce(utterance, text, pace, stages), stages, said)
+        finally:
+            self._log_turn(utterance, text, " ".join(said), stages, outcome)
+
+    def _log_turn(self, utterance: int, text: str, reply: str, stages: dict[str, float], outcome: str) -> None:
+        """The server's one line per turn: who, what was said and answered, the stage times, how it ended."""
+        base = stages.get("speech_end")
+        times = " ".join(
+            f"{name}={(at - base) * 1000:.0f}"
+            for name, at in sorted(stages.items(), key=lambda item: item[1])
+            if base is not None and name != "speech_end"
+        )
+        log.info(
+            "turn %s character=%s heard=%r reply=%r ms: %s -> %s",
+            utterance,
+            self._ctx.character,
+            _clip(text),
+            _clip(reply),
+            times or "-",
+            outcome,
+        )
 
     async def _pace(self, utterance: int, produced: int) -> None:
         """Hold the reply's production to ``lead`` seconds ahead of the engine's playback of it."""
@@ -114,31 +154,44 @@ class Replies:
         if wait > 0:
             await asyncio.sleep(wait)
 
-    async def _stream(self, events: AsyncIterator[UtteranceEvent], stages: dict[str, float]) -> None:
+    async def _stream(self, events: AsyncIterator[UtteranceEvent], stages: dict[str, float], said: list[str]) -> str:
+        """Send the reply's events; the sentences go to ``said``. Returns how it ended: ``completed`` or the
+        error code reported to the client."""
         release: asyncio.Task[None] | None = None
+        outcome = "completed"
         try:
             async with closing(events):
                 async for event in events:
                     if isinstance(event, UtteranceStarted):
                         out = self._begin(event, stages)
                         release = asyncio.create_task(self._release_face(out))
+                    if isinstance(event, SentenceOut):
+                        said.append(event.text)
+                    elif isinstance(event, ActionOut) and event.call is not None:
+                        said.append(f"<{event.call.name} {json.dumps(event.call.arguments, ensure_ascii=False)}>")
                     if isinstance(event, UtteranceEnded):
                         await self._finish(event, release)
                     else:
                         await self._send_event(event)
         except FacecastError as exc:
+            outcome = exc.code
             await self._ctx.error(exc.code, str(exc))
         except ConnectionError:
+            outcome = "client_gone"
             log.debug("client went away during utterance")
         except Exception:  # a bug must not take the session down with it; details (paths...) stay in the log
+            outcome = "internal"
             log.exception("utterance failed")
             await self._ctx.error("internal", "the reply failed (internal error; see the server log)")
         finally:
-            if release is not None and not release.done():
-                release.cancel()
-                with suppress(asyncio.CancelledError):
+            if release is not None:
+                if not release.done():
+                    release.cancel()
+                # its end was seen (a client gone while face frames went out is the turn's end too)
+                with suppress(asyncio.CancelledError, ConnectionError):
                     await release
             self._current = None
+        return outcome
 
     def _begin(self, event: UtteranceStarted, stages: dict[str, float]) -> _Outgoing:
         ctx = self._ctx
@@ -200,6 +253,24 @@ class Replies:
         elif isinstance(event, FaceOut):
             out.stages.setdefault("first_face", ctx.clock())
             self._apply(out, out.gate.face(event.frames))
+        elif isinstance(event, ActionOut):
+            await self._send_action(out, event)
+
+    async def _send_action(self, out: _Outgoing, event: ActionOut) -> None:
+        """An action of the reply, timed on the utterance clock at the client's rate; a call the model got
+        wrong is reported (``bad_action``) and not taken."""
+        ctx = self._ctx
+        if event.call is None:
+            log.warning("utterance %s: an action was not taken: %s", event.utterance, event.error)
+            await ctx.error("bad_action", f"the character's action was not taken: {event.error}")
+            return
+        self._action_ids += 1
+        ident = f"{event.utterance}.{self._action_ids}"
+        self.actions_sent[ident] = event.call
+        while len(self.actions_sent) > _KEEP_ACTIONS:
+            del self.actions_sent[next(iter(self.actions_sent))]
+        at = round(event.start * ctx.hello.audio.rate / out.resampler.in_rate)
+        await ctx.send(proto.ActionMessage(event.utterance, ident, at, event.call.name, event.call.arguments))
 
     async def _finish(self, event: UtteranceEnded, release: asyncio.Task[None] | None) -> None:
         """Send the audio tail, wait until every face frame went out (after the ack), then utterance_end."""
@@ -210,7 +281,10 @@ class Replies:
         out.ending = True
         self._end_face(out)
         if release is not None:
-            await release
+            if out.gate.first_audio is None:  # a reply without audio (only actions, or nothing speakable)
+                release.cancel()
+            with suppress(asyncio.CancelledError):
+                await release
         self._ctx.sinks.on_event(event)  # after the last face frame the outputs were given
         frames = math.ceil(out.sent_samples * 60 / out.resampler.out_rate) if out.sent_samples else 0
         await self._ctx.send(proto.UtteranceEnd(event.utterance, out.sent_samples, frames, event.text))
@@ -336,3 +410,7 @@ class Replies:
         if self._turn is not None and not self._turn.done():
             self._turn.cancel()
             await asyncio.gather(self._turn, return_exceptions=True)
+
+
+def _clip(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

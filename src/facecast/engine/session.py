@@ -14,6 +14,7 @@ message is logged and reported as ``internal`` (no details), and the session goe
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import time
@@ -25,12 +26,12 @@ from ..audio import pcm16_to_float
 from ..catalog import ServiceCatalog
 from ..characters import Character, IdleStyle
 from ..errors import FacecastError
-from ..llm.history import ChatHistory
+from ..llm.history import ChatHistory, persona_prompt
 from ..metrics import Metrics
 from ..protocol import engine as proto
 from ..services import Services
 from .context import Mic, SessionConfig, SessionContext, Transport
-from .sinks import Output, SessionInfo, SinkGroup
+from .sinks import Output, SessionInfo, SinkGroup, attach_outputs
 from .timeline import FaceTimeline, session_seed
 from .workflows import Workflow, WorkflowUnavailable, start_workflow
 
@@ -39,8 +40,8 @@ __all__ = ["Transport", "SessionConfig", "EngineSession"]
 log = logging.getLogger(__name__)
 
 
-def _history(character: Character) -> ChatHistory:
-    return ChatHistory(character.persona) if character.persona else ChatHistory()
+def _history(character: Character, rules: str) -> ChatHistory:
+    return ChatHistory(persona_prompt(character.persona, character.speaking_rules or rules))
 
 
 class EngineSession:
@@ -81,7 +82,7 @@ class EngineSession:
         self.timeline = FaceTimeline(self._seed)
         """The session's face: one animation layer, shared by the socket and every output."""
         self.hello: proto.Hello | None = None
-        self.history = _history(self.character)
+        self.history = _history(self.character, self._config.speaking_rules)
         self.closed = asyncio.Event()
         self._workflow: Workflow | None = None
         self._posts: set[asyncio.Task[None]] = set()
@@ -121,7 +122,10 @@ class EngineSession:
         except FacecastError as exc:
             await self.send_error(exc.code, str(exc))
             return
-        await self._workflow.receive(Mic(pcm))
+        try:
+            await self._workflow.receive(Mic(pcm))
+        except FacecastError as exc:  # refused audio (e.g. a lip-sync stream too far ahead of its model)
+            await self.send_error(exc.code, str(exc))
 
     async def _dispatch(self, message: proto.ClientMessage) -> None:
         if isinstance(message, proto.Hello):
@@ -130,6 +134,8 @@ class EngineSession:
             await self.send(proto.Pong(message.id))
         elif isinstance(message, proto.Bye):
             await self.close()
+        elif isinstance(message, proto.GameContext):
+            await self._on_context(message)
         elif self._workflow is not None:
             await self._workflow.receive(message)
 
@@ -154,7 +160,9 @@ class EngineSession:
         timeline = self.timeline
         if character.idle != IdleStyle():
             timeline = FaceTimeline(self._seed, character.idle.layer_config())
-        history = self.history if character is self.character else _history(character)
+        history = self.history if character is self.character else _history(character, self._config.speaking_rules)
+        if character.actions and not hello.actions:
+            hello = dataclasses.replace(hello, actions=character.actions)
         group = SinkGroup()
         ctx = SessionContext(
             hello,
@@ -169,15 +177,24 @@ class EngineSession:
             itertools.count(1),
             self._clock,
             self._metrics,
+            character.name,
         )
         try:
             workflow = start_workflow(ctx)
         except WorkflowUnavailable as exc:
             await self.send_error(exc.code, str(exc))
             return
+        try:  # an output may refuse the session (a Live Link subject another session drives): nothing changes
+            await attach_outputs(group, self._outputs, SessionInfo(hello, timeline, character))
+        except FacecastError as exc:
+            await workflow.close()
+            await self.send_error(exc.code, str(exc))
+            return
+        if self.closed.is_set():  # closed while an output was being waited for
+            await workflow.close()
+            await group.close()
+            return
         self.character, self.timeline, self.history = character, timeline, history
-        for output in self._outputs:
-            group.add(output.attach(SessionInfo(hello, timeline, character)))
         self.hello, self._workflow, self._sinks = hello, workflow, group
         described = group.descriptions()
         livelink = None
@@ -192,6 +209,13 @@ class EngineSession:
                 hello.audio, hello.face, hello.acks, self._config.ack_timeout, hello.workflow, hello.turns, livelink
             )
         )
+
+    async def _on_context(self, message: proto.GameContext) -> None:
+        """What is true now in the game: kept beside the history, rendered into the next turn's prompt."""
+        try:
+            self.history.facts.update(message.facts, replace=message.replace)
+        except ValueError as exc:
+            await self.send_error("bad_message", str(exc))
 
     # -- control --------------------------------------------------------------------------------
     async def interrupt(self, reason: str = "interrupt", notify: bool = True) -> None:

@@ -19,18 +19,20 @@ and ``close()`` (the session ended; may return an awaitable, which the session a
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..characters import Character
+from ..errors import FacecastError
 from ..events import UtteranceEvent
 from ..protocol import engine as proto
 from .timeline import FaceTimeline
 
-__all__ = ["UtteranceSink", "SessionInfo", "Output", "SinkGroup"]
+__all__ = ["UtteranceSink", "SessionInfo", "Output", "OutputRefused", "SinkGroup", "attach_outputs"]
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,10 @@ class Output(Protocol):
         ...
 
     def attach(self, session: SessionInfo) -> UtteranceSink:
-        """The sink for a new session (it may have ``describe()`` and ``close()``, see the module)."""
+        """The sink for a new session (it may have ``describe()`` and ``close()``, see the module). May refuse
+        the session by raising a :class:`~facecast.errors.FacecastError` (e.g. :class:`OutputRefused`: a
+        Live Link subject that another session drives): the hello is answered with that error's ``code`` and
+        message, and the session changes nothing (no other output keeps a sink for it)."""
         ...
 
     def describe(self) -> dict[str, object]:
@@ -143,3 +148,35 @@ class SinkGroup:
                     await result
             except Exception:
                 log.exception("output %s failed to close", type(sink).__name__)
+
+
+class OutputRefused(FacecastError):
+    """An output refused a session (see :meth:`Output.attach`) for a reason that may pass by itself in a moment:
+    :func:`attach_outputs` tries again a few times before giving up. Subclasses set ``code``."""
+
+
+RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4)
+"""Seconds :func:`attach_outputs` waits before each new try after an :class:`OutputRefused`."""
+
+
+async def attach_outputs(group: SinkGroup, outputs: Sequence[Output], session: SessionInfo) -> None:
+    """Attach ``session`` to every output, adding each sink to ``group`` (all or nothing).
+
+    An output that raises :class:`OutputRefused` (e.g. a Live Link subject whose previous session ended a
+    moment ago, but whose closing the server has not processed yet: a fast reconnect) is tried again after
+    each of :data:`RETRY_DELAYS`; the sinks attached so far are closed before each wait. Raises the last
+    refusal, or any other :class:`~facecast.errors.FacecastError` at once, with ``group`` empty.
+    """
+    for delay in (*RETRY_DELAYS, None):
+        try:
+            for output in outputs:
+                group.add(output.attach(session))
+            return
+        except OutputRefused:
+            await group.close()
+            if delay is None:
+                raise
+            await asyncio.sleep(delay)
+        except FacecastError:
+            await group.close()
+            raise

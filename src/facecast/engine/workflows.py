@@ -13,15 +13,17 @@ decoded messages ``text``, ``end_of_speech``, ``playback_started``, ``playback_f
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 import numpy as np
 
+from ..actions import actions_prompt
 from ..errors import FacecastError
 from ..events import FaceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
-from ..pipeline import Pace, run_turn, say_text
+from ..pipeline import Pace, run_turn, say_text, takes_tools
 from ..protocol import engine as proto
 from ..types import Transcript
 from .ackgate import AckGate, Show, Started
@@ -29,6 +31,7 @@ from .audioface import AudioFaceStream, puppet_delay
 from .context import Mic, SessionContext
 from .listen import HeardUtterance, Listener, ListenerCallbacks
 from .replies import Replies
+from .speculation import Speculation
 
 __all__ = [
     "Inbound",
@@ -44,7 +47,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Inbound = Mic | proto.UserText | proto.EndOfSpeech | proto.PlaybackStarted | proto.PlaybackFinished | proto.Interrupt
+Inbound = (
+    Mic
+    | proto.UserText
+    | proto.EndOfSpeech
+    | proto.PlaybackStarted
+    | proto.PlaybackFinished
+    | proto.Interrupt
+    | proto.ActionResult
+)
 
 
 class Workflow(Protocol):
@@ -79,7 +90,9 @@ class _Spoken:
 
     def __init__(self, ctx: SessionContext) -> None:
         self._ctx = ctx
-        callbacks = ListenerCallbacks(self._on_transcript, self._on_heard, self._on_barge_in, self._on_listen_error)
+        callbacks = ListenerCallbacks(
+            self._on_transcript, self._on_heard, self._on_barge_in, self._on_listen_error, self._guesses()
+        )
         turns = ctx.config.turns if ctx.hello.turns == "server" else None
         self._listener = Listener(ctx.services.stt, ctx.hello.mic.rate, callbacks, turns, ctx.config.max_mic_seconds)
         self.replies = Replies(ctx, self._produce)
@@ -88,6 +101,10 @@ class _Spoken:
         self, utterance: int, text: str, pace: Pace | None, stages: dict[str, float]
     ) -> AsyncIterator[UtteranceEvent]:
         raise NotImplementedError
+
+    def _guesses(self) -> Callable[[str | None], Awaitable[None]] | None:
+        """What takes the listener's guesses (None: this workflow waits for the final transcript)."""
+        return None
 
     async def receive(self, message: Inbound) -> None:
         if isinstance(message, Mic):
@@ -128,25 +145,91 @@ class _Spoken:
 
 
 class Conversation(_Spoken):
-    """The player's turn goes to the LLM; its streamed answer is spoken and animated."""
+    """The player's turn goes to the LLM; its streamed answer is spoken and animated.
+
+    With ``SessionConfig.speculate`` the LLM starts on the listener's guess at a pause, before the endpoint
+    (:mod:`facecast.engine.speculation`); the reply adopts that stream when the final transcript and the
+    conversation are the same, and it is cancelled unseen otherwise.
+    """
+
+    def __init__(self, ctx: SessionContext) -> None:
+        super().__init__(ctx)
+        self._speculation: Speculation | None = None
+        self._actions = ctx.hello.actions
+        # the fallback for models without tools: the actions described in the system prompt
+        ctx.history.instructions = "" if takes_tools(ctx.services.llm) else actions_prompt(self._actions)
+
+    async def receive(self, message: Inbound) -> None:
+        if isinstance(message, proto.ActionResult):
+            await self._action_result(message)
+        else:
+            await super().receive(message)
+
+    async def _action_result(self, message: proto.ActionResult) -> None:
+        call = self.replies.actions_sent.pop(message.id, None)
+        if call is None:
+            await self._ctx.error("bad_message", f"'action_result' for {message.id!r}, which is not a pending action")
+            return
+        outcome = "done" if message.ok else "failed"
+        if message.result is not None:
+            outcome += f" ({json.dumps(message.result, ensure_ascii=False)})"
+        self._ctx.history.add_result(f"{call.name} {json.dumps(call.arguments, ensure_ascii=False)}: {outcome}")
+
+    def _guesses(self) -> Callable[[str | None], Awaitable[None]] | None:
+        return self._on_guess if self._ctx.config.speculate else None
+
+    async def _on_guess(self, text: str | None) -> None:
+        self._drop_speculation("the player went on" if text is None else "a newer guess")
+        if text is None or self.replies.active:  # while the character talks, the history is about to change
+            return
+        log.debug("speculative reply to %r started", text)
+        ctx = self._ctx
+        self._speculation = Speculation(ctx.services.llm, text, ctx.history.messages(text), ctx.clock, self._actions)
+        if ctx.metrics is not None:
+            ctx.metrics.speculations.labels("started").inc()
+
+    def _drop_speculation(self, why: str) -> None:
+        speculation, self._speculation = self._speculation, None
+        if speculation is not None:
+            log.debug("speculative reply to %r dropped: %s", speculation.text, why)
+            speculation.cancel()
+            if self._ctx.metrics is not None:
+                self._ctx.metrics.speculations.labels("dropped").inc()
 
     def _produce(
         self, utterance: int, text: str, pace: Pace | None, stages: dict[str, float]
     ) -> AsyncIterator[UtteranceEvent]:
         clock = self._ctx.clock
+        history = self._ctx.history
 
         def first_token() -> None:
             stages.setdefault("llm_first_token", clock())
 
+        tokens: AsyncIterator[str] | None = None
+        speculation = self._speculation
+        if speculation is not None and speculation.matches(text, history.messages(text)):
+            self._speculation = None
+            tokens = speculation.adopt()
+            stages["llm_speculative_start"] = speculation.started  # the LLM started before the endpoint
+            if self._ctx.metrics is not None:
+                self._ctx.metrics.speculations.labels("adopted").inc()
+        else:
+            self._drop_speculation("the final transcript or the conversation differ")
         return run_turn(
             utterance,
             text,
             self._ctx.services,
-            self._ctx.history,
+            history,
             record_reply=False,
             on_first_token=first_token,
             pace=pace,
+            tokens=tokens,
+            actions=self._actions,
         )
+
+    async def close(self) -> None:
+        self._drop_speculation("the session ended")
+        await super().close()
 
 
 class Say(_Spoken):

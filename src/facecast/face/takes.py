@@ -54,6 +54,25 @@ Detection (:func:`parse_take`): a ``FrameRate`` column means ``unreal``; emotion
 ``neurosync``; a count column spelled exactly ``BlendShapeCount`` means ``livelink_app``; otherwise a first
 timecode of ``00:00:00:00.000`` (or no timecode) means ``neurosync`` and anything else ``livelink_app``
 (NeuroSync ships app takes re-headed with ``BlendshapeCount``).
+
+Files written by NeuroSync itself are read BY POSITION (``Take.columns == "position"``). NeuroSync's writer
+(``save_generated_data_as_csv``) puts the app's header (``JawRight,JawLeft``, ``MouthRight,MouthLeft``) over
+its model's values, which are in Unreal's wire order (``JawLeft,JawRight``, ``MouthLeft,MouthRight``), so its
+files are mislabelled for those two pairs; NeuroSync's Player reads them by position and plays them as the
+model made them. Reading them by position gives the same curves. A file is taken as NeuroSync-written when all
+of these hold (:func:`written_by_neurosync`):
+
+* the header is exactly NeuroSync's (``Timecode,BlendshapeCount,`` + the 61 names in the app's order, + the
+  7 emotion names or not), spelled and ordered as its writer spells it;
+* every row's timecode is what its writer computes for that row (:func:`neurosync_writer_timecode`, with its
+  truncated frame numbers: row 5 is ``00:00:00:04.083``), or every timecode is the row number written as a
+  float (``0.0``, ``1.0``...: the writer's early versions);
+* the take has more than 5 rows (Facecast's own timecodes differ from row 5 on: ``00:00:00:05.083``), or its
+  numbers are Python's float text (``0.0``, ``-0.0``, more than 9 significant digits) where Facecast writes
+  ``%.9g`` (``0``).
+
+Everything else is read by name: Live Link Face app takes (also those re-headed with ``BlendshapeCount``, whose
+wall-clock timecodes never match), Unreal's files, and the takes Facecast writes (correctly labelled).
 """
 
 from __future__ import annotations
@@ -62,7 +81,7 @@ import csv
 import io
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -76,12 +95,15 @@ from .arkit import APP_CSV_NAMES, EMOTION_NAMES, FRAME_NAMES, INDEX, LIVE_LINK_C
 
 __all__ = [
     "TakeFormat",
+    "ColumnMatch",
     "Take",
     "NEUROSYNC_COLUMNS",
     "LIVELINK_APP_COLUMNS",
     "UNREAL_COLUMNS",
     "TIMECODE_RATES",
     "neurosync_timecode",
+    "neurosync_writer_timecode",
+    "written_by_neurosync",
     "app_timecode",
     "neurosync_header",
     "neurosync_rows",
@@ -94,6 +116,7 @@ __all__ = [
 ]
 
 TakeFormat = Literal["neurosync", "livelink_app", "unreal"]
+ColumnMatch = Literal["name", "position"]
 
 NEUROSYNC_COLUMNS: tuple[str, ...] = ("Timecode", "BlendshapeCount", *APP_CSV_NAMES, *EMOTION_NAMES)
 """The 70 columns of a NeuroSync ``shapes.csv``, in the order written."""
@@ -110,7 +133,11 @@ TIMECODE_RATES: tuple[int, ...] = (24, 25, 30, 48, 50, 60, 72, 90, 96, 100, 120,
 DEFAULT_FPS = 60
 _SNAP_TOLERANCE = 0.05
 _TIMECODE = re.compile(r"^(\d+):(\d+):(\d+)[:;](\d+)(?:\.(\d+))?$")
+_ROW_NUMBER = re.compile(r"^\d+(?:\.0*)?$")  # NeuroSync's early writer: the row number as a float ("3.0")
 _SECONDS_PER_DAY = 86_400
+_NEUROSYNC_HEADERS = (NEUROSYNC_COLUMNS, NEUROSYNC_COLUMNS[: 2 + LIVE_LINK_COUNT])
+_SAME_TIMECODES = 5  # rows at the start of a take where NeuroSync's writer and Facecast's write the same timecodes
+_WRITTEN_DIGITS = 9  # Facecast writes NeuroSync values with %.9g
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -119,14 +146,16 @@ class Take:
 
     ``fps`` is the row rate (see the module docstring for how it is derived on read), ``format`` the format
     it was read from, ``start_time`` the first row's timecode in seconds (time of day for app takes, 0 for
-    the takes Facecast writes). Values are coerced to a C-contiguous float32 array; a shape other than
-    ``(N, 68)`` or a non-positive ``fps`` raises :class:`ValueError`.
+    the takes Facecast writes), ``columns`` how the file's columns were matched to curves: ``"name"``, or
+    ``"position"`` for a file NeuroSync wrote (see the module docstring). Values are coerced to a C-contiguous
+    float32 array; a shape other than ``(N, 68)`` or a non-positive ``fps`` raises :class:`ValueError`.
     """
 
     values: Float32Array = field(repr=False)
     fps: float = 60.0
     format: TakeFormat = "neurosync"
     start_time: float = 0.0
+    columns: ColumnMatch = "name"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "values", _as_frames(self.values))
@@ -176,6 +205,23 @@ def neurosync_timecode(index: int, fps: int = DEFAULT_FPS) -> str:
     minutes, secs = divmod(rest, 60)
     millis = 1000 * frame // fps
     return f"{hours:02d}:{minutes:02d}:{secs:02d}:{frame:02d}.{millis:03d}"
+
+
+def neurosync_writer_timecode(index: int) -> str:
+    """The timecode NeuroSync's own CSV writer puts on row ``index`` (60 fps), character for character.
+
+    It takes ``t = index * (1 / 60)`` in floating point, writes the whole milliseconds within the second as
+    ``mmm`` and ``FF = int(milliseconds / (1000 / 60))``, so float truncation repeats or skips frame numbers
+    (row 5 is ``00:00:00:04.083``). Used to recognise its files; Facecast writes :func:`neurosync_timecode`.
+    """
+    if index < 0:
+        raise ValueError("row index must not be negative")
+    total = index * (1 / DEFAULT_FPS)
+    hours, rest = divmod(total, 3600)
+    minutes, seconds = divmod(rest, 60)
+    millis = (seconds - int(seconds)) * 1000
+    frame = int(millis / (1000 / DEFAULT_FPS))
+    return f"{int(hours):02d}:{int(minutes):02d}:{int(seconds):02d}:{frame:02d}.{int(millis):03d}"
 
 
 def app_timecode(index: int, fps: int = DEFAULT_FPS, start: float = 0.0) -> str:
@@ -287,6 +333,9 @@ class _Stamp:
 
 
 def _parse_stamp(text: str, line: int) -> _Stamp:
+    if _ROW_NUMBER.match(text.strip()):  # a row number: frame N at 60 fps
+        seconds, frame = divmod(int(float(text)), DEFAULT_FPS)
+        return _Stamp(seconds, frame, 0.0)
     match = _TIMECODE.match(text.strip())
     if match is None:
         raise InputError(f"line {line}: timecode {text.strip()!r} is not HH:MM:SS:FF[.fff]")
@@ -359,6 +408,28 @@ def _detect(names: dict[str, int], raw: Sequence[str], first_stamp: _Stamp | Non
     return "livelink_app"
 
 
+def _significant_digits(text: str) -> int:
+    mantissa = text.strip().lstrip("+-").lower().split("e")[0].replace(".", "")
+    return len(mantissa.strip("0"))
+
+
+def written_by_neurosync(header: Sequence[str], timecodes: Sequence[str], cells: Iterable[Sequence[str]]) -> bool:
+    """Whether a take CSV was written by NeuroSync itself (its values are then read by position): its
+    ``header`` cells, its rows' ``timecodes`` and the text of its value cells carry NeuroSync's writer's
+    signature (see the module docstring)."""
+    if tuple(header) not in _NEUROSYNC_HEADERS or not timecodes:
+        return False
+    if all(_ROW_NUMBER.match(code.strip()) for code in timecodes):
+        return all(float(code) == k for k, code in enumerate(timecodes))
+    if any(code.strip() != neurosync_writer_timecode(k) for k, code in enumerate(timecodes)):
+        return False
+    if len(timecodes) > _SAME_TIMECODES:
+        return True
+    return any(
+        text.strip().endswith(".0") or _significant_digits(text) > _WRITTEN_DIGITS for row in cells for text in row
+    )
+
+
 def _bad_cell(cells: list[list[str]], lines: list[int], names: Sequence[str]) -> InputError:
     """Locate the first cell that is not a finite float32 (the slow path of :func:`_to_values`)."""
     for row, line in zip(cells, lines, strict=True):
@@ -390,7 +461,8 @@ def parse_take(text: str) -> Take:
     """Parse the text of a take CSV in any of the three formats (detected from its header).
 
     Columns are matched by name, ignoring case and surrounding spaces; unknown columns are ignored and
-    the column order is free. Raises :class:`InputError` when the text has no header, when a column is
+    the column order is free. Files NeuroSync wrote are read by position instead, as NeuroSync's Player
+    reads them (:func:`written_by_neurosync`). Raises :class:`InputError` when the text has no header, when a column is
     named twice, when curves are missing (the message names them all; the 7 emotions are optional but
     all-or-nothing), or for a malformed row (wrong field count, bad timecode, a value that is not a finite
     float32), naming its line number.
@@ -418,6 +490,7 @@ def parse_take(text: str) -> Take:
     cells: list[list[str]] = []
     lines: list[int] = []
     stamps: list[_Stamp] = []
+    timecodes: list[str] = []
     stated_rate: float | None = None
     for row in reader:
         if not any(cell.strip() for cell in row):
@@ -428,6 +501,7 @@ def parse_take(text: str) -> Take:
         cells.append([row[c] for c in columns])
         lines.append(line)
         if timecode_col is not None:
+            timecodes.append(row[timecode_col])
             stamps.append(_parse_stamp(row[timecode_col], line))
         if rate_col is not None and stated_rate is None:
             stated_rate = _frame_rate_cell(row[rate_col], line)
@@ -435,6 +509,9 @@ def parse_take(text: str) -> Take:
     values = _to_values(cells, lines, wanted)
     frames = np.zeros((len(values), FACE_WIDTH), dtype=np.float32)
     frames[:, [INDEX[name] for name in wanted]] = values
+    by_position = written_by_neurosync(header, timecodes, cells)
+    if by_position:  # its header is the app's over values in wire order: take them in their file order
+        frames[:, :LIVE_LINK_COUNT] = frames[:, _NEUROSYNC_ORDER[:LIVE_LINK_COUNT]]
 
     fmt = _detect(names, header, stamps[0] if stamps else None)
     fps, start = float(DEFAULT_FPS), 0.0
@@ -445,7 +522,7 @@ def parse_take(text: str) -> Take:
         if stamps:
             first = stamps[0]
             start = first.seconds + (first.frame + first.fraction) / stated_rate
-    return Take(frames, fps=fps, format=fmt, start_time=start)
+    return Take(frames, fps=fps, format=fmt, start_time=start, columns="position" if by_position else "name")
 
 
 def read_take(source: str | Path | bytes) -> Take:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,6 @@ from typing import Any
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from .. import __version__
 from ..auth import AccessPolicy, check_token_strength, redact_url
@@ -29,9 +28,11 @@ from ..config import Settings
 from ..engine.outputs import LiveLinkOutput, outputs_from_settings, run_outputs
 from ..engine.session import EngineSession, SessionConfig
 from ..engine.sinks import Output
+from ..limits import limit_services
 from ..metrics import CONTENT_TYPE, Metrics
 from ..services import Services, transcript_lead_ms
 from ..vad import TurnConfig
+from .engine_socket import SocketLimits, TransportClosed, WebSocketTransport, pump, refuse_busy
 from .neurosync import NeuroSyncBackends, NeuroSyncOptions, neurosync_router
 from .security import AccessMiddleware
 
@@ -41,10 +42,6 @@ log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 """The browser client's static files (``facecast/web``), served at ``/`` and ``/web/``."""
-
-
-class TransportClosed(ConnectionError):
-    """The client went away while the server was sending to it."""
 
 
 @dataclass(slots=True)
@@ -81,27 +78,6 @@ class AppState:
         return next((o for o in self.outputs or () if isinstance(o, LiveLinkOutput)), None)
 
 
-class _WebSocketTransport:
-    def __init__(self, ws: WebSocket) -> None:
-        self._ws = ws
-        self._lock = asyncio.Lock()
-
-    async def _send(self, message: dict[str, Any]) -> None:
-        if self._ws.application_state != WebSocketState.CONNECTED:
-            raise TransportClosed("the client has disconnected")
-        try:
-            async with self._lock:
-                await self._ws.send(message)
-        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
-            raise TransportClosed("the client has disconnected") from exc
-
-    async def send_text(self, text: str) -> None:
-        await self._send({"type": "websocket.send", "text": text})
-
-    async def send_bytes(self, data: bytes) -> None:
-        await self._send({"type": "websocket.send", "bytes": data})
-
-
 async def _warm_up(services: Services) -> None:
     """Load models before the first client so its first turn is fast (each warm-up is optional)."""
     for service in (services.stt, services.tts, services.face):
@@ -133,6 +109,7 @@ def create_app(state: AppState) -> FastAPI:
     recorder) run for the app's lifetime and are attached to every session.
     """
     check_token_strength(state.settings.host, state.settings.token)
+    state.services = limit_services(state.services, state.settings)  # max_recognisers, for every user of the STT
     if state.outputs is None:
         state.outputs = outputs_from_settings(state.settings)
     outputs = state.outputs
@@ -170,6 +147,12 @@ def create_app(state: AppState) -> FastAPI:
             }
         )
 
+    @app.get("/characters")
+    async def characters() -> JSONResponse:
+        """The names of the server's characters, for a client's ``hello.character`` (the browser page's
+        selector); names only: personas, voices and models stay on the server."""
+        return JSONResponse({"characters": sorted(state.settings.characters)})
+
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
@@ -188,18 +171,26 @@ def create_app(state: AppState) -> FastAPI:
         """The engine protocol (docs/protocol.md); the middleware has checked Host, Origin and token."""
         await ws.accept()
         settings = state.settings
+        transport = WebSocketTransport(ws, settings.send_timeout_s)
+        if 0 < settings.max_sessions <= len(state.sessions):
+            state.metrics.errors.labels("busy").inc()
+            await refuse_busy(ws, transport, settings.max_sessions)
+            return
         config = SessionConfig(
             ack_timeout=settings.ack_timeout,
+            max_mic_seconds=settings.max_turn_s,
             persona=settings.persona or None,
             turns=TurnConfig(
                 end_ms=settings.endpoint_ms,
                 barge_in_ms=settings.barge_in_ms,
                 transcript_lead_ms=transcript_lead_ms(settings),
             ),
+            speculate=settings.speculate,
+            speaking_rules=settings.speaking_rules,
         )
         session = EngineSession(
             catalog,
-            _WebSocketTransport(ws),
+            transport,
             config,
             metrics=state.metrics,
             outputs=outputs,
@@ -209,22 +200,11 @@ def create_app(state: AppState) -> FastAPI:
         state.sessions.add(session)
         state.metrics.active_sessions.inc()
         try:
-            while not session.closed.is_set():
-                message = await ws.receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                if message.get("text") is not None:
-                    await session.handle_text(message["text"])
-                elif message.get("bytes") is not None:
-                    await session.handle_bytes(message["bytes"])
-        except (WebSocketDisconnect, TransportClosed):
-            pass
+            await pump(ws, session, transport, SocketLimits.from_settings(settings))
         finally:
             await session.close()
             state.sessions.discard(session)
             state.metrics.active_sessions.dec()
-            if ws.application_state == WebSocketState.CONNECTED:
-                with suppress(WebSocketDisconnect, RuntimeError, OSError):  # the client may be gone already
-                    await ws.close(code=1000)
+            await transport.close()
 
     return app

@@ -17,7 +17,8 @@ Endpoint groups switch on and off like NeuroSync's ``ENABLE_*_ENDPOINTS`` flags 
 malformed or empty body, 413 for a body over the limit (or audio whose header declares more than the
 decode limits), 415 for a wrong content type, 422 for a well-formed request that cannot be used
 (too-short audio, invalid fields), 501 for a feature that is not installed or configured, 503 when a
-service fails or all audio decoding slots are busy (with ``Retry-After``). The token (401), ``Host`` and
+service fails, or when the server is at a limit: all slots of the endpoint's kind (audio, speech, models)
+or all speech recognisers (``max_recognisers``) are busy (with ``Retry-After``). The token (401), ``Host`` and
 ``Origin`` rules are applied in front of every route by :mod:`facecast.http.security`. The value
 conventions and the multipart layout are in :mod:`facecast.protocol.neurosync`.
 """
@@ -27,8 +28,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import logging
+import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -46,7 +49,7 @@ from ..protocol import neurosync as wire
 from ..roles import FaceAnimator, SpeechToText, TextToSpeech
 from ..services import Services
 from ..types import FACE_WIDTH, Float32Array, SpeechChunk, frames_for_samples
-from .extras.embeddings import Embedder, load_embedder
+from .extras.embeddings import Embedder, can_load, load_embedder
 from .extras.images import Captioner, ClipScorer, load_captioner, load_clip
 from .neurosync_io import (
     MAX_AUDIO_SECONDS,
@@ -66,6 +69,7 @@ from .neurosync_io import (
     is_json_type,
     media_type,
     parse_json,
+    raw_pcm_rate,
     read_body,
     too_large,
     unsupported,
@@ -78,10 +82,13 @@ __all__ = [
     "ApiError",
     "neurosync_router",
     "animate_audio",
+    "preload",
     "MAX_AUDIO_SECONDS",
 ]
 
 T = TypeVar("T")
+
+log = logging.getLogger("facecast.http.neurosync")
 
 _VOICE_CACHE = 16
 
@@ -94,7 +101,8 @@ class NeuroSyncOptions:
     """What the router serves and accepts. ``max_upload_bytes`` bounds audio and image bodies; JSON bodies
     with base64 audio may be 4/3 of it; text-only JSON bodies ``max_text_bytes``. At most ``max_decodes``
     audio requests are decoded and processed at once (each may hold up to ``max_decoded_bytes`` of PCM);
-    more answer 503 with ``Retry-After``. The access token is checked in front of the router
+    more answer 503 with ``Retry-After``; so do speech requests past ``max_decodes`` syntheses at once, and
+    embedding or image requests past as many model runs. The access token is checked in front of the router
     (:mod:`facecast.http.security`)."""
 
     audio: bool = True
@@ -116,6 +124,7 @@ class NeuroSyncOptions:
             embedding=settings.neurosync_embedding_endpoints,
             image=settings.neurosync_image_endpoints,
             max_upload_bytes=max(1, int(settings.neurosync_max_upload_mb * MB)),
+            max_decodes=max(1, settings.neurosync_max_jobs),
         )
 
 
@@ -152,7 +161,8 @@ class Lazy(Generic[T]):
 class NeuroSyncBackends:
     """The models behind the endpoints. ``speech_face`` animates TTS output (with phoneme timing), as in
     ``facecast say``; ``audio_face`` animates bare audio; ``tts_for_voice`` gives the TTS for a requested
-    voice (raising :class:`InputError` for one it does not know)."""
+    voice (raising :class:`InputError` for one it does not know); ``closest_voice`` the TTS and a note for a
+    Kokoro voice name it does not know (:func:`facecast.protocol.neurosync.closest_voice`), or None."""
 
     stt: SpeechToText
     tts: TextToSpeech
@@ -163,6 +173,8 @@ class NeuroSyncBackends:
     clip: Lazy[ClipScorer]
     tts_for_voice: Callable[[str], TextToSpeech] | None = None
     voices: dict[str, TextToSpeech] = field(default_factory=dict)
+    closest_voice: Callable[[str], tuple[TextToSpeech, str | None] | None] | None = None
+    notes: dict[str, str | None] = field(default_factory=dict)
 
     @classmethod
     def from_services(cls, settings: Settings, services: Services) -> NeuroSyncBackends:
@@ -188,6 +200,17 @@ class NeuroSyncBackends:
             provider, _ = resolve("tts", settings.tts)
             return make_tts(f"{provider.name}:{voice}", settings)
 
+        def closest_voice(name: str) -> tuple[TextToSpeech, str | None] | None:
+            if remote_urls(settings.tts):
+                return None
+            choice = wire.closest_voice(name, resolve("tts", settings.tts)[0].name, _installed_tts)
+            if choice is None:
+                return None
+            try:
+                return make_tts(choice.tts, settings), choice.note
+            except (InputError, ConfigError):
+                return None
+
         return cls(
             stt=services.stt,
             tts=services.tts,
@@ -197,21 +220,58 @@ class NeuroSyncBackends:
             captioner=Lazy(functools.partial(load_captioner, settings.caption_model)),
             clip=Lazy(functools.partial(load_clip, settings.clip_model)),
             tts_for_voice=tts_for_voice,
+            closest_voice=closest_voice,
         )
 
     def voice(self, name: str | None) -> tuple[TextToSpeech, str | None]:
-        """The TTS for ``name`` and a warning when it is unknown (the default voice speaks instead)."""
+        """The TTS for ``name`` and a note when another voice speaks: the closest shipped voice for a Kokoro
+        name (``af_bella``), else the default voice for an unknown name (both are logged)."""
         if not name or self.tts_for_voice is None:
             return self.tts, None
         if name not in self.voices:
+            note: str | None = None
             try:
                 tts = self.tts_for_voice(name)
             except (InputError, ConfigError) as exc:
-                return self.tts, f"voice {name!r} is not available here ({exc}); the default voice was used"
+                closest = self.closest_voice(name) if self.closest_voice is not None else None
+                if closest is None:
+                    warning = f"voice {name!r} is not available here ({exc}); the default voice was used"
+                    log.warning("%s", warning)
+                    return self.tts, warning
+                tts, note = closest
+                if note:
+                    log.info("%s", note)
             if len(self.voices) >= _VOICE_CACHE:
+                self.notes.pop(next(iter(self.voices)), None)
                 self.voices.pop(next(iter(self.voices)))
             self.voices[name] = tts
-        return self.voices[name], None
+            self.notes[name] = note
+        return self.voices[name], self.notes.get(name)
+
+
+def _installed_tts(name: str) -> bool:
+    from ..services import resolve
+
+    try:
+        return resolve("tts", name)[0].installed()
+    except ConfigError:
+        return False
+
+
+async def preload(backends: NeuroSyncBackends, settings: Settings) -> str | None:
+    """Load now what the switched-on endpoints would load on first use, so that no request waits for it: the
+    embedding model, when its extra is installed (loading it takes seconds; NeuroSync's Player gives up on
+    ``/get_embedding`` after 10). Returns a line for the start-up log, or None when nothing was to load. A model
+    that fails to load is not an error here: its endpoint answers 501 with the reason."""
+    if not settings.neurosync_embedding_endpoints or not can_load(settings.embedding_model):
+        return None
+    started = time.monotonic()
+    try:
+        embedder = await backends.embedder.get()
+    except FacecastError as exc:
+        return f"embedding model not loaded ({exc}); /get_embedding answers 501"
+    took = time.monotonic() - started
+    return f"embedding model {embedder.name} ({embedder.dimensions} dimensions) ready in {took:.1f} s"
 
 
 # ---------------------------------------------------------------------------------------------- the work
@@ -251,6 +311,11 @@ def _finishes_like_neurosync(face: FaceAnimator) -> bool:
     return isinstance(face, NeuroSyncAnimator)
 
 
+def _emotion_scale(face: FaceAnimator) -> float:
+    """What brings ``face``'s emotions to NeuroSync's scale (a NeuroSync model's are on it already)."""
+    return 1.0 if _finishes_like_neurosync(face) else wire.EMOTION_SCALE
+
+
 def _wav_response(wav: bytes, headers: dict[str, str]) -> Response:
     return Response(wav, media_type="audio/wav", headers=headers)
 
@@ -258,6 +323,8 @@ def _wav_response(wav: bytes, headers: dict[str, str]) -> Response:
 def _voice_headers(tts: TextToSpeech, warning: str | None) -> dict[str, str]:
     headers = {}
     voice = getattr(tts, "voice", None)
+    if not isinstance(voice, str):  # hibari and Piper keep it in their options
+        voice = getattr(getattr(tts, "options", None), "voice", None)
     if isinstance(voice, str):
         headers["X-Facecast-Voice"] = voice.encode("ascii", "replace").decode()
     if warning:
@@ -285,7 +352,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     for status, text in (
         (400, "malformed or empty body"), (401, "missing or wrong access token"), (413, "body over the size limit"),
         (415, "wrong Content-Type"), (422, "unusable input"), (501, "feature not installed or configured"),
-        (503, "a service failed"),
+        (503, "a service failed, or the server is busy (see Retry-After)"),
     )
 }  # fmt: skip
 
@@ -298,22 +365,28 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
     drain_cap = max(b64_upload, 16 * MB) * 2
 
     decoding = asyncio.Semaphore(max(1, options.max_decodes))
+    speaking = asyncio.Semaphore(max(1, options.max_decodes))
+    modelling = asyncio.Semaphore(max(1, options.max_decodes))
 
     @asynccontextmanager
-    async def decode_slot() -> AsyncIterator[None]:
-        """One of ``max_decodes`` slots for decoding and processing an audio body, or 503 at once."""
-        if decoding.locked():
+    async def slot(slots: asyncio.Semaphore, what: str) -> AsyncIterator[None]:
+        """One of ``max_decodes`` slots for ``what``, or 503 at once (no unbounded queue of waiting work)."""
+        if slots.locked():
             raise ApiError(
                 503,
                 "busy",
-                f"{options.max_decodes} audio requests are being processed; retry shortly",
+                f"{options.max_decodes} {what} are being processed; retry shortly",
                 headers={"Retry-After": "1"},
             )
-        async with decoding:
+        async with slots:
             yield
 
-    async def decode(body: bytes, min_seconds: float) -> tuple[Float32Array, int]:
-        return await asyncio.to_thread(decode_audio, body, min_seconds, options.max_decoded_bytes)
+    def decode_slot() -> AbstractAsyncContextManager[None]:
+        """A slot for decoding and processing an audio body."""
+        return slot(decoding, "audio requests")
+
+    async def decode(body: bytes, min_seconds: float, pcm_rate: int | None = None) -> tuple[Float32Array, int]:
+        return await asyncio.to_thread(decode_audio, body, min_seconds, options.max_decoded_bytes, pcm_rate)
 
     def route(path: str, group: str, enabled: bool, summary: str, **extra: Any) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
@@ -352,14 +425,16 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
         ``application/octet-stream`` or ``audio/*`` (no Content-Type, text, forms: 415). Answers
         ``{"blendshapes": [[68 values], ...]}``: NeuroSync's frame count (60 per second, rounded up, and one
         more for audio of an exact multiple of 1/60 s), values 0-60 in [0, 1] with blinks, eye look, tongue and
-        rotations zeroed and the first 6 frames eased in, emotions 61-67 unscaled (0-1 in Facecast). Audio
-        under ~83 ms is refused (422)."""
+        rotations zeroed and the first 6 frames eased in, emotions 61-67 on NeuroSync's scale (~0-100). Audio
+        under ~83 ms is refused (422). A body that is no audio file is raw 16-bit mono PCM, as for NeuroSync:
+        at 22050 Hz, or the rate in ``?sample_rate=`` or the ``X-Sample-Rate`` header."""
         media = media_type(request)
         if not is_audio_type(media):
             raise unsupported(media, "the audio file's bytes as application/octet-stream or audio/*")
+        pcm_rate = raw_pcm_rate(request)
         body = await read_body(request, upload, "audio")
         async with decode_slot():
-            pcm, rate = await decode(body, options.min_audio_seconds)
+            pcm, rate = await decode(body, options.min_audio_seconds, pcm_rate)
             del body
             try:
                 face = await backends().audio_face.get()
@@ -375,7 +450,7 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
             del pcm
             if not _finishes_like_neurosync(face):
                 frames = wire.neurosync_finish(frames)
-            payload = await asyncio.to_thread(wire.blendshapes_json, frames)
+            payload = await asyncio.to_thread(wire.blendshapes_json, frames, _emotion_scale(face))
         return Response(payload, media_type="application/json")
 
     @route(
@@ -418,7 +493,8 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
             raise ApiError(400, "empty_text", "no text provided: the text is empty")
         current = backends()
         tts, warning = current.voice(parsed.voice)
-        utterance = await say(parsed.text, tts, current.speech_face)
+        async with slot(speaking, "speech requests"):
+            utterance = await say(parsed.text, tts, current.speech_face, rate=wire.TTS_RATE)  # NeuroSync's rate
         return utterance, _voice_headers(tts, warning)
 
     @route(
@@ -431,7 +507,9 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
         responses={200: {"content": {"audio/wav": {}}}},
     )
     async def generate_speech(request: Request) -> Response:
-        """JSON ``{"text": ..., "voice": ...}`` -> a mono PCM16 WAV at the TTS's rate."""
+        """JSON ``{"text": ..., "voice": ...}`` -> a mono PCM16 WAV at 24000 Hz (NeuroSync's rate, whatever the
+        TTS's own). Kokoro voice names speak with the closest shipped voice (the ``X-Facecast-Warning`` header
+        says which); other unknown names with the default voice."""
         utterance, headers = await speak(request)
         return _wav_response(wire.player_safe_wav(utterance.audio, utterance.rate), headers)
 
@@ -449,7 +527,7 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
         the audio), animated from the TTS's phoneme timing like ``facecast say``."""
         utterance, headers = await speak(request)
         wav = wire.player_safe_wav(utterance.audio, utterance.rate)
-        frames = await asyncio.to_thread(wire.frames_json, utterance.face)
+        frames = await asyncio.to_thread(wire.frames_json, utterance.face, _emotion_scale(backends().speech_face))
         return Response(wire.encode_multipart(wav, frames), headers=headers, media_type=wire.MULTIPART_CONTENT_TYPE)
 
     @route("/get_embedding", "embedding", options.embedding, "Text embedding", openapi_extra=_schema(EmbeddingRequest))
@@ -460,8 +538,9 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
         parsed = parse_json(await read_body(request, options.max_text_bytes, "request body"), EmbeddingRequest)
         if not parsed.text.strip():
             raise ApiError(400, "empty_text", "no text provided: the text is empty")
-        embedder = await backends().embedder.get()
-        vectors = await asyncio.to_thread(embedder.embed, [parsed.text])
+        async with slot(modelling, "embedding and image requests"):
+            embedder = await backends().embedder.get()
+            vectors = await asyncio.to_thread(embedder.embed, [parsed.text])
         return JSONResponse(
             {
                 "embedding": [round(float(v), 7) for v in vectors[0]],
@@ -505,8 +584,9 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
         ``{"caption": ...}`` from the local captioning model."""
         parsed = await image_request(request)
         data = image_bytes(parsed)
-        captioner = await backends().captioner.get()
-        caption = await asyncio.to_thread(captioner.caption, data, parsed.prompt)
+        async with slot(modelling, "embedding and image requests"):
+            captioner = await backends().captioner.get()
+            caption = await asyncio.to_thread(captioner.caption, data, parsed.prompt)
         return JSONResponse({"caption": caption, "model": captioner.name})
 
     @route(
@@ -521,8 +601,9 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
         "best_label", "image_embedding"}`` (scores are softmax probabilities; the embedding is unit length)."""
         parsed = await image_request(request)
         data = image_bytes(parsed)
-        clip = await backends().clip.get()
-        result = await asyncio.to_thread(clip.score, data, tuple(parsed.labels))
+        async with slot(modelling, "embedding and image requests"):
+            clip = await backends().clip.get()
+            result = await asyncio.to_thread(clip.score, data, tuple(parsed.labels))
         return JSONResponse(
             {
                 "labels": [

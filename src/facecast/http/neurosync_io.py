@@ -20,9 +20,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 from starlette.requests import ClientDisconnect
 
-from ..audio import AudioTooLargeError, read_audio
-from ..errors import ConfigError, FacecastError, InputError, ServiceError
+from ..audio import AudioTooLargeError, pcm16_to_float, read_audio
+from ..errors import BusyError, ConfigError, FacecastError, InputError, ServiceError
 from ..protocol import jsonlimits
+from ..protocol.neurosync import PCM_RATE, is_container
 from ..types import Float32Array
 from .extras import ExtraUnavailable
 from .extras.images import ImageDecodeError
@@ -51,6 +52,9 @@ __all__ = [
     "parse_json",
     "decode_base64",
     "decode_audio",
+    "raw_pcm_rate",
+    "MIN_RATE",
+    "MAX_RATE",
 ]
 
 log = logging.getLogger("facecast.http.neurosync")
@@ -59,6 +63,9 @@ MB = 1 << 20
 
 MAX_AUDIO_SECONDS = 30 * 60
 """Longest audio the endpoints decode (a compressed file under the byte limit can hold hours)."""
+
+MIN_RATE, MAX_RATE = 1000, 384_000
+"""Sample rates a request may declare for raw PCM (those every decoder here accepts)."""
 
 MAX_DECODED_BYTES = 512 * MB
 """Most float32 data one uploaded audio file may decode to (frames x channels x 4), judged from its header
@@ -109,7 +116,7 @@ class ErrorBody(BaseModel):
 
 def from_facecast(exc: FacecastError) -> ApiError:
     """The answer for an error a Facecast component raised: 501 not installed/configured, 422 unusable
-    input, 503 a failing service."""
+    input, 503 a failing service, or a busy one (with ``Retry-After``)."""
     if isinstance(exc, ExtraUnavailable):
         return ApiError(501, "not_available", exc.reason, exc.hint)
     if isinstance(exc, ConfigError):
@@ -118,6 +125,8 @@ def from_facecast(exc: FacecastError) -> ApiError:
         return ApiError(400, exc.code, str(exc))
     if isinstance(exc, InputError):
         return ApiError(422, "bad_input", str(exc))
+    if isinstance(exc, BusyError):
+        return ApiError(503, "busy", str(exc), headers={"Retry-After": str(exc.retry_after)})
     if isinstance(exc, ServiceError):
         return ApiError(503, "service_unavailable", str(exc))
     return ApiError(500, exc.code, str(exc))
@@ -218,7 +227,8 @@ class SpeechRequest(RequestBody):
     text: StrictStr = Field(description="what to say (up to 20,000 characters)")
     voice: StrictStr | None = Field(
         default=None,
-        description="an espeak-ng voice such as en-gb+f3; unknown names (e.g. Kokoro's) fall back to the default voice",
+        description="a voice of the configured TTS (hibari: heart; espeak-ng: en-gb+f3), or a Kokoro voice name "
+        "(af_bella), which speaks with the closest voice shipped; other names: the default voice",
     )
 
 
@@ -262,12 +272,62 @@ def decode_base64(text: str, what: str) -> bytes:
         raise ApiError(400, "bad_base64", f"{what} is not valid base64: {exc}") from None
 
 
+def raw_pcm_rate(request: Request) -> int:
+    """The sample rate of a raw PCM body: the query parameter ``sample_rate`` (or ``rate``), else the header
+    ``X-Sample-Rate``, else NeuroSync's :data:`~facecast.protocol.neurosync.PCM_RATE`. 422 ``bad_input`` for a
+    value that is not a whole number of Hz from :data:`MIN_RATE` to :data:`MAX_RATE`."""
+    for where, value in (
+        ("sample_rate", request.query_params.get("sample_rate")),
+        ("rate", request.query_params.get("rate")),
+        ("X-Sample-Rate", request.headers.get("x-sample-rate")),
+    ):
+        if value is None:
+            continue
+        text = value.strip()
+        if not text.isdigit() or not MIN_RATE <= int(text) <= MAX_RATE:
+            raise ApiError(
+                422, "bad_input", f"{where} {value[:20]!r} is not a sample rate from {MIN_RATE} to {MAX_RATE} Hz"
+            )
+        return int(text)
+    return PCM_RATE
+
+
+def _decode_pcm16(data: bytes, rate: int, max_decoded_bytes: int) -> tuple[Float32Array, int]:
+    """A body that is no audio file, read as NeuroSync reads it then: raw little-endian 16-bit mono PCM."""
+    if len(data) % 2:
+        raise ApiError(
+            400,
+            "bad_audio",
+            f"the body is not an audio file, and its {len(data)} bytes are not whole 16-bit samples; send WAV, "
+            "FLAC, OGG or another format libsndfile reads, or raw 16-bit mono PCM",
+        )
+    samples = len(data) // 2
+    if samples > MAX_AUDIO_SECONDS * rate:
+        raise ApiError(
+            413,
+            "too_long",
+            f"the raw PCM is {samples / rate:.0f} s long at {rate} Hz; the limit is {MAX_AUDIO_SECONDS} s",
+        )
+    if samples * 4 > max_decoded_bytes:
+        raise ApiError(
+            413,
+            "too_large",
+            f"the raw PCM is {samples * 4 / MB:,.0f} MB once decoded; the limit is {max_decoded_bytes / MB:,.0f} MB",
+            "send shorter audio or a lower sample rate",
+        )
+    return pcm16_to_float(data), rate
+
+
 def decode_audio(
-    data: bytes, min_seconds: float, max_decoded_bytes: int = MAX_DECODED_BYTES
+    data: bytes, min_seconds: float, max_decoded_bytes: int = MAX_DECODED_BYTES, pcm_rate: int | None = None
 ) -> tuple[Float32Array, int]:
     """Decode an audio file (blocking). Its header is judged before decoding: 413 ``too_long`` past
     :data:`MAX_AUDIO_SECONDS`, 413 ``too_large`` past ``max_decoded_bytes`` of float32 once decoded, 400
-    ``bad_audio`` for what is not audio (or declares an unusable rate or channel count); 422 when too short."""
+    ``bad_audio`` for what is not audio (or declares an unusable rate or channel count); 422 when too short.
+
+    With ``pcm_rate``, a body that is not an audio container at all (no known file header, see
+    :func:`~facecast.protocol.neurosync.is_container`) is read as raw 16-bit mono PCM at that rate, as NeuroSync
+    does, under the same limits; a damaged file with a known header is still 400 ``bad_audio``."""
     if not data:
         raise ApiError(400, "empty_body", "the request body is empty; send the bytes of an audio file (e.g. WAV)")
     try:
@@ -277,7 +337,9 @@ def decode_audio(
             413, exc.code, str(exc).replace("<bytes> ", ""), "send shorter audio, fewer channels or a lower sample rate"
         ) from None
     except InputError as exc:
-        raise ApiError(400, "bad_audio", f"{exc}; send WAV, FLAC, OGG or another format libsndfile reads") from None
+        if pcm_rate is None or is_container(data):
+            raise ApiError(400, "bad_audio", f"{exc}; send WAV, FLAC, OGG or another format libsndfile reads") from None
+        pcm, rate = _decode_pcm16(data, pcm_rate, max_decoded_bytes)
     if len(pcm) < min_seconds * rate:
         raise ApiError(
             422,

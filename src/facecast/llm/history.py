@@ -14,6 +14,10 @@ most ``max_chars`` characters of turn text (the system prompt is not counted and
 oldest entries go first, and a history that was cut resumes at a user message (an uncut one may open
 with the character's greeting). The newest entry is never dropped, even when it alone exceeds
 ``max_chars``.
+
+What is true now in the game (:class:`~facecast.llm.facts.Facts`, set by the engine's ``context`` messages) is
+kept beside the turns, in :attr:`ChatHistory.facts`: never in them, never trimmed with them. Each call of
+:meth:`ChatHistory.messages` renders the facts as they are then in front of the final user message.
 """
 
 from __future__ import annotations
@@ -23,14 +27,56 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 from ..types import ChatMessage
+from .facts import Facts
 
-__all__ = ["ChatHistory", "HistoryLimits", "DEFAULT_PERSONA"]
+__all__ = [
+    "ChatHistory",
+    "HistoryLimits",
+    "DEFAULT_PERSONA",
+    "SPEAKING_RULES",
+    "EMOTION_TAGS_RULE",
+    "RULES",
+    "persona_prompt",
+]
 
-DEFAULT_PERSONA = (
-    "You are a friendly character in a video game, talking with the player out loud. Answer in one to "
-    "three short spoken sentences of plain words: no lists, no markdown, no emoji, no stage directions."
+_DEFAULT_CHARACTER = "You are a friendly character in a video game, talking with the player out loud."
+
+SPEAKING_RULES = (
+    "Answer in one to three short spoken sentences of plain words: no lists, no markdown, no emoji, no stage "
+    "directions."
 )
-"""The system prompt used when none is given: short spoken answers suit speech synthesis and lip sync."""
+"""What every persona is told unless its rules are off: short spoken answers suit speech synthesis and lip
+sync, and markup would be read out or dropped."""
+
+EMOTION_TAGS_RULE = (
+    "To show a feeling, you may start a sentence with one tag: [happy], [sad], [angry], [surprised], "
+    "[fearful] or [disgusted]."
+)
+"""Added with rules ``tags``: the emotion tags the face understands (:mod:`facecast.text`). Not in the
+default rules: the embedded 0.5B model, told about them, answers some lines with nothing but a tag."""
+
+DEFAULT_PERSONA = f"{_DEFAULT_CHARACTER} {SPEAKING_RULES}"
+"""The system prompt used when none is given."""
+
+RULES = ("on", "tags", "off")
+"""Speaking rules a persona gets: ``on`` (:data:`SPEAKING_RULES`), ``tags`` (also :data:`EMOTION_TAGS_RULE`),
+``off`` (the persona as written)."""
+
+
+def persona_prompt(persona: str = "", rules: str = "on") -> str:
+    """The system prompt of a character: ``persona`` (empty: the built-in one) with the speaking ``rules``
+    (one of :data:`RULES`) after it, unless it already contains them. Raises ConfigError for other rules."""
+    if rules not in RULES:
+        raise ConfigError(f"speaking rules must be one of {', '.join(RULES)}, got {rules!r}")
+    base = persona.strip() or _DEFAULT_CHARACTER
+    parts = [base]
+    if rules != "off" and SPEAKING_RULES not in base:
+        parts.append(SPEAKING_RULES)
+    if rules == "tags" and EMOTION_TAGS_RULE not in base:
+        parts.append(EMOTION_TAGS_RULE)
+    if not persona.strip():
+        return " ".join(parts)  # the built-in persona: exactly DEFAULT_PERSONA with the default rules
+    return "\n\n".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +106,13 @@ class ChatHistory:
         self.system_prompt = system_prompt
         self._limits = limits or HistoryLimits()
         self._entries: list[ChatMessage] = []
+        self.facts = Facts()
+        """What is true now (the engine's ``context``): rendered with the final user message, not a turn."""
+        self.instructions = ""
+        """More of the system prompt, after the persona: what the session adds (the actions it may take)."""
+        self.results: list[str] = []
+        """What the character's actions did since the player last spoke (the engine's ``action_result``):
+        told to the model with the next user message, then forgotten (at most :data:`MAX_RESULTS`)."""
 
     @property
     def limits(self) -> HistoryLimits:
@@ -77,21 +130,38 @@ class ChatHistory:
         """The messages to send to the model: the system prompt (if not empty), the remembered turns, and
         ``user_text`` as the final user message when given.
 
+        The :attr:`facts` go in front of the final user message, in brackets (``[What is true now: location:
+        tavern.]``), not into the system prompt: the persona and the earlier turns stay a fixed prefix, so a
+        local model answers a turn after a context change from its prompt cache instead of evaluating the
+        whole conversation again. Without a final user message they follow the system prompt.
+
         Does not change the history. ``user_text`` counts towards the limits and is never dropped; if the
         history already ends with a user message, ``user_text`` is merged into it.
         """
         entries = self._entries
         if user_text is not None and user_text.strip():
             entries = _trim(_appended(entries, ChatMessage("user", user_text.strip())), self._limits)
+        facts = " ".join(part for part in (self.facts.render(), _results(self.results)) if part)
+        system = "\n\n".join(part for part in (self.system_prompt, self.instructions) if part.strip())
+        if facts and entries and entries[-1].role == "user":
+            entries = [*entries[:-1], ChatMessage("user", f"[{facts}]\n{entries[-1].content}")]
+        elif facts:
+            system = "\n\n".join(part for part in (system, facts) if part.strip())
         out: list[ChatMessage] = []
-        if self.system_prompt.strip():
-            out.append(ChatMessage("system", self.system_prompt))
+        if system.strip():
+            out.append(ChatMessage("system", system))
         out.extend(entries)
         return out
 
     def add_user(self, text: str) -> None:
-        """Remember what the user said (whitespace-only text is ignored)."""
+        """Remember what the user said (whitespace-only text is ignored). The action results told with it
+        are forgotten."""
         self._add(ChatMessage("user", text.strip()))
+        self.results = []
+
+    def add_result(self, text: str) -> None:
+        """What one of the character's actions did (``give_item {"item": "key"}: done``), for the next turn."""
+        self.results = [*self.results, text][-MAX_RESULTS:]
 
     def add_assistant(self, heard_text: str) -> None:
         """Remember the part of the character's reply that the user actually heard.
@@ -102,12 +172,20 @@ class ChatHistory:
         self._add(ChatMessage("assistant", heard_text.strip()))
 
     def clear(self) -> None:
-        """Forget every turn; the system prompt stays."""
+        """Forget every turn; the system prompt and the facts stay."""
         self._entries = []
 
     def _add(self, message: ChatMessage) -> None:
         if message.content:
             self._entries = _trim(_appended(self._entries, message), self._limits)
+
+
+MAX_RESULTS = 8
+"""Action results kept for the next turn."""
+
+
+def _results(results: Sequence[str]) -> str:
+    return f"What your actions did: {'; '.join(results)}." if results else ""
 
 
 def _appended(entries: Sequence[ChatMessage], message: ChatMessage) -> list[ChatMessage]:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..actions import Action
 from ..errors import ConfigError, ServiceError
 from ..modelcache import ModelSpec, Part, assemble, package_file
 from ..types import ChatMessage
@@ -264,6 +265,7 @@ class LocalLLM:
         params.warmup = False
         params.verbosity = -1
         params.endpoint_metrics = True
+        params.use_jinja = True  # the model's own chat template: it formats tools (actions) as the model knows
         threads = opts.threads or _default_threads()
         params.cpuparams.n_threads = threads
         # Prompt evaluation is compute-bound and runs while nothing else of the turn does (the transcript is
@@ -301,7 +303,7 @@ class LocalLLM:
                 return int(float(line.split()[-1]))
         return 0
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
+    async def stream(self, messages: Sequence[ChatMessage], tools: Sequence[Action] = ()) -> AsyncIterator[str]:
         """Stream the reply to ``messages`` as speakable text pieces, as llama.cpp produces them.
 
         The pieces are cleaned by :class:`~facecast.llm.speakable.SpeakableFilter` (no markup, emoji or
@@ -313,7 +315,7 @@ class LocalLLM:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         stop = threading.Event()
-        request = self._request(messages, stream=True)
+        request = self._request(messages, stream=True, tools=tools)
 
         def deliver(kind: str, value: Any) -> None:
             try:
@@ -352,7 +354,9 @@ class LocalLLM:
         """The whole reply to ``messages`` (the joined :meth:`stream`), with the same errors."""
         return "".join([piece async for piece in self.stream(messages)])
 
-    def _request(self, messages: Sequence[ChatMessage], *, stream: bool) -> dict[str, Any]:
+    def _request(
+        self, messages: Sequence[ChatMessage], *, stream: bool, tools: Sequence[Action] = ()
+    ) -> dict[str, Any]:
         opts = self._options
         request: dict[str, Any] = {
             "messages": [{"role": m.role, "content": m.content} for m in messages],
@@ -367,6 +371,8 @@ class LocalLLM:
         }
         if opts.seed is not None:
             request["seed"] = opts.seed
+        if tools:  # the model's own chat template describes them (llama.cpp's Jinja templates)
+            request["tools"] = [action.as_tool() for action in tools]
         return request
 
     def _generate(self, request: dict[str, Any], stop: threading.Event, deliver: Callable[[str, Any], None]) -> None:
@@ -393,7 +399,11 @@ class LocalLLM:
             if stop.is_set():
                 return True
             for choice in chunk.get("choices") or ():
-                text = (choice.get("delta") or {}).get("content")
+                delta = choice.get("delta") or {}
+                for call in delta.get("tool_calls") or ():  # a call llama.cpp parsed: as a line of JSON text
+                    function = call.get("function") or {}
+                    deliver("text", _call_line(function.get("name", ""), function.get("arguments", "{}")))
+                text = delta.get("content")
                 if text:
                     clean = filt.feed(text)
                     if clean:
@@ -437,3 +447,13 @@ class LocalLLM:
                 f"{text}; shorten the history or raise n_ctx"
             )
         return f"the local model {self.model_name} failed while answering: {text}"
+
+
+def _call_line(name: str, arguments: Any) -> str:
+    """A tool call as the line of JSON text :class:`facecast.actions.ActionExtractor` takes out."""
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments or "{}")
+        except ValueError:
+            pass
+    return "\n" + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + "\n"

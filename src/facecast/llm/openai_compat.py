@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import socket
@@ -30,6 +31,7 @@ from openai.types.chat import (
     ChatCompletionUserMessageParam,
 )
 
+from ..actions import Action
 from ..errors import ConfigError, ServiceError
 from ..types import ChatMessage
 
@@ -130,8 +132,12 @@ class OpenAIChat:
         self._closed = True
         await self._client.close()
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
+    async def stream(self, messages: Sequence[ChatMessage], tools: Sequence[Action] = ()) -> AsyncIterator[str]:
         """Stream the reply to ``messages`` as text pieces, each as soon as the server sends it.
+
+        ``tools``: actions offered with OpenAI tool calling; each tool call the server streams comes out, once
+        complete, as one line of JSON text ``{"name": ..., "arguments": {...}}`` in its place in the reply,
+        which :class:`facecast.actions.ActionExtractor` takes out (as it does a call the model wrote as text).
 
         Empty pieces are never yielded. Raises :class:`ServiceError` when the server cannot be reached,
         answers with an error status, times out, sends something that is not a chat completion stream, or
@@ -145,13 +151,16 @@ class OpenAIChat:
             started = finished = False
             before = asyncio.all_tasks()
             response: Any = None
+            calls = _ToolCalls()
             try:
-                response = await self._create(payload, stream=True)
+                response = await self._create(payload, stream=True, tools=tools)
                 async for chunk in response:
-                    piece = _delta_text(chunk)
+                    piece = calls.feed(chunk) + _delta_text(chunk)
                     if piece:
                         started = True
                         yield piece
+                if tail := calls.flush():
+                    yield tail
                 finished = True
                 return
             except ServiceError:
@@ -210,11 +219,15 @@ class OpenAIChat:
             self._model = page.data[0].id
         return self._model
 
-    async def _create(self, payload: list[ChatCompletionMessageParam], *, stream: bool) -> Any:
+    async def _create(
+        self, payload: list[ChatCompletionMessageParam], *, stream: bool, tools: Sequence[Action] = ()
+    ) -> Any:
         if self._closed:
             raise ServiceError(f"the client for the LLM at {self._url} was closed")
         opts = self._options
         extra: dict[str, Any] = {}
+        if tools:
+            extra["tools"] = [action.as_tool() for action in tools]
         if opts.max_tokens is not None:
             extra["max_tokens"] = opts.max_tokens
         if opts.seed is not None:
@@ -360,6 +373,40 @@ def _status_detail(err: openai.APIStatusError) -> str:
     if not isinstance(message, str) or not message.strip():
         message = re.sub(r"^Error code: \d+( - )?", "", err.message)
     return _short(message) or "no details"
+
+
+class _ToolCalls:
+    """Tool calls streamed in pieces (name first, then the arguments' JSON in fragments, by index), each
+    given back as one line of JSON text once the next one starts or the stream ends."""
+
+    def __init__(self) -> None:
+        self._index: int | None = None
+        self._name = ""
+        self._arguments = ""
+
+    def feed(self, chunk: ChatCompletionChunk) -> str:
+        if not chunk.choices or not chunk.choices[0].delta.tool_calls:
+            return ""
+        out = ""
+        for call in chunk.choices[0].delta.tool_calls:
+            if call.index != self._index:
+                out += self.flush()
+                self._index = call.index
+            if call.function is not None:
+                self._name += call.function.name or ""
+                self._arguments += call.function.arguments or ""
+        return out
+
+    def flush(self) -> str:
+        if self._index is None:
+            return ""
+        try:
+            arguments: Any = json.loads(self._arguments or "{}")
+        except ValueError:
+            arguments = self._arguments  # refused downstream, with the reason
+        line = json.dumps({"name": self._name, "arguments": arguments}, ensure_ascii=False)
+        self._index, self._name, self._arguments = None, "", ""
+        return f"\n{line}\n"
 
 
 def _delta_text(chunk: ChatCompletionChunk) -> str:

@@ -9,7 +9,8 @@ it can (it holds back at most a pending ``*`` or one space); it reports :attr:`S
 Rules: ``**`` markers are dropped (their words kept); ``*text*`` (an asterisk followed by a non-space) is a
 stage direction and dropped whole, as is text in parentheses (``(smiling)``); a lone ``*``, backticks, ``#``,
 ``_`` and emoji are dropped; line breaks and runs of white space become one space, with no space left before
-punctuation; leading and trailing space is never emitted. Emotion tags like ``[happy]`` pass through
+punctuation; leading and trailing space is never emitted. A JSON object (``{...}``, an action call for
+:mod:`facecast.actions`) passes through verbatim. Emotion tags like ``[happy]`` pass through
 (``facecast.face.layers`` handles them). A sentence ends at ``.``, ``!``, ``?``
 (with closing quotes/brackets) followed by white space, except after an ellipsis or a common abbreviation
 (``Dr.``, ``Mr.``, ``e.g.``, single initials), matching :mod:`facecast.text`.
@@ -66,6 +67,9 @@ class SpeakableFilter:
         self._paren = 0  # depth of '(' ... ')': small models put stage directions there too
         self._space_pending = False
         self._text = ""  # everything emitted so far (for sentence decisions)
+        self._json = 0  # depth of a JSON object passed through verbatim (an action call; facecast.actions)
+        self._json_string = False
+        self._json_escape = False
 
     @property
     def done(self) -> bool:
@@ -94,6 +98,19 @@ class SpeakableFilter:
         n = len(piece)
         while i < n and not self._done:
             ch = piece[i]
+            if self._json:  # inside a JSON object: verbatim, for the action extractor downstream
+                out.append(ch)
+                i += 1
+                self._json_step(ch)
+                continue
+            if ch == "{" and not self._in_stage and not self._paren:
+                if self._space_pending and (self._text or out):
+                    out.append(" ")
+                self._space_pending = False
+                out.append(ch)
+                i += 1
+                self._json = 1
+                continue
             if ch == "*":
                 if i + 1 == n:
                     self._star_pending = True
@@ -135,6 +152,23 @@ class SpeakableFilter:
         emitted = "".join(out)
         self._text += emitted
         return emitted
+
+    def _json_step(self, ch: str) -> None:
+        if self._json_string:
+            if self._json_escape:
+                self._json_escape = False
+            elif ch == "\\":
+                self._json_escape = True
+            elif ch == '"':
+                self._json_string = False
+        elif ch == '"':
+            self._json_string = True
+        elif ch == "{":
+            self._json += 1
+        elif ch == "}":
+            self._json -= 1
+            if not self._json:
+                self._space_pending = True  # the words after a call are a new phrase
 
     def flush(self) -> str:
         """The end of the reply: drops a pending ``*`` and counts a final unterminated sentence."""

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FacecastError
+from ..actions import Action, actions_from_json
+from ..errors import ConfigError, FacecastError
 from ..types import FACE_WIDTH, Float32Array
 from . import jsonlimits
 
@@ -46,6 +47,10 @@ __all__ = [
     "Interrupt",
     "Ping",
     "Bye",
+    "GameContext",
+    "ActionResult",
+    "MAX_ACTION_RESULT",
+    "MAX_FACT_NAME",
     "ClientMessage",
     "MicAudio",
     "AudioPacket",
@@ -68,6 +73,7 @@ __all__ = [
     "EmotionChange",
     "UtteranceEnd",
     "ClearBuffer",
+    "ActionMessage",
     "Timing",
     "ErrorMessage",
     "Pong",
@@ -90,6 +96,9 @@ MAX_WIRE_FRAME = 4 * MAX_BINARY_FRAME
 the limits above and this one are read and refused with ``too_large``; the connection stays open."""
 MAX_TYPED_TEXT = 4000
 """Longest typed user text, in characters."""
+MAX_FACT_NAME = 64
+"""Longest name of a ``context`` fact, in UTF-8 bytes. (How many facts a session holds, and how many bytes in
+all, is bounded where they are kept: :mod:`facecast.llm.facts`.)"""
 WORKFLOWS = ("conversation", "say", "puppet", "lipsync")
 RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)
 
@@ -131,6 +140,8 @@ class Hello:
     """``server``: the server detects the player's turns (VAD); ``client``: push-to-talk, ``end_of_speech``."""
     character: str = ""
     """A character defined in the server's config, by name ('' = the server's default character)."""
+    actions: tuple[Action, ...] = ()
+    """What the character may do in the game (:mod:`facecast.actions`), offered to its language model."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +184,41 @@ class Bye:
     """Clean close: the server finishes nothing further and closes the socket."""
 
 
-ClientMessage = Hello | UserText | EndOfSpeech | PlaybackStarted | PlaybackFinished | Interrupt | Ping | Bye
+@dataclass(frozen=True, slots=True)
+class GameContext:
+    """What is true now in the game (``context``): each of ``facts`` is set to its text, or removed (None);
+    with ``replace`` the facts it does not name are removed too. Numbers and booleans arrive as their JSON
+    text (``12``, ``true``)."""
+
+    facts: dict[str, str | None]
+    replace: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """The engine's answer to an ``action``: whether it happened, and what came of it (any JSON, small);
+    the character's language model is told on the next turn."""
+
+    id: str
+    ok: bool = True
+    result: Any = None
+
+
+MAX_ACTION_RESULT = 2048
+"""Bytes of an ``action_result``'s ``result`` as JSON."""
+
+ClientMessage = (
+    Hello
+    | UserText
+    | EndOfSpeech
+    | PlaybackStarted
+    | PlaybackFinished
+    | Interrupt
+    | Ping
+    | Bye
+    | GameContext
+    | ActionResult
+)
 
 
 def _obj(text: str | bytes) -> dict[str, Any]:
@@ -232,6 +277,10 @@ def _hello(data: dict[str, Any]) -> Hello:
         raise ProtocolError(
             "bad_message", "'character' must be a string of at most 256 bytes, without control characters"
         )
+    try:
+        actions = actions_from_json(data.get("actions", []), "'actions'")
+    except ConfigError as exc:
+        raise ProtocolError("bad_message", str(exc)) from None
     return Hello(
         version,
         _format(data, "audio", AudioFormat()),
@@ -242,6 +291,7 @@ def _hello(data: dict[str, Any]) -> Hello:
         flags["acks"],
         turns,
         character,
+        actions,
     )
 
 
@@ -254,6 +304,38 @@ def _user_text(data: dict[str, Any]) -> UserText:
     if jsonlimits.has_control_chars(text, allow="\t\n\r"):
         raise ProtocolError("bad_message", "'text' holds control characters (NUL, ESC...)")
     return UserText(text)
+
+
+def _fact_text(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):  # finite: NaN and Infinity are refused as bad_json
+        return json.dumps(value)
+    if not isinstance(value, str):
+        raise ProtocolError("bad_message", f"fact {name!r}: the value must be a string, a number, true/false or null")
+    if jsonlimits.has_control_chars(value):
+        raise ProtocolError("bad_message", f"fact {name!r}: the value holds control characters (newline, NUL...)")
+    return value
+
+
+def _context(data: dict[str, Any]) -> GameContext:
+    facts = data.get("facts")
+    if not isinstance(facts, dict):
+        raise ProtocolError("bad_message", "'facts' must be an object of fact name -> value (null removes a fact)")
+    replace = data.get("replace", False)
+    if not isinstance(replace, bool):
+        raise ProtocolError("bad_message", "'replace' must be true or false")
+    found: dict[str, str | None] = {}
+    for name, value in facts.items():
+        if not name.strip() or len(name.encode()) > MAX_FACT_NAME or jsonlimits.has_control_chars(name):
+            raise ProtocolError(
+                "bad_message",
+                f"fact name {name[:80]!r}: names are 1 to {MAX_FACT_NAME} bytes, without control characters",
+            )
+        found[name] = _fact_text(name, value)
+    return GameContext(found, replace)
 
 
 def decode_client_text(text: str | bytes) -> ClientMessage:
@@ -287,7 +369,23 @@ def decode_client_text(text: str | bytes) -> ClientMessage:
         return Ping(ident)
     if kind == "bye":
         return Bye()
+    if kind == "context":
+        return _context(data)
+    if kind == "action_result":
+        return _action_result(data)
     raise ProtocolError("unknown_type", f"unknown message type {kind!r}")
+
+
+def _action_result(data: dict[str, Any]) -> ActionResult:
+    ident, ok = data.get("id"), data.get("ok", True)
+    if not isinstance(ident, str) or not ident or len(ident) > 64:
+        raise ProtocolError("bad_message", "'id' must be the id of an action the server sent")
+    if not isinstance(ok, bool):
+        raise ProtocolError("bad_message", "'ok' must be true or false")
+    result = data.get("result")
+    if len(json.dumps(result, ensure_ascii=False).encode("utf-8", "surrogatepass")) > MAX_ACTION_RESULT:
+        raise ProtocolError("too_large", f"'result' is over {MAX_ACTION_RESULT} bytes as JSON")
+    return ActionResult(ident, ok, result)
 
 
 def encode_server(kind: str, **fields: Any) -> str:
@@ -379,6 +477,18 @@ class UtteranceEnd:
 
 
 @dataclass(frozen=True, slots=True)
+class ActionMessage:
+    """The character acts: at sample ``at`` of utterance ``utterance`` (the client's rate; its audio up to
+    there is the words before the action), call ``name`` with ``arguments``. Answer with ``action_result``."""
+
+    utterance: int
+    id: str
+    at: int
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class ClearBuffer:
     utterance: int
     reason: str | None = None
@@ -419,6 +529,7 @@ ServerMessage = (
     | EmotionChange
     | UtteranceEnd
     | ClearBuffer
+    | ActionMessage
     | Timing
     | ErrorMessage
     | Pong
@@ -427,10 +538,10 @@ ServerMessage = (
 
 _NAMES: dict[type, str] = {
     Hello: "hello", UserText: "text", EndOfSpeech: "end_of_speech", PlaybackStarted: "playback_started",
-    PlaybackFinished: "playback_finished", Interrupt: "interrupt", Ping: "ping", Bye: "bye",
+    PlaybackFinished: "playback_finished", Interrupt: "interrupt", Ping: "ping", Bye: "bye", GameContext: "context",
     Welcome: "welcome", TranscriptUpdate: "transcript", UtteranceStart: "utterance_start", ReplyText: "reply_text",
     EmotionChange: "emotion", UtteranceEnd: "utterance_end", ClearBuffer: "clear_buffer", Timing: "timing",
-    ErrorMessage: "error", Pong: "pong",
+    ErrorMessage: "error", Pong: "pong", ActionResult: "action_result", ActionMessage: "action",
 }  # fmt: skip
 _KEEP_NONE = (Pong,)  # ``{"type": "pong", "id": null}`` answers a ping without an id
 
@@ -450,11 +561,27 @@ def _body(message: ClientMessage | ServerMessage) -> dict[str, Any]:
     body = asdict(message)
     if isinstance(message, TranscriptUpdate) and not message.typed:
         del body["typed"]
+    if isinstance(message, GameContext) and not message.replace:
+        del body["replace"]
     if isinstance(message, Hello) and not message.character:
         del body["character"]  # optional: a hello without it is the version-1 hello byte for byte
+    if isinstance(message, Hello):
+        if message.actions:
+            body["actions"] = [_declaration(a) for a in message.actions]
+        else:
+            del body["actions"]
+    if isinstance(message, ActionResult) and message.result is None:
+        del body["result"]
     if not isinstance(message, _KEEP_NONE):
         body = {k: v for k, v in body.items() if v is not None}
     return body
+
+
+def _declaration(action: Action) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": action.name, "description": action.description}
+    if action.parameters is not None:
+        out["parameters"] = dict(action.parameters)
+    return out
 
 
 def encode_message(message: ClientMessage | ServerMessage) -> str:
@@ -538,6 +665,13 @@ def decode_server(text: str | bytes) -> ServerMessage:
         ):
             raise ProtocolError("bad_message", "'stages' must be an object of numbers")
         return Timing(_utt(data), {str(k): float(v) for k, v in stages.items()})
+    if kind == "action":
+        arguments = data.get("arguments")
+        if not isinstance(arguments, dict):
+            raise ProtocolError("bad_message", "'arguments' must be an object")
+        return ActionMessage(
+            _utt(data), _str(data, "id"), _int(data, "at", 0, 2**63 - 1), _str(data, "name"), arguments
+        )
     if kind == "error":
         return ErrorMessage(_str(data, "code"), _str(data, "message", ""))
     if kind == "pong":

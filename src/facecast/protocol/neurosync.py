@@ -7,8 +7,11 @@ Value conventions of a NeuroSync frame (``{"blendshapes": [[68 floats], ...]}``,
 * values 0-60 (the 61 Live Link curves) are in [0, 1]: NeuroSync divides its model's output by 100 and its
   Player clamps to [0, 1] before sending, so head and eye rotations (signed, degrees / 180 in Facecast's
   frames) cannot go below 0 there. :func:`neurosync_values` clips 0-60 to [0, 1];
-* values 61-67 (the 7 emotions) are passed through unscaled: Facecast's emotions are 0-1, where the
-  NeuroSync model's are on its own scale (roughly 0-100);
+* values 61-67 (the 7 emotions) are on NeuroSync's scale, roughly 0-100 (its model's outputs, unscaled; the
+  7 sum to about 100). Facecast's animators give 0-1 (1: the full emotion), so the endpoints multiply theirs
+  by :data:`EMOTION_SCALE`; a NeuroSync model's frames are already on that scale. NeuroSync's Player only
+  compares the emotions with each other (the largest mean, Neutral weighted down, picks an overlay), which
+  either scale satisfies; scripts that threshold them (``> 50``) need NeuroSync's;
 * a non-finite value becomes 0, and numbers are rounded to 6 decimals (float32 carries ~7 significant
   digits; this keeps a minute of frames near 1.5 MB of JSON instead of 4 MB).
 
@@ -16,6 +19,12 @@ Value conventions of a NeuroSync frame (``{"blendshapes": [[68 floats], ...]}``,
 :func:`neurosync_finish`): one frame more than ``frames_for_samples`` when the audio is an exact multiple
 of 1/60 s, blinks, eye look, tongue and head and eye rotations zeroed, and the first 6 frames eased in from
 rest.
+
+Audio the endpoints receive: a body that is not an audio container (no WAV, FLAC, OGG... header) is read as
+NeuroSync reads it then, as raw little-endian 16-bit mono PCM, at :data:`PCM_RATE` unless the request names its
+rate (:func:`is_container`). Speech they answer with (``/generate_speech``, ``/synthesize_and_blendshapes``) is
+at :data:`TTS_RATE`, the rate of NeuroSync's Kokoro TTS, whatever the TTS's own. Kokoro's voice names
+(``af_bella``, ``am_adam``...) are matched to the closest voice shipped here (:func:`closest_voice`).
 
 ``/synthesize_and_blendshapes`` answers ``multipart/mixed; boundary=MY_BOUNDARY_STRING`` with part 1 the
 WAV (``audio/wav``) and part 2 the frames as a JSON list (``application/json``), each part's body followed
@@ -28,7 +37,9 @@ the last sample as 0 (inaudible) so that no audio byte can be eaten.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,6 +51,12 @@ __all__ = [
     "BOUNDARY",
     "MULTIPART_CONTENT_TYPE",
     "MIN_AUDIO_SECONDS",
+    "EMOTION_SCALE",
+    "TTS_RATE",
+    "PCM_RATE",
+    "is_container",
+    "VoiceChoice",
+    "closest_voice",
     "neurosync_values",
     "neurosync_frame_count",
     "neurosync_finish",
@@ -60,6 +77,15 @@ MULTIPART_CONTENT_TYPE = f"multipart/mixed; boundary={BOUNDARY}"
 
 MIN_AUDIO_SECONDS = 5 / FPS
 """Shortest audio ``/audio_to_blendshapes`` animates: 5 frames, ~83 ms (NeuroSync rejects shorter audio)."""
+
+EMOTION_SCALE = 100.0
+"""Facecast's emotions (0-1) times this are on NeuroSync's scale (its model's, roughly 0-100)."""
+
+TTS_RATE = 24_000
+"""The sample rate of NeuroSync's speech (Kokoro's): ``/generate_speech`` and ``/synthesize_and_blendshapes``."""
+
+PCM_RATE = 22_050
+"""The rate NeuroSync assumes for a body that is not an audio file (it reads it as raw 16-bit mono PCM)."""
 
 _DECIMALS = 6
 
@@ -98,8 +124,9 @@ def neurosync_finish(values: object) -> Float32Array:
     return out
 
 
-def neurosync_values(values: object) -> Float32Array:
-    """Face frames (N x 68, Facecast frame order) in NeuroSync's conventions (see the module docstring).
+def neurosync_values(values: object, emotion_scale: float = 1.0) -> Float32Array:
+    """Face frames (N x 68, Facecast frame order) in NeuroSync's conventions (see the module docstring), the
+    emotions multiplied by ``emotion_scale`` (:data:`EMOTION_SCALE` for Facecast's 0-1 emotions).
 
     Raises :class:`ValueError` for a shape other than (N, 68). The input is not modified.
     """
@@ -108,22 +135,87 @@ def neurosync_values(values: object) -> Float32Array:
         raise ValueError(f"face values must have shape (N, {FACE_WIDTH}), got {arr.shape}")
     arr[~np.isfinite(arr)] = 0.0
     np.clip(arr[:, :LIVE_LINK_COUNT], 0.0, 1.0, out=arr[:, :LIVE_LINK_COUNT])
+    if emotion_scale != 1.0:
+        arr[:, LIVE_LINK_COUNT:] *= np.float32(emotion_scale)
     return arr
 
 
-def _rows(values: object) -> list[list[float]]:
-    rows: list[list[float]] = np.round(neurosync_values(values).astype(np.float64), _DECIMALS).tolist()
+def _rows(values: object, emotion_scale: float) -> list[list[float]]:
+    rows: list[list[float]] = np.round(neurosync_values(values, emotion_scale).astype(np.float64), _DECIMALS).tolist()
     return rows
 
 
-def frames_json(values: object) -> bytes:
+def frames_json(values: object, emotion_scale: float = 1.0) -> bytes:
     """The frames as a JSON list of 68-value lists (the second part of the multipart answer)."""
-    return json.dumps(_rows(values), separators=(",", ":")).encode()
+    return json.dumps(_rows(values, emotion_scale), separators=(",", ":")).encode()
 
 
-def blendshapes_json(values: object) -> bytes:
+def blendshapes_json(values: object, emotion_scale: float = 1.0) -> bytes:
     """The body of an ``/audio_to_blendshapes`` answer: ``{"blendshapes": [[68 values], ...]}``."""
-    return b'{"blendshapes":' + frames_json(values) + b"}"
+    return b'{"blendshapes":' + frames_json(values, emotion_scale) + b"}"
+
+
+_CONTAINERS = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"FORM", b"fLaC", b"OggS", b"ID3", b".snd", b"caff", b"wvpk",
+               b"#!AMR", b"\x1aE\xdf\xa3", b"MThd", b"Creative Voice", b"NIST_1A", b"2BIT", b"IMPM")  # fmt: skip
+
+
+def is_container(data: bytes) -> bool:
+    """Whether ``data`` starts like an audio (or media) file: such a body that cannot be decoded is a broken
+    file, never raw PCM. MP4/M4A (``ftyp`` at byte 4) counts too."""
+    return data.startswith(_CONTAINERS) or data[4:8] == b"ftyp"
+
+
+# ------------------------------------------------------------------------------------------------ voices
+
+_KOKORO = re.compile(r"^([abefhijpz])([fm])_[a-z0-9]+$")
+_KOKORO_LANGUAGES = {
+    "a": ("en-us", "American English"), "b": ("en-gb", "British English"), "e": ("es", "Spanish"),
+    "f": ("fr", "French"), "h": ("hi", "Hindi"), "i": ("it", "Italian"), "j": ("ja", "Japanese"),
+    "p": ("pt-br", "Brazilian Portuguese"), "z": ("cmn", "Mandarin Chinese"),
+}  # fmt: skip
+_NEURAL = {"f": ("hibari", "heart", "hibari's heart (American English, female; distilled from Kokoro's af_heart)"),
+           "m": ("piper", "en_US-joe-medium", "Piper's en_US-joe-medium (American English, male)")}  # fmt: skip
+_SAME = {"af_heart": "hibari"}
+"""Kokoro voices a shipped voice IS (hibari's ``heart`` is distilled from Kokoro's ``af_heart``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceChoice:
+    """The voice that speaks for a requested Kokoro voice: ``tts`` is a TTS spec (``hibari:heart``), ``note``
+    says what differs from the voice asked for (``None`` when it is that voice)."""
+
+    tts: str
+    note: str | None
+
+
+def closest_voice(name: str, provider: str, installed: Callable[[str], bool]) -> VoiceChoice | None:
+    """The shipped voice closest to Kokoro voice ``name`` (``af_bella``: language ``a``, female), or ``None``
+    when ``name`` is not a Kokoro voice name.
+
+    ``provider`` is the configured TTS provider's name (empty for a remote TTS), ``installed(provider)`` says
+    whether a provider can run here. With espeak-ng configured, the espeak-ng voice of the same language and
+    gender (``en-gb+f3`` for ``bf_emma``). Otherwise the neural voice of the same gender, when its provider is
+    installed: hibari's ``heart`` for a female voice, Piper's ``en_US-joe-medium`` for a male one (both speak
+    American English); failing that, the configured TTS's own voice.
+    """
+    match = _KOKORO.match(name.strip().lower())
+    if match is None:
+        return None
+    language, gender = match.groups()
+    code, spoken = _KOKORO_LANGUAGES[language]
+    kind = "female" if gender == "f" else "male"
+    asked = f"Kokoro voice {name!r} ({spoken}, {kind}) is not shipped with Facecast"
+    if provider == "espeak":
+        voice = f"{code}+{gender}3"
+        return VoiceChoice(f"espeak:{voice}", f"{asked}; espeak-ng's {voice} speaks instead")
+    neural, voice, described = _NEURAL[gender]
+    if _SAME.get(name.strip().lower()) == neural and installed(neural):
+        return VoiceChoice(f"{neural}:{voice}", None)
+    if installed(neural):
+        return VoiceChoice(f"{neural}:{voice}", f"{asked}; {described} speaks instead")
+    if not provider:
+        return None
+    return VoiceChoice(provider, f"{asked}; the default voice speaks instead ({neural} is not installed)")
 
 
 def player_safe_wav(pcm: object, rate: int) -> bytes:

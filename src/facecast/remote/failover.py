@@ -19,7 +19,9 @@ What each role guarantees across a failover:
 - TTS: the sentence is synthesised again and the samples already yielded are skipped, so audio is neither
   repeated nor dropped (exact for the same voice on every member; a different backup voice finishes the
   sentence in its own voice). The wrapper's rate is the highest of its members'; a member with another rate
-  is resampled (its timing scaled);
+  is resampled (its timing scaled). A member that delivers no audio chunk within its deadline
+  (:class:`AudioDeadline`) is abandoned for the next one, soon enough for the backup's audio to reach the
+  listener before the audio already buffered there runs out;
 - face: the utterance's speech so far is replayed to the backup and only frames not yet yielded are kept.
 """
 
@@ -29,6 +31,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -41,8 +44,10 @@ from ..roles import FaceAnimator, LanguageModel, SpeechToText, TextToSpeech
 from ..tts.resampled import speech_at
 from ..types import AudioChunk, ChatMessage, FaceFrames, SpeechChunk, Transcript
 from .client import ClientOptions, Endpoint, RemoteFace, RemoteLLM, RemoteSTT, RemoteTTS
+from .puller import Puller
 
 __all__ = [
+    "AudioDeadline",
     "FailoverEvent",
     "FailoverOptions",
     "FailoverSTT",
@@ -73,6 +78,46 @@ class FailoverEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class AudioDeadline:
+    """How long a TTS member may take to deliver its next audio chunk before the sentence moves to the next
+    member (which synthesises it again and continues after the samples already delivered).
+
+    The listener has about ``budget`` seconds of audio buffered whenever the wrapper is asked for more (the
+    engine session produces the reply ``lead`` seconds ahead of playback,
+    :attr:`facecast.engine.context.SessionConfig.lead`, 1 s), so a member is abandoned at the latest
+    ``budget - margin - b`` seconds into a wait, ``b`` being the slowest recent first chunk of the member it
+    would move to: the backup's audio then arrives before the buffer runs dry (no underrun). Sooner when the
+    member is known to be fast: its deadline is ``factor`` x its slowest recent wait of the same kind (first
+    chunk of a sentence, or between chunks), but never under ``floor``. A member with no history yet gets the
+    latest deadline. So a hung member is replaced in ``floor`` (0.4 s) to 0.9 s, and a slow but steady one
+    (a neural voice that renders a sentence before its first chunk) is not abandoned for being slow.
+
+    Waits are counted from the moment the wrapper's caller asks for the next chunk; time the caller spends
+    holding a chunk (pacing production to playback) is not counted. Deadlines apply only while another
+    member is up: a lone member, or one whose backups are all down, is waited for (its client's own
+    heartbeat and stall timeouts still apply).
+    """
+
+    budget: float = 1.0
+    """Seconds of audio the listener holds when more is asked for: keep it equal to the session's lead."""
+    margin: float = 0.1
+    """Seconds kept for the switch itself (scheduling, the hop to a remote backup)."""
+    floor: float = 0.4
+    """The shortest deadline (event-loop delays on a busy machine must not look like a hang)."""
+    factor: float = 2.0
+    history: int = 16
+    """Waits remembered per member and kind."""
+
+    def deadline(self, waits: Sequence[float], backup_firsts: Sequence[float]) -> float:
+        """The deadline for a member whose recent waits of this kind are ``waits``, its backup's recent first
+        chunks ``backup_firsts`` (pure: no clock)."""
+        latest = max(self.floor, self.budget - self.margin - max(backup_firsts, default=0.0))
+        if not waits:
+            return latest
+        return min(latest, max(self.floor, self.factor * max(waits)))
+
+
+@dataclass(frozen=True, slots=True)
 class FailoverOptions:
     client: ClientOptions = ClientOptions()
     backoff_initial: float = 0.02
@@ -81,6 +126,8 @@ class FailoverOptions:
     """Passes over all endpoints before a request gives up when none answers."""
     on_event: Callable[[FailoverEvent], None] | None = None
     metrics: Metrics | None = None
+    tts_deadline: AudioDeadline | None = AudioDeadline()
+    """When a TTS member that delivers no audio is abandoned (None: only on its client's own timeouts)."""
 
 
 def _jitter(base: float) -> float:
@@ -346,34 +393,97 @@ def _trim_speech(chunk: SpeechChunk, sent: int) -> SpeechChunk | None:
     )
 
 
+class _Stalled(ServiceError):
+    """A TTS member delivered no audio chunk within its deadline (:class:`AudioDeadline`)."""
+
+    def __init__(self, name: str, deadline: float, first: bool) -> None:
+        self.reason = f"no {'first ' if first else ''}audio within {deadline:.2f} s (stalled)"
+        super().__init__(f"{name}: {self.reason}")
+
+
 class FailoverTTS(_Base[TextToSpeech]):
     role: Role = "tts"
+
+    def __init__(
+        self,
+        clients: Sequence[TextToSpeech],
+        options: FailoverOptions | None = None,
+        names: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(clients, options, names)
+        history = self.group.options.tts_deadline.history if self.group.options.tts_deadline else 1
+        self._firsts = [deque[float](maxlen=history) for _ in self.group.clients]
+        self._gaps = [deque[float](maxlen=history) for _ in self.group.clients]
+        self._abandoned: set[asyncio.Task[None]] = set()
 
     @property
     def sample_rate(self) -> int:
         """The highest rate of the members (the others are resampled to it)."""
         return max(client.sample_rate for client in self.group.clients)
 
+    def deadline(self, index: int, first: bool) -> float | None:
+        """Seconds member ``index`` may now take to its next chunk (its first of a sentence when ``first``), or
+        None when it is not held to one (no deadline configured, or no other member up to move to)."""
+        rule = self.group.options.tts_deadline
+        if rule is None or all(i == index or i in self.group.down for i in range(len(self.group.clients))):
+            return None
+        backup = _next(self.group, index)
+        return rule.deadline(
+            (self._firsts if first else self._gaps)[index], self._firsts[backup] if backup is not None else ()
+        )
+
     async def synthesize(self, text: str) -> AsyncIterator[SpeechChunk]:
         sent = 0
         rate = self.sample_rate
         last: ServiceError | None = None
         async for index, client in self.group.attempts():
+            puller = Puller(speech_at(client, text, rate))
+            first = True
             try:
-                async with closing(speech_at(client, text, rate)) as chunks:
-                    async for chunk in chunks:
-                        trimmed = _trim_speech(chunk, sent)
-                        if trimmed is not None and len(trimmed.audio.pcm):
-                            sent = trimmed.audio.end
-                            yield trimmed
-                self.group.succeeded(index)
-                return
+                while True:
+                    deadline = self.deadline(index, first)
+                    asked = time.monotonic()
+                    try:
+                        chunk = await puller.next(deadline)
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError:
+                        raise _Stalled(self.group.names[index], deadline or 0.0, first) from None
+                    (self._firsts if first else self._gaps)[index].append(time.monotonic() - asked)
+                    first = False
+                    trimmed = _trim_speech(chunk, sent)
+                    if trimmed is not None and len(trimmed.audio.pcm):
+                        sent = trimmed.audio.end
+                        yield trimmed
             except InputError:
                 raise
+            except _Stalled as exc:  # close the stalled member in the background: the backup starts now
+                puller.task.cancel()
+                self._abandoned.add(puller.task)
+                puller.task.add_done_callback(self._abandoned.discard)
+                last = exc
+                self._fail(index, exc, f"{sent} samples")
+                continue
             except ServiceError as exc:
                 last = exc
                 self._fail(index, exc, f"{sent} samples")
+                continue
+            finally:
+                if puller.task not in self._abandoned:
+                    await puller.aclose()
+            self.group.succeeded(index)
+            return
         raise self._give_up(last)
+
+    async def aclose(self) -> None:
+        """Wait for abandoned members' streams to close (a few seconds at most, then they are cancelled again),
+        stop the background probes and close every pooled connection."""
+        if self._abandoned:
+            _, late = await asyncio.wait(set(self._abandoned), timeout=5.0)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        await super().aclose()
 
 
 class FailoverFace(_Base[FaceAnimator]):

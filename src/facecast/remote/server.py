@@ -3,7 +3,10 @@
 The server speaks the service protocol (:mod:`facecast.protocol.service`, docs/protocol.md) and wraps any
 local implementation of the role. Every message is validated; a bad one is answered with an ``error`` and
 the connection keeps serving. A connection may run several requests at once (each its own task); ``cancel``
-or the connection closing cancels a request's task, which closes the role's stream, so the work stops.
+or the connection closing cancels a request's task, which closes the role's stream, so the work stops. A
+request's audio waiting for the role is bounded (:data:`~facecast.limits.MAX_BUFFERED_SAMPLES`; past it the
+request gets ``too_large`` and is stopped); an STT wrapped by :func:`~facecast.limits.limit_role` refuses
+requests past ``max_recognisers`` with ``busy``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from websockets.http11 import Request, Response
 from ..aio import closing
 from ..auth import AccessPolicy, check_token_rule, header
 from ..errors import ConfigError, FacecastError
+from ..limits import MAX_BUFFERED_SAMPLES
 from ..protocol import service as sp
 from ..roles import FaceAnimator, LanguageModel, SpeechToText, TextToSpeech
 from ..tts.resampled import speech_at
@@ -82,10 +86,13 @@ class _Request:
     timing: sp.Timing | None = None
     ended: bool = False
     task: asyncio.Task[None] | None = None
+    waiting: int = 0
+    """Audio samples received and not yet taken by the role (at most :data:`MAX_BUFFERED_SAMPLES`)."""
 
 
 async def _queued(request: _Request) -> AsyncIterator[Any]:
     while (item := await request.inputs.get()) is not _END:
+        request.waiting -= len(item.pcm if isinstance(item, AudioChunk) else item.audio.pcm)
         yield item
 
 
@@ -185,6 +192,11 @@ class _Session:
         if frame.chunk.rate != rate:
             await self.error("bad_audio_format", f"audio at {frame.chunk.rate} Hz in a {rate} Hz request", frame.id)
             return
+        count = len(frame.chunk.pcm)
+        if request.waiting + count > MAX_BUFFERED_SAMPLES:
+            await self.overflow(request)
+            return
+        request.waiting += count
         if self.role == "stt":
             request.inputs.put_nowait(frame.chunk)
         else:
@@ -192,6 +204,19 @@ class _Session:
             request.inputs.put_nowait(
                 SpeechChunk(frame.chunk, timing.phonemes if timing else (), timing.words if timing else ())
             )
+
+    async def overflow(self, request: _Request) -> None:
+        """The client sent audio faster than the role takes it, past the bound: the request is stopped."""
+        ident = request.message.id
+        request.ended = True  # its later frames are answered unknown_request
+        if request.task is not None:
+            request.task.cancel()
+        if self.requests.get(ident) is request:
+            del self.requests[ident]
+        seconds = MAX_BUFFERED_SAMPLES / request.message.rate  # type: ignore[union-attr]  # stt/face requests
+        await self.error(
+            "too_large", f"over {seconds:.0f} s of audio are waiting for the {self.role}; request stopped", ident
+        )
 
     async def serve_request(self, request: _Request) -> None:
         ident = request.message.id

@@ -4,10 +4,14 @@
 // counters, the acknowledgements sent, a log of messages in and out, finished utterances with their audio
 // clock span, the mouth openness the face is drawn with, and the per-stage latency of each turn.
 
+import {
+  AUDIO_DRIVEN, fetchCharacters, helloChoices, loadPrefs, renderCharacters, renderChoices, savePrefs, WORKFLOWS,
+} from "./choices.js";
 import { Connection } from "./connection.js";
 import { FaceRenderer, IdleAnimator, mouthOpenness } from "./face.js";
 import { Mic, MicError } from "./mic.js";
-import { Player } from "./player.js";
+import { LiveFace, Player } from "./player.js";
+import { Banners, TranscriptPane } from "./transcript.js";
 import {
   decodeBinary, encodeMic, FACE_WIDTH, FRAME_NAMES, KIND_AUDIO, KIND_FACE, RATES, VERSION,
 } from "./protocol.js";
@@ -15,9 +19,8 @@ import {
 const $ = (id) => document.getElementById(id);
 const now = () => performance.now();
 const LOG_LIMIT = 3000;
-const VOICE_RMS = 0.02; // hands-free fallback endpointing: level that counts as voice
-const VOICE_START_MS = 160; // this much voice starts a turn...
-const VOICE_END_MS = 700; // ...and this much silence after it ends the turn
+const VOICE_RMS = 0.02; // level that counts as voice (the latency readout's "end of your speech")
+const HEARING_MS = 1500; // the listening indicator says "hearing you" this long after a partial transcript
 const STAGES = [
   ["transcript", "final transcript"],
   ["utterance_start", "reply starts"],
@@ -55,6 +58,12 @@ const fc = {
   micRate,
   handsFree: false,
   serverTurns: false,
+  workflow: "conversation",
+  character: "", // "" = the server's default character
+  characters: null, // the server's character names (GET /characters), once known
+  sessions: 0, // welcomes received: each mode, workflow or character change opens a new session
+  listening: "off", // the listening indicator: off | live (the microphone streams) | hearing (partials arrive)
+  emotion: null, // {utterance, emotion} shown on the badge while that reply plays
   talking: false,
   counters: {
     messagesIn: 0, messagesOut: 0, audioChunks: 0, audioSamples: 0, audioSeconds: 0, facePackets: 0,
@@ -80,6 +89,8 @@ function record(dir, type, fields = {}) {
   if (fc.log.length > LOG_LIMIT) fc.log.splice(0, fc.log.length - LOG_LIMIT);
 }
 
+const audioDriven = () => AUDIO_DRIVEN.includes(fc.workflow);
+
 // -- connection -----------------------------------------------------------------------------------------
 const pageParams = new URLSearchParams(location.search);
 const wsUrl = new URL("ws/engine", location.href);
@@ -89,12 +100,15 @@ if (pageParams.get("token")) wsUrl.searchParams.set("token", pageParams.get("tok
 
 const conn = new Connection(wsUrl.href, {
   hello: () => {
+    const choices = helloChoices(fc);
     const hello = {
       type: "hello", version: VERSION, audio: { rate: audioRate, channels: 1 }, mic: { rate: micRate, channels: 1 },
-      face: true, acks: true,
+      face: true, acks: !audioDriven(), ...choices, // nothing plays in puppet and lip-sync: nothing to acknowledge
     };
+    micOffset = 0; // a new session's microphone stream starts at sample 0
+    fc.welcome = null;
     fc.counters.messagesOut += 1;
-    record("out", "hello", { audio: audioRate, mic: micRate });
+    record("out", "hello", { audio: audioRate, mic: micRate, acks: hello.acks, ...choices });
     return hello;
   },
   onOpen: () => {
@@ -124,7 +138,9 @@ function setStatus(status, detail) {
   pill.title = detail;
   if (status === "offline" || status === "reconnecting") {
     showBanner("server", `${capitalise(detail)}. Start it with “facecast run”; the page reconnects by itself.`);
+    fc.welcome = null; // that session is gone
     if (player.stopAll()) markInterrupted();
+    liveFace.stop();
     stopTurnTimers();
   } else if (status === "connected") {
     hideBanner("server");
@@ -153,13 +169,16 @@ const player = new Player(ctx, {
       fc.acks.push({ type: "playback_finished", utterance: u.id, at: now(), position, interrupted });
     }
     if (interrupted) markInterrupted(u.id);
+    clearEmotion(u.id); // the reply is over (played out, or cut): its emotion with it
     setSpeaking(player.speaking);
   },
 });
+const liveFace = new LiveFace(); // puppet and lip-sync: face frames of the player's own voice
 setInterval(() => {
   player.tick();
   if (now() - lastDraw > 100) updateFace(); // keep state current even when frames are not painted
-  endpoint();
+  keepListening();
+  renderListening();
 }, 10);
 
 function resumeAudio() {
@@ -177,15 +196,16 @@ function onMessage(msg) {
   if (type !== "pong") record("in", type, rest);
   switch (type) {
     case "welcome":
-      fc.welcome = msg;
-      // A server that detects turns itself (VAD) says so; hands-free then simply streams the microphone.
-      fc.serverTurns = msg.turns === "server";
-      setStatus("connected", `engine protocol v${msg.version}, audio ${msg.audio.rate} Hz`);
+      onWelcome(msg);
       break;
     case "transcript":
       onTranscript(msg);
       break;
     case "utterance_start":
+      if (AUDIO_DRIVEN.includes(fc.welcome?.workflow)) {
+        liveFace.begin(msg.utterance); // face frames of the player's own voice; no audio comes
+        break;
+      }
       player.begin(msg.utterance, msg.rate, msg.channels);
       stage("utterance_start", msg.utterance);
       if (ctx.state !== "running") {
@@ -196,13 +216,15 @@ function onMessage(msg) {
       addLine("character", msg.text, { utterance: msg.utterance });
       break;
     case "emotion":
-      $("emotion").textContent = msg.emotion === "neutral" ? "" : msg.emotion;
+      setEmotion(msg.utterance, msg.emotion);
       break;
     case "utterance_end":
-      player.end(msg.utterance, msg.samples);
+      if (AUDIO_DRIVEN.includes(fc.welcome?.workflow)) liveFace.end(msg.utterance);
+      else player.end(msg.utterance, msg.samples); // the badge clears when its audio has played
       break;
     case "clear_buffer":
       player.clear(msg.utterance);
+      clearEmotion(msg.utterance);
       break;
     case "error":
       onError(msg);
@@ -213,6 +235,53 @@ function onMessage(msg) {
     default:
       break; // pong, and fields or types a newer server adds
   }
+}
+
+function onWelcome(msg) {
+  fc.welcome = msg;
+  fc.sessions += 1;
+  // Replies of an earlier session are over; its utterance numbers start again from 1 in this one.
+  player.reset();
+  liveFace.stop();
+  clearEmotion();
+  pane.forgetUtterances();
+  fc.serverTurns = msg.turns === "server";
+  setStatus("connected", `engine protocol v${msg.version}, audio ${msg.audio.rate} Hz, ${msg.workflow}`);
+  loadCharacters();
+}
+
+/**
+ * The hello was refused (before any welcome): a character the server no longer has, or a workflow it cannot
+ * run (puppet and lip-sync need the audio-driven face model). Say so, drop that choice and start again.
+ * Returns whether it handled the error.
+ */
+function onHelloRefused(msg) {
+  if (fc.welcome !== null || !conn.ready) return false;
+  if (fc.character && msg.code === "bad_message" && /character/i.test(msg.message)) {
+    addNote(`The character “${fc.character}” is not available (${msg.message}); talking to the server's default.`);
+    fc.character = "";
+  } else if (fc.workflow !== "conversation" && msg.code === "bad_config") {
+    addNote(`The ${fc.workflow} workflow is not available on this server (${msg.message}); back to conversation.`);
+    fc.workflow = "conversation";
+  } else {
+    return false;
+  }
+  savePrefs(fc);
+  renderChoices(fc);
+  restartSession();
+  return true;
+}
+
+/** The reply's emotion on the badge, until that reply has played (or is cleared). */
+function setEmotion(utterance, emotion) {
+  fc.emotion = emotion === "neutral" ? null : { utterance, emotion };
+  $("emotion").textContent = fc.emotion ? emotion : "";
+}
+
+function clearEmotion(utterance) {
+  if (fc.emotion && utterance !== undefined && fc.emotion.utterance !== utterance) return;
+  fc.emotion = null;
+  $("emotion").textContent = "";
 }
 
 function onBinary(buffer) {
@@ -235,12 +304,14 @@ function onBinary(buffer) {
     fc.counters.facePackets += 1;
     fc.counters.faceFrames += packet.count;
     record("in", "face", { utterance: packet.utterance, start: packet.start, count: packet.count });
+    if (liveFace.add(packet.utterance, packet.start, packet.count, packet.width, packet.values, now())) return;
     stage("first_face", packet.utterance);
     player.addFace(packet.utterance, packet.start, packet.count, packet.width, packet.values);
   }
 }
 
 function onTranscript(msg) {
+  if (!msg.typed) lastHeardAt = msg.final ? -Infinity : now(); // "hearing you" while partials arrive
   if (msg.final) {
     const live = $("transcript").querySelector(".line.partial");
     if (live) live.remove();
@@ -248,10 +319,8 @@ function onTranscript(msg) {
       const pending = fc.turn && fc.turn.kind !== "typed" && fc.turn.stages.transcript === undefined;
       if (!pending || fc.talking) {
         // a final we did not ask for: the server detected the end of the turn itself (VAD)
-        fc.serverTurns = true;
         startTurn("server", lastVoiceAt || now());
         talkTurnStarted = true;
-        speech.active = false;
       }
       stage("transcript");
     }
@@ -266,6 +335,7 @@ function onTranscript(msg) {
 function onError(msg) {
   fc.counters.errors += 1;
   fc.errors.push({ code: msg.code, message: msg.message, at: now() });
+  if (onHelloRefused(msg)) return;
   if (msg.code === "no_speech") {
     addNote("I didn’t catch that — try again, a little closer to the microphone.");
   } else if (msg.code === "ack_timeout") {
@@ -338,90 +408,28 @@ setInterval(() => {
   if (conn.rttMs !== null) $("rtt").textContent = `round trip ${conn.rttMs.toFixed(1)} ms`;
 }, 2000);
 
-// -- transcript pane ------------------------------------------------------------------------------------
-function addLine(who, text, options = {}) {
-  const pane = $("transcript");
-  let line = null;
-  if (who === "character" && options.utterance !== undefined) {
-    line = pane.querySelector(`.line.character[data-utterance="${options.utterance}"]`);
-  }
-  if (line) {
-    const span = line.querySelector(".text");
-    span.textContent = `${span.textContent} ${text}`.trim();
-  } else {
-    line = document.createElement("div");
-    line.className = `line ${who}${options.partial ? " partial" : ""}${options.typed ? " typed" : ""}`;
-    if (options.utterance !== undefined) line.dataset.utterance = options.utterance;
-    const name = document.createElement("span");
-    name.className = "who";
-    name.textContent = who === "player" ? "You" : "Character";
-    const span = document.createElement("span");
-    span.className = "text";
-    span.textContent = text;
-    line.append(name, span);
-    const live = pane.querySelector(".line.partial");
-    if (live && !options.partial) pane.insertBefore(line, live);
-    else pane.append(line);
-  }
-  if (!options.partial) {
-    fc.transcript.push({ who, text, utterance: options.utterance ?? null, typed: !!options.typed, at: now() });
-  }
-  pane.scrollTop = pane.scrollHeight;
-  $("empty-hint").hidden = true;
-  return line;
-}
-
-function addNote(text) {
-  const pane = $("transcript");
-  const note = document.createElement("div");
-  note.className = "line note";
-  note.textContent = text;
-  pane.append(note);
-  pane.scrollTop = pane.scrollHeight;
-}
-
-function markInterrupted(id) {
-  const pane = $("transcript");
-  const lines = id === undefined ? pane.querySelectorAll(".line.character")
-    : pane.querySelectorAll(`.line.character[data-utterance="${id}"]`);
-  const line = lines[lines.length - 1];
-  if (line) line.classList.add("interrupted");
-}
-
-// -- banners ---------------------------------------------------------------------------------------------
-const banners = new Map();
-function showBanner(key, text) {
-  banners.set(key, text);
-  renderBanners();
-}
-function hideBanner(key) {
-  banners.delete(key);
-  renderBanners();
-}
-function renderBanners() {
-  const el = $("banner");
-  el.hidden = banners.size === 0;
-  el.replaceChildren(...[...banners].map(([key, text]) => {
-    const p = document.createElement("p");
-    p.dataset.kind = key;
-    p.textContent = text;
-    return p;
-  }));
-}
+// -- transcript pane, banners ---------------------------------------------------------------------------
+const pane = new TranscriptPane($("transcript"), $("empty-hint"), fc.transcript);
+const addLine = (who, text, options) => pane.add(who, text, options);
+const addNote = (text) => pane.note(text);
+const markInterrupted = (id) => pane.markInterrupted(id);
+const banners = new Banners($("banner"));
+const showBanner = (key, text) => banners.show(key, text);
+const hideBanner = (key) => banners.hide(key);
 const capitalise = (s) => s.charAt(0).toUpperCase() + s.slice(1);
 
 // -- microphone -----------------------------------------------------------------------------------------
 let micOffset = 0;
 let turnMicSamples = 0;
 let lastVoiceAt = 0;
+let lastHeardAt = -Infinity; // the last partial transcript of the player's speech (-Infinity after its final)
 let talkTurnStarted = false; // the server ended a turn while the talk button was still held
-const speech = { active: false, voiceMs: 0 };
 
 const mic = new Mic(ctx, {
   rate: micRate,
   prerollMs: 700,
   onChunk: (pcm) => {
-    if (!conn.ready) return;
+    if (!conn.ready || fc.welcome === null) return; // audio only inside an accepted session
     conn.sendBinary(encodeMic(micOffset, pcm));
     micOffset += pcm.length;
     turnMicSamples += pcm.length;
@@ -429,13 +437,7 @@ const mic = new Mic(ctx, {
     fc.counters.micSamples += pcm.length;
   },
   onLevel: (rms) => {
-    const t = now();
-    if (rms > VOICE_RMS) {
-      lastVoiceAt = t;
-      speech.voiceMs += 20;
-    } else if (!speech.active) {
-      speech.voiceMs = Math.max(0, speech.voiceMs - 10);
-    }
+    if (rms > VOICE_RMS) lastVoiceAt = now();
     $("level").style.width = `${Math.min(100, Math.sqrt(rms) * 250)}%`;
   },
 });
@@ -445,9 +447,7 @@ function micFailed(err) {
   fc.micError = { reason: err.reason || "failed", message };
   showBanner("mic", message);
   $("talk").disabled = true;
-  $("handsfree").checked = false;
-  fc.handsFree = false;
-  document.body.classList.remove("hands-free");
+  if (fc.handsFree) setHandsFree(false); // back to a hold-to-talk session: typing still works there
 }
 
 /** Barge-in: the player starts talking over the character. */
@@ -484,16 +484,26 @@ function releaseTalk() {
   document.body.classList.remove("talking");
   if (!mic.listening) return;
   mic.mute();
-  if (turnMicSamples > 0 && send({ type: "end_of_speech" }) && !talkTurnStarted) startTurn("voice");
+  // The session's turns are the client's: this end_of_speech, and nothing else, ends the player's turn.
+  if (turnMicSamples > 0 && send({ type: "end_of_speech" }) && !talkTurnStarted && !audioDriven()) {
+    startTurn("voice");
+  }
 }
 
+/**
+ * Hands-free (the server's VAD finds the turns: `turns: "server"`) or hold-to-talk (`turns: "client"`).
+ * The hello fixes the turns for the session, so a change opens a new session.
+ */
 async function setHandsFree(on) {
+  const changed = fc.handsFree !== on;
   fc.handsFree = on;
-  $("handsfree").checked = on;
-  document.body.classList.toggle("hands-free", on);
+  renderChoices(fc);
+  if (changed) {
+    savePrefs(fc);
+    restartSession();
+  }
   if (!on) {
     mic.mute();
-    speech.active = false;
     return;
   }
   resumeAudio();
@@ -501,36 +511,57 @@ async function setHandsFree(on) {
     await mic.ensureOpen();
   } catch (err) {
     micFailed(err);
-    return;
   }
-  if (fc.serverTurns) mic.listen();
 }
 
-/**
- * Hands-free turn taking. When the server detects turns itself (its welcome says `vad`, or a final
- * transcript arrived without our end_of_speech), the page just streams. Until then it gates the microphone
- * on its own level meter and sends end_of_speech after VOICE_END_MS of silence.
- */
-function endpoint() {
+/** Hands-free: stream the microphone whenever a session is open (the server hears the turns and barge-ins). */
+function keepListening() {
   if (!fc.handsFree || !mic.open) return;
-  if (fc.serverTurns) {
-    if (!mic.listening) mic.listen();
-    return;
-  }
-  const t = now();
-  if (!speech.active && speech.voiceMs >= VOICE_START_MS) {
-    speech.active = true;
-    if (player.speaking) bargeIn();
+  if (fc.welcome !== null && !mic.listening) {
     turnMicSamples = 0;
-    mic.listen(); // the pre-roll holds the start of the word
-  } else if (speech.active && t - lastVoiceAt > VOICE_END_MS) {
-    speech.active = false;
-    speech.voiceMs = 0;
-    if (!fc.serverTurns) {
-      mic.mute();
-      if (turnMicSamples > 0 && send({ type: "end_of_speech" })) startTurn("handsfree", lastVoiceAt);
-    }
+    mic.listen();
+  } else if (fc.welcome === null && mic.listening) {
+    mic.mute(); // between sessions: the pre-roll keeps the last moment for the next one
   }
+}
+
+/** The listening indicator: is the microphone live, and is the server hearing speech (partials)? */
+function renderListening() {
+  let state = "off";
+  if (mic.listening && conn.ready && fc.welcome !== null) state = now() - lastHeardAt < HEARING_MS ? "hearing" : "live";
+  if (state === fc.listening) return;
+  fc.listening = state;
+  const el = $("listening");
+  el.dataset.state = state;
+  el.hidden = state === "off";
+  $("listening-text").textContent = state === "hearing" ? "Hearing you…" : "Listening";
+}
+
+// -- session choices: mode, workflow, character ------------------------------------------------------------
+/** End this session and open one with the current choices (a hello's turns, workflow and character are
+ * fixed for its session). What was playing stops; the transcript stays. */
+function restartSession() {
+  if (fc.talking) {
+    fc.talking = false;
+    document.body.classList.remove("talking");
+  }
+  mic.mute();
+  if (player.stopAll()) markInterrupted(); // its playback_finished still goes to the old session
+  liveFace.stop();
+  clearEmotion();
+  stopTurnTimers();
+  renderLatency();
+  fc.welcome = null;
+  fc.serverTurns = false;
+  conn.restart();
+}
+
+/** The server's characters into the selector (on each welcome: the list may change when it restarts). */
+async function loadCharacters() {
+  const names = await fetchCharacters(pageParams.get("token"));
+  if (names === null) return; // an older server without the list: the selector stays hidden
+  fc.characters = names;
+  renderCharacters(fc, names);
 }
 
 // -- typed input ------------------------------------------------------------------------------------------
@@ -560,7 +591,7 @@ function updateFace() {
   const t = now();
   const dt = Math.min(0.1, (t - lastUpdate) / 1000);
   lastUpdate = t;
-  const live = player.faceAt(audibleTime());
+  const live = player.faceAt(audibleTime()) || liveFace.at(t);
   if (live) {
     lastLive = live.values;
     fc.faceUtterance = live.utterance;
@@ -596,7 +627,8 @@ function init() {
   });
   for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) talk.addEventListener(type, releaseTalk);
   talk.addEventListener("contextmenu", (event) => event.preventDefault());
-  const typing = (el) => el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA") && el.type !== "checkbox";
+  const typing = (el) => el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA" || el.tagName === "SELECT") &&
+    el.type !== "checkbox";
   document.addEventListener("keydown", (event) => {
     if (event.code !== "Space" || typing(event.target)) return;
     event.preventDefault();
@@ -609,16 +641,35 @@ function init() {
   });
   window.addEventListener("blur", releaseTalk);
   $("handsfree").addEventListener("change", (event) => setHandsFree(event.target.checked));
+  $("workflow").addEventListener("change", (event) => {
+    if (!WORKFLOWS.includes(event.target.value) || event.target.value === fc.workflow) return;
+    fc.workflow = event.target.value;
+    savePrefs(fc);
+    renderChoices(fc);
+    restartSession();
+  });
+  $("character").addEventListener("change", (event) => {
+    if (event.target.value === fc.character) return;
+    fc.character = event.target.value;
+    savePrefs(fc);
+    renderChoices(fc);
+    restartSession();
+  });
   $("typed").addEventListener("submit", (event) => {
     event.preventDefault();
     const input = $("text");
     if (sendText(input.value)) input.value = "";
   });
   $("status").addEventListener("click", () => conn.retryNow());
-  fc.api = { pressTalk, releaseTalk, sendText, setHandsFree, bargeIn, retry: () => conn.retryNow() };
+  fc.api = {
+    pressTalk, releaseTalk, sendText, setHandsFree, bargeIn, restartSession, retry: () => conn.retryNow(),
+  };
+  loadPrefs(fc);
+  renderChoices(fc);
   renderLatency();
   requestAnimationFrame(frame);
   conn.connect();
+  if (fc.handsFree) mic.ensureOpen().catch(micFailed); // hands-free chosen on an earlier visit
   if (ctx.state !== "running") {
     // Browsers start audio only after a gesture; the first click or key press turns it on.
     setTimeout(() => {

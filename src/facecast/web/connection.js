@@ -87,6 +87,31 @@ export class Connection {
     this.timer = setTimeout(() => this.connect(), delay);
   }
 
+  /**
+   * End the current session cleanly (`bye`, close 1000) and open a new one at once, with a fresh `hello`
+   * (the hello's choices — turns, workflow, character — are fixed for a session's lifetime).
+   */
+  restart() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    clearInterval(this.pingTimer);
+    this.pings.clear();
+    const old = this.ws;
+    this.ws = null;
+    if (old) {
+      old.onopen = old.onmessage = old.onclose = old.onerror = null; // nothing of the old session reaches us
+      if (old.readyState === WebSocket.OPEN) {
+        old.send(JSON.stringify({ type: "bye" }));
+        old.close(1000);
+      } else if (old.readyState === WebSocket.CONNECTING) {
+        old.addEventListener("open", () => old.close(1000)); // closing it now would log a browser warning
+      }
+    }
+    this.stopped = false;
+    this.attempt = 0;
+    this.connect();
+  }
+
   /** Retry at once (e.g. the user clicked the status). */
   retryNow() {
     if (this.ws || this.stopped) return;

@@ -170,6 +170,14 @@ export class Player {
     return any;
   }
 
+  /** A new session: stop everything, and forget its utterance ids (the next session numbers from 1 again). */
+  reset() {
+    const any = this.stopAll();
+    this.utterances.clear();
+    this.dropped.clear();
+    return any;
+  }
+
   stop(u, interrupted) {
     const t = this.hooks.audibleTime();
     const position = Math.max(0, Math.round(u.positionAt(t)));
@@ -229,5 +237,71 @@ export class Player {
       return { utterance: u.id, index: i, values: out };
     }
     return null;
+  }
+}
+
+/**
+ * Face frames without reply audio: the `puppet` and `lipsync` workflows animate the player's own voice, so
+ * there is nothing to play. Frames are shown on the clock of their arrival: frame `start` of the first packet
+ * at its arrival time plus `leadS`, the next ones 1/60 s apart, holding the newest frame when the stream runs
+ * late and going idle when it has stopped for `staleS`.
+ */
+export class LiveFace {
+  constructor({ leadS = 0.05, staleS = 0.25 } = {}) {
+    this.leadS = leadS;
+    this.staleS = staleS;
+    this.stop();
+  }
+
+  begin(id) {
+    this.id = id;
+    this.frames = new Map();
+    this.t0 = null; // performance.now() ms of frame `s0`
+    this.s0 = 0;
+    this.newest = -1;
+    this.ended = false;
+  }
+
+  add(id, start, count, width, values, t) {
+    if (id !== this.id) return false;
+    if (this.t0 === null) {
+      this.t0 = t;
+      this.s0 = start;
+    }
+    for (let k = 0; k < count; k++) {
+      const frame = new Float32Array(FACE_WIDTH);
+      frame.set(values.subarray(k * width, k * width + Math.min(width, FACE_WIDTH)));
+      this.frames.set(start + k, frame);
+    }
+    this.newest = Math.max(this.newest, start + count - 1);
+    return true;
+  }
+
+  end(id) {
+    if (id === this.id) this.ended = true;
+  }
+
+  stop() {
+    this.id = null;
+    this.frames = new Map();
+    this.t0 = null;
+    this.newest = -1;
+    this.ended = false;
+  }
+
+  /** {utterance, index, values} for performance time t (ms), or null (nothing streams: the idle face). */
+  at(t) {
+    if (this.id === null || this.t0 === null) return null;
+    const wanted = Math.floor(this.s0 + ((t - this.t0) / 1000 - this.leadS) * FPS);
+    if (wanted < this.s0) return null;
+    const late = wanted - this.newest;
+    if (late > this.staleS * FPS || (this.ended && late > 0)) return null;
+    const index = Math.min(wanted, this.newest);
+    for (const key of this.frames.keys()) {
+      if (key >= index - FPS) break;
+      this.frames.delete(key); // keep one second behind: a hands-free puppet streams for hours
+    }
+    const values = this.frames.get(index);
+    return values ? { utterance: this.id, index, values } : null;
   }
 }

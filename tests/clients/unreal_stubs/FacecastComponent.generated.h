@@ -1,0 +1,2 @@
+#pragma once
+// What UnrealHeaderTool would generate: nothing the syntax check needs.

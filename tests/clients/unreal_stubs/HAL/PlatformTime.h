@@ -1,0 +1,2 @@
+#pragma once
+#include "../unreal_stub.h"
