@@ -30,6 +30,7 @@ from .events import (
     UtteranceStarted,
 )
 from .llm.history import ChatHistory
+from .llm.reasoning import without_reasoning
 from .roles import FaceAnimator, LanguageModel, SpeechToText, TextToSpeech
 from .services import Services
 from .text import SplitterConfig, parse_emotion_tags, split_sentences
@@ -224,17 +225,18 @@ async def reply_tokens(
     """Stream the LLM's reply to ``messages``; ``on_first_token`` is called when the first piece arrives.
     ``stream``: a reply to ``messages`` already under way (a speculation), used instead of a new one.
     ``actions`` are offered as tools to a model that takes them (see :func:`open_reply`)."""
-    if stream is None:
-        stream = open_reply(llm, messages, actions)
+    source = stream if stream is not None else open_reply(llm, messages, actions)
+    visible = without_reasoning(source)  # <think>...</think> is never spoken, animated or remembered
     first = True
     try:
-        async for token in stream:
+        async for token in visible:
             if first and on_first_token is not None:
                 on_first_token()
             first = False
             yield token
     finally:
-        await aclose(stream)
+        await aclose(visible)
+        await aclose(source)  # closing the model's stream stops its generation
 
 
 async def run_turn(

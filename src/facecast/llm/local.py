@@ -41,6 +41,7 @@ from ..actions import Action
 from ..errors import ConfigError, ServiceError
 from ..modelcache import ModelSpec, Part, assemble, package_file
 from ..types import ChatMessage
+from .reasoning import ReasoningFilter
 from .speakable import SpeakableFilter
 
 __all__ = [
@@ -381,6 +382,7 @@ class LocalLLM:
         if server is None:
             raise ServiceError("the local language model was closed")
         filt = SpeakableFilter(self._options.max_sentences)
+        hidden = ReasoningFilter()  # <think>...</think> first: the speakable filter would spell the tags out
         timings: dict[str, Any] = {}
         state: dict[str, Any] = {"finish": "closed", "error": None, "exception": None}
 
@@ -403,7 +405,7 @@ class LocalLLM:
                 for call in delta.get("tool_calls") or ():  # a call llama.cpp parsed: as a line of JSON text
                     function = call.get("function") or {}
                     deliver("text", _call_line(function.get("name", ""), function.get("arguments", "{}")))
-                text = delta.get("content")
+                text = hidden.feed(delta.get("content") or "")
                 if text:
                     clean = filt.feed(text)
                     if clean:
@@ -429,7 +431,7 @@ class LocalLLM:
                 generate_ms=float(timings.get("predicted_ms", 0.0)),
                 finish=str(state["finish"]) if not stop.is_set() else "closed",
             )
-        tail = filt.flush()
+        tail = filt.feed(hidden.flush()) + filt.flush()
         if tail:
             deliver("text", tail)
         deliver("end", None)
