@@ -167,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=int, default=24000, help="reply audio rate to ask for")
     p.add_argument("--livelink-port", type=int, default=0, help="collect Live Link packets on this UDP port")
     p.add_argument("--token", default="", help="access token")
+    p.add_argument("--character", default="", help="be this character of the server's config (hello.character)")
+    p.add_argument("--subject", default="", help="ask for this Live Link subject (hello.subject)")
     p.add_argument("--out", help="write the received reply as a session folder here")
     p.add_argument("-v", "--verbose", action="store_true")
 
@@ -431,6 +433,8 @@ async def _engine_sim(args: argparse.Namespace) -> int:
         token=args.token,
         turns=args.turns,
         hold_mic=True,
+        character=args.character,
+        subject=args.subject,
     )
     pcm, rate = read_audio(args.wav) if args.wav else (None, 0)
     try:
@@ -449,6 +453,9 @@ async def _engine_sim(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     for error in report.errors:
         print(f"facecast engine-sim: server error {error.get('code')}: {error.get('message')}", file=sys.stderr)
+    livelink = sim.welcome.get("livelink")
+    if isinstance(livelink, dict) and livelink.get("subject"):
+        print(f"live link subject: {livelink['subject']}")
     print(f"player: {report.transcript}")
     for n, utt in enumerate(report.utterances):
         if not utt.samples:

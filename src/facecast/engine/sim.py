@@ -34,6 +34,8 @@ class SimConfig:
     """Reply audio rate asked for in ``hello``."""
     mic_rate: int = 16000
     subject: str = ""
+    character: str = ""
+    """A character of the server's config to be (``hello.character``); empty: the server's default."""
     start_buffer: float = 0.05
     """Seconds of audio buffered before playback starts (a real engine's jitter buffer)."""
     livelink_port: int = 0
@@ -142,6 +144,7 @@ class EngineSim:
             subject=cfg.subject,
             acks=cfg.acks,
             turns=cfg.turns,
+            character=cfg.character,
         )
         await self._ws.send(proto.encode_message(hello))
         raw = await self._ws.recv()
