@@ -192,3 +192,62 @@ def test_hello_character_must_be_a_short_string() -> None:
         with pytest.raises(proto.ProtocolError):
             proto.decode_client_text(bad)
     assert "character" not in proto.encode_message(proto.Hello())
+
+
+def test_a_characters_voice_rate_pitch_and_provider_options_build_its_own_instances() -> None:
+    built: list[tuple[str, str, Settings | None]] = []
+
+    def make(role: str, spec: str, settings: Settings | None, failover: object) -> Any:
+        built.append((role, spec, settings))
+        return FakeLLM() if role == "llm" else FakeTTS(rate=16000)
+
+    settings = Settings(llm="local", tts="hibari", speech_rate=175, pitch=50)
+    defaults = _defaults()
+    catalog = ServiceCatalog(defaults, settings, make=make)
+    [mora, mora_twin, plain] = characters_from_tables(
+        {
+            "mora": {"speech_rate": 150, "pitch": 30, "options": {"llm.local": {"temperature": 0.2}}},
+            "twin": {"speech_rate": 150, "pitch": 30, "options": {"llm.local": {"temperature": 0.2}}},
+            "plain": {"persona": "Nothing of its own."},
+        }
+    ).values()
+    services = catalog.services_for(mora)
+    assert services.llm is not defaults.llm and services.tts is not defaults.tts
+    (llm_role, llm_spec, llm_settings), (tts_role, tts_spec, tts_settings) = built
+    assert (llm_role, llm_spec, tts_role, tts_spec) == ("llm", "local", "tts", "hibari")
+    assert llm_settings is not None and llm_settings.providers["llm.local"] == {"temperature": 0.2}
+    assert tts_settings is not None and (tts_settings.speech_rate, tts_settings.pitch) == (150, 30)
+    twin = catalog.services_for(mora_twin)
+    assert twin.llm is services.llm and twin.tts is services.tts and len(built) == 2  # the same options: shared
+    assert catalog.services_for(plain) is defaults
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"options": {"llm.local": {"temprature": 0.2}}}, "unknown option 'temprature'"),
+        ({"options": {"tts.nope": {}}}, "'nope' is unknown"),
+        ({"speech_rate": 5}, "speech_rate must be a whole number from 80 to 450"),
+        ({"emotion": "smug"}, "emotion must be one of"),
+        ({"emotion": "happy", "emotion_intensity": 2}, "between 0 and 1"),
+    ],
+)
+def test_bad_character_voice_options_and_emotions_name_the_problem(table: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        characters_from_tables({"mora": table})
+    assert "[characters.mora]" in str(caught.value)
+
+
+async def test_a_character_rests_in_its_emotion() -> None:
+    from facecast.face.layers import Emotion
+
+    [grump] = characters_from_tables({"grump": {"emotion": "angry", "emotion_intensity": 0.4}}).values()
+    rec = Recorder()
+    session = EngineSession(
+        Services(FakeSTT(), FakeLLM(), FakeTTS(rate=16000), FakeFace()), rec, characters={"grump": grump}
+    )
+    await session.handle_text(json.dumps({"type": "hello", "character": "grump"}))
+    await rec.wait_for("welcome")
+    face = session.timeline.layer.frames(0.0, None, 180)  # three seconds of its idle face
+    assert face[-1][Emotion.ANGRY.channel] == pytest.approx(0.4, abs=0.02) and face[0][Emotion.ANGRY.channel] < 0.1
+    await session.close()

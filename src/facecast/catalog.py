@@ -51,19 +51,27 @@ class ServiceCatalog:
         self._settings = settings
         self._failover = failover
         self._make = make
-        self._made: dict[tuple[Role, str, str], Any] = {}
+        self._made: dict[tuple[Role, str, str, tuple[Any, ...]], Any] = {}
         if settings is not None:
-            self._made[("llm", settings.llm, "")] = defaults.llm
-            self._made[("tts", settings.tts, settings.voice)] = defaults.tts
+            self._made[("llm", settings.llm, "", ())] = defaults.llm
+            self._made[("tts", settings.tts, settings.voice, ())] = defaults.tts
 
-    def get(self, role: Role, spec: str, voice: str = "") -> Any:
-        """The instance of ``role`` for ``spec`` (and ``voice``, for a TTS), built on first use. Raises
+    def get(self, role: Role, spec: str, voice: str = "", character: Character | None = None) -> Any:
+        """The instance of ``role`` for ``spec`` (and ``voice``, for a TTS) with ``character``'s own options
+        (its voice's rate and pitch, its provider options), built on first use. Raises
         :class:`~facecast.errors.ConfigError` as ``make_role`` does (nothing is memoised then)."""
-        key = (role, spec, voice)
+        tweaks = _tweaks(role, character)
+        key = (role, spec, voice, tweaks)
         if key not in self._made:
             settings = self._settings
-            if settings is not None and voice:
-                settings = dataclasses.replace(settings, voice=voice)
+            if tweaks and settings is None:
+                from .config import Settings
+
+                settings = Settings()
+            if settings is not None and (voice or tweaks):
+                settings = dataclasses.replace(settings, voice=voice or settings.voice)
+                if character is not None and tweaks:
+                    settings = _with_character(settings, role, character)
             if self._make is not None:
                 made = self._make(role, spec, settings, self._failover)
             else:
@@ -76,13 +84,15 @@ class ServiceCatalog:
     def services_for(self, character: Character) -> Services:
         """The services ``character`` speaks with: its LLM and voice (memoised), the server's STT and faces.
         A character that changes nothing gets ``defaults`` itself."""
-        llm = self.defaults.llm if not character.llm else self.get("llm", character.llm)
+        server = self._settings
+        llm = self.defaults.llm
+        if character.llm or _tweaks("llm", character):
+            llm = self.get("llm", character.llm or (server.llm if server is not None else ""), "", character)
         tts = self.defaults.tts
-        if character.voice.tts or character.voice.voice:
-            server = self._settings
+        if character.voice.tts or character.voice.voice or _tweaks("tts", character):
             spec = character.voice.tts or (server.tts if server is not None else "")
             voice = character.voice.voice or (server.voice if server is not None else "")
-            tts = self.get("tts", spec, voice) if spec else tts
+            tts = self.get("tts", spec, voice, character) if spec else tts
         if llm is self.defaults.llm and tts is self.defaults.tts:
             return self.defaults
         return dataclasses.replace(self.defaults, llm=llm, tts=tts)
@@ -102,3 +112,29 @@ class ServiceCatalog:
             if s is not None
         }
         return list(found.values())
+
+
+def _tweaks(role: Role, character: Character | None) -> tuple[Any, ...]:
+    """What of ``character`` changes how a ``role`` instance is built (part of the memo key)."""
+    if character is None:
+        return ()
+    options = tuple(item for item in character.options if item[0].startswith(f"{role}."))
+    if role == "tts" and (character.voice.speech_rate is not None or character.voice.pitch is not None):
+        return (character.voice.speech_rate, character.voice.pitch, options)
+    return options
+
+
+def _with_character(settings: Settings, role: Role, character: Character) -> Settings:
+    changes: dict[str, Any] = {}
+    if role == "tts":
+        if character.voice.speech_rate is not None:
+            changes["speech_rate"] = character.voice.speech_rate
+        if character.voice.pitch is not None:
+            changes["pitch"] = character.voice.pitch
+    own = {key: values for key, values in character.provider_options().items() if key.startswith(f"{role}.")}
+    if own:
+        merged = {key: dict(values) for key, values in settings.providers.items()}
+        for key, values in own.items():
+            merged[key] = {**merged.get(key, {}), **values}
+        changes["providers"] = merged
+    return dataclasses.replace(settings, **changes)

@@ -28,10 +28,13 @@ __all__ = ["VoiceSpec", "IdleStyle", "Character", "default_character", "characte
 @dataclass(frozen=True, slots=True)
 class VoiceSpec:
     """A character's voice: ``tts`` is a provider spec as ``--tts`` takes it (``hibari``, ``espeak``, a failover
-    list...; empty: the server's ``tts``), ``voice`` that provider's voice (empty: the server's ``voice``)."""
+    list...; empty: the server's ``tts``), ``voice`` that provider's voice (empty: the server's ``voice``),
+    ``speech_rate`` and ``pitch`` as ``--speech-rate`` / ``--pitch`` take them (None: the server's)."""
 
     tts: str = ""
     voice: str = ""
+    speech_rate: int | None = None
+    pitch: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,17 @@ class Character:
     speaking_rules: str = ""
     """The rules added to its persona (``on``, ``tags``, ``off``; :func:`facecast.llm.history.persona_prompt`);
     empty: the server's ``speaking_rules``."""
+    options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    """Provider options of its own over the server's, as ``(("llm.local", (("temperature", 0.3),)), ...)``:
+    the ``[characters.NAME.options."ROLE.NAME"]`` tables (sampling, a voice's speed...)."""
+    emotion: str = ""
+    """Its resting emotion (``happy``, ``sad``... as the reply tags name them; empty: neutral)."""
+    emotion_intensity: float = 0.3
+    """How much of :attr:`emotion` its face shows at rest (0-1)."""
+
+    def provider_options(self) -> dict[str, dict[str, Any]]:
+        """:attr:`options` as ``Settings.providers`` holds them."""
+        return {key: dict(values) for key, values in self.options}
 
 
 def default_character(settings: Settings | None = None) -> Character:
@@ -107,6 +121,11 @@ CHARACTER_KEYS = (
     "head_motion",
     "speaking_rules",
     "actions",
+    "speech_rate",
+    "pitch",
+    "options",
+    "emotion",
+    "emotion_intensity",
 )
 """The keys a ``[characters.NAME]`` table may hold."""
 
@@ -131,17 +150,65 @@ def characters_from_tables(tables: Mapping[str, Any], origin: str = "config") ->
         idle = IdleStyle(
             **{key: _number(where, key, table[key]) for key in ("blink_rate", "gaze", "head_motion") if key in table}
         )
+        voice = VoiceSpec(
+            text["tts"],
+            text["voice"],
+            _whole(where, "speech_rate", table["speech_rate"], 80, 450) if "speech_rate" in table else None,
+            _whole(where, "pitch", table["pitch"], 0, 100) if "pitch" in table else None,
+        )
+        emotion = _text(where, "emotion", table.get("emotion", "")).lower()
+        if emotion and emotion not in EMOTIONS:
+            raise ConfigError(f"{where}: emotion must be one of {', '.join(EMOTIONS)}, got {emotion!r}")
+        intensity = _number(where, "emotion_intensity", table.get("emotion_intensity", 0.3))
+        if not 0.0 <= intensity <= 1.0:
+            raise ConfigError(f"{where}: emotion_intensity must be between 0 and 1, got {intensity}")
         found[name] = Character(
             name,
             text["persona"],
-            VoiceSpec(text["tts"], text["voice"]),
+            voice,
             text["llm"],
             text["subject"],
             idle,
             actions_from_json(table.get("actions", []), f"{where} actions"),
             text["speaking_rules"],
+            _options(where, table.get("options", {})),
+            emotion,
+            intensity,
         )
     return found
+
+
+EMOTIONS = ("angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised")
+"""The resting emotions a character may have (the reply tags' names)."""
+
+
+def _whole(where: str, key: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"{where}: {key} must be a whole number from {lo} to {hi}, got {value!r}")
+    return value
+
+
+def _options(where: str, raw: Any) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
+    """``options."ROLE.NAME" = {option = value}`` tables, checked against the registry's providers."""
+    from . import registry
+
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f'{where}: options must be a table of "ROLE.NAME" tables')
+    out = []
+    for key, values in raw.items():
+        role, _, provider_name = str(key).partition(".")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f'{where}: options."{key}" must be a table of option = value')
+        try:
+            provider = registry.get(role, provider_name)  # type: ignore[arg-type]
+        except ConfigError as exc:
+            raise ConfigError(f'{where}: options."{key}": {exc}') from None
+        try:
+            registry.make_options(provider, values)  # a bad option or value is an error now, not at a hello
+        except ConfigError as exc:
+            raise ConfigError(f'{where}: options."{key}": {exc}') from None
+        out.append((str(key), tuple(sorted(values.items()))))
+    return tuple(out)
 
 
 def _text(where: str, key: str, value: Any) -> str:

@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.conftest import LIGHT
 
+from facecast.actions import Action
 from facecast.config import Settings
 from facecast.face.phonetic import PhoneticAnimator
 from facecast.llm.echo import EchoLLM
@@ -134,6 +135,32 @@ U32 = st.integers(0, 2**32 - 1)
 COUNT = st.integers(0, 2**63 - 1)
 RATES = st.sampled_from(proto.RATES)
 FORMATS = st.builds(proto.AudioFormat, RATES, st.integers(1, 2))
+# Any JSON value (an action's arguments, its result): every float repr Python writes, ints past 64 bits.
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False) | TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
+    max_leaves=12,
+)
+# Declarations the server accepts (facecast.actions.actions_from_json), descriptions as it keeps them.
+PROPERTY = st.fixed_dictionaries(
+    {"type": st.sampled_from(["string", "integer", "number", "boolean"])},
+    optional={"description": TEXT, "enum": st.lists(TEXT, min_size=1, max_size=3, unique=True)},
+)
+SCHEMA = st.builds(
+    lambda properties, extra: {"type": "object", "properties": properties, **extra},
+    st.dictionaries(TEXT, PROPERTY, max_size=3),
+    st.fixed_dictionaries({}, optional={"additionalProperties": st.booleans()}),
+)
+ACTIONS = st.lists(
+    st.builds(
+        Action,
+        st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,30}", fullmatch=True),
+        TEXT.map(str.strip),
+        st.none() | SCHEMA,
+    ),
+    max_size=3,
+    unique_by=lambda action: action.name,
+).map(tuple)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -162,6 +189,7 @@ def _same(a: Any, b: Any) -> bool:
         acks=st.booleans(),
         turns=st.sampled_from(["server", "client"]),
         character=NAME,
+        actions=ACTIONS,
     ),
     text=TEXT,
     utterance=U32,
@@ -171,6 +199,9 @@ def _same(a: Any, b: Any) -> bool:
     ping=st.none() | st.integers(0, 2**53),
     facts=st.dictionaries(TEXT, st.none() | TEXT, max_size=4),
     replace_facts=st.booleans(),
+    action_id=TEXT,
+    ok=st.booleans(),
+    result=JSON_VALUES,
 )
 def test_client_messages_are_the_python_codecs_bytes(
     vectors: Vectors,
@@ -183,6 +214,9 @@ def test_client_messages_are_the_python_codecs_bytes(
     ping: int | None,
     facts: dict[str, str | None],
     replace_facts: bool,
+    action_id: str,
+    ok: bool,
+    result: Any,
 ) -> None:
     def cpp(op: str, **fields: Any) -> str:
         answer = vectors.ask({"op": op, **fields})
@@ -199,6 +233,11 @@ def test_client_messages_are_the_python_codecs_bytes(
         acks=hello.acks,
         turns=hello.turns,
         character=hello.character,
+        actions=[
+            {"name": a.name, "description": a.description}
+            | ({} if a.parameters is None else {"parameters": a.parameters})
+            for a in hello.actions
+        ],
     )
     assert encoded_hello == proto.encode_message(hello)
     assert cpp("text", text=text) == proto.encode_message(proto.UserText(text))
@@ -217,8 +256,15 @@ def test_client_messages_are_the_python_codecs_bytes(
     ]
     for kind, message in bare:
         assert cpp(kind) == proto.encode_message(message)
-    # and the server's decoder accepts what the C++ client sends
-    assert isinstance(proto.decode_client_text(encoded_hello), proto.Hello)
+    # action_result: the result (any JSON, floats too) passes through the C++ client byte for byte
+    answer = cpp("action_result", id=action_id, ok=ok, result=result)
+    assert answer == proto.encode_message(proto.ActionResult(action_id, ok, result))
+    # and the server's decoder accepts what the C++ client sends, actions and all
+    decoded = proto.decode_client_text(encoded_hello)
+    assert isinstance(decoded, proto.Hello) and decoded.actions == hello.actions
+    result_bytes = len(json.dumps(result, ensure_ascii=False).encode())
+    if action_id and len(action_id) <= 64 and result_bytes <= proto.MAX_ACTION_RESULT:
+        assert proto.decode_client_text(answer) == proto.ActionResult(action_id, ok, result)
 
 
 SERVER_MESSAGES = st.one_of(
@@ -238,6 +284,7 @@ SERVER_MESSAGES = st.one_of(
     st.builds(proto.EmotionChange, U32, TEXT),
     st.builds(proto.UtteranceEnd, U32, COUNT, COUNT, TEXT),
     st.builds(proto.ClearBuffer, U32, st.none() | st.sampled_from(["barge_in", "interrupt", "new_turn"])),
+    st.builds(proto.ActionMessage, U32, TEXT, COUNT, TEXT, st.dictionaries(TEXT, JSON_VALUES, max_size=4)),
     st.builds(proto.Timing, U32, st.dictionaries(TEXT, st.floats(0, 1e5, allow_nan=False), max_size=5)),
     st.builds(proto.ErrorMessage, TEXT, TEXT),
     st.builds(proto.Pong, st.none() | st.integers(0, 2**53) | TEXT),
@@ -269,6 +316,18 @@ def _expected(message: Any) -> dict[str, Any]:
         return {"type": "clear_buffer", "utterance": message.utterance, "reason": message.reason or ""}
     if isinstance(message, proto.Notice):
         return {"type": "notice", "notice_type": message.type, "fields": message.fields}
+    if isinstance(message, proto.ActionMessage):
+        # the arguments the game gets (DueAction::arguments.dump()) are the server's JSON byte for byte
+        arguments = json.dumps(message.arguments, separators=(",", ":"), ensure_ascii=False)
+        return {
+            "type": "action",
+            "utterance": message.utterance,
+            "id": message.id,
+            "at": message.at,
+            "name": message.name,
+            "arguments": message.arguments,
+            "arguments_json": arguments,
+        }
     names = {
         proto.UtteranceStart: "utterance_start",
         proto.ReplyText: "reply_text",
@@ -302,6 +361,10 @@ MALFORMED = [
     '{"type": "timing", "utterance": 1, "stages": {"a": "x"}}',
     '{"type": "transcript", "text": "hi", "final": "yes"}',
     '{"type": "error"}',
+    '{"type": "action", "utterance": 1, "id": "1.1", "at": 0, "name": "give_item"}',
+    '{"type": "action", "utterance": 1, "id": "1.1", "at": 0, "name": "give_item", "arguments": []}',
+    '{"type": "action", "utterance": 1, "id": "1.1", "at": -1, "name": "give_item", "arguments": {}}',
+    '{"type": "action", "utterance": 1, "id": 7, "at": 0, "name": "give_item", "arguments": {}}',
     '{"type": "welcome", "audio": {"rate": 7}, "face": {"enabled": true}, "acks": true, "ack_timeout": 2,'
     ' "workflow": "c", "turns": "s", "version": 1}',
     "[" * 70 + "]" * 70,
@@ -435,6 +498,81 @@ async def test_cpp_client_needs_the_token_when_the_server_has_one(cpp_build: Bui
         )
         assert code == 0 and summary is not None and summary["ok"], err
         assert summary["utterances"] == 1 and summary["acks"] == 1
+
+
+GIVE_ITEM = {
+    "name": "give_item",
+    "description": "Hand an item to the player.",
+    "parameters": {
+        "type": "object",
+        "properties": {"item": {"type": "string", "enum": ["key", "bread"]}},
+        "required": ["item"],
+        "additionalProperties": False,
+    },
+}
+
+
+async def test_cpp_client_takes_the_characters_action_on_the_playback_clock(
+    cpp_build: Build, server: BackgroundServer, tmp_path: Path
+) -> None:
+    """The echo LLM repeats the typed text, action call included; the server's ActionExtractor takes the call
+    out of the reply and sends it as an ``action`` between the two sentences. facecast_client declares the
+    action (--action-json), takes it when its playback reaches the action's sample, answers action_result,
+    and the next turn's prompt (echoed back) shows that the server got the result."""
+    declarations = tmp_path / "actions.json"
+    declarations.write_text(json.dumps([GIVE_ITEM]))
+    said = 'Here you go. {"name": "give_item", "arguments": {"item": "key"}} Mind the door.'
+    code, summary, err = await run_client(
+        cpp_build,
+        "--url",
+        server.ws_url,
+        "--action-json",
+        str(declarations),
+        "--action-result",
+        "the player has the key",
+        "--text",
+        said,
+        "--text",
+        "Thanks",
+        "--verbose",
+    )
+    assert summary is not None and not summary["connection_lost"], err
+    first, second = summary["turns"]
+    assert first["errors"] == [], err  # the call fitted the declaration: no bad_action, no bad_message
+    [utt] = first["utterances"]
+    assert utt["text"] == "You said: Here you go. Mind the door."  # the call is never spoken
+    assert (utt["actions"], utt["actions_taken"], utt["actions_dropped"]) == (1, 1, 0)
+    [action] = first["actions"]
+    assert summary["actions"] == [action] and summary["stray_actions"] == 0
+    assert (action["name"], action["arguments"]) == ("give_item", {"item": "key"})
+    assert action["id"] and action["utterance"] == utt["utterance"]
+    # at the sample where the second sentence starts: after the words before it, inside the reply
+    [before, after] = first["reply_texts"]
+    assert (before["text"], after["text"]) == ("You said: Here you go.", "Mind the door.")
+    assert action["at"] == after["at"]
+    assert 0 < action["at"] < utt["server_samples"]
+    # taken when playback reached that sample (one 10 ms device chunk later, plus the scheduling slack of a
+    # busy test machine; test_core.cpp checks the exact moment), after playback_started went out, and not
+    # because it came late
+    rate = summary["welcome"]["rate"]
+    assert action["acked"] and not action["late"]
+    assert action["at"] <= action["position"] < action["at"] + rate // 4, action
+    assert 0 <= action["delay_ms"] < 250
+    # the server got the action_result: the next turn's prompt says what the action did (the echo LLM
+    # repeats it, and refuses to repeat its arguments object as a call: bad_action, nothing else)
+    [thanks] = second["utterances"]
+    assert 'done ("the player has the key")' in thanks["text"], thanks["text"]
+    assert second["actions"] == [] and {e["code"] for e in second["errors"]} <= {"bad_action"}
+    assert code == (1 if second["errors"] else 0)
+
+
+async def test_cpp_client_refuses_a_bad_action_file(cpp_build: Build, tmp_path: Path) -> None:
+    bad = tmp_path / "actions.json"
+    bad.write_text('[{"name": "give_item", "code": "rm -rf"}]')
+    code, summary, err = await run_client(cpp_build, "--action-json", str(bad), "--text", "hi")
+    assert code == 2 and summary is None and "unknown key 'code'" in err
+    code, summary, err = await run_client(cpp_build, "--action-json", str(tmp_path / "missing.json"), "--text", "hi")
+    assert code == 2 and summary is None and "cannot read" in err
 
 
 # -- docs/unreal.md --------------------------------------------------------------------------------------

@@ -358,7 +358,7 @@ WebSocketClient::Result WebSocketClient::receive(std::vector<std::uint8_t>& payl
       if (opcode == 0x9) {
         send_frame(0xA, data.data(), data.size());
       } else if (opcode == 0x8) {
-        close_code_ = data.size() >= 2 ? static_cast<std::uint16_t>((data[0] << 8) | data[1]) : 1005;
+        close_code_ = data.size() >= 2 ? static_cast<std::uint16_t>((data[0] << 8) | data[1]) : std::uint16_t{1005};
         close_reason_ = data.size() > 2 ? std::string(data.begin() + 2, data.end()) : std::string();
         if (!close_sent_) {
           const std::uint8_t echo[2] = {static_cast<std::uint8_t>(close_code_ >> 8),

@@ -613,6 +613,321 @@ struct FakeTransport : Transport {
   }
 };
 
+// -- actions (protocol 1.2) ------------------------------------------------------------------------------
+
+void test_json_keeps_the_text_of_parsed_numbers() {
+  // What passes through (an action's arguments, its result) is written back exactly as it came.
+  const std::string text = R"({"a":1e-07,"b":0.1,"c":18446744073709551616,"d":-0.0,"e":1.7976931348623157e+308,"f":12,"g":-5})";
+  Json value;
+  EXPECT(Json::parse(text, value));
+  EXPECT_EQ(value.dump(), text);
+  EXPECT(std::fabs(value.find("a")->as_double() - 1e-7) < 1e-20);
+  EXPECT(std::isfinite(value.find("e")->as_double()));
+  EXPECT(value.find("f")->is_integer());
+  EXPECT(!Json::parse("1e400", value));  // out of range (not JSON's business, but no double holds it)
+  EXPECT_EQ(Json::number(0.5).dump(), std::string("0.5"));  // numbers made here: json_number as before
+}
+
+Hello hello_with_give_item() {
+  Json parameters;
+  EXPECT(Json::parse(R"({"type":"object","properties":{"item":{"type":"string","enum":["key","bread"]}},"required":["item"]})",
+                     parameters));
+  Hello hello;
+  hello.actions.push_back(ActionDeclaration{"give_item", "Hand an item to the player.", parameters});
+  hello.actions.push_back(ActionDeclaration{"wave", "", Json()});
+  return hello;
+}
+
+void test_encode_actions_matches_the_python_codec() {
+  // Golden text from facecast.protocol.engine.encode_message(Hello(actions=...)) and ActionResult(...).
+  EXPECT_EQ(encode_hello(hello_with_give_item()),
+            std::string(R"({"type":"hello","version":1,"audio":{"rate":24000,"channels":1},"mic":{"rate":16000,"channels":1},)"
+                        R"("face":true,"subject":"","workflow":"conversation","acks":true,"turns":"server","actions":[)"
+                        R"({"name":"give_item","description":"Hand an item to the player.","parameters":{"type":"object",)"
+                        R"("properties":{"item":{"type":"string","enum":["key","bread"]}},"required":["item"]}},)"
+                        R"({"name":"wave","description":""}]})"));
+  EXPECT_EQ(encode_action_result("1.1", true, Json::string("the player has the key")),
+            std::string(R"({"type":"action_result","id":"1.1","ok":true,"result":"the player has the key"})"));
+  Json result;
+  EXPECT(Json::parse(R"({"why":"no key","gold":12,"x":[1.5,null,true]})", result));
+  EXPECT_EQ(encode_action_result("1.2", false, result),
+            std::string(R"({"type":"action_result","id":"1.2","ok":false,"result":{"why":"no key","gold":12,"x":[1.5,null,true]}})"));
+  EXPECT_EQ(encode_action_result("1.3"), std::string(R"({"type":"action_result","id":"1.3","ok":true})"));
+}
+
+void test_parse_action_declarations() {
+  std::vector<ActionDeclaration> actions;
+  std::string error;
+  EXPECT(parse_action_declarations(
+      R"([{"name":"give_item","description":"Hand an item.","parameters":{"type":"object"}},{"name":"wave"}])", actions, &error));
+  EXPECT_EQ(actions.size(), 2u);
+  EXPECT_EQ(actions[0].name, std::string("give_item"));
+  EXPECT_EQ(actions[0].parameters.dump(), std::string(R"({"type":"object"})"));
+  EXPECT(actions[1].description.empty() && actions[1].parameters.is_null());
+  EXPECT(parse_action_declarations(R"({"name":"follow"})", actions, &error));  // one object
+  EXPECT_EQ(actions.size(), 3u);
+  for (const char* bad : {"[1]", "\"give\"", "[{\"description\":\"no name\"}]", "[{\"name\":\"x\",\"code\":\"rm\"}]",
+                          "[{\"name\":\"x\",\"parameters\":[]}]", "[{\"name\":\"ok\"},{\"name\":3}]", "[{"}) {
+    error.clear();
+    EXPECT(!parse_action_declarations(bad, actions, &error));
+    EXPECT(!error.empty());
+  }
+  EXPECT_EQ(actions.size(), 3u);  // a refused list appends nothing
+}
+
+void test_decode_action_messages() {
+  const auto action = decode_server(
+      R"({"type":"action","utterance":4,"id":"4.1","at":42173,"name":"give_item","arguments":{"item":"key","n":0.1},"new":1})");
+  EXPECT(as<Action>(action) != nullptr);
+  EXPECT_EQ(as<Action>(action)->utterance, 4u);
+  EXPECT_EQ(as<Action>(action)->id, std::string("4.1"));
+  EXPECT_EQ(as<Action>(action)->at, 42173u);
+  EXPECT_EQ(as<Action>(action)->name, std::string("give_item"));
+  EXPECT_EQ(as<Action>(action)->arguments.dump(), std::string(R"({"item":"key","n":0.1})"));
+  std::string error;
+  for (const char* bad : {R"({"type":"action","utterance":4,"id":"4.1","at":0,"name":"x"})",
+                          R"({"type":"action","utterance":4,"id":"4.1","at":0,"name":"x","arguments":[]})",
+                          R"({"type":"action","utterance":4,"id":"4.1","at":-1,"name":"x","arguments":{}})",
+                          R"({"type":"action","utterance":4,"id":7,"at":0,"name":"x","arguments":{}})",
+                          R"({"type":"action","id":"4.1","at":0,"name":"x","arguments":{}})",
+                          R"({"type":"action","utterance":4,"id":"4.1","at":0,"arguments":{}})"}) {
+    error.clear();
+    EXPECT(!decode_server(bad, &error));
+    EXPECT(!error.empty());
+  }
+}
+
+Action give(std::uint32_t utterance, const char* id, std::uint64_t at) {
+  Action action;
+  action.utterance = utterance;
+  action.id = id;
+  action.at = at;
+  action.name = "give_item";
+  EXPECT(Json::parse(R"({"item":"key"})", action.arguments));
+  return action;
+}
+
+/// Sim with the actions taken after each poll, as an engine's tick does.
+struct ActionSim : Sim {
+  using Sim::Sim;
+  std::vector<DueAction> taken;
+  void step(int chunks) {
+    const auto chunk = static_cast<std::size_t>(rate / 100);
+    device.resize(chunk);
+    for (int i = 0; i < chunks; ++i) {
+      player.render(device.data(), chunk, now);
+      now += 0.01;
+      for (std::string& m : player.poll(now)) sent.push_back(m);
+      for (DueAction& a : player.take_due_actions(now)) taken.push_back(a);
+    }
+  }
+};
+
+void test_an_action_is_taken_when_its_sample_is_heard() {
+  PlaybackConfig config;
+  config.rate = 24000;
+  config.prebuffer = 0.0;
+  config.output_latency = 0.04;
+  ActionSim sim(config);
+  sim.player.on_utterance_start(UtteranceStart{1, 24000, 1});
+  sim.audio(1, 0, 24000);
+  sim.player.on_action(give(1, "1.1", 12000), sim.now);  // half a second in: heard at 0.5 + 0.04
+  sim.player.on_action(give(1, "1.2", 12005), sim.now);
+  sim.player.on_utterance_end(UtteranceEnd{1, 24000, 60, ""});
+  sim.step(53);  // now = 0.53
+  EXPECT(sim.taken.empty());
+  EXPECT_EQ(sim.player.reports()[0].actions, 2u);
+  sim.step(1);  // now = 0.54: its sample is heard now
+  EXPECT_EQ(sim.taken.size(), 1u);
+  const DueAction& first = sim.taken[0];
+  EXPECT_EQ(first.id, std::string("1.1"));
+  EXPECT_EQ(first.name, std::string("give_item"));
+  EXPECT_EQ(first.arguments.dump(), std::string(R"({"item":"key"})"));
+  EXPECT_EQ(first.utterance, 1u);
+  EXPECT_EQ(first.at, 12000u);
+  EXPECT(std::fabs(first.due - 0.54) < 1e-9);  // the face clock: render time + output latency
+  EXPECT(std::fabs(first.delivered - 0.54) < 1e-9);
+  EXPECT_EQ(first.position, 12000u);
+  EXPECT(!first.late);
+  sim.step(1);  // the second, 5 samples later: by the next tick
+  EXPECT_EQ(sim.taken.size(), 2u);
+  EXPECT(sim.taken.size() == 2 && std::fabs(sim.taken[1].due - (0.54 + 5.0 / 24000)) < 1e-9);
+  EXPECT(sim.taken.size() == 2 && sim.taken[1].position >= 12005u && sim.taken[1].position < 12005u + 240u);
+  sim.step(60);
+  EXPECT_EQ(sim.taken.size(), 2u);  // each once
+  EXPECT(sim.player.idle());
+  EXPECT_EQ(sim.player.reports()[0].actions_taken, 2u);
+  // An action after the last words (at == samples) is taken when the last sample is heard.
+  ActionSim end(config);
+  end.player.on_utterance_start(UtteranceStart{2, 24000, 1});
+  end.audio(2, 0, 2400);
+  end.player.on_action(give(2, "2.1", 2400), end.now);
+  end.player.on_utterance_end(UtteranceEnd{2, 2400, 6, ""});
+  end.step(14);  // last sample heard at 0.1 + 0.04
+  EXPECT(end.taken.empty());
+  end.step(1);
+  EXPECT_EQ(end.taken.size(), 1u);
+  EXPECT(std::fabs(end.taken[0].due - 0.14) < 1e-9);
+  EXPECT_EQ(end.taken[0].position, 2400u);
+}
+
+void test_an_action_is_never_taken_before_the_ack() {
+  PlaybackConfig config;
+  config.rate = 24000;
+  config.prebuffer = 0.0;
+  config.output_latency = 0.05;
+  Player player(config);
+  player.on_utterance_start(UtteranceStart{1, 24000, 1});
+  AudioFrame frame;
+  frame.utterance = 1;
+  frame.samples = ramp(4800);
+  player.on_audio(frame, 0.0);
+  player.on_action(give(1, "1.1", 0), 0.0);  // at the very first sample
+  std::vector<std::int16_t> out(240);
+  player.render(out.data(), 240, 0.0);  // heard at 0.05
+  EXPECT(player.take_due_actions(0.04).empty());  // not heard yet
+  EXPECT(player.take_due_actions(0.06).empty());  // heard, but playback_started has not gone out (poll)
+  const std::vector<std::string> sent = player.poll(0.06);
+  EXPECT_EQ(sent.size(), 1u);
+  EXPECT(sent[0].find("playback_started") != std::string::npos);
+  const std::vector<DueAction> taken = player.take_due_actions(0.06);
+  EXPECT_EQ(taken.size(), 1u);
+  EXPECT(std::fabs(taken[0].due - 0.05) < 1e-9);
+  // Client::take_due_actions sends the acknowledgement first, whatever order the engine calls things in.
+  FakeTransport transport;
+  ClientOptions options;
+  options.hello.audio = AudioFormat{24000, 1};
+  options.prebuffer = 0.0;
+  Client client(transport, options);
+  client.on_text(R"({"type":"utterance_start","utterance":1,"rate":24000,"channels":1})", 0.0);
+  const std::vector<std::uint8_t> audio = encode_audio(1, 0, frame.samples.data(), frame.samples.size());
+  client.on_binary(audio.data(), audio.size(), 0.0);
+  client.on_text(R"({"type":"action","utterance":1,"id":"1.1","at":0,"name":"give_item","arguments":{"item":"key"}})", 0.0);
+  client.render(out.data(), 240, 0.0);
+  EXPECT(transport.texts.empty());
+  const std::vector<DueAction> from_client = client.take_due_actions(0.0);
+  EXPECT_EQ(from_client.size(), 1u);
+  EXPECT_EQ(transport.texts.size(), 1u);
+  EXPECT_EQ(transport.texts[0], std::string(R"({"type":"playback_started","utterance":1,"at":0})"));
+  EXPECT(client.action_result(from_client[0].id, true, Json::string("the player has the key")));
+  EXPECT_EQ(transport.texts.back(), std::string(R"({"type":"action_result","id":"1.1","ok":true,"result":"the player has the key"})"));
+  // Without acks (the welcome says so) none is waited for.
+  PlaybackConfig unacked = config;
+  unacked.acks = false;
+  Player quiet(unacked);
+  quiet.on_utterance_start(UtteranceStart{1, 24000, 1});
+  quiet.on_audio(frame, 0.0);
+  quiet.on_action(give(1, "1.1", 0), 0.0);
+  quiet.render(out.data(), 240, 0.0);
+  EXPECT_EQ(quiet.take_due_actions(0.05).size(), 1u);
+}
+
+void test_clear_buffer_drops_the_actions_not_yet_taken() {
+  PlaybackConfig config;
+  config.rate = 24000;
+  config.prebuffer = 0.0;
+  ActionSim sim(config);
+  sim.player.on_utterance_start(UtteranceStart{1, 24000, 1});
+  sim.audio(1, 0, 48000);
+  sim.player.on_action(give(1, "1.1", 2400), sim.now);
+  sim.player.on_action(give(1, "1.2", 36000), sim.now);
+  sim.step(50);  // half a second: the first is taken, the second (1.5 s) not yet
+  EXPECT_EQ(sim.taken.size(), 1u);
+  sim.player.on_clear_buffer(1, sim.now);
+  sim.player.on_action(give(1, "1.3", 40000), sim.now);  // one still on its way when the reply was cleared
+  sim.step(200);
+  EXPECT_EQ(sim.taken.size(), 1u);
+  EXPECT(sim.player.idle());
+  const UtteranceReport report = sim.player.reports()[0];
+  EXPECT_EQ(report.actions, 3u);
+  EXPECT_EQ(report.actions_taken, 1u);
+  EXPECT_EQ(report.actions_dropped, 2u);
+  // The engine's own interrupt drops them too.
+  FakeTransport transport;
+  ClientOptions options;
+  options.hello.audio = AudioFormat{24000, 1};
+  options.prebuffer = 0.0;
+  Client client(transport, options);
+  client.on_text(R"({"type":"utterance_start","utterance":2,"rate":24000,"channels":1})", 0.0);
+  const auto pcm = ramp(24000);
+  const std::vector<std::uint8_t> audio = encode_audio(2, 0, pcm.data(), pcm.size());
+  client.on_binary(audio.data(), audio.size(), 0.0);
+  client.on_text(R"({"type":"action","utterance":2,"id":"2.1","at":12000,"name":"give_item","arguments":{}})", 0.0);
+  std::vector<std::int16_t> out(2400);
+  client.render(out.data(), 2400, 0.0);
+  EXPECT(client.take_due_actions(0.05).empty());
+  client.interrupt(0.05);
+  client.render(out.data(), 2400, 0.1);
+  EXPECT(client.take_due_actions(1.0).empty());
+  EXPECT_EQ(client.player().reports()[0].actions_dropped, 1u);
+}
+
+void test_an_action_that_comes_after_its_sample_is_taken_at_once() {
+  PlaybackConfig config;
+  config.rate = 24000;
+  config.prebuffer = 0.0;
+  config.output_latency = 0.02;
+  ActionSim sim(config);
+  sim.player.on_utterance_start(UtteranceStart{1, 24000, 1});
+  sim.audio(1, 0, 24000);
+  sim.step(30);  // now = 0.3: samples up to 6720 heard
+  sim.player.on_action(give(1, "1.1", 2400), sim.now);  // heard at 0.12 already
+  const std::vector<DueAction> taken = sim.player.take_due_actions(sim.now);
+  EXPECT_EQ(taken.size(), 1u);
+  EXPECT(taken[0].late);
+  EXPECT(std::fabs(taken[0].due - 0.12) < 1e-9);
+  EXPECT(std::fabs(taken[0].delivered - 0.3) < 1e-9);
+  EXPECT(std::fabs(taken[0].arrived - 0.3) < 1e-9);
+  EXPECT_EQ(taken[0].position, 6720u);  // where playback is now
+  // An action of an utterance that played to its end and left the queue: at once as well.
+  sim.player.on_utterance_end(UtteranceEnd{1, 24000, 60, ""});
+  sim.step(100);
+  EXPECT(sim.player.idle());
+  sim.player.on_action(give(1, "1.2", 24000), sim.now);
+  EXPECT(!sim.player.idle());
+  const std::vector<DueAction> after = sim.player.take_due_actions(sim.now);
+  EXPECT_EQ(after.size(), 1u);
+  EXPECT(after[0].late);
+  EXPECT_EQ(after[0].position, 24000u);
+  EXPECT(sim.player.idle());
+  EXPECT_EQ(sim.player.reports()[0].actions_taken, 2u);
+  // One of an utterance never started is ignored.
+  sim.player.on_action(give(9, "9.1", 0), sim.now);
+  EXPECT(sim.player.take_due_actions(sim.now + 1).empty());
+  EXPECT_EQ(sim.player.stray_actions(), 1u);
+}
+
+void test_actions_wait_for_their_audio_and_their_turn() {
+  PlaybackConfig config;
+  config.rate = 24000;
+  config.prebuffer = 0.0;
+  config.output_latency = 0.01;
+  ActionSim sim(config);
+  // An action in an underrun: at the first sample of audio that has not come yet.
+  sim.player.on_utterance_start(UtteranceStart{1, 24000, 1});
+  sim.audio(1, 0, 2400);
+  sim.player.on_action(give(1, "1.1", 2400), sim.now);
+  sim.step(20);  // 100 ms of audio, then 100 ms dry
+  EXPECT(sim.taken.empty());  // its words are heard, but playback has not reached sample 2400
+  sim.audio(1, 2400, 2400);
+  sim.player.on_utterance_end(UtteranceEnd{1, 4800, 12, ""});
+  // A reply of only an action (no words, no audio): it is taken when its turn to play comes.
+  sim.player.on_utterance_start(UtteranceStart{2, 24000, 1});
+  sim.player.on_action(give(2, "2.1", 0), sim.now);
+  sim.player.on_utterance_end(UtteranceEnd{2, 0, 0, ""});
+  sim.step(1);  // render at 0.2 plays sample 2400 (heard at 0.21)
+  EXPECT_EQ(sim.taken.size(), 1u);
+  EXPECT(std::fabs(sim.taken[0].due - 0.21) < 1e-9);
+  sim.step(9);  // utterance 1 ends at 0.3 (heard 0.31)
+  EXPECT_EQ(sim.taken.size(), 1u);
+  sim.step(2);
+  EXPECT_EQ(sim.taken.size(), 2u);
+  EXPECT_EQ(sim.taken[1].id, std::string("2.1"));
+  EXPECT(std::fabs(sim.taken[1].due - 0.31) < 1e-9);
+  EXPECT_EQ(sim.taken[1].position, 0u);
+  EXPECT(sim.player.idle());
+}
+
 void test_client_session_flow() {
   FakeTransport transport;
   ClientOptions options;
@@ -699,6 +1014,15 @@ int main() {
       {"utterance_end_before_its_last_audio_still_plays_everything",
        test_utterance_end_before_its_last_audio_still_plays_everything},
       {"client_session_flow", test_client_session_flow},
+      {"json_keeps_the_text_of_parsed_numbers", test_json_keeps_the_text_of_parsed_numbers},
+      {"encode_actions_matches_the_python_codec", test_encode_actions_matches_the_python_codec},
+      {"parse_action_declarations", test_parse_action_declarations},
+      {"decode_action_messages", test_decode_action_messages},
+      {"an_action_is_taken_when_its_sample_is_heard", test_an_action_is_taken_when_its_sample_is_heard},
+      {"an_action_is_never_taken_before_the_ack", test_an_action_is_never_taken_before_the_ack},
+      {"clear_buffer_drops_the_actions_not_yet_taken", test_clear_buffer_drops_the_actions_not_yet_taken},
+      {"an_action_that_comes_after_its_sample_is_taken_at_once", test_an_action_that_comes_after_its_sample_is_taken_at_once},
+      {"actions_wait_for_their_audio_and_their_turn", test_actions_wait_for_their_audio_and_their_turn},
   };
   for (const auto& test : tests) {
     const int before = g_failures;

@@ -2,15 +2,18 @@
 //
 // Connects to a Facecast server, says hello, types each --text as a turn, "plays" the reply on a simulated
 // audio device (real time, no sound card: a render every --chunk-ms), sends playback_started and
-// playback_finished as an engine does, collects the socket's face frames, and prints a JSON summary on
-// stdout. Exit status: 0 when every turn got a reply without errors, 1 otherwise, 2 for usage or a failed
-// connection.
+// playback_finished as an engine does, collects the socket's face frames, takes the character's actions
+// (declared with --action-json) when playback reaches them and answers each with action_result, and prints
+// a JSON summary on stdout. Exit status: 0 when every turn got a reply without errors, 1 otherwise, 2 for
+// usage or a failed connection.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -25,13 +28,18 @@ const char kUsage[] =
     "usage: facecast_client [--url ws://127.0.0.1:8765/ws/engine] [--token TOKEN] --text TEXT [--text TEXT...]\n"
     "                       [--rate 24000] [--channels 1] [--subject NAME] [--character NAME] [--no-face]\n"
     "                       [--no-acks] [--prebuffer 0.1] [--output-latency 0.0] [--chunk-ms 10]\n"
-    "                       [--context NAME=VALUE...] [--timeout 30] [--verbose]\n";
+    "                       [--context NAME=VALUE...] [--action-json FILE...] [--action-result TEXT]\n"
+    "                       [--timeout 30] [--verbose]\n"
+    "  --action-json FILE    declare the character's actions in the hello: a JSON list of\n"
+    "                        {name, description, parameters} (docs/protocol.md, Actions)\n"
+    "  --action-result TEXT  the result sent in action_result (ok) for each action taken (default: done)\n";
 
 struct Args {
   std::string url = "ws://127.0.0.1:8765/ws/engine";
   std::string token;
   std::vector<std::string> texts;
   std::vector<Json::Member> context;
+  std::string action_result = "done";
   facecast::ClientOptions options;
   double chunk_ms = 10.0;
   double timeout = 30.0;
@@ -77,6 +85,22 @@ bool parse_args(int argc, char** argv, Args& args, std::string& error) {
       args.options.hello.subject = value();
     } else if (flag == "--character") {
       args.options.hello.character = value();
+    } else if (flag == "--action-json") {
+      const std::string path = value();
+      std::ifstream file(path, std::ios::binary);
+      if (!file) {
+        error = "cannot read " + path;
+        return false;
+      }
+      std::ostringstream text;
+      text << file.rdbuf();
+      std::string why;
+      if (!facecast::parse_action_declarations(text.str(), args.options.hello.actions, &why)) {
+        error = path + ": " + why;
+        return false;
+      }
+    } else if (flag == "--action-result") {
+      args.action_result = value();
     } else if (flag == "--context") {
       const std::string fact = value();
       const std::size_t eq = fact.find('=');
@@ -125,6 +149,8 @@ struct Turn {
   std::string transcript;
   std::vector<std::uint32_t> utterances;
   std::vector<std::pair<std::uint32_t, std::string>> texts;  // utterance_end text per utterance
+  Json reply_texts = Json::array();                           // reply_text: {utterance, text, at}
+  Json actions = Json::array();                               // the actions taken, when and where
   Json timing = Json::object();
   Json errors = Json::array();
   bool ended_by_error = false;
@@ -157,6 +183,9 @@ Json utterance_json(const facecast::UtteranceReport& r, int rate, double turn_st
   u.set("after_clear", Json::integer(r.after_clear));
   u.set("ended", Json::boolean(r.ended));
   u.set("cleared", Json::boolean(r.cleared));
+  u.set("actions", Json::integer(r.actions));
+  u.set("actions_taken", Json::integer(r.actions_taken));
+  u.set("actions_dropped", Json::integer(r.actions_dropped));
   u.set("playback_start_ms", r.playback_start >= 0 ? ms(r.playback_start - turn_start) : Json());
   return u;
 }
@@ -185,6 +214,7 @@ int main(int argc, char** argv) {
   client.open();
 
   Json all_errors = Json::array();
+  Json all_actions = Json::array();
   std::vector<std::uint8_t> payload;
   auto log = [&](const std::string& line) {
     if (args.verbose) std::fprintf(stderr, "[%8.3f] %s\n", clock_now(), line.c_str());
@@ -251,6 +281,14 @@ int main(int argc, char** argv) {
           if (t->is_final) turn.transcript = t->text;
         } else if (const auto* s = std::get_if<facecast::UtteranceStart>(&*message)) {
           turn.utterances.push_back(s->utterance);
+        } else if (const auto* line = std::get_if<facecast::ReplyText>(&*message)) {
+          Json entry = Json::object();
+          entry.set("utterance", Json::integer(line->utterance));
+          entry.set("text", Json::string(line->text));
+          entry.set("at", Json::integer(static_cast<std::int64_t>(line->at)));
+          turn.reply_texts.push(entry);
+        } else if (const auto* action = std::get_if<facecast::Action>(&*message)) {
+          log("action " + action->name + " " + action->arguments.dump() + " at sample " + std::to_string(action->at));
         } else if (const auto* e = std::get_if<facecast::UtteranceEnd>(&*message)) {
           turn.texts.emplace_back(e->utterance, e->text);
         } else if (const auto* timing = std::get_if<facecast::Timing>(&*message)) {
@@ -284,6 +322,29 @@ int main(int argc, char** argv) {
       const std::size_t sent = client.update(now);
       if (sent > 0) log("-> " + std::to_string(sent) + " acknowledgement(s)");
       face_shown += client.take_due_faces(now).size();
+      for (const facecast::DueAction& action : client.take_due_actions(now)) {
+        // The game carries the action out here; then it says what came of it.
+        bool acked = false;
+        for (const facecast::UtteranceReport& r : client.player().reports()) {
+          if (r.utterance == action.utterance) acked = r.acks_sent > 0;
+        }
+        client.action_result(action.id, true, Json::string(args.action_result));
+        log("took action " + action.id + " " + action.name + " at sample " + std::to_string(action.at) +
+            " (heard: " + std::to_string(action.position) + "); -> action_result");
+        Json entry = Json::object();
+        entry.set("utterance", Json::integer(action.utterance));
+        entry.set("id", Json::string(action.id));
+        entry.set("name", Json::string(action.name));
+        entry.set("arguments", action.arguments);
+        entry.set("at", Json::integer(static_cast<std::int64_t>(action.at)));
+        entry.set("position", Json::integer(static_cast<std::int64_t>(action.position)));
+        entry.set("late", Json::boolean(action.late));
+        entry.set("acked", Json::boolean(acked || !client.player().config().acks));
+        entry.set("due_ms", ms(action.due - turn.sent_at));
+        entry.set("delay_ms", ms(action.delivered - action.due));
+        turn.actions.push(entry);
+        all_actions.push(entry);
+      }
       const bool replied = !turn.utterances.empty() || turn.ended_by_error;
       if (replied && client.player().idle()) break;
     }
@@ -326,6 +387,8 @@ int main(int argc, char** argv) {
       }
     }
     t.set("utterances", utterances);
+    t.set("reply_texts", turn.reply_texts);
+    t.set("actions", turn.actions);
     t.set("timing", turn.timing);
     t.set("errors", turn.errors);
     t.set("timed_out", Json::boolean(turn.timed_out));
@@ -353,8 +416,10 @@ int main(int argc, char** argv) {
   summary.set("acks", Json::integer(total_acks));
   summary.set("first_audio_latency_ms",
               !turns.empty() && turns[0].first_audio_at >= 0 ? ms(turns[0].first_audio_at - turns[0].sent_at) : Json());
+  summary.set("actions", all_actions);
   summary.set("errors", all_errors);
   summary.set("stray_frames", Json::integer(static_cast<std::int64_t>(client.player().stray_frames())));
+  summary.set("stray_actions", Json::integer(static_cast<std::int64_t>(client.player().stray_actions())));
   summary.set("connection_lost", Json::boolean(connection_lost));
   summary.set("close_code", Json::integer(socket.close_code()));
   std::printf("%s\n", summary.dump().c_str());

@@ -1,9 +1,12 @@
 // facecast_vectors: runs the C++ codec on requests read from stdin (one JSON object per line) and writes one
 // JSON line per request, so that tests can check it against the Python codec (facecast.protocol.engine)
 // message for message. Requests ("op"):
-//   hello {audio:[rate,channels], mic:[rate,channels], face, subject, workflow, acks, turns, character}
+//   hello {audio:[rate,channels], mic:[rate,channels], face, subject, workflow, acks, turns, character,
+//          actions:[{name, description, parameters?}]}
 //   text {text}  playback_started {utterance, at|null}  playback_finished {utterance, position, interrupted}
-//   ping {id|null}  bye  interrupt  end_of_speech  context {facts, replace}       -> {"text": frame}
+//   ping {id|null}  bye  interrupt  end_of_speech  context {facts, replace}
+//   action_result {id, ok, result?}                                                -> {"text": frame}
+//   actions {text}: parse_action_declarations -> {"ok", "actions": [...] | "error"}
 //   mic {offset, samples}                                                          -> {"hex": frame}
 //   decode_text {text}  decode_binary {hex}                 -> {"ok": true, "message": {...}} or {"ok": false}
 //   frame_sample {index, rate} -> {"sample"}   frames_for_samples {samples, rate} -> {"frames"}
@@ -116,6 +119,14 @@ Json message_json(const facecast::ServerMessage& message) {
     j.set("type", Json::string("clear_buffer"));
     j.set("utterance", integer(c->utterance));
     j.set("reason", Json::string(c->reason));
+  } else if (const auto* a = std::get_if<facecast::Action>(&message)) {
+    j.set("type", Json::string("action"));
+    j.set("utterance", integer(a->utterance));
+    j.set("id", Json::string(a->id));
+    j.set("at", integer(a->at));
+    j.set("name", Json::string(a->name));
+    j.set("arguments", a->arguments);
+    j.set("arguments_json", Json::string(a->arguments.dump()));  // the text the game gets: byte for byte
   } else if (const auto* timing = std::get_if<facecast::Timing>(&message)) {
     j.set("type", Json::string("timing"));
     j.set("utterance", integer(timing->utterance));
@@ -175,7 +186,33 @@ Json run(const Json& request) {
     hello.acks = field_bool(request, "acks", hello.acks);
     hello.turns = field_string(request, "turns");
     hello.character = field_string(request, "character");
+    if (const Json* actions = request.find("actions")) {
+      std::string error;
+      if (!facecast::action_declarations_from_json(*actions, hello.actions, &error)) {
+        result.set("error", Json::string(error));
+        return result;
+      }
+    }
     result.set("text", Json::string(facecast::encode_hello(hello)));
+  } else if (op == "action_result") {
+    const Json* value = request.find("result");
+    result.set("text", Json::string(facecast::encode_action_result(field_string(request, "id"), field_bool(request, "ok", true),
+                                                                   value != nullptr ? *value : Json())));
+  } else if (op == "actions") {
+    std::vector<facecast::ActionDeclaration> actions;
+    std::string error;
+    const bool ok = facecast::parse_action_declarations(field_string(request, "text"), actions, &error);
+    result.set("ok", Json::boolean(ok));
+    if (!ok) result.set("error", Json::string(error));
+    Json list = Json::array();
+    for (const facecast::ActionDeclaration& action : actions) {
+      Json item = Json::object();
+      item.set("name", Json::string(action.name));
+      item.set("description", Json::string(action.description));
+      item.set("parameters", action.parameters);
+      list.push(std::move(item));
+    }
+    result.set("actions", std::move(list));
   } else if (op == "text") {
     result.set("text", Json::string(facecast::encode_text(field_string(request, "text"))));
   } else if (op == "playback_started") {

@@ -26,6 +26,7 @@ from ..audio import pcm16_to_float
 from ..catalog import ServiceCatalog
 from ..characters import Character, IdleStyle
 from ..errors import FacecastError
+from ..face.layers import Emotion
 from ..llm.history import ChatHistory, persona_prompt
 from ..metrics import Metrics
 from ..protocol import engine as proto
@@ -195,6 +196,8 @@ class EngineSession:
             await group.close()
             return
         self.character, self.timeline, self.history = character, timeline, history
+        if character.emotion:  # its resting face (a reply's emotion tags change it)
+            timeline.layer.set_emotion(Emotion(character.emotion), character.emotion_intensity)
         self.hello, self._workflow, self._sinks = hello, workflow, group
         described = group.descriptions()
         livelink = None

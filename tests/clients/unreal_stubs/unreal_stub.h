@@ -25,6 +25,8 @@
 #define UE_LOG(Category, Verbosity, Format, ...) UnrealStubLog(Format __VA_OPT__(, ) __VA_ARGS__)
 #define INDEFINITELY_LOOPING_DURATION 10000.0f
 #define UTF8_TO_TCHAR(str) UnrealStubUtf8ToTchar(str)
+#define DECLARE_DYNAMIC_MULTICAST_DELEGATE_ThreeParams(Name, T1, P1, T2, P2, T3, P3) \
+  class Name : public UnrealStubDynamicMulticast<T1, T2, T3> {}
 // Unreal's own macros that the reference client must not collide with (it is compiled with them defined).
 #define check(expr) ((void)(expr))
 #define verify(expr) ((void)(expr))
@@ -47,6 +49,15 @@ enum class UnrealStubUtf8Char : unsigned char {};  // FTCHARToUTF8::Get() gives 
 
 template <typename Format, typename... Args>
 void UnrealStubLog(const Format&, const Args&...) {}
+
+// A dynamic multicast delegate (UPROPERTY(BlueprintAssignable)): what C++ calls on it.
+template <typename... Params>
+class UnrealStubDynamicMulticast {
+ public:
+  void Broadcast(Params... Values) const;
+  bool IsBound() const;
+  void Clear();
+};
 const TCHAR* UnrealStubUtf8ToTchar(const char* Utf8);
 
 template <typename T>

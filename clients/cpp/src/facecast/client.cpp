@@ -36,6 +36,8 @@ std::optional<ServerMessage> Client::on_text(std::string_view text, double now) 
     player_.on_utterance_start(*start);
   } else if (const auto* end = std::get_if<UtteranceEnd>(&*message)) {
     player_.on_utterance_end(*end);
+  } else if (const auto* action = std::get_if<Action>(&*message)) {
+    player_.on_action(*action, now);
   } else if (const auto* clear = std::get_if<ClearBuffer>(&*message)) {
     player_.on_clear_buffer(clear->utterance, now);
     update(now);  // its playback_finished goes out at once
@@ -70,6 +72,11 @@ std::size_t Client::update(double now) {
   return sent;
 }
 
+std::vector<DueAction> Client::take_due_actions(double now) {
+  update(now);
+  return player_.take_due_actions(now);
+}
+
 bool Client::say(std::string_view text) { return transport_.send_text(encode_text(text)); }
 
 bool Client::send_mic(const std::int16_t* samples, std::size_t count) {
@@ -99,6 +106,10 @@ bool Client::interrupt(double now) {
 
 bool Client::set_context(const std::vector<Json::Member>& facts, bool replace) {
   return transport_.send_text(encode_context(facts, replace));
+}
+
+bool Client::action_result(std::string_view id, bool ok, const Json& result) {
+  return transport_.send_text(encode_action_result(id, ok, result));
 }
 
 bool Client::ping(std::int64_t id) { return transport_.send_text(encode_ping(id)); }

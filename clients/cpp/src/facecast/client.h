@@ -53,6 +53,10 @@ class Client {
   std::size_t update(double now);
   /// Socket face frames whose sample is heard by `now` (hello.face true).
   std::vector<FaceFrame> take_due_faces(double now) { return player_.take_due_faces(now); }
+  /// The character's actions whose sample is heard by `now` (Player::take_due_actions): carry each out, then
+  /// answer it with action_result. Sends the acknowledgements due first (update), so an action never goes
+  /// to the game before its utterance's playback_started went to the server. Call it every tick.
+  std::vector<DueAction> take_due_actions(double now);
 
   // What the engine says.
   bool say(std::string_view text);
@@ -64,6 +68,9 @@ class Client {
   /// handed to the device too (Unreal: USoundWaveProcedural::ResetAudio).
   bool interrupt(double now);
   bool set_context(const std::vector<Json::Member>& facts, bool replace = false);
+  /// What came of action `id` (a DueAction's id): `result` is any small JSON (a string, an object...; null
+  /// sends none). The character's language model is told on its next turn.
+  bool action_result(std::string_view id, bool ok = true, const Json& result = Json());
   bool ping(std::int64_t id = -1);
   bool bye();
 

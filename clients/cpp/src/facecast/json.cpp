@@ -142,7 +142,9 @@ void Json::dump_to(std::string& out) const {
     case Kind::Null: out += "null"; break;
     case Kind::Bool: out += bool_ ? "true" : "false"; break;
     case Kind::Number:
-      if (is_int_) {
+      if (!str_.empty()) {
+        out += str_;  // a parsed number that is not an int64: written back exactly as it was read
+      } else if (is_int_) {
         out += std::to_string(static_cast<long long>(int_));
       } else {
         json_number(num_, out);
@@ -457,10 +459,16 @@ class JsonReader {
     double value = static_cast<double>(mantissa);
     if (exponent != 0) value *= std::pow(10.0, static_cast<double>(exponent));
     if (!std::isfinite(value)) {
-      pos_ = start;
-      return fail("number out of range");
+      // 1.7976931348623157e308 (the largest double) can round up to infinity here: only a number of 10^309 or
+      // more is really out of range.
+      if (digits + exponent > 309) {
+        pos_ = start;
+        return fail("number out of range");
+      }
+      value = 1.7976931348623157e308;
     }
     out = Json::number(negative ? -value : value);
+    out.str_.assign(text_.substr(start, pos_ - start));  // kept: dump() writes the number exactly as it came
     return true;
   }
 };

@@ -2,7 +2,9 @@
 //
 // Just enough JSON for the engine protocol's text frames (docs/protocol.md): objects keep their member
 // order (so encoded messages match the server's byte for byte), numbers remember whether they were written
-// as integers (sample counts and utterance ids stay exact up to 2^63), strings are UTF-8.
+// as integers (sample counts and utterance ids stay exact up to 2^63), and a parsed number that is not an
+// int64 (1.5, 1e-07, 2^64) keeps its text, so that JSON passed through (an action's arguments, its result)
+// is written back exactly; strings are UTF-8.
 #pragma once
 
 #include <cstdint>
@@ -50,7 +52,8 @@ class Json {
   /// Appends to an array; returns *this.
   Json& push(Json value);
 
-  /// Compact JSON text (no spaces), UTF-8 passed through, control characters escaped.
+  /// Compact JSON text (no spaces), UTF-8 passed through, control characters escaped. Numbers made with
+  /// number() have up to 6 decimals (json_number); parsed ones are written as they were read.
   std::string dump() const;
   void dump_to(std::string& out) const;
 

@@ -161,12 +161,51 @@ void Player::on_utterance_end(const UtteranceEnd& end) {
   utt->audio.finish();
 }
 
+void Player::on_action(const Action& action, double now) {
+  DueAction held;
+  held.utterance = action.utterance;
+  held.id = action.id;
+  held.name = action.name;
+  held.arguments = action.arguments;
+  held.at = action.at;
+  held.arrived = now;
+  Utt* utt = find(action.utterance);
+  if (utt == nullptr) {
+    for (UtteranceReport& old : history_) {
+      if (old.utterance != action.utterance) continue;
+      ++old.actions;
+      if (old.cleared) {
+        ++old.actions_dropped;
+      } else {  // played to its end already (a server sends actions before utterance_end): at once
+        held.due = now;
+        held.late = true;
+        held.position = old.heard;
+        late_.push_back(std::move(held));
+      }
+      return;
+    }
+    ++stray_actions_;
+    return;
+  }
+  ++utt->report.actions;
+  if (utt->report.cleared) {
+    ++utt->report.actions_dropped;
+    return;
+  }
+  // In order of `at` (the server sends them so), after those of the same sample.
+  auto place = std::upper_bound(utt->actions.begin(), utt->actions.end(), held.at,
+                                [](std::uint64_t at, const DueAction& other) { return at < other.at; });
+  utt->actions.insert(place, std::move(held));
+}
+
 void Player::on_clear_buffer(std::uint32_t utterance, double now) {
   Utt* utt = find(utterance);
   if (utt == nullptr || utt->report.cleared) return;
   utt->report.cleared = true;
   utt->audio.clear();
   utt->faces.clear();
+  utt->report.actions_dropped += static_cast<std::uint32_t>(utt->actions.size());
+  utt->actions.clear();  // never taken: the character did not get that far
   utt->rendered = true;
   utt->ack_pending = false;  // never heard: its playback_started is not sent
   if (utt->report.finishes_sent == 0) {
@@ -195,6 +234,7 @@ std::size_t Player::render(std::int16_t* out, std::size_t frames, double start_t
     if (utt.rendered) continue;
     if (utt.audio.drained() && !utt.audio.started()) {  // ended without any audio: nothing to play
       utt.rendered = true;
+      utt.silent_heard = start_time + static_cast<double>(pos) / rate + config_.output_latency;  // its actions
       continue;
     }
     if (!utt.audio.ready()) break;  // prebuffering: silence until it is (the next utterance waits)
@@ -253,7 +293,11 @@ double Player::heard_time(const Utt& utt, std::uint64_t sample, bool& known) con
       return seg.heard + static_cast<double>(sample - seg.pos) / rate;
     }
   }
-  if (utt.rendered && !utt.segments.empty()) {  // past the last sample (cannot happen for a server frame)
+  if (utt.silent_heard >= 0.0) {  // an utterance without audio (only actions): when its turn came
+    known = true;
+    return utt.silent_heard;
+  }
+  if (utt.rendered && !utt.segments.empty()) {  // past the last sample (an action after the last words)
     const Segment& last = utt.segments.back();
     known = true;
     return last.heard + static_cast<double>(last.count) / rate;
@@ -300,13 +344,47 @@ std::vector<FaceFrame> Player::take_due_faces(double now) {
   return due;
 }
 
+std::vector<DueAction> Player::take_due_actions(double now) {
+  std::vector<DueAction> due;
+  while (!late_.empty()) {
+    DueAction action = std::move(late_.front());
+    late_.pop_front();
+    action.delivered = now;
+    for (UtteranceReport& old : history_) {
+      if (old.utterance == action.utterance) ++old.actions_taken;
+    }
+    due.push_back(std::move(action));
+  }
+  for (Utt& utt : utts_) {
+    if (utt.actions.empty() || utt.report.cleared) continue;
+    // Never before the ack: playback_started goes out (poll) when the first sample is heard.
+    if (utt.ack_pending || (config_.acks && utt.report.acks_sent == 0 && utt.silent_heard < 0.0)) continue;
+    while (!utt.actions.empty()) {
+      DueAction& action = utt.actions.front();
+      bool known = false;
+      const double when = heard_time(utt, action.at, known);
+      if (!known || when > now) break;
+      action.due = when;
+      action.delivered = now;
+      action.late = when < action.arrived;
+      action.position = heard_position(utt, now);
+      due.push_back(std::move(action));
+      utt.actions.pop_front();
+      ++utt.report.actions_taken;
+    }
+  }
+  retire();
+  return due;
+}
+
 void Player::retire() {
   // An utterance leaves the queue once it was played (or cleared), acknowledged, finished and its faces
   // shown; only its report stays. A face frame past the audio's end would be released by heard_time.
   while (!utts_.empty()) {
     Utt& front = utts_.front();
     const bool faces_done = front.faces.empty() || front.report.cleared;
-    if (!front.rendered || front.ack_pending || front.finish_pending || !faces_done) break;
+    const bool actions_done = front.actions.empty() || front.report.cleared;
+    if (!front.rendered || front.ack_pending || front.finish_pending || !faces_done || !actions_done) break;
     if (!front.report.ended && !front.report.cleared) break;  // more audio or faces may still come
     history_.push_back(front.report);
     if (history_.size() > kReportHistory) history_.pop_front();

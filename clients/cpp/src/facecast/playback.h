@@ -2,8 +2,9 @@
 // face on that clock (docs/protocol.md, "Timing and the playback handshake").
 //
 // Sans-I/O and single-threaded: the caller says what arrived (on_*), pulls the audio to play (render), and
-// collects what to send (poll) and the face frames that are due (take_due_faces). Times are seconds on any
-// monotonic clock the caller chooses, the same one for every call.
+// collects what to send (poll), the face frames that are due (take_due_faces) and the character's actions
+// that are due (take_due_actions). Times are seconds on any monotonic clock the caller chooses, the same one
+// for every call.
 #pragma once
 
 #include <array>
@@ -84,6 +85,21 @@ struct FaceFrame {
   std::array<float, kFaceWidth> values{};
 };
 
+/// A character's action (the server's `action`), released by Player::take_due_actions when playback of its
+/// utterance reaches sample `at`: the moment its words before it have been heard.
+struct DueAction {
+  std::uint32_t utterance = 0;
+  std::string id;  ///< answer with action_result for this id (Client::action_result)
+  std::string name;
+  Json arguments;  ///< a JSON object (arguments.dump() for its text)
+  std::uint64_t at = 0;          ///< the sample of the utterance it belongs at
+  double due = 0.0;              ///< client time sample `at` is heard (before `delivered` when it came late)
+  double arrived = 0.0;          ///< client time the action message arrived
+  double delivered = 0.0;        ///< the `now` of the take_due_actions call that released it
+  std::uint64_t position = 0;    ///< the utterance's sample heard at `delivered` (>= at)
+  bool late = false;             ///< it arrived after sample `at` was heard: released at once
+};
+
 /// What happened to one utterance (tests and the CLI's summary read these).
 struct UtteranceReport {
   std::uint32_t utterance = 0;
@@ -101,6 +117,9 @@ struct UtteranceReport {
   std::uint32_t after_clear = 0;      ///< audio/face frames that arrived after clear_buffer
   std::uint32_t acks_sent = 0;        ///< playback_started messages sent (exactly 1 for a played utterance)
   std::uint32_t finishes_sent = 0;    ///< playback_finished messages sent (at most 1)
+  std::uint32_t actions = 0;          ///< action messages received
+  std::uint32_t actions_taken = 0;    ///< actions released by take_due_actions
+  std::uint32_t actions_dropped = 0;  ///< actions dropped by clear_buffer (held, or arriving after it)
   bool ended = false;                 ///< utterance_end arrived
   bool cleared = false;               ///< clear_buffer arrived
   double first_audio = -1.0;          ///< client time its first audio frame arrived
@@ -119,8 +138,11 @@ class Player {
   void on_audio(const AudioFrame& frame, double now);
   void on_face(const FaceFrames& face);
   void on_utterance_end(const UtteranceEnd& end);
-  /// Drops the utterance's audio and face frames now, and queues its playback_finished (interrupted, with
-  /// the position heard by `now`). Audio already handed to the output device is the caller's to flush.
+  /// An `action` of an utterance: held until playback reaches its sample `at` (see take_due_actions).
+  void on_action(const Action& action, double now);
+  /// Drops the utterance's audio, face frames and actions not yet taken now, and queues its
+  /// playback_finished (interrupted, with the position heard by `now`). Audio already handed to the output
+  /// device is the caller's to flush.
   void on_clear_buffer(std::uint32_t utterance, double now);
   /// Stops every utterance now, as if each got clear_buffer (the engine's own interrupt or barge-in).
   void clear_all(double now);
@@ -134,13 +156,20 @@ class Player {
   std::vector<std::string> poll(double now);
   /// Socket face frames whose audio sample is heard by `now`, in order.
   std::vector<FaceFrame> take_due_faces(double now);
+  /// Actions whose sample `at` is heard by `now` (on the same clock as the face frames: render's start_time
+  /// plus the output latency), in order; never before the utterance's playback_started went out (poll). An
+  /// action that came after its sample was heard is released at once; one of an utterance without audio
+  /// when that utterance's turn to play comes. Call it as often as poll (every tick).
+  std::vector<DueAction> take_due_actions(double now);
 
-  /// Nothing is buffered, playing, or waiting to be acknowledged or shown.
-  bool idle() const { return utts_.empty(); }
+  /// Nothing is buffered, playing, or waiting to be acknowledged, shown or taken.
+  bool idle() const { return utts_.empty() && late_.empty(); }
   /// Reports of the recent utterances (the last 256), oldest first, the active ones included.
   std::vector<UtteranceReport> reports() const;
   /// Audio or face frames of an utterance not (or no longer) playing that was not cleared (ignored).
   std::uint64_t stray_frames() const { return stray_frames_; }
+  /// Actions of an utterance never started (ignored).
+  std::uint64_t stray_actions() const { return stray_actions_; }
 
  private:
   struct Segment {
@@ -153,7 +182,9 @@ class Player {
     UtteranceReport report;
     JitterBuffer audio;
     std::deque<FaceFrame> faces;
+    std::deque<DueAction> actions;  ///< held, in order of `at`
     std::vector<Segment> segments;
+    double silent_heard = -1.0;  ///< an utterance that ended without audio: when its turn to play came
     bool rendered = false;  ///< all its audio was handed to the output (or it was cleared)
     bool ack_pending = false;
     double ack_due = 0.0;
@@ -173,7 +204,9 @@ class Player {
   std::deque<Utt> utts_;
   std::deque<UtteranceReport> history_;
   std::vector<std::string> outbox_;
+  std::deque<DueAction> late_;  ///< actions of an utterance already played and retired: released at once
   std::uint64_t stray_frames_ = 0;
+  std::uint64_t stray_actions_ = 0;
 };
 
 }  // namespace facecast

@@ -165,7 +165,56 @@ std::string encode_hello(const Hello& hello) {
   body.set("acks", Json::boolean(hello.acks));
   body.set("turns", Json::string(hello.turns));
   if (!hello.character.empty()) body.set("character", Json::string(hello.character));
+  if (!hello.actions.empty()) {  // only when declared: a hello without them is the 1.1 hello byte for byte
+    Json actions = Json::array();
+    for (const ActionDeclaration& action : hello.actions) {
+      Json declaration = Json::object();
+      declaration.set("name", Json::string(action.name));
+      declaration.set("description", Json::string(action.description));
+      if (!action.parameters.is_null()) declaration.set("parameters", action.parameters);
+      actions.push(std::move(declaration));
+    }
+    body.set("actions", std::move(actions));
+  }
   return proto_message("hello", std::move(body));
+}
+
+bool action_declarations_from_json(const Json& value, std::vector<ActionDeclaration>& out, std::string* error) {
+  std::vector<ActionDeclaration> found;
+  const std::vector<Json> one{value};
+  const std::vector<Json>& items = value.is_array() ? value.items() : one;
+  for (const Json& item : items) {
+    if (!item.is_object()) return proto_fail(error, "each action must be an object {name, description, parameters}");
+    ActionDeclaration action;
+    const char* const empty = "";
+    if (!proto_str(item, "name", action.name, error) || !proto_str(item, "description", action.description, error, empty)) {
+      return false;
+    }
+    for (const Json::Member& member : item.members()) {
+      if (member.first != "name" && member.first != "description" && member.first != "parameters") {
+        return proto_fail(error, "action '" + action.name + "': unknown key '" + member.first +
+                                     "' (known: name, description, parameters)");
+      }
+    }
+    if (const Json* parameters = item.find("parameters"); parameters != nullptr && !parameters->is_null()) {
+      if (!parameters->is_object()) {
+        return proto_fail(error, "action '" + action.name + "': parameters must be a JSON Schema object");
+      }
+      action.parameters = *parameters;
+    }
+    found.push_back(std::move(action));
+  }
+  out.insert(out.end(), found.begin(), found.end());
+  return true;
+}
+
+bool parse_action_declarations(std::string_view json_text, std::vector<ActionDeclaration>& out, std::string* error) {
+  Json value;
+  if (!Json::parse(json_text, value, error)) return false;
+  if (!value.is_array() && !value.is_object()) {
+    return proto_fail(error, "actions must be a JSON list of {name, description, parameters}");
+  }
+  return action_declarations_from_json(value, out, error);
 }
 
 std::string encode_text(std::string_view text) {
@@ -208,6 +257,14 @@ std::string encode_context(const std::vector<Json::Member>& facts, bool replace)
   body.set("facts", std::move(object));
   if (replace) body.set("replace", Json::boolean(true));
   return proto_message("context", std::move(body));
+}
+
+std::string encode_action_result(std::string_view id, bool ok, const Json& result) {
+  Json body = Json::object();
+  body.set("id", Json::string(std::string(id)));
+  body.set("ok", Json::boolean(ok));
+  if (!result.is_null()) body.set("result", result);
+  return proto_message("action_result", std::move(body));
 }
 
 // -- server -> client ---------------------------------------------------------------------------------
@@ -307,6 +364,20 @@ std::optional<ServerMessage> decode_server(std::string_view text, std::string* e
       c.reason = reason->as_string();
     }
     return ServerMessage{std::move(c)};
+  }
+  if (type == "action") {
+    Action a;
+    const Json* arguments = data.find("arguments");
+    if (arguments == nullptr || !arguments->is_object()) {
+      proto_fail(error, "'arguments' must be an object");
+      return std::nullopt;
+    }
+    if (!proto_utterance(data, a.utterance, error) || !proto_str(data, "id", a.id, error) ||
+        !proto_count(data, "at", a.at, error) || !proto_str(data, "name", a.name, error)) {
+      return std::nullopt;
+    }
+    a.arguments = *arguments;
+    return ServerMessage{std::move(a)};
   }
   if (type == "timing") {
     Timing t;

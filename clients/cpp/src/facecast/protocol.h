@@ -1,4 +1,4 @@
-// Facecast reference client: the engine WebSocket protocol codec (docs/protocol.md, version 1.1).
+// Facecast reference client: the engine WebSocket protocol codec (docs/protocol.md, version 1.2).
 //
 // Pure functions, no I/O: encode what the client sends, decode what the server sends. Text frames are JSON
 // objects with a "type"; binary frames have a 16-byte little-endian header (written and read byte by byte,
@@ -39,6 +39,14 @@ bool is_supported_rate(int rate);
 
 // -- client -> server (JSON) -------------------------------------------------------------------------
 
+/// One thing the character may do in the game (protocol 1.2, "Actions"): its language model is offered it
+/// as a tool, and each call comes back as an `action` message on the utterance clock.
+struct ActionDeclaration {
+  std::string name;         ///< 1-64 letters, digits or '_', not starting with a digit (the server checks)
+  std::string description;  ///< what it does, for the language model
+  Json parameters;          ///< JSON Schema of its arguments (an object of type "object"); null: left out
+};
+
 /// The `hello` that opens a session. Defaults are the protocol's.
 struct Hello {
   AudioFormat audio{24000, 1};  ///< reply audio format wanted
@@ -49,7 +57,17 @@ struct Hello {
   bool acks = true;  ///< this client sends playback_started
   std::string turns = "server";  ///< "server" (VAD) or "client" (push-to-talk, end_of_speech)
   std::string character;         ///< a character of the server's config ("" = its default)
+  std::vector<ActionDeclaration> actions;  ///< what the character may do (empty: the character's own, if any)
 };
+
+/// Reads action declarations as docs/protocol.md writes them: a JSON list of {name, description,
+/// parameters} (or one such object), e.g. from a file or an editor property. Appends them to `out`; on a
+/// malformed one returns false, says why in `error`, and appends nothing. The server checks the rest (names,
+/// schemas, bounds) and refuses a bad declaration with `bad_message`.
+bool parse_action_declarations(std::string_view json_text, std::vector<ActionDeclaration>& out,
+                               std::string* error = nullptr);
+/// The same, from JSON already parsed.
+bool action_declarations_from_json(const Json& value, std::vector<ActionDeclaration>& out, std::string* error = nullptr);
 
 std::string encode_hello(const Hello& hello);
 std::string encode_text(std::string_view text);
@@ -63,6 +81,8 @@ std::string encode_ping(std::int64_t id = -1);
 std::string encode_bye();
 /// `context`: each fact is set to its value (a string, number or bool Json) or removed (a null Json).
 std::string encode_context(const std::vector<Json::Member>& facts, bool replace = false);
+/// `action_result`: what came of the action `id` (any JSON up to 2 KiB; a null `result` is left out).
+std::string encode_action_result(std::string_view id, bool ok = true, const Json& result = Json());
 
 // -- server -> client (JSON) -------------------------------------------------------------------------
 
@@ -107,6 +127,15 @@ struct ClearBuffer {
   std::uint32_t utterance = 0;
   std::string reason;  ///< barge_in, interrupt, new_turn; "" for an abandoned utterance (ack_timeout)
 };
+/// `action` (protocol 1.2): the character acts. Call `name` with `arguments` when playback of `utterance`
+/// reaches sample `at` (Player::take_due_actions does the timing), then answer with encode_action_result(id).
+struct Action {
+  std::uint32_t utterance = 0;
+  std::string id;
+  std::uint64_t at = 0;  ///< sample offset (at the client's rate) where the words before the action end
+  std::string name;
+  Json arguments;  ///< a JSON object, checked by the server against the declared schema
+};
 struct Timing {
   std::uint32_t utterance = 0;
   std::vector<std::pair<std::string, double>> stages;  ///< ms from the end of the player's speech
@@ -125,7 +154,7 @@ struct Notice {
 };
 
 using ServerMessage = std::variant<Welcome, Transcript, UtteranceStart, ReplyText, Emotion, UtteranceEnd,
-                                   ClearBuffer, Timing, ErrorMessage, Pong, Notice>;
+                                   ClearBuffer, Action, Timing, ErrorMessage, Pong, Notice>;
 
 /// Decodes one server text frame. Returns nothing (and says why in `error`) when it is not a JSON object
 /// with a string "type", or a known type has a missing or mistyped field. Unknown fields are ignored.
