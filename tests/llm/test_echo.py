@@ -85,3 +85,15 @@ def test_hint_says_how_to_configure_a_real_model() -> None:
     assert ".gguf" in NO_LLM_HINT
     assert "pip install 'facecast[llamacpp]'" in NO_LLM_HINT
     assert "llama.cpp" in NO_LLM_HINT
+
+
+def test_echo_repeats_the_players_words_not_the_game_context_in_front_of_them() -> None:
+    from facecast.llm.echo import echo_reply
+    from facecast.llm.history import ChatHistory
+
+    history = ChatHistory()
+    history.facts.update({"location": "tavern"})
+    history.add_result('give_item {"item": "key"}: done')
+    assert history.messages("Thanks")[-1].content.startswith("[What is true now")
+    assert echo_reply(history.messages("Thanks")) == "You said: Thanks."
+    assert echo_reply(history.messages("[sic] as written")) == "You said: [sic] as written."

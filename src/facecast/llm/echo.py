@@ -29,16 +29,20 @@ NO_LLM_HINT = (
 
 _NOTHING_HEARD = "I did not hear anything."
 _WORD = re.compile(r"\s*\S+")
+_NOTES = re.compile(r"^\[(?:What is true now|What your actions did):[^\n]*\]\n")
+"""The bracketed line :meth:`facecast.llm.history.ChatHistory.messages` puts before the player's words."""
 
 
 def echo_reply(messages: Sequence[ChatMessage], prefix: str = "You said: ") -> str:
     """The full reply :class:`EchoLLM` gives to ``messages``.
 
-    It is ``prefix`` + the last user message with its whitespace collapsed, ending in a full stop unless
+    It is ``prefix`` + the last user message (without the game context line in front of it) with its
+    whitespace collapsed, ending in a full stop unless
     it already ends in ``.``, ``!`` or ``?``; ``"I did not hear anything."`` when there is no user message
     with text.
     """
     heard = next((m.content for m in reversed(messages) if m.role == "user" and m.content.strip()), "")
+    heard = _NOTES.sub("", heard)  # the game context and action results in front of it are not what was said
     text = " ".join(heard.split())
     if not text:
         return _NOTHING_HEARD
