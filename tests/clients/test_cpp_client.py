@@ -28,6 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.conftest import LIGHT
+from tests.engine.test_actions import GIVE_ITEM
 
 from facecast.actions import Action
 from facecast.config import Settings
@@ -498,18 +499,6 @@ async def test_cpp_client_needs_the_token_when_the_server_has_one(cpp_build: Bui
         )
         assert code == 0 and summary is not None and summary["ok"], err
         assert summary["utterances"] == 1 and summary["acks"] == 1
-
-
-GIVE_ITEM = {
-    "name": "give_item",
-    "description": "Hand an item to the player.",
-    "parameters": {
-        "type": "object",
-        "properties": {"item": {"type": "string", "enum": ["key", "bread"]}},
-        "required": ["item"],
-        "additionalProperties": False,
-    },
-}
 
 
 async def test_cpp_client_takes_the_characters_action_on_the_playback_clock(

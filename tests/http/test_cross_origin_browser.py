@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import functools
 import http.server
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests.web.conftest import require_browser
 
 from .test_neurosync_api import LoudnessFace, make_backends, start, wav_file
 
@@ -31,21 +31,6 @@ ARGS = [
 ]
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _require_browser() -> None:
-    problem = None
-    if not CHROMIUM.exists():
-        problem = f"{CHROMIUM} is missing (apt-get install chromium)"
-    else:
-        try:
-            import playwright.async_api  # noqa: F401
-        except ImportError:
-            problem = "the playwright package is missing"
-    if problem is not None:
-        if os.environ.get("FACECAST_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"browser tests required (FACECAST_REQUIRE_BROWSER=1) but {problem}")
-        pytest.skip(f"needs Chromium and Playwright: {problem}")
 
 
 ATTACK = """<!doctype html><title>not facecast</title><script>
@@ -80,7 +65,7 @@ def foreign_site(tmp_path: Path) -> Iterator[tuple[Path, int]]:
 
 
 async def test_a_page_from_another_origin_cannot_drive_the_character(foreign_site: tuple[Path, int]) -> None:
-    _require_browser()
+    require_browser()
     from playwright.async_api import async_playwright
 
     face = LoudnessFace()
