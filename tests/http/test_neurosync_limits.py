@@ -146,3 +146,51 @@ async def test_concurrent_decodes_are_capped_with_retry_after() -> None:
         assert response.status_code == 503 and response.json()["code"] == "busy"
         assert response.headers["retry-after"] == "1"
     assert [r.status_code for r in done] == [200, 200] and after.status_code == 200
+
+
+class BusyFace:
+    """An audio-driven animator that computes on the event loop's thread, as a local model does: a few ms of
+    CPU per 100 ms of audio, one frame block per chunk."""
+
+    def __init__(self) -> None:
+        self.chunks = 0
+
+    async def animate(self, speech: AsyncIterable[SpeechChunk]) -> AsyncIterator[FaceFrames]:
+        import time
+
+        done = 0
+        async for chunk in speech:
+            self.chunks += 1
+            until = time.perf_counter() + 0.004
+            while time.perf_counter() < until:
+                pass
+            end = frames_for_samples(chunk.audio.end, chunk.audio.rate)
+            if end > done:
+                yield FaceFrames(done, np.zeros((end - done, 68), np.float32))
+                done = end
+
+
+async def test_a_long_upload_does_not_stop_the_server_answering_others() -> None:
+    face = BusyFace()
+    running = await start(backends=make_backends(audio_face=face))
+    try:
+        long_take = wav_file(np.zeros(16_000 * 90, np.float32), 16_000)  # 90 s: 900 chunks, seconds of CPU
+        async with httpx.AsyncClient(base_url=running.http_url, timeout=60) as client:
+            animated_when_answered: list[int] = []
+
+            async def upload() -> None:
+                reply = await client.post("/audio_to_blendshapes", content=long_take, headers=OCTET)
+                assert reply.status_code == 200
+
+            async def health() -> None:
+                while face.chunks < 50:  # the animation is under way
+                    await asyncio.sleep(0.01)
+                reply = await client.get("/health")
+                assert reply.status_code == 200
+                animated_when_answered.append(face.chunks)
+
+            await asyncio.gather(upload(), health())
+        # answered while the long take was still being animated, not once it was done
+        assert face.chunks == 900 and animated_when_answered[0] < 900
+    finally:
+        await running.__aexit__(None, None, None)

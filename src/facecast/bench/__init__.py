@@ -247,7 +247,9 @@ def markdown_report(tables: list[Table], raw: dict[str, Any], quick: bool) -> st
     """The whole of docs/benchmarks.md: how it was produced, on what, and every table."""
     command = "facecast bench --quick" if quick else "facecast bench"
     only = raw.get("only")
-    if only and tuple(only) != GROUPS:
+    if only and tuple(only) == ("soak",):
+        command += " --soak"
+    elif only and tuple(only) != GROUPS:
         command += f" --only {','.join(only)}"
     if only and "soak" in only:
         command += f" --minutes {raw['soak']['config']['minutes']:g}"

@@ -280,6 +280,9 @@ async def preload(backends: NeuroSyncBackends, settings: Settings) -> str | None
 async def _speech(pcm: Float32Array, rate: int) -> AsyncIterator[SpeechChunk]:
     for chunk in split_chunks(pcm, rate, chunk_ms=100.0):
         yield SpeechChunk(chunk)
+        # A long upload is animated 100 ms at a time with the event loop free in between: the live sessions
+        # are served while a 30-minute file is animated, instead of waiting for all of it (seconds of CPU).
+        await asyncio.sleep(0)
 
 
 async def animate_audio(face: FaceAnimator, pcm: Float32Array, rate: int, frames: int | None = None) -> Float32Array:
