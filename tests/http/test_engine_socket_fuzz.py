@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -260,9 +261,11 @@ async def _answer_or_close(url: str, frame: str | bytes, *, text: bool | None = 
         return str(answer["code"])
 
 
-async def test_size_limits_and_invalid_utf8(server: BackgroundServer) -> None:
+async def test_size_limits_and_invalid_utf8(server: BackgroundServer, caplog: pytest.LogCaptureFixture) -> None:
     """Over the limits: ``too_large`` and the session continues. Frames the WebSocket layer does not read at all
-    (over 4 MiB) and text frames that are not UTF-8 close the connection (1009, 1007: RFC 6455)."""
+    (over 4 MiB) and text frames that are not UTF-8 close the connection (1009, 1007: RFC 6455), with one
+    log line and no ERROR traceback (a hostile client must not fill the log)."""
+    caplog.set_level(logging.INFO)
     url = server.ws_url
     assert await _answer_or_close(url, json.dumps({"type": "ping", "pad": "x" * proto.MAX_TEXT_FRAME})) == "too_large"
     assert await _answer_or_close(url, json.dumps({"type": "text", "text": "x" * 5000})) == "too_large"
@@ -272,3 +275,5 @@ async def test_size_limits_and_invalid_utf8(server: BackgroundServer) -> None:
     assert await _answer_or_close(url, b'{"type": "ping", "x": "\xff\xfe"}', text=True) == 1007
     assert await _answer_or_close(url, struct.pack("<BBHIQ", 1, 1, 0, 0, 0) + b"\x00") == "bad_binary"
     await _still_serving(server)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert [r.getMessage() for r in caplog.records if "not UTF-8" in r.getMessage()][0].endswith("closed (1007)")

@@ -54,6 +54,20 @@ class ReapingWebSocketProtocol(WebSocketsSansIOProtocol):
             self.stop_keepalive()
             self.transport.abort()
 
+    def send_receive_event_to_app(self) -> None:
+        """As uvicorn's, but a text message that is not UTF-8 closes the connection (1007) with one log line,
+        not an ERROR with a traceback: a hostile client could fill the log with them."""
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            try:
+                b"".join(self.frames).decode()
+            except UnicodeDecodeError:
+                self.frames = []
+                log.info("WebSocket client %s sent text that is not UTF-8: connection closed (1007)", self.client)
+                self.conn.send_close(1007)
+                self.handle_parser_exception()
+                return
+        super().send_receive_event_to_app()
+
     def keepalive_timeout(self) -> None:
         super().keepalive_timeout()  # sends a close frame (if there is room) and closes gracefully...
         if not self.disconnected:
