@@ -55,8 +55,8 @@ def parse_only(text: str | None) -> tuple[str, ...]:
 
 
 async def _defaults_v2v(quick: bool, tables: list[Table], raw: dict[str, object]) -> None:
-    """The two voice-to-voice tables on the embedded defaults (real, then echo as the LLM; ``quick``: the first
-    only, 2 turns), real speech. Each gets freshly built services (the server closes its services when it
+    """The voice-to-voice tables on the embedded defaults (real; without speculation; echo as the LLM;
+    ``quick``: the first only, 2 turns), real speech. Each gets freshly built services (the server closes its services when it
     stops), warmed up before measuring."""
     from ..config import Settings
     from ..llm import DEFAULT_PERSONA
@@ -67,6 +67,11 @@ async def _defaults_v2v(quick: bool, tables: list[Table], raw: dict[str, object]
     turns = 2 if quick else len(questions)
     configs = [
         ("voice_to_voice_defaults", DEFAULTS_LABEL, Settings()),
+        (
+            "voice_to_voice_defaults_no_speculation",
+            "the embedded defaults with --no-speculate (the LLM waits for the endpoint)",
+            replace(Settings(), speculate=False),
+        ),
         (
             "voice_to_voice_defaults_echo_llm",
             "whisper + ECHO LLM + hibari + phonetic face (what the LLM costs)",
