@@ -154,6 +154,7 @@ class BusyFace:
 
     def __init__(self) -> None:
         self.chunks = 0
+        self.under_way = asyncio.Event()
 
     async def animate(self, speech: AsyncIterable[SpeechChunk]) -> AsyncIterator[FaceFrames]:
         import time
@@ -161,6 +162,8 @@ class BusyFace:
         done = 0
         async for chunk in speech:
             self.chunks += 1
+            if self.chunks == 50:
+                self.under_way.set()
             until = time.perf_counter() + 0.004
             while time.perf_counter() < until:
                 pass
@@ -183,8 +186,7 @@ async def test_a_long_upload_does_not_stop_the_server_answering_others() -> None
                 assert reply.status_code == 200
 
             async def health() -> None:
-                while face.chunks < 50:  # the animation is under way
-                    await asyncio.sleep(0.01)
+                await face.under_way.wait()  # the animation is under way
                 reply = await client.get("/health")
                 assert reply.status_code == 200
                 animated_when_answered.append(face.chunks)

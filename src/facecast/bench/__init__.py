@@ -56,8 +56,8 @@ def parse_only(text: str | None) -> tuple[str, ...]:
 
 async def _defaults_v2v(quick: bool, tables: list[Table], raw: dict[str, object]) -> None:
     """The voice-to-voice tables on the embedded defaults (real; without speculation; echo as the LLM;
-    ``quick``: the first only, 2 turns), real speech. Each gets freshly built services (the server closes its services when it
-    stops), warmed up before measuring."""
+    ``quick``: the first only, 2 turns), real speech. Each gets freshly built services (the server closes its
+    services when it stops), warmed up before measuring."""
     from ..config import Settings
     from ..llm import DEFAULT_PERSONA
     from ..services import build_services, transcript_lead_ms, warm_up
