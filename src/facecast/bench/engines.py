@@ -76,11 +76,18 @@ async def run_engines(scripts: Sequence[Script]) -> list[list[TurnReport]]:
 
     The caller's event loop keeps running (the server in it keeps serving) while the child works.
     """
+    return list(await run_child("facecast.bench.engines", list(scripts), "engine-sim"))
+
+
+async def run_child(module: str, payload: Any, what: str, limit: float | None = None) -> Any:
+    """Run ``python -m module`` with the pickled ``payload`` on its stdin and return the value of its pickled
+    ``("ok", value)`` report; raises RuntimeError naming ``what`` for ``("error", traceback)`` or a child that
+    died, and TimeoutError (the child killed) after ``limit`` seconds."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "facecast.bench.engines", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", module, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
     )
     try:
-        out, _ = await process.communicate(pickle.dumps(list(scripts)))
+        out, _ = await asyncio.wait_for(process.communicate(pickle.dumps(payload)), limit)
     finally:
         if process.returncode is None:
             process.kill()
@@ -88,10 +95,10 @@ async def run_engines(scripts: Sequence[Script]) -> list[list[TurnReport]]:
     try:
         status, value = pickle.loads(out)
     except Exception as exc:  # noqa: BLE001 - a child that died leaves no (or half a) report
-        raise RuntimeError(f"the engine-sim process died without a report (exit {process.returncode})") from exc
+        raise RuntimeError(f"the {what} process died without a report (exit {process.returncode})") from exc
     if status != "ok":
-        raise RuntimeError(f"engine-sim process failed:\n{value}")
-    return list(value)
+        raise RuntimeError(f"the {what} process failed:\n{value}")
+    return value
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from .engines import run_child
 from .honest import SessionResult, TurnRecord, run_honest
 from .hostile import KINDS, HostileStats, run_hostile
 from .report import Table, percentiles
@@ -86,22 +87,7 @@ def _child() -> None:
 
 
 async def _run_child(role: str, args: dict[str, Any], limit: float) -> Any:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "facecast.bench.soak_bench", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
-    )
-    try:
-        out, _ = await asyncio.wait_for(process.communicate(pickle.dumps((role, args))), limit)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    try:
-        status, value = pickle.loads(out)
-    except Exception as exc:  # noqa: BLE001 - a child that died leaves no (or half a) report
-        raise RuntimeError(f"the {role} clients' process died without a report (exit {process.returncode})") from exc
-    if status != "ok":
-        raise RuntimeError(f"the {role} clients failed:\n{value}")
-    return value
+    return await run_child("facecast.bench.soak_bench", (role, args), f"{role} clients'", limit)
 
 
 # --- the server (its own process) and the parent --------------------------------------------------------------
