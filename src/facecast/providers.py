@@ -349,3 +349,15 @@ register(
     "build; a bare torch pulls GBs of CUDA packages)",
     summary="your own NeuroSync model.pth (neurosync:PATH/model.pth; needs torch, never shipped)",
 )
+
+
+# --- OpenAI-compatible speech-to-text and text-to-speech (owner: openai-audio) ------------------------------
+
+
+# --- cloud text-to-speech with timing: ElevenLabs, Cartesia (owner: cloud-tts) ------------------------------
+
+
+# --- streaming speech-to-text: Deepgram, Vosk, sherpa-onnx (owner: stt-providers) ---------------------------
+
+
+# --- Kokoro, and the automatic face (owner: kokoro-auto) ----------------------------------------------------
