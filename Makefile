@@ -13,11 +13,14 @@ $(BIN)/facecast: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e .
+	# the end-of-turn model (smart-turn v3.2, out of the pipecat-ai wheel) into the model cache; without
+	# network the server falls back to silence endpointing, so a failure here does not stop the install
+	-$(BIN)/python -m facecast.smartturn
 	@touch $@
 
 # The optional extras are tested too. torch comes first and pinned: 2.13.0 is the CPU build on these
 # machines (a bare or newer torch would pull GBs of CUDA packages).
-TEST_EXTRAS := test,llamacpp,embeddings,images,neurosync,train,piper,plots,audio
+TEST_EXTRAS := test,llamacpp,embeddings,images,neurosync,train,piper,plots,audio,kokoro,vosk,sherpa,webrtc
 
 $(VENV)/.test-deps: $(BIN)/facecast
 	$(BIN)/pip install -q torch==2.13.0

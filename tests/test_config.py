@@ -11,7 +11,7 @@ from facecast.errors import ConfigError
 def test_defaults_need_nothing() -> None:
     s = load_settings(environ={})
     assert (s.host, s.port, s.llm, s.stt) == ("127.0.0.1", 8765, "local", "whisper")
-    assert (s.tts, s.face) == ("hibari", "phonetic")
+    assert (s.tts, s.face) == ("hibari", "auto")
 
 
 def test_layers_file_then_env_then_flags(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 from facecast import registry
 from facecast.config import load_settings
 from facecast.errors import ConfigError
+from facecast.face.auto import AutoAnimator
 from facecast.face.learned import LearnedAnimator
 from facecast.face.phonetic import PhoneticAnimator
 from facecast.registry import Capabilities, ProviderRequest, split_spec
@@ -45,8 +46,8 @@ def test_unknown_provider_lists_the_registered_ones() -> None:
 
 def test_aliases_and_defaults_resolve() -> None:
     assert isinstance(make_tts("espeak-ng"), EspeakTTS)
-    assert isinstance(make_role("face", "default"), PhoneticAnimator)
-    assert isinstance(make_role("face", ""), PhoneticAnimator)
+    assert isinstance(make_role("face", "default"), AutoAnimator)  # --face auto is the default
+    assert isinstance(make_role("face", ""), AutoAnimator)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +141,7 @@ def test_shared_voice_setting_and_provider_option() -> None:
     assert make_tts("espeak", settings).voice == "de"  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("face", ["default", "", "phonetic", "PHONETIC"])
+@pytest.mark.parametrize("face", ["phonetic", "PHONETIC"])
 def test_a_phoneme_face_never_becomes_the_audio_animator(face: str) -> None:
     """Bug: ``--face default`` and ``--face ""`` made the phoneme animator the puppet/lip-sync animator."""
     settings = load_settings(

@@ -15,6 +15,14 @@ time) and compares with the phonetic animator's frames from the TTS phoneme timi
 - timing lag: the shift (frames, -6..6) maximising the cross-correlation of predicted and target
   JawOpen (and MouthClose); positive = the prediction is late;
 - speed: :func:`facecast.bench.face_bench.learned_speed`.
+
+With ``--real``, also real human speech (:mod:`facecast.bench.face_real_bench`): the recordings of
+:mod:`facecast.speechdata` with pocketsphinx forced-alignment phones, split into a validation and an
+evaluation half; closure recall on p/b/m, open-vowel recall, open/mid vowels shown closed and lag, for this
+model (and ``--baseline``), the phonetic face driven by the alignment phones (the ceiling) and Rhubarb Lip
+Sync 1.13.0, overall and per speaker:
+
+    .venv/bin/python training/evaluate.py --real --no-heldout --no-speed --json out/face-model/real.json
 """
 
 from __future__ import annotations
@@ -116,8 +124,30 @@ def main() -> None:
     parser.add_argument("--model", help="mouth.json (default: the shipped model)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--no-heldout", action="store_true", help="skip the held-out espeak-ng voices")
+    parser.add_argument("--real", action="store_true", help="also score real human speech beside Rhubarb")
+    parser.add_argument("--baseline", help="another mouth.json to score beside --model on real speech")
+    parser.add_argument("--no-rhubarb", action="store_true")
+    parser.add_argument("--recognizer", action="append", help="Rhubarb recognizer(s): phonetic (default), pocketSphinx")
     args = parser.parse_args()
-    results = asyncio.run(evaluate(args.utterances, args.seed, args.model))
+    results: dict[str, object] = {}
+    if not args.no_heldout:
+        results = asyncio.run(evaluate(args.utterances, args.seed, args.model))
+    if args.real:
+        from facecast.bench.face_real_bench import evaluate_real, real_speech_table
+
+        models: dict[str, str | None] = {f"learned ({args.model or 'shipped'})": args.model}
+        if args.baseline:
+            models[f"learned ({args.baseline})"] = args.baseline
+        real = evaluate_real(
+            models,
+            halves=("validation", "evaluation"),
+            rhubarb=not args.no_rhubarb,
+            recognizers=tuple(args.recognizer or ["phonetic"]),
+        )
+        results["real"] = real
+        for half in ("validation", "evaluation"):
+            print(real_speech_table(real, half).text())
     if not args.no_speed:
         from facecast.bench.face_bench import learned_speed
 

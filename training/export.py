@@ -119,8 +119,54 @@ def export_onnx(model: MouthNet, path: Path, meta: dict[str, Any]) -> dict[str, 
         "parameters": sum(p.numel() for p in model.parameters()),
         "trained_with": meta.get("trained_with", {}),
     }
+    info["step"] = write_step_weights(path)
     path.with_suffix(".json").write_text(json.dumps(info, indent=1) + "\n")
     return info
+
+
+def write_step_weights(onnx_path: Path) -> dict[str, str]:
+    """Write the ONNX model's weights, channels-first, as ``.npz`` beside it for the runtime's numpy step
+    kernel (:class:`facecast.face.learned.StepKernel`); returns the ``step`` entry of ``mouth.json``."""
+    import onnx
+    from onnx import numpy_helper
+
+    init = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(onnx_path)).graph.initializer}
+    count = sum(1 for name in init if name.startswith("convs.") and name.endswith(".weight"))
+    arrays: dict[str, np.ndarray] = {"inp_w": init["inp.weight"][:, :, 0], "inp_b": init["inp.bias"]}
+    dilations = []
+    for i in range(count):
+        w = init[f"convs.{i}.weight"]  # (out, in, kernel)
+        arrays[f"conv_w{i}"] = np.concatenate([w[:, :, k] for k in range(w.shape[2])], axis=1)
+        arrays[f"conv_b{i}"] = init[f"convs.{i}.bias"]
+        arrays[f"mix_w{i}"] = init[f"mix.{i}.weight"][:, :, 0]
+        arrays[f"mix_b{i}"] = init[f"mix.{i}.bias"]
+        dilations.append(_dilation(onnx_path, i))
+    arrays["out_w"], arrays["out_b"] = init["out.weight"][:, :, 0], init["out.bias"]
+    arrays["dilations"] = np.asarray(dilations, np.int64)
+    path = onnx_path.with_suffix(".npz")
+    np.savez(
+        path, **{k: np.ascontiguousarray(v, np.float32 if k != "dilations" else np.int64) for k, v in arrays.items()}
+    )
+    return {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def _dilation(onnx_path: Path, index: int) -> int:
+    import onnx
+
+    for node in onnx.load(str(onnx_path)).graph.node:
+        if node.op_type == "Conv" and f"convs.{index}.weight" in node.input:
+            for attr in node.attribute:
+                if attr.name == "dilations":
+                    return int(attr.ints[0])
+            return 1
+    raise ValueError(f"no convolution {index} in {onnx_path}")
+
+
+def add_step_weights(description: Path) -> None:
+    """Add step weights to an exported model's ``mouth.json`` (and re-check nothing else changes)."""
+    info = json.loads(description.read_text())
+    info["step"] = write_step_weights(description.with_name(info["onnx"]))
+    description.write_text(json.dumps(info, indent=1) + "\n")
 
 
 def check(model: MouthNet, path: Path, steps: int = 200, seed: int = 0) -> float:

@@ -1,10 +1,17 @@
-"""Synthesise the learned face model's training and evaluation data with the repo's own espeak-ng TTS.
+"""Synthesise the learned face model's training and evaluation data with the repo's own TTS voices.
 
 Each utterance is a random sentence of English words from pocketsphinx's bundled CMU dictionary, spoken
-by :class:`facecast.tts.espeak.EspeakTTS` with a random voice, variant, rate and pitch, after a random
-lead-in of silence (so frames fall at every phase of the audio). Its target is the phonetic animator's
-mouth for the same utterance (:meth:`facecast.face.phonetic.PhoneticAnimator.render` of the TTS phoneme
-timing), so both animators produce one consistent face. Every utterance is stored twice: clean (random
+after a random lead-in of silence (so frames fall at every phase of the audio) by one voice family
+(``--mix``): espeak-ng (:class:`facecast.tts.espeak.EspeakTTS`, a random voice, variant, rate and pitch)
+or one of the neural voices that expose exact phoneme timing: hibari (``heart``, random speed and noise
+seed), Piper ``en_US-joe-medium`` (random length, noise and duration noise) and Kokoro-82M int8 (a random
+one of its five Japanese voice packs speaking English misaki phonemes, random speed; slow, so used
+sparingly). A neural utterance is also re-labelled to a sample rate 0.88-1.12 times its own (pitch,
+formants and tempo move together, like a shorter or longer vocal tract), so one voice becomes many.
+
+Its target is the phonetic animator's mouth for the same utterance
+(:meth:`facecast.face.phonetic.PhoneticAnimator.render` of the TTS phoneme timing), so both animators
+produce one consistent face. Every utterance is stored twice: clean (random
 gain only) and through a random augmentation chain (noise at 0-35 dB SNR, reverberation, gain and
 clipping, band-limiting, resampling to 8-48 kHz). Features are computed exactly as at run time
 (:class:`facecast.audio.Resampler` to the feature rate, then :func:`facecast.face.features.features`).
@@ -36,6 +43,9 @@ from facecast.face.arkit import INDEX
 from facecast.face.features import FeatureConfig, features
 from facecast.face.phonetic import PhoneticAnimator
 from facecast.tts.espeak import EspeakTTS
+from facecast.tts.hibari import HibariOptions, HibariTTS
+from facecast.tts.kokoro import KokoroOptions, KokoroTTS
+from facecast.tts.piper import PiperOptions, PiperTTS
 from facecast.types import FPS, Phoneme
 
 __all__ = [
@@ -48,6 +58,8 @@ __all__ = [
     "TRAIN_VARIANTS",
     "HELDOUT_VOICES",
     "HELDOUT_VARIANTS",
+    "FAMILIES",
+    "KOKORO_VOICES",
     "main",
 ]
 
@@ -86,6 +98,9 @@ TRAIN_VARIANTS = (
 HELDOUT_VOICES = ("en-gb-scotland", "en-gb-x-gbcwmd")
 HELDOUT_VARIANTS = ("m4", "f4", "m6", "klatt2", "steph", "Andy")
 DELAY = 4  # model lookahead in frames; features are stored for frames + DELAY
+FAMILIES = ("espeak", "hibari", "piper", "kokoro")
+DEFAULT_MIX = "espeak=0.6,hibari=0.17,piper=0.17,kokoro=0.06"
+KOKORO_VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
 
 _SOURCE_RATE = 22_050
 
@@ -119,18 +134,56 @@ class Utterance:
     voice: str
     rate: int
     pitch: int
-    audio: np.ndarray  # float32 at 22050
-    phonemes: list[Phoneme]
+    audio: np.ndarray  # float32 at sample_rate
+    phonemes: list[Phoneme]  # sample positions in audio
+    sample_rate: int = _SOURCE_RATE
+    family: str = "espeak"
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """``espeak=0.6,hibari=0.2`` -> normalised weights by family."""
+    mix: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, weight = part.partition("=")
+        if name.strip() not in FAMILIES:
+            raise SystemExit(f"unknown voice family {name!r} in --mix (known: {', '.join(FAMILIES)})")
+        mix[name.strip()] = float(weight)
+    total = sum(mix.values())
+    return {k: v / total for k, v in mix.items() if v > 0}
+
+
+async def _speak(tts: object, text: str, lead: int, voice: str, rate: int, pitch: int, family: str) -> Utterance:
+    chunks = [c async for c in tts.synthesize(text)]  # type: ignore[attr-defined]
+    sr = int(tts.sample_rate)  # type: ignore[attr-defined]
+    audio = np.concatenate([np.zeros(lead, np.float32), *[c.audio.pcm for c in chunks]])
+    phonemes = [Phoneme(p.symbol, p.start + lead, p.end + lead, p.alphabet) for c in chunks for p in c.phonemes]
+    if lead:
+        phonemes.insert(0, Phoneme("_", 0, lead))
+    return Utterance(voice, rate, pitch, audio, phonemes, sr, family)
 
 
 async def synthesise(text: str, voice: str, rate: int, pitch: int, lead: int) -> Utterance:
-    tts = EspeakTTS(voice, rate=rate, pitch=pitch)
-    chunks = [c async for c in tts.synthesize(text)]
-    audio = np.concatenate([np.zeros(lead, np.float32), *[c.audio.pcm for c in chunks]])
-    phonemes = [Phoneme(p.symbol, p.start + lead, p.end + lead) for c in chunks for p in c.phonemes]
-    if lead:
-        phonemes.insert(0, Phoneme("_", 0, lead))
-    return Utterance(voice, rate, pitch, audio, phonemes)
+    return await _speak(EspeakTTS(voice, rate=rate, pitch=pitch), text, lead, voice, rate, pitch, "espeak")
+
+
+async def synthesise_neural(rng: random.Random, family: str, text: str, lead: int) -> Utterance:
+    """One utterance by a neural voice with random settings, re-labelled to a random nearby sample rate."""
+    speed = rng.uniform(0.75, 1.35)
+    tts: object
+    if family == "hibari":
+        tts, voice = HibariTTS(HibariOptions(speed=speed, seed=rng.randrange(1 << 30))), "hibari-heart"
+    elif family == "piper":
+        options = PiperOptions(
+            length_scale=1.0 / speed, noise_scale=rng.uniform(0.3, 0.9), noise_w=rng.uniform(0.4, 1.0)
+        )
+        tts, voice = PiperTTS(options), "piper-joe"
+    else:
+        name = rng.choice(KOKORO_VOICES)
+        tts, voice = KokoroTTS(KokoroOptions(voice=name, speed=speed)), f"kokoro-{name}"
+    warp = rng.uniform(0.88, 1.12)
+    utt = await _speak(tts, text, lead, voice, round(speed * 100), round(warp * 100), family)
+    utt.sample_rate = int(round(utt.sample_rate * warp / 50)) * 50  # pitch, formants and tempo together
+    return utt
 
 
 # ---------------------------------------------------------------------------------------- augmentation
@@ -198,29 +251,48 @@ def to_features(audio: np.ndarray, rate: int, frames: int, config: FeatureConfig
     return features(pcm, frames, config)
 
 
-def _phoneme_frames(phonemes: list[Phoneme]) -> list[tuple[str, float, float]]:
-    return [(p.symbol, p.start * FPS / _SOURCE_RATE, p.end * FPS / _SOURCE_RATE) for p in phonemes]
+def _phoneme_frames(phonemes: list[Phoneme], rate: int = _SOURCE_RATE) -> list[tuple[str, float, float]]:
+    return [(p.symbol, p.start * FPS / rate, p.end * FPS / rate) for p in phonemes]
 
 
 async def iter_split(
-    count: int, voices: tuple[str, ...], variants: tuple[str, ...], seed: int, words: list[str]
+    count: int,
+    voices: tuple[str, ...],
+    variants: tuple[str, ...],
+    seed: int,
+    words: list[str],
+    mix: dict[str, float] | None = None,
 ) -> AsyncIterator[tuple[Utterance, np.ndarray, list[tuple[np.ndarray, int, str]]]]:
     """Per utterance: the utterance, its target (frames, channels), and its two versions (audio, rate, how).
 
-    Deterministic for a given seed (the evaluation script regenerates the held-out split from it).
+    ``mix``: weights of the voice families (None: espeak-ng only, ``voices`` x ``variants``; the draws are
+    then exactly those of the espeak-only generator, so the held-out split is unchanged). Deterministic for a
+    given seed (the evaluation script regenerates the held-out split from it); utterances a neural voice
+    cannot speak (rare) are skipped.
     """
     rng = random.Random(seed)
     nrng = np.random.default_rng(seed)
     animator = PhoneticAnimator()
     channels = [INDEX[c] for c in MOUTH_CHANNELS]
+    families = sorted(mix) if mix else []
     for _ in range(count):
-        variant = rng.choice(variants)
-        voice = rng.choice(voices) + (f"+{variant}" if variant else "")
-        rate, pitch = rng.randint(110, 330), rng.randint(15, 90)
-        utt = await synthesise(sentence(rng, words), voice, rate, pitch, rng.randint(0, 2 * 735))
-        target = animator.render(utt.phonemes, len(utt.audio), _SOURCE_RATE)[:, channels]
+        family = rng.choices(families, [mix[f] for f in families])[0] if mix else "espeak"
+        if family == "espeak":
+            variant = rng.choice(variants)
+            voice = rng.choice(voices) + (f"+{variant}" if variant else "")
+            rate, pitch = rng.randint(110, 330), rng.randint(15, 90)
+            utt = await synthesise(sentence(rng, words), voice, rate, pitch, rng.randint(0, 2 * 735))
+        else:
+            text, lead = sentence(rng, words), rng.randint(0, 2 * 800)
+            try:
+                utt = await synthesise_neural(rng, family, text, lead)
+            except Exception as exc:  # noqa: BLE001 - a voice that cannot speak a random sentence: skip it
+                print(f"  skipped ({family}: {exc})", flush=True)
+                continue
+        sr = utt.sample_rate
+        target = animator.render(utt.phonemes, len(utt.audio), sr)[:, channels]
         gain = np.float32(10 ** (nrng.uniform(-20.0, 6.0) / 20) * 0.7 / max(np.abs(utt.audio).max(), 1e-9))
-        versions = [(np.clip(utt.audio * gain, -1, 1), _SOURCE_RATE, "clean"), augment(nrng, utt.audio, _SOURCE_RATE)]
+        versions = [(np.clip(utt.audio * gain, -1, 1), sr, "clean"), augment(nrng, utt.audio, sr)]
         yield utt, target, versions
 
 
@@ -231,10 +303,13 @@ async def build_split(
     seed: int,
     words: list[str],
     config: FeatureConfig,
+    mix: dict[str, float] | None = None,
 ) -> tuple[dict[str, np.ndarray], list[dict[str, object]]]:
     feats, targets, offsets, meta = [], [], [0], []
     done = 0
-    async for utt, target, versions in iter_split(count, voices, variants, seed, words):
+    families: dict[str, int] = {}
+    async for utt, target, versions in iter_split(count, voices, variants, seed, words, mix):
+        families[utt.family] = families.get(utt.family, 0) + 1
         frames = len(target)
         for audio, audio_rate, how in versions:
             feats.append(to_features(audio, audio_rate, frames + DELAY, config).astype(np.float16))
@@ -246,7 +321,8 @@ async def build_split(
                     "rate": utt.rate,
                     "pitch": utt.pitch,
                     "augment": how,
-                    "phonemes": _phoneme_frames(utt.phonemes),
+                    "family": utt.family,
+                    "phonemes": _phoneme_frames(utt.phonemes, utt.sample_rate),
                 }
             )
         done += 1
@@ -258,6 +334,7 @@ async def build_split(
         "offsets": np.asarray(offsets, np.int64),  # target rows of utterance k: offsets[k]:offsets[k+1]
         "delay": np.asarray(DELAY),
     }
+    print(f"  utterances by voice family: {families}", flush=True)
     return data, meta
 
 
@@ -279,7 +356,14 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=3000, help="training utterances (each stored twice)")
     parser.add_argument("--eval", type=int, default=300, help="held-out utterances (each stored twice)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--mix",
+        default=DEFAULT_MIX,
+        help=f"voice families of the training split and their weights (default {DEFAULT_MIX}; 'espeak=1' is the "
+        "espeak-only data of the first model); the held-out split is always the held-out espeak-ng voices",
+    )
     args = parser.parse_args()
+    mix = parse_mix(args.mix)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = FeatureConfig()
@@ -287,14 +371,24 @@ def main() -> None:
     words = load_words(random.Random(args.seed))
     for name, count, voices, variants, seed, vocab in splits(words, args.seed, args.train, args.eval):
         print(f"{name}: {count} utterances", flush=True)
-        data, meta = asyncio.run(build_split(count, voices, variants, seed, vocab, config))
+        split_mix = mix if name == "train" and set(mix) != {"espeak"} else None
+        data, meta = asyncio.run(build_split(count, voices, variants, seed, vocab, config, split_mix))
         np.savez(out / f"{name}.npz", **data)
         if name == "eval":
             (out / "eval_meta.json").write_text(json.dumps(meta))
         hours = len(data["targets"]) / FPS / 3600
         print(f"{name}: {len(meta)} clips, {hours:.2f} h, {time.perf_counter() - started:.0f} s", flush=True)
     (out / "config.json").write_text(
-        json.dumps({"features": config.to_json(), "delay": DELAY, "channels": list(MOUTH_CHANNELS), "seed": args.seed})
+        json.dumps(
+            {
+                "features": config.to_json(),
+                "delay": DELAY,
+                "channels": list(MOUTH_CHANNELS),
+                "seed": args.seed,
+                "mix": mix,
+                "wall_s": round(time.perf_counter() - started),
+            }
+        )
     )
 
 

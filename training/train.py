@@ -91,6 +91,36 @@ def _jaw_corr(model: MouthNet, xs: list[np.ndarray], ys: list[np.ndarray], delay
     return float(np.corrcoef(np.concatenate(preds), np.concatenate(targets))[0, 1])
 
 
+def init_from(path: Path, config: ModelConfig) -> MouthNet:
+    """A :class:`MouthNet` holding the weights of an exported model (``mouth.json`` + ONNX; the feature
+    normalisation stays folded into the input layer: mean 0, std 1) or of a ``mouth.pt`` checkpoint."""
+    model = MouthNet(config)
+    if path.suffix == ".pt":
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(data["state_dict"], strict=True)
+        return model
+    import onnx
+    from onnx import numpy_helper
+
+    info = json.loads(path.read_text())
+    init = {
+        i.name: torch.from_numpy(numpy_helper.to_array(i).copy())
+        for i in onnx.load(str(path.with_name(info["onnx"]))).graph.initializer
+    }
+    if tuple(info["model"]["dilations"]) != config.dilations or info["model"]["width"] != config.width:
+        raise SystemExit(f"--init {path} has another shape ({info['model']}) than this run ({config})")
+    state = {"mean": torch.zeros(config.n_in), "std": torch.ones(config.n_in)}
+    state["inp.weight"], state["inp.bias"] = init["inp.weight"][:, :, 0], init["inp.bias"]
+    for i in range(len(config.dilations)):
+        w = init[f"convs.{i}.weight"]  # (out, in, kernel) -> Linear over taps stacked oldest first
+        state[f"convs.{i}.weight"] = w.permute(0, 2, 1).reshape(config.width, config.kernel * config.width)
+        state[f"convs.{i}.bias"] = init[f"convs.{i}.bias"]
+        state[f"mix.{i}.weight"], state[f"mix.{i}.bias"] = init[f"mix.{i}.weight"][:, :, 0], init[f"mix.{i}.bias"]
+    state["out.weight"], state["out.bias"] = init["out.weight"][:, :, 0], init["out.bias"]
+    model.load_state_dict(state, strict=True)
+    return model
+
+
 def train(args: argparse.Namespace) -> dict[str, object]:
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -104,10 +134,13 @@ def train(args: argparse.Namespace) -> dict[str, object]:
     channels: list[str] = meta["channels"]
     config = ModelConfig(n_in=xs[0].shape[1], n_out=len(channels), width=args.width, delay=delay)
     model = MouthNet(config)
-    stacked = np.concatenate(xs)
-    model.mean.copy_(torch.from_numpy(stacked.mean(0)))
-    model.std.copy_(torch.from_numpy(stacked.std(0) + 1e-3))
-    del stacked
+    if args.init:
+        model = init_from(Path(args.init), config)
+    else:
+        stacked = np.concatenate(xs)
+        model.mean.copy_(torch.from_numpy(stacked.mean(0)))
+        model.std.copy_(torch.from_numpy(stacked.std(0) + 1e-3))
+        del stacked
     weights = torch.tensor([_HEAVY.get(c, 1.0) for c in channels])
     rng = random.Random(args.seed)
     per_epoch = len(batches(xs, ys, delay, args.batch, random.Random(0)))
@@ -171,6 +204,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=96)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--init", help="start from this model (mouth.json of an exported model, or mouth.pt)")
     summary = train(parser.parse_args())
     print(f"trained in {summary['wall_s']:.0f} s")
 

@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port (default 8765)")
     p.add_argument("--token", help="access token clients must present (required off loopback)")
     p.add_argument("--livelink", action="append", help="Live Link Face UDP target HOST:PORT (repeatable; 'off')")
+    p.add_argument(
+        "--vmc", action="append", help="VMC/OSC UDP target HOST:PORT for VSeeFace, VNyan, Warudo (repeatable)"
+    )
+    p.add_argument("--vts", help="VTube Studio plugin API URL, e.g. ws://localhost:8001 (click Allow in VTS once)")
     p.add_argument("--subject", help="Live Link subject name (default Facecast; an engine's hello may name its own)")
     p.add_argument("--device-id", help="Live Link device id sent in every packet (default Facecast)")
     p.add_argument(
@@ -69,13 +73,51 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for an engine's playback_started before dropping the reply (default 2)",
     )
     p.add_argument("--record", help="keep every utterance as a session folder under this directory")
-    p.add_argument("--endpoint-ms", type=int, help="silence that ends the player's turn (default 300)")
+    p.add_argument(
+        "--realtime",
+        metavar="NAME:MODEL",
+        help="a speech-to-speech model answering conversations instead of --stt/--llm/--tts (openai:MODEL with "
+        "OPENAI_API_KEY, gemini:MODEL with GEMINI_API_KEY); the pipeline takes over if it fails (docs/realtime.md)",
+    )
+    p.add_argument(
+        "--endpoint-ms", type=int, help="silence that ends the player's turn with --turn-detector silence (default 300)"
+    )
     p.add_argument(
         "--transcript-lead-ms",
         type=int,
         help="finish the transcript at a pause this long before the endpoint (default 100; 0: off)",
     )
     p.add_argument("--barge-in-ms", type=int, help="speech needed to interrupt the character (default 400)")
+    p.add_argument(
+        "--turn-detector",
+        choices=("smart", "silence"),
+        help="how the player's turn ends: silence (after --endpoint-ms of silence; default) or smart (a short "
+        "silence, then the end-of-turn model decides; opt-in)",
+    )
+    p.add_argument(
+        "--smart-end-ms", type=int, help="smart turns: silence before the end-of-turn model is asked (default 200)"
+    )
+    p.add_argument(
+        "--max-wait-ms",
+        type=int,
+        help="smart turns: silence that ends a turn the model called unfinished (default 2500)",
+    )
+    p.add_argument(
+        "--turn-threshold",
+        type=float,
+        help="smart turns: probability of 'finished' that ends the turn at once (default 0.85)",
+    )
+    p.add_argument(
+        "--turn-wait-threshold",
+        type=float,
+        help="smart turns: probability of 'finished' at or below which the turn waits up to --max-wait-ms; "
+        "in between, it ends at --endpoint-ms (default 0.2)",
+    )
+    p.add_argument(
+        "--turn-recheck-ms",
+        type=int,
+        help="smart turns: while a turn waits, ask the model again after this much more silence (default 0: never)",
+    )
     p.add_argument(
         "--speculate",
         action=argparse.BooleanOptionalAction,
@@ -182,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("providers", help="list the providers of every role, their capabilities and options")
     p.add_argument("role", nargs="?", choices=("stt", "llm", "tts", "face"))
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--markdown", action="store_true", help="print the README's provider table (Markdown)")
 
     p = sub.add_parser(
         "doctor",
@@ -196,18 +239,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="a short run (under 2 minutes on 2 cores): fewer clips, sentences, turns; no llm or resources groups",
+        help="a short run (a few minutes on 2 cores): fewer clips, sentences, turns; no llm, resources, providers "
+        "or realtime groups",
     )
     p.add_argument(
         "--only",
         metavar="NAME[,NAME]",
-        help="run only these table groups: stt, tts, llm, v2v, resources, pipeline, face, livelink, "
-        "compare, scale, remote (default: all); soak only when named",
+        help="run only these table groups: stt, tts, providers, realtime, llm, v2v, endpoint, resources, pipeline, "
+        "face, livelink, compare, scale, remote (default: all); soak and peers only when named",
+    )
+    p.add_argument(
+        "--endpoint",
+        action="store_true",
+        help="end-of-turn detection, silence vs smart turn, on complete and incomplete turns (same as --only endpoint)",
     )
     p.add_argument(
         "--soak",
         action="store_true",
         help="the soak test: 8 honest conversations and 8 hostile clients against one server (same as --only soak)",
+    )
+    p.add_argument(
+        "--peers",
+        action="store_true",
+        help="Facecast side by side with a Pipecat pipeline on the same real components, at 1, 2 and 4 "
+        "conversations (same as --only peers; extra: bench; --quick: one question)",
     )
     p.add_argument("--minutes", type=float, default=10.0, help="how long the soak runs (default 10)")
     p.add_argument("--json", dest="json_path", help="also write the raw numbers to this JSON file")
@@ -222,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _SETTING_FLAGS = (
+    "realtime",
     "stt",
     "llm",
     "llm_model",
@@ -236,6 +292,8 @@ _SETTING_FLAGS = (
     "port",
     "token",
     "livelink",
+    "vmc",
+    "vts",
     "subject",
     "device_id",
     "ack_timeout",
@@ -244,6 +302,12 @@ _SETTING_FLAGS = (
     "endpoint_ms",
     "transcript_lead_ms",
     "barge_in_ms",
+    "turn_detector",
+    "smart_end_ms",
+    "max_wait_ms",
+    "turn_threshold",
+    "turn_wait_threshold",
+    "turn_recheck_ms",
     "speculate",
 )
 
@@ -519,6 +583,11 @@ def _providers(args: argparse.Namespace) -> int:
     from .providers import DEFAULTS
     from .registry import ROLES, env_key, option_fields, providers
 
+    if args.markdown:
+        from .provider_table import markdown_table
+
+        print(markdown_table(providers(args.role)), end="")
+        return 0
     for role in ROLES:
         if args.role and role != args.role:
             continue
@@ -537,6 +606,10 @@ def _providers(args: argparse.Namespace) -> int:
                 )
             if p.licence:
                 print(f"     licence: {p.licence}")
+    if not args.role:
+        print("realtime (replaces stt+llm+tts for a session; --realtime NAME:MODEL):")
+        for p in providers("realtime"):
+            print(f"   {p.name:<13} {p.summary}")
     print("* = default")
     return 0
 
@@ -546,7 +619,13 @@ def _bench(args: argparse.Namespace) -> int:
     from .bench import parse_only
 
     try:
-        only = parse_only(",".join(filter(None, (args.only, "soak" if args.soak else None))))
+        named = (
+            args.only,
+            "soak" if args.soak else None,
+            "endpoint" if args.endpoint else None,
+            "peers" if args.peers else None,
+        )
+        only = parse_only(",".join(filter(None, named)))
     except ValueError as exc:
         print(f"facecast bench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -23,6 +23,7 @@ from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .characters import Character
+    from .vad import TurnConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -48,6 +49,15 @@ class Settings:
     subject_linger_s: float = 30.0
     """Seconds a Live Link subject keeps streaming its idle face after its session ended (a reconnect within
     that time continues it; 0 stops it at once)."""
+    vmc: tuple[str, ...] = ()
+    """VMC protocol (OSC over UDP) targets ``HOST:PORT`` for VTuber apps (VSeeFace, VNyan, Warudo; port 39539
+    when absent): the face as perfect-sync blendshapes plus head and eye bones (:mod:`facecast.engine.vmc`)."""
+    vts: str = ""
+    """VTube Studio plugin API URL (``ws://localhost:8001``): drive a Live2D model as a plugin
+    (:mod:`facecast.engine.vts`); empty: off."""
+    vts_token_file: str = ""
+    """Where the VTube Studio plugin token is kept; empty: ``vts-tokens.json`` in the config dir
+    (``FACECAST_CONFIG_DIR``, else ``$XDG_CONFIG_HOME/facecast``, else ``~/.config/facecast``)."""
     stt: str = "whisper"
     """Speech-to-text: a provider ``NAME[:ARG]`` (``facecast providers``) or a failover list."""
     llm: str = "local"
@@ -55,7 +65,12 @@ class Settings:
     llm_model: str = ""
     tts: str = "hibari"
     """Text-to-speech: ``hibari`` (the embedded neural voice), ``piper``, ``espeak``..."""
-    face: str = "phonetic"
+    face: str = "auto"
+    """Face animator: ``auto`` (``phonetic`` when the TTS reports phoneme timing, else ``learned`` from the audio),
+    ``phonetic``, ``learned``, ``neurosync:PATH``..."""
+    realtime: str = ""
+    """A speech-to-speech model answering conversations instead of stt+llm+tts (``openai:MODEL``,
+    ``gemini:MODEL``; docs/realtime.md); empty: the classic pipeline. Those roles stay its failover."""
     voice: str = ""
     """The TTS's voice; empty: the provider's default (espeak ``en-us``, hibari ``heart``)."""
     speech_rate: int = 175
@@ -76,6 +91,25 @@ class Settings:
     -1: 200 ms for speech-to-text that decodes at pauses, such as Whisper, and 100 ms for streaming ones)."""
     barge_in_ms: int = 400
     """Speech needed to interrupt the character."""
+    turn_detector: str = "silence"
+    """How the player's turn ends: ``silence`` (after ``endpoint_ms``) or ``smart`` (opt-in: a short silence,
+    then the end-of-turn model smart-turn v3.2 decides whether the player has finished; :mod:`facecast.turns`).
+    Silence is the default: on the real-speech split of ``facecast bench --endpoint`` smart (tuned on the
+    neural split) ends complete turns sooner on the sample clock and cuts off fewer paused ones, but once the
+    model's own time is counted its median is no sooner, and one complete turn in five waits ``max_wait_ms``
+    (docs/benchmarks.md, "End of turn")."""
+    smart_end_ms: int = 200
+    """``smart``: silence after which the end-of-turn model is asked."""
+    max_wait_ms: int = 2500
+    """``smart``: silence that ends a turn the model called unfinished (a pause to think)."""
+    turn_threshold: float = 0.85
+    """``smart``: the model's probability of "finished" at or above which the turn ends at once."""
+    turn_wait_threshold: float = 0.2
+    """``smart``: the probability at or below which the turn is "unfinished" and waits (up to ``max_wait_ms``);
+    in between, the turn ends at ``endpoint_ms`` as with ``silence``."""
+    turn_recheck_ms: int = 0
+    """``smart``: while an unfinished turn waits, ask the model again after every this much more silence
+    (0: never)."""
     speaking_rules: str = "on"
     """Rules added to every persona: ``on`` (short spoken sentences of plain words), ``tags`` (also the emotion
     tags the face understands, for models that handle them), ``off`` (the persona as written)."""
@@ -108,6 +142,9 @@ class Settings:
     """Browser origins (``https://game.example.com``) besides the server's own that may open its WebSockets."""
     allowed_hosts: tuple[str, ...] = ()
     """``Host`` header names accepted besides loopback names and the bound host (DNS-rebinding guard)."""
+    webrtc_ice_servers: tuple[str, ...] = ()
+    """STUN servers (``stun:HOST:PORT``) the server's WebRTC peers use to find their public address (docs/
+    deployment.md, WebRTC); empty: host candidates only (loopback and LAN)."""
     max_sessions: int = 32
     """Engine WebSocket sessions served at once; one more gets ``error`` ``busy`` and is closed (code 1013,
     try again later). 0: no limit."""
@@ -138,6 +175,22 @@ class Settings:
     """Server-defined characters by name, from ``[characters.NAME]`` TOML tables (persona, tts, voice, llm,
     subject, blink_rate, gaze, head_motion; :mod:`facecast.characters`); a client's hello picks one by name."""
 
+    def turn_config(self, transcript_lead_ms: int = 0) -> TurnConfig:
+        """The turn detection these settings ask for; raises :class:`ConfigError` for values out of range."""
+        from .vad import TurnConfig
+
+        return TurnConfig(
+            end_ms=self.endpoint_ms,
+            barge_in_ms=self.barge_in_ms,
+            transcript_lead_ms=transcript_lead_ms,
+            detector=self.turn_detector,
+            smart_end_ms=self.smart_end_ms,
+            max_wait_ms=self.max_wait_ms,
+            threshold=self.turn_threshold,
+            wait_threshold=self.turn_wait_threshold,
+            recheck_ms=self.turn_recheck_ms,
+        )
+
     def requires_token(self) -> bool:
         return self.host not in LOOPBACK_HOSTS
 
@@ -164,7 +217,7 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
 _NOT_FLAT = ("providers", "characters")
 _LIMITS = ("max_sessions", "max_recognisers", "idle_timeout_s", "max_messages_per_s", "send_timeout_s")
 """Limits where 0 means "no limit" (negative values are refused)."""
-_ROLES = ("stt", "llm", "tts", "face")
+_ROLES = ("stt", "llm", "tts", "face", "realtime")
 
 
 def _apply(settings: Settings, values: Mapping[str, Any], origin: str) -> Settings:
@@ -210,7 +263,7 @@ def _env_options(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     from . import registry
 
     found: dict[str, dict[str, Any]] = {}
-    for provider in registry.providers():
+    for provider in [*registry.providers(), *registry.providers("realtime")]:
         for option in registry.option_fields(provider):
             value = env.get(registry.env_key(provider.role, provider.name, option))
             if value is not None:
@@ -302,6 +355,7 @@ def load_settings(
     for name in ("max_turn_s", "neurosync_max_jobs"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"setting {name!r} must be more than 0, not {getattr(settings, name)}")
+    settings.turn_config()  # the turn-taking settings are checked now, not at a client's hello
     if token_rule and settings.requires_token() and not settings.token:
         raise ConfigError(
             f"binding to {settings.host} exposes Facecast beyond this machine: set an access token with "

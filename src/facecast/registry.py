@@ -30,6 +30,7 @@ from .errors import ConfigError
 __all__ = [
     "Role",
     "ROLES",
+    "ALL_ROLES",
     "Capabilities",
     "Provider",
     "ProviderRequest",
@@ -45,8 +46,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Role: TypeAlias = Literal["stt", "llm", "tts", "face"]
+Role: TypeAlias = Literal["stt", "llm", "tts", "face", "realtime"]
 ROLES: tuple[Role, ...] = ("stt", "llm", "tts", "face")
+"""The pipeline's roles (what ``providers()`` lists, ``doctor`` checks and the provider table shows)."""
+ALL_ROLES: tuple[Role, ...] = (*ROLES, "realtime")
+"""Every role a provider may register for: the pipeline's, and ``realtime`` (speech-to-speech models that
+replace the pipeline for a session; listed by ``providers("realtime")``)."""
 ENTRY_POINT_GROUP = "facecast.providers"
 
 
@@ -58,6 +63,8 @@ class Capabilities:
     - ``timing`` (TTS): what its speech chunks carry: ``phonemes`` (and words), ``words`` only, or ``none``
       (a TTS without phonemes needs an audio-driven face).
     - ``alphabet`` (TTS with phoneme timing): one of :data:`facecast.types.ALPHABETS`.
+    - ``phonemes_from`` (TTS with phoneme timing): ``voice`` (the voice's own durations) or ``words``
+      (grapheme-to-phoneme fitted into the word or character timing the service reports).
     - ``face_input`` (face): ``phonemes`` (needs TTS timing) or ``audio`` (animates any audio).
     - ``lookahead_ms`` (face): audio past a frame needed before the frame can be yielded.
     - ``remote``: the provider talks to a server (the role's work happens elsewhere).
@@ -66,6 +73,7 @@ class Capabilities:
     streaming: bool = False
     timing: Literal["phonemes", "words", "none"] = "none"
     alphabet: str = ""
+    phonemes_from: Literal["voice", "words"] = "voice"
     face_input: Literal["phonemes", "audio"] = "phonemes"
     lookahead_ms: int = 0
     remote: bool = False
@@ -75,7 +83,8 @@ class Capabilities:
         if role == "stt":
             return "streaming" if self.streaming else "decodes at pauses"
         if role == "tts":
-            return f"timing: {self.timing}" + (f" ({self.alphabet})" if self.alphabet else "")
+            source = ", fitted into word timing" if self.timing == "phonemes" and self.phonemes_from == "words" else ""
+            return f"timing: {self.timing}" + (f" ({self.alphabet}{source})" if self.alphabet else "")
         if role == "face":
             return f"input: {self.face_input}" + (f", lookahead {self.lookahead_ms} ms" if self.lookahead_ms else "")
         return "remote" if self.remote else "local"
@@ -153,8 +162,8 @@ def register(
 ) -> Provider:
     """Add (or replace) the provider ``name`` of ``role``. ``options`` must be a dataclass whose fields all
     have defaults. Raises :class:`ValueError` for a bad role, name or options class."""
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+    if role not in ALL_ROLES:
+        raise ValueError(f"unknown role {role!r}; roles: {', '.join(ALL_ROLES)}")
     key = _key(name)
     if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", key):
         raise ValueError(f"provider name {name!r} must be lowercase letters, digits, '-', '_' or '.'")
@@ -210,9 +219,9 @@ def _load_entry_points() -> None:
 
 
 def providers(role: Role | None = None) -> list[Provider]:
-    """Every registered provider (of ``role``), in registration order."""
+    """Every registered provider of ``role`` (None: of the pipeline's :data:`ROLES`), in registration order."""
     _load_entry_points()
-    return [p for (r, _), p in _PROVIDERS.items() if role is None or r == role]
+    return [p for (r, _), p in _PROVIDERS.items() if r == role or (role is None and r in ROLES)]
 
 
 def get(role: Role, name: str) -> Provider:
@@ -274,8 +283,9 @@ def _coerce(kind: Any, value: Any, where: str) -> Any:
         if kind is str:
             return str(value)
         if origin is tuple:
-            items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(str(v).strip() for v in items if str(v).strip())
+            if isinstance(value, str):  # "a, b" from the environment or a flag
+                return tuple(v.strip() for v in value.split(",") if v.strip())
+            return tuple(str(v) for v in value if str(v))  # a TOML list: kept exactly (a stop string "\nPlayer:")
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: cannot use {value!r} ({exc})") from None
     return value

@@ -7,11 +7,14 @@ server, or wrap several others for failover. None of them keeps per-request stat
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .types import AudioChunk, ChatMessage, FaceFrames, SpeechChunk, Transcript
 
-__all__ = ["SpeechToText", "LanguageModel", "TextToSpeech", "FaceAnimator"]
+if TYPE_CHECKING:
+    from .realtime.events import RealtimeCommand, RealtimeEvent, RealtimeSetup
+
+__all__ = ["SpeechToText", "LanguageModel", "TextToSpeech", "FaceAnimator", "SpeechToSpeech", "RealtimeConnection"]
 
 
 @runtime_checkable
@@ -60,4 +63,34 @@ class FaceAnimator(Protocol):
         animator's lookahead allows; when ``speech`` ends, the remaining frames up to
         ``frames_for_samples(total_samples, rate)`` are yielded.
         """
+        ...
+
+
+class RealtimeConnection(Protocol):
+    """One open session with a speech-to-speech model (see :class:`SpeechToSpeech`)."""
+
+    @property
+    def input_rate(self) -> int:
+        """The rate of the PCM16 that :class:`~facecast.realtime.events.AppendAudio` must carry."""
+        ...
+
+    async def send(self, command: RealtimeCommand) -> None:
+        """Send microphone audio, a cancel/truncate, a function result or typed text. Raises
+        :class:`facecast.errors.ServiceError` once the session is gone."""
+        ...
+
+    def events(self) -> AsyncIterator[RealtimeEvent]:
+        """The model's events in order; the last one, when the session ends, is a fatal ``RealtimeFailure``."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SpeechToSpeech(Protocol):
+    """The ``realtime`` role: a model that hears the player and answers with audio (replacing STT+LLM+TTS)."""
+
+    async def connect(self, setup: RealtimeSetup) -> RealtimeConnection:
+        """Open a session configured by ``setup``. Raises :class:`facecast.errors.ServiceError` (with the
+        ``code`` ``unauthorized``, ``rate_limited`` or ``service_unavailable``) when it cannot."""
         ...

@@ -18,7 +18,7 @@ from .config import Settings
 from .errors import ConfigError
 from .providers import DEFAULTS
 from .registry import Provider, ProviderRequest, Role
-from .roles import FaceAnimator, LanguageModel, SpeechToText, TextToSpeech
+from .roles import FaceAnimator, LanguageModel, SpeechToSpeech, SpeechToText, TextToSpeech
 
 if TYPE_CHECKING:
     from .metrics import Metrics
@@ -32,6 +32,7 @@ __all__ = [
     "make_llm",
     "make_tts",
     "make_face",
+    "make_realtime",
     "resolve",
     "remote_urls",
     "make_remote_role",
@@ -53,6 +54,9 @@ class Services:
     face: FaceAnimator
     audio_face: FaceAnimator | None = None
     """The animator for audio without phoneme timing (puppet and lip-sync workflows); None if unavailable."""
+    realtime: SpeechToSpeech | None = None
+    """A speech-to-speech model (``--realtime``) answering ``conversation`` sessions instead of stt+llm+tts,
+    which remain the failover (facecast.realtime.workflow); None: the classic pipeline only."""
 
 
 def _members(spec: str | None) -> list[str]:
@@ -95,7 +99,12 @@ def _make_local(role: Role, spec: str | None, settings: Settings | None) -> Any:
     options = registry.make_options(
         provider, (settings.providers if settings else {}).get(f"{role}.{provider.name}", {})
     )
-    return provider.factory(ProviderRequest(arg, options, settings))
+    made = provider.factory(ProviderRequest(arg, options, settings))
+    if role == "tts" and provider.caps.timing == "words":  # phonemes from its words (facecast.tts.aligned)
+        from .tts.aligned import WordTimedTTS
+
+        made = WordTimedTTS(made)
+    return made
 
 
 def make_role(
@@ -107,6 +116,8 @@ def make_role(
     parts = _members(spec)
     if len(parts) <= 1 and not (parts and _is_url(parts[0])):
         return _make_local(role, spec, settings)
+    if role == "realtime":
+        raise ConfigError("--realtime takes one model (NAME:MODEL); its failover is the classic pipeline")
     from .remote.client import ClientOptions, make_remote
     from .remote.failover import FailoverOptions, wrap_failover
 
@@ -155,6 +166,19 @@ def make_face(
     return face
 
 
+def make_realtime(spec: str, settings: Settings | None = None) -> SpeechToSpeech:
+    """The ``--realtime`` model: ``openai:MODEL`` or ``gemini:MODEL`` (one provider; its key from the
+    environment or its option table). Raises :class:`ConfigError` for an unknown name or a missing key."""
+    if "," in spec:
+        raise ConfigError("--realtime takes one model (NAME:MODEL); its failover is the classic pipeline")
+    name, arg = registry.split_spec(spec)
+    provider = registry.get("realtime", name)
+    table = (settings.providers if settings else {}).get(f"realtime.{provider.name}", {})
+    options = registry.make_options(provider, table)
+    model: SpeechToSpeech = provider.factory(ProviderRequest(arg, options, settings))
+    return model
+
+
 def _check_combination(settings: Settings) -> None:
     """A phoneme-driven face needs a TTS that reports phonemes: say so before anything runs (services are
     not asked; only local providers' declared capabilities are checked)."""
@@ -165,10 +189,11 @@ def _check_combination(settings: Settings) -> None:
         if _is_url(part):
             continue
         tts, _ = resolve("tts", part)
-        if tts.caps.timing != "phonemes":
+        if tts.caps.timing not in ("phonemes", "words"):  # words get phonemes by WordTimedTTS
             raise ConfigError(
                 f"--face {faces[0].name} animates from phoneme timing, which --tts {tts.name} does not report; use "
-                "an audio-driven face (--face learned) or a TTS with phoneme timing (see 'facecast providers')"
+                "--face auto (the default: phonetic where the TTS reports phonemes, learned from the audio where it "
+                "does not), --face learned, or a TTS with phoneme timing (see 'facecast providers')"
             )
 
 
@@ -188,11 +213,14 @@ def transcript_lead_ms(settings: Settings) -> int:
 def audio_face_spec(settings: Settings) -> str | None:
     """The animator for audio without phoneme timing (puppet, lip-sync, ``/audio_to_blendshapes``): ``face``
     itself when it is one audio-driven provider (by its declared capability), else the shipped ``learned``
-    model (also when ``face`` is a list or a service)."""
+    model (also when ``face`` is a list or a service, and for ``auto``: its learned face)."""
     parts = _members(settings.face)
     if len(parts) > 1 or (parts and _is_url(parts[0])):
         return "learned"
     provider, _ = resolve("face", settings.face)
+    if provider.name == "auto":  # auto animates audio without timing with the learned face: use that directly
+        model = str(settings.providers.get("face.auto", {}).get("learned", ""))
+        return f"learned:{model}" if model else "learned"
     return settings.face if provider.caps.face_input == "audio" else "learned"
 
 
@@ -225,6 +253,7 @@ def build_services(
         except ConfigError as exc:
             log.warning("the puppet and lip-sync workflows are unavailable: %s", exc)
     return Services(
+        realtime=make_realtime(settings.realtime, settings) if settings.realtime.strip() else None,
         stt=make_stt(settings.stt, settings, failover),
         llm=make_llm(settings.llm, settings, failover),
         tts=make_tts(settings.tts, settings, failover),

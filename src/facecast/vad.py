@@ -103,11 +103,39 @@ class TurnConfig:
     """At a pause of ``end_ms - transcript_lead_ms`` the speech-to-text segment is closed (and reopened if
     the player goes on), so the transcript is ready when the endpoint ends the turn. 0, or a pause shorter
     than 100 ms, turns this off: the segment then closes at the endpoint."""
+    detector: str = "silence"
+    """How a turn ends: ``silence`` (after ``end_ms`` of silence, :class:`TurnDetector`) or ``smart`` (a
+    semantic end-of-turn model decides after ``smart_end_ms``; :mod:`facecast.turns`), opt-in. The
+    ``smart`` defaults here are the first design (120 ms, complete at 0.5, no middle zone); the server's
+    :class:`~facecast.config.Settings` carry the three-zone values tuned on the endpoint benchmark."""
+    smart_end_ms: int = 120
+    """``smart``: silence after which the end-of-turn model is asked whether the turn is complete."""
+    max_wait_ms: int = 2500
+    """``smart``: silence that ends a turn the model called incomplete."""
+    threshold: float = 0.5
+    """``smart``: the model's probability of "complete" at or above which the turn ends at once."""
+    wait_threshold: float = 0.5
+    """``smart``: the probability at or below which the turn is "unfinished" and waits (up to
+    ``max_wait_ms``); between it and ``threshold`` ("unsure") the turn ends at the silence endpoint
+    ``end_ms``. Equal to ``threshold``: no middle zone (every answer is complete or wait)."""
+    recheck_ms: int = 0
+    """``smart``: while an unfinished turn waits, the model is asked again after every ``recheck_ms`` of further
+    silence (0: never; it then ends at ``max_wait_ms``)."""
 
     def __post_init__(self) -> None:
-        for name in ("start_ms", "end_ms", "barge_in_ms"):
+        for name in ("start_ms", "end_ms", "barge_in_ms", "smart_end_ms"):
             if getattr(self, name) < 20:
                 raise ConfigError(f"turn detection {name} must be at least 20 ms")
+        if self.detector not in ("smart", "silence"):
+            raise ConfigError(f"turn detector must be 'smart' or 'silence', got {self.detector!r}")
+        if self.max_wait_ms <= self.smart_end_ms:
+            raise ConfigError("turn detection max_wait_ms must be longer than smart_end_ms")
+        if not 0.0 < self.threshold < 1.0:
+            raise ConfigError("turn detection threshold must be between 0 and 1 (exclusive)")
+        if not 0.0 <= self.wait_threshold <= self.threshold:
+            raise ConfigError("turn detection wait_threshold must be from 0 up to threshold")
+        if self.recheck_ms != 0 and self.recheck_ms < 20:
+            raise ConfigError("turn detection recheck_ms must be 0 (off) or at least 20 ms")
         if self.transcript_lead_ms < 0:
             raise ConfigError("turn detection transcript_lead_ms must not be negative")
         if not 0.0 < self.start_ratio <= 1.0:

@@ -194,6 +194,30 @@ def test_a_damaged_or_missing_model_is_a_config_error(tmp_path: Path) -> None:
         LearnedAnimator(tmp_path / "mouth.json").model  # noqa: B018
 
 
+def test_the_numpy_step_path_equals_onnxruntime() -> None:
+    model = load_model()
+    assert model.step is not None  # the shipped model carries its step weights
+    x = np.random.default_rng(3).normal(0.0, 3.0, (60, model.features.width)).astype(np.float32) - 6.0
+    whole, whole_states = model.run(x, model.initial_states())  # 60 steps: one onnxruntime call
+    parts, states = [], model.initial_states()
+    for size in (1, 2, 1, 8, 3, 1, 1, 5, 2, 1, 7, 4, 1, 1, 6, 2, 3, 1, 2, 8):  # <= 8 steps: numpy
+        out, states = model.run(x[sum(len(p) for p in parts) :][:size], states)
+        parts.append(out)
+    np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-5)
+    for got, want in zip(states, whole_states, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_damaged_step_weights_are_a_config_error(tmp_path: Path) -> None:
+    info = json.loads(DEFAULT_MODEL.read_text())
+    for name in ("mouth.json", info["onnx"], info["step"]["file"]):
+        shutil.copy(DEFAULT_MODEL.with_name(name), tmp_path / name)
+    step = tmp_path / info["step"]["file"]
+    step.write_bytes(step.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ConfigError, match="step weights"):
+        LearnedAnimator(tmp_path / "mouth.json").model  # noqa: B018
+
+
 def test_make_face_builds_the_learned_animator() -> None:
     from facecast.services import make_face
 
@@ -222,6 +246,12 @@ def test_onnx_export_matches_the_torch_model(tmp_path: Path) -> None:
     got, states = model.run(x[0, :50].numpy(), model.initial_states())
     rest, _ = model.run(x[0, 50:].numpy(), states)
     np.testing.assert_allclose(np.concatenate([got, rest]), want, atol=1e-4)
+    assert model.step is not None  # the export wrote the numpy step weights too: small calls use them
+    outs, states = [], model.initial_states()
+    for start in range(0, 123, 3):
+        out, states = model.run(x[0, start : start + 3].numpy(), states)
+        outs.append(out)
+    np.testing.assert_allclose(np.concatenate(outs), want, atol=1e-4)
 
 
 # ---------------------------------------------------------------- held-out voice: lips and jaw move right

@@ -7,11 +7,19 @@ the hibari voice, the phonetic face) against the light providers, in table group
 * ``stt``: word error rate on real human speech per category, real-time factor and peak RSS, Whisper vs
   PocketSphinx (:mod:`.stt_bench`), and the end-of-input-to-final latency;
 * ``tts``: hibari vs piper vs espeak on the same sentences (:mod:`.tts_bench`);
+* ``providers``: time to first audio / final transcript per provider path, local ones in-process, cloud ones
+  through the local protocol servers, and each cloud adapter's own cost per message (:mod:`.provider_bench`);
+* ``realtime``: speech-to-speech models (OpenAI Realtime, Gemini Live) through local protocol servers:
+  latency, face timing and barge-in truncation (:mod:`.realtime_bench`);
 * ``llm``: the embedded local models as a game character (:mod:`.llm_bench`);
 * ``v2v``: voice-to-voice latency through the real server with real human speech as the player, on the real
   defaults and with the echo LLM in their place, then the light set with spoken questions (:mod:`.turns_bench`);
+* ``endpoint``: end-of-turn detection, the silence endpoint vs smart turn, on an evaluation set of complete
+  and incomplete turns from real recordings and neural voices (:mod:`.endpoint_bench`, :mod:`.turnset`);
 * ``resources``: each default component's real-time factor and memory, first start, disk (:mod:`.resources_bench`);
 * ``pipeline``, ``face``, ``livelink``, ``compare``, ``scale``, ``remote``: the light set's tables;
+* ``peers`` (only when named, ``--peers`` or ``--only peers``; needs the ``bench`` extra): Facecast side by side
+  with a Pipecat pipeline built from the same components (:mod:`.peers_bench`);
 * ``soak`` (only when named, ``--soak`` or ``--only soak``: it takes ``--minutes``, 10 by default): honest
   conversations and hostile clients against one server process, for minutes (:mod:`.soak_bench`).
 """
@@ -31,10 +39,25 @@ from .report import Table, machine_description
 
 __all__ = ["GROUPS", "ON_REQUEST", "DEFAULTS_LABEL", "main", "run_all", "markdown_report", "parse_only"]
 
-GROUPS = ("stt", "tts", "llm", "v2v", "resources", "pipeline", "face", "livelink", "compare", "scale", "remote")
+GROUPS = (
+    "stt",
+    "tts",
+    "providers",
+    "realtime",
+    "llm",
+    "v2v",
+    "endpoint",
+    "resources",
+    "pipeline",
+    "face",
+    "livelink",
+    "compare",
+    "scale",
+    "remote",
+)
 """The table groups of ``facecast bench``, in the order they run and print."""
 
-ON_REQUEST = ("soak",)
+ON_REQUEST = ("soak", "peers")
 """Groups that run only when named (they take minutes), after :data:`GROUPS`."""
 
 DEFAULTS_LABEL = "whisper + local LLM + hibari + phonetic face (the embedded defaults)"
@@ -67,6 +90,11 @@ async def _defaults_v2v(quick: bool, tables: list[Table], raw: dict[str, object]
     turns = 2 if quick else len(questions)
     configs = [
         ("voice_to_voice_defaults", DEFAULTS_LABEL, Settings()),
+        (
+            "voice_to_voice_defaults_smart",
+            "the embedded defaults with --turn-detector smart (the semantic end-of-turn model)",
+            replace(Settings(), turn_detector="smart"),
+        ),
         (
             "voice_to_voice_defaults_no_speculation",
             "the embedded defaults with --no-speculate (the LLM waits for the endpoint)",
@@ -144,6 +172,16 @@ async def run_all(
         table, raw["tts"] = await tts_table(("hibari", "espeak") if quick else VOICES, 2 if quick else len(SENTENCES))
         table.note += " --quick: piper left out." if quick else ""
         tables.append(table)
+    if steps.run("providers"):
+        from .provider_bench import provider_tables
+
+        provider, raw["providers"] = await provider_tables(quick)
+        tables += provider
+    if steps.run("realtime"):
+        from .realtime_bench import realtime_table
+
+        table, raw["realtime"] = await realtime_table(quick)
+        tables.append(table)
     if steps.run("llm"):
         from .llm_bench import PLAYER_LINES, llm_table
 
@@ -155,10 +193,19 @@ async def run_all(
 
         await _defaults_v2v(quick, tables, raw)
         light_settings = replace(Settings(), stt="pocketsphinx", llm="echo", tts="espeak", face="phonetic")
-        for endpoint_ms in () if quick else (300, 250):  # the default, and a faster setting side by side
-            table, data = await voice_to_voice(light_services(), 20, endpoint_ms, settings=light_settings)
+        light_runs = [  # the silence endpoint (300 ms, and a faster setting) and smart turn, side by side
+            (f"voice_to_voice_{ms}ms", replace(light_settings, turn_detector="silence", endpoint_ms=ms))
+            for ms in (300, 250)
+        ] + [("voice_to_voice_smart", replace(light_settings, turn_detector="smart"))]
+        for key, run_settings in () if quick else light_runs:
+            table, data = await voice_to_voice(light_services(), 20, run_settings.endpoint_ms, settings=run_settings)
             tables.append(table)
-            raw[f"voice_to_voice_{endpoint_ms}ms"] = data
+            raw[key] = data
+    if steps.run("endpoint"):
+        from .endpoint_bench import endpoint_tables
+
+        endpoint, raw["endpoint"] = await endpoint_tables(quick)
+        tables += endpoint
     if steps.run("resources"):
         from .resources_bench import resources_table
 
@@ -177,6 +224,10 @@ async def run_all(
 
         table, raw["face_speed"] = face_speed(quick)
         tables.append(table)
+        from .face_real_bench import real_speech_bench
+
+        table, raw["face_real_speech"] = real_speech_bench(quick)
+        tables.append(table)
     if steps.run("livelink"):
         from .livelink_bench import jitter, sync_error
 
@@ -184,6 +235,10 @@ async def run_all(
         table, raw["livelink_jitter"] = await jitter(1.0 if quick else 10.0, counts)
         tables.append(table)
         table, raw["sync"] = await sync_error(light_services(), 2 if quick else 10, (10,) if quick else (1, 10, 100))
+        tables.append(table)
+        from .page_sync_bench import page_sync  # the browser page: WebSocket beside WebRTC
+
+        table, raw["page_sync"] = await page_sync(2 if quick else 10)
         tables.append(table)
     if steps.run("compare"):
         from .compare_bench import streaming_vs_neurosync
@@ -204,6 +259,11 @@ async def run_all(
         tables.append(table)
     steps.close()
     raw["skipped_by_quick"] = steps.skipped
+    if "peers" in only:  # Facecast side by side with Pipecat on the same components (the bench extra)
+        from .peers_bench import QUICK, PeersConfig, peers_tables
+
+        peers, raw["peers"] = await peers_tables(QUICK if quick else PeersConfig())
+        tables += peers
     if "soak" in only:
         from .soak_bench import SoakConfig, soak
 
@@ -254,6 +314,8 @@ def markdown_report(tables: list[Table], raw: dict[str, Any], quick: bool) -> st
     only = raw.get("only")
     if only and tuple(only) == ("soak",):
         command += " --soak"
+    elif only and tuple(only) == ("peers",):
+        command += " --peers"
     elif only and tuple(only) != GROUPS:
         command += f" --only {','.join(only)}"
     if only and "soak" in only:

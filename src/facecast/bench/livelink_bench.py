@@ -47,11 +47,11 @@ class _Receiver:
         self.port = port
 
     @classmethod
-    async def start(cls) -> _Receiver:
+    async def start(cls, module: str = "facecast.bench.udp_receiver") -> _Receiver:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "facecast.bench.udp_receiver",
+            module,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -106,6 +106,34 @@ async def _jitter_once(subjects: int, seconds: float) -> dict[str, list[float]]:
     }
 
 
+async def _vmc_jitter_once(seconds: float) -> dict[str, list[float]]:
+    """The VMC/OSC stream of one avatar on the same pacer (one bundle per frame), received by its own process
+    (:mod:`facecast.bench.vmc_receiver`), which counts only whole frames (52 values, then one Apply)."""
+    from ..engine.pacer import FramePacer
+    from ..engine.vmc import VmcEncoder
+
+    receiver = await _Receiver.start("facecast.bench.vmc_receiver")
+    ticks: list[TickReport] = []
+    try:
+        async with LiveLinkSender((LiveLinkTarget("127.0.0.1", receiver.port),)) as sender:
+            pacer = FramePacer(sender, clock=MonotonicClock(), on_tick=ticks.append)
+            pacer.add("vmc", VmcEncoder(), AnimationLayer(seed=0))
+            await pacer.run(until=pacer.clock.now() + seconds)
+        await asyncio.sleep(0.1)
+    finally:
+        arrivals = await receiver.stop()
+    received, stamped = arrivals["VMC"]
+    kernel = _interval_jitter_ms(stamped)
+    return {
+        "interval_jitter_ms": _interval_jitter_ms(received) if any(np.isnan(kernel)) else kernel,
+        "wake_lateness_ms": [(t.woke - t.due) * 1000 for t in ticks],
+        "send_ms": [(t.done - t.woke) * 1000 for t in ticks],
+        "load_average": [os.getloadavg()[0]],
+        "packets": [float(len(received))],
+        "sent": [float(len(ticks))],
+    }
+
+
 async def jitter(seconds: float, counts: tuple[int, ...] = (1, 10, 100)) -> tuple[Table, dict[str, object]]:
     table = Table(
         f"Live Link frame-interval jitter ({seconds:g} s per row, real UDP on loopback)",
@@ -125,7 +153,9 @@ async def jitter(seconds: float, counts: tuple[int, ...] = (1, 10, 100)) -> tupl
         "wake-up to its last packet (packets are computed ahead, so a wake-up only sends them). "
         "Load avg: the machine's "
         "1-minute load average after the row; near the core count, other processes delay the "
-        "pacer's wake-ups and these numbers measure the machine, not the pacer.",
+        "pacer's wake-ups and these numbers measure the machine, not the pacer. The row '1 VMC' is one "
+        "avatar's VMC/OSC stream (``--vmc``: one bundle of 58 OSC messages per frame) on the same pacer, "
+        "received by its own process; it counts whole frames only.",
     )
     raw: dict[str, object] = {}
     for count in counts:
@@ -139,6 +169,16 @@ async def jitter(seconds: float, counts: tuple[int, ...] = (1, 10, 100)) -> tupl
             data["load_average"][0],
         )
         raw[f"subjects_{count}"] = {k: v for k, v in data.items()}
+    vmc = await _vmc_jitter_once(seconds)
+    table.add(
+        "1 VMC",
+        int(vmc["packets"][0]),
+        *percentiles(vmc["interval_jitter_ms"], (50, 99)),
+        *percentiles(vmc["wake_lateness_ms"], (50, 99)),
+        *percentiles(vmc["send_ms"], (99,)),
+        vmc["load_average"][0],
+    )
+    raw["vmc"] = vmc
     return table, raw
 
 

@@ -18,8 +18,11 @@ __all__ = ["DESCRIPTIONS", "QUICK_SKIPS", "Steps"]
 DESCRIPTIONS: Mapping[str, str] = {
     "stt": "speech-to-text accuracy and latency on real speech, Whisper vs PocketSphinx",
     "tts": "text-to-speech speed, hibari vs piper vs espeak",
+    "providers": "first audio / final transcript per provider path, and each cloud adapter's cost per message",
+    "realtime": "speech-to-speech models through local protocol servers: latency, face, barge-in",
     "llm": "the embedded language models as a game character",
     "v2v": "voice-to-voice latency through the real server",
+    "endpoint": "end-of-turn detection, silence vs smart turn, on complete and incomplete turns",
     "resources": "real-time factor, memory, first start and disk of each default component",
     "pipeline": "first output latency and speed of the light pipeline",
     "face": "face animators' speed",
@@ -33,6 +36,8 @@ DESCRIPTIONS: Mapping[str, str] = {
 
 QUICK_SKIPS: Mapping[str, str] = {
     "llm": "each model loads in its own process, about a minute on two cores",
+    "providers": "it starts the local protocol servers and feeds real speech in real time, minutes on two cores",
+    "realtime": "it holds spoken conversations through two protocol servers in real time, about a minute",
     "resources": "it starts every default component in fresh processes, minutes on two cores",
 }
 """Groups ``--quick`` leaves out, and why (unless ``--only`` names them: then they run, with quick sizes)."""

@@ -29,7 +29,15 @@ from ..types import Float32Array
 from .engines import Script, Turn, run_engines
 from .report import Table, percentiles
 
-__all__ = ["voice_to_voice", "spoken_questions", "real_questions", "QUESTIONS", "CHAIN", "LIGHT_LABEL"]
+__all__ = [
+    "voice_to_voice",
+    "spoken_questions",
+    "real_questions",
+    "endpointing",
+    "QUESTIONS",
+    "CHAIN",
+    "LIGHT_LABEL",
+]
 
 QUESTIONS = [
     "What is your name?",
@@ -113,6 +121,17 @@ def _longest_pause_ms(pcm: Float32Array, rate: int) -> int:
     return longest * 20
 
 
+def endpointing(settings: Settings) -> str:
+    """How ``settings`` end a turn, for a table title: ``300 ms endpointing`` (silence) or ``smart turn (120
+    ms + model, threshold 0.5, max wait 2500 ms)``."""
+    if settings.turn_detector == "smart":
+        return (
+            f"smart turn ({settings.smart_end_ms} ms + model, threshold {settings.turn_threshold:g}, "
+            f"max wait {settings.max_wait_ms} ms)"
+        )
+    return f"{settings.endpoint_ms} ms endpointing"
+
+
 def _pad(pcm: Float32Array, rate: int, tail_s: float) -> Float32Array:
     lead = np.zeros(int(_LEAD_S * rate), np.float32)
     tail = np.zeros(int(tail_s * rate), np.float32)
@@ -146,7 +165,10 @@ async def voice_to_voice(
     settings = replace(settings or Settings(), livelink=("off",), endpoint_ms=endpoint_ms)
     async with BackgroundServer(settings, services) as server:
         script = tuple(Turn(pcm=pcm, rate=rate) for pcm, rate in (questions[k % len(questions)] for k in range(turns)))
-        [reports] = await run_engines([Script(SimConfig(url=server.ws_url), script, timeout=120.0)])
+        # hold_mic: like an engine, the microphone keeps streaming (silence) until the reply, so a detector that
+        # waits (smart turn's max_wait_ms) hears that silence on its sample clock
+        config = SimConfig(url=server.ws_url, hold_mic=True)
+        [reports] = await run_engines([Script(config, script, timeout=120.0)])
     errors: list[dict[str, object]] = []
     for report in reports:
         errors += report.errors
@@ -160,10 +182,11 @@ async def voice_to_voice(
         stages["first face frame"].append(timing["first_face"] - timing["tts_first_chunk"])
         unaccounted.append(total - timing["engine_ack"])
     table = Table(
-        f"Voice-to-voice with {endpoint_ms} ms endpointing: end of speech -> engine playback start "
+        f"Voice-to-voice with {endpointing(settings)}: end of speech -> engine playback start "
         f"({len(totals)} of {turns} turns, {speech}; {label})",
         ["stage", "p50 ms", "p95 ms", "p99 ms"],
-        note="Endpointing is the configured end-of-turn silence (--endpoint-ms). Engine ack includes "
+        note="Endpointing is the end-of-turn silence (--endpoint-ms; with smart turn, the silence before the "
+        "model is asked on the sample clock: the model's own time falls in the next stage). Engine ack includes "
         "engine-sim's 50 ms playback start buffer; engine-sim runs in its own process, like an engine. "
         "First face frame runs in parallel with the ack.",
     )

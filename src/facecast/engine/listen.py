@@ -9,6 +9,12 @@ new one decodes the whole turn again (so a grammar or the language model still h
 the audio as it arrives. With client-side turns (push-to-talk), all audio since the last turn is one segment
 that ``end_of_speech`` closes. Each turn gives exactly one final transcript.
 
+The detector comes from :func:`facecast.turns.make_turn_detector` (``TurnConfig.detector``). The silence
+detector runs inline in :meth:`Listener.feed`. The smart one asks a model (tens of ms of CPU) at pauses, so
+its ``push`` runs in a worker thread: :meth:`Listener.feed` queues the audio, one task per session hands
+what has queued up to the thread (one call at a time, in order) and handles the events back on the loop
+exactly as the inline path does; ``end_of_speech`` is queued behind the audio that came before it.
+
 Guesses. When a pause's transcript is ready while the turn is still open (the endpoint has not come yet),
 it is offered as a guess (``ListenerCallbacks.guess``), so the reply can start on it speculatively; when the
 player then goes on, the guess is withdrawn (``guess(None)``). The final transcript that follows at the
@@ -33,6 +39,7 @@ from ..aio import closing
 from ..audio import Resampler
 from ..errors import FacecastError
 from ..roles import SpeechToText
+from ..turns import SmartTurnDetector, make_turn_detector
 from ..types import AudioChunk, Transcript
 from ..vad import (
     VAD_RATE,
@@ -42,8 +49,7 @@ from ..vad import (
     SpeechStarted,
     SpeechSustained,
     TurnConfig,
-    TurnDetector,
-    WebRtcVad,
+    TurnEvent,
 )
 
 __all__ = ["HeardUtterance", "ListenerCallbacks", "Listener"]
@@ -110,7 +116,14 @@ class Listener:
         self._stt = stt
         self._cb = callbacks
         self._resampler = Resampler(mic_rate, VAD_RATE)
-        self._detector = TurnDetector(WebRtcVad(turns.aggressiveness), turns) if turns is not None else None
+        self._detector = make_turn_detector(turns) if turns is not None else None
+        self._inbox: asyncio.Queue[tuple[np.ndarray, float] | None] | None = None
+        """Audio waiting for the smart detector's worker thread (None: ``end_of_speech``); None: inline."""
+        if isinstance(self._detector, SmartTurnDetector):
+            self._inbox = asyncio.Queue()
+        self._pump: asyncio.Task[None] | None = None
+        self._stall: asyncio.TimerHandle | None = None
+        """Ends an open smart turn whose microphone stream stopped (no audio, so no silence to count)."""
         self._preroll: deque[np.ndarray] = deque()
         self._preroll_samples = 0
         self._preroll_limit = (turns.preroll_ms if turns else 0) * VAD_RATE // 1000
@@ -119,6 +132,7 @@ class Listener:
         self._queue: asyncio.Queue[AudioChunk | _End | None] | None = None
         """The open segment's audio (None while no segment is open)."""
         self._fed = 0
+        self._pushed = 0  # samples handed to the detector (its sample clock)
         self._last_voice = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -139,9 +153,23 @@ class Listener:
             self._hear(audio)
             self._last_voice = now
             return
-        events = self._detector.push(audio)
-        if self._detector.speaking:
-            self._last_voice = now
+        if self._inbox is not None:
+            self._inbox.put_nowait((audio, now))
+            self._start_pump()
+            if self._stall is not None:
+                self._stall.cancel()
+                self._stall = None
+            return
+        self._handle(audio, self._detector.push(audio), [(len(audio), now)])
+
+    def _handle(self, audio: np.ndarray, events: list[TurnEvent], chunks: list[tuple[int, float]]) -> None:
+        """The detector's ``events`` for ``audio``, which arrived as ``chunks`` (samples, feed time): turns
+        begin, pause, resume and end."""
+        assert self._detector is not None
+        start, self._pushed = self._pushed, self._pushed + len(audio)
+        now = chunks[-1][1]
+        if self._detector.speaking:  # the last voiced audio arrived before the silence the detector heard since
+            self._last_voice = now - getattr(self._detector, "silence_ms", 0) / 1000
         for event in events:
             if isinstance(event, SpeechStarted):
                 self._begin_turn()
@@ -159,11 +187,24 @@ class Listener:
                 self._close_segment(_End(0.0, 0.0))
                 self._offer_guess(self._turn)
             elif isinstance(event, SpeechEnded):
-                speech_end = now - (event.detected - event.at) / VAD_RATE
-                self._end_turn(_End(speech_end, now))
+                # The end was detected at sample ``detected``, which arrived with one of the chunks (a batch
+                # may hold seconds of audio under load); it was decided now (the model's time included).
+                arrived = _arrival(event.detected - 1 - start, chunks)
+                speech_end = arrived - (event.detected - event.at) / VAD_RATE
+                self._end_turn(_End(speech_end, time.monotonic()))
 
     def end_of_speech(self) -> bool:
         """The client ended the utterance (push-to-talk). False when no utterance was open."""
+        if self._inbox is not None:  # behind the audio still queued for the worker thread
+            idle = self._pump is None or self._pump.done()
+            if self._turn is None and self._inbox.empty() and idle:
+                return False
+            self._inbox.put_nowait(None)
+            self._start_pump()
+            return True
+        return self._end_of_speech()
+
+    def _end_of_speech(self) -> bool:
         if self._turn is None:
             return False
         if self._detector is not None:
@@ -175,12 +216,52 @@ class Listener:
         return True
 
     async def close(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- internals -------------------------------------------------------------------------------
+    def _start_pump(self) -> None:
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.create_task(self._run_detector())
+            self._tasks.add(self._pump)
+            self._pump.add_done_callback(self._tasks.discard)
+
+    async def _run_detector(self) -> None:
+        """Hand the queued audio to the smart detector in a worker thread, in order, until none is left."""
+        inbox, detector = self._inbox, self._detector
+        assert inbox is not None and detector is not None
+        while not inbox.empty():
+            batch: list[np.ndarray] = []
+            chunks: list[tuple[int, float]] = []
+            while not inbox.empty():
+                item = inbox.get_nowait()
+                if item is None:
+                    break
+                batch.append(item[0])
+                chunks.append((len(item[0]), item[1]))
+            if batch:
+                audio = np.concatenate(batch)
+                events = await asyncio.to_thread(detector.push, audio)
+                self._handle(audio, events, chunks)
+            if item is None:
+                self._end_of_speech()
+        if self._turn is not None and self._stall is None:
+            # The turn waits for more silence, but a client may stop streaming (mic closed, or a test
+            # client at the end of its file): the rest of that wait, on the wall clock, ends it then.
+            assert isinstance(detector, SmartTurnDetector)
+            wait = max(0.0, detector.config.max_wait_ms - detector.silence_ms) / 1000
+            self._stall = asyncio.get_running_loop().call_later(wait, self._stalled)
+
+    def _stalled(self) -> None:
+        self._stall = None
+        if self._turn is not None and self._inbox is not None and self._inbox.empty():
+            log.debug("microphone stream stopped inside a turn: the turn ends")
+            self.end_of_speech()
+
     def _remember(self, audio: np.ndarray) -> None:
         if not self._preroll_limit:
             return
@@ -337,6 +418,17 @@ class Listener:
         finally:
             if not done.done():
                 done.set_result(text)
+
+
+def _arrival(offset: int, chunks: list[tuple[int, float]]) -> float:
+    """The feed time of the chunk (samples, feed time) that holds sample ``offset`` of their audio (the first
+    chunk's before it, the last one's after it)."""
+    end = 0
+    for samples, at in chunks:
+        end += samples
+        if offset < end:
+            return at
+    return chunks[-1][1]
 
 
 @dataclass(frozen=True, slots=True)

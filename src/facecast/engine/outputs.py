@@ -448,7 +448,9 @@ def outputs_from_settings(settings: Settings) -> list[Output]:
     """The server's outputs: ONE :class:`LiveLinkOutput` (one pacer) for every Live Link target of
     ``settings.livelink`` (``off`` switches those off) and of ``livelink://HOST:PORT`` entries of
     ``settings.outputs``, then one :class:`RecorderOutput` per folder of ``settings.record`` and of
-    ``record:///DIR`` entries (``record://DIR`` is a relative folder). Duplicates are dropped.
+    ``record:///DIR`` entries (``record://DIR`` is a relative folder), then ONE VMC output for every target of
+    ``settings.vmc`` (``off`` switches it off), and a VTube Studio output for ``settings.vts``
+    (:mod:`facecast.engine.vmc`, :mod:`facecast.engine.vts`). Duplicates are dropped.
 
     Builds objects only (nothing is opened). Raises :class:`~facecast.errors.ConfigError` for an unknown
     scheme or a malformed URL.
@@ -474,6 +476,17 @@ def outputs_from_settings(settings: Settings) -> list[Output]:
         sender = LiveLinkSender(tuple(targets))
         outputs.append(LiveLinkOutput(sender, settings.device_id, settings.subject, linger=settings.subject_linger_s))
     outputs.extend(RecorderOutput(folder) for folder in folders)
+    if settings.vmc or settings.vts:  # the VTuber outputs (issue 21): imported here, they build on this module
+        from .vmc import VmcOutput, parse_vmc_targets
+        from .vts import VtsOutput
+
+        vmc_targets = parse_vmc_targets(settings.vmc)
+        if vmc_targets:
+            outputs.append(VmcOutput(vmc_targets, linger=settings.subject_linger_s))
+        if settings.vts:
+            outputs.append(
+                VtsOutput(settings.vts, token_file=settings.vts_token_file, linger=settings.subject_linger_s)
+            )
     return outputs
 
 

@@ -181,7 +181,12 @@ class EngineSession:
             character.name,
         )
         try:
-            workflow = start_workflow(ctx)
+            if services.realtime is not None and hello.workflow == "conversation":  # --realtime: a speech model
+                from ..realtime.workflow import start_realtime
+
+                workflow = start_realtime(ctx, services.realtime)
+            else:
+                workflow = start_workflow(ctx)
         except WorkflowUnavailable as exc:
             await self.send_error(exc.code, str(exc))
             return

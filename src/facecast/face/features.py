@@ -125,6 +125,8 @@ class FeatureStream:
         self._window = np.hanning(config.win + 2)[1:-1].astype(np.float32)  # no zero end points
         self._mel = mel_filterbank(config)
         self._offsets = np.asarray(config.offsets, np.int64) - config.win // 2  # window starts rel. to frame
+        self._starts = [int(o) for o in self._offsets]
+        self._span = (min(self._starts), max(self._starts))
         self._buffer = np.zeros(config.reach_before, np.float32)  # zeros before sample 0
         self._base = -config.reach_before  # signal position of _buffer[0]
         self._received = 0
@@ -162,8 +164,18 @@ class FeatureStream:
         if stop <= first:
             return np.zeros((0, self.config.width), np.float32)
         hop, win = self.config.hop, self.config.win
-        starts = (np.arange(first, stop, dtype=np.int64)[:, None] * hop + self._offsets) - self._base
-        windows = self._buffer[starts[:, :, None] + np.arange(win)] * self._window  # (k, offsets, win)
+        count = stop - first
+        origin = first * hop - self._base  # buffer index of frame `first`'s sample
+        step = self._buffer.strides[0]
+        lowest, highest = self._span
+        if origin + lowest < 0 or origin + (count - 1) * hop + highest + win > len(self._buffer):  # pragma: no cover
+            raise AssertionError("feature windows outside the buffered samples")  # ready()/finish() prevent it
+        windows = np.empty((count, len(self._starts), win), np.float32)  # (k, offsets, win)
+        for j, offset in enumerate(self._starts):  # strided views: no index arrays
+            view = np.lib.stride_tricks.as_strided(
+                self._buffer[origin + offset :], (count, win), (hop * step, step), writeable=False
+            )
+            np.multiply(view, self._window, out=windows[:, j])
         spectrum = scipy.fft.rfft(windows, n=self.config.n_fft, axis=-1, workers=1)  # 3-5x numpy's, in float32
         power = (spectrum.real**2 + spectrum.imag**2).reshape(-1, spectrum.shape[-1])  # one 2-D product
         mel = np.log(power @ self._mel + np.float32(self.config.floor))

@@ -33,13 +33,70 @@ from ..types import FACE_WIDTH, FaceFrames, Float32Array, SpeechChunk, frames_fo
 from .arkit import INDEX
 from .features import FeatureConfig, FeatureStream
 
-__all__ = ["DEFAULT_MODEL", "MouthModel", "load_model", "MouthStream", "LearnedAnimator"]
+__all__ = ["DEFAULT_MODEL", "MouthModel", "StepKernel", "load_model", "MouthStream", "LearnedAnimator"]
 
 DEFAULT_MODEL = Path(__file__).with_name("models") / "mouth.json"
 """The shipped model's description (its ONNX file lies beside it)."""
 
 _NEUTRAL = INDEX["Neutral"]
 _BLOCK = 2048  # model steps per onnxruntime call at most (bounds memory on long files)
+_SMALL = 8  # calls of at most this many steps run in numpy (StepKernel) when the model ships its weights
+
+
+class StepKernel:
+    """The model's function in plain numpy, for the few steps of one streaming call.
+
+    A small call (one or two frames, the 20 ms chunk case) costs onnxruntime ~40 kernel launches; the
+    same arithmetic as ~50 numpy operations is about twice as fast, and gives the same values to float
+    rounding (~1e-7). Weights come from the ``.npz`` that ``training/export.py`` writes beside the ONNX
+    file (the same tensors, channels-first): ``inp_w`` (width, n_in), ``conv_w{i}`` (width, kernel x width,
+    taps oldest first), ``mix_w{i}``, ``out_w`` and their biases ``*_b``, and ``dilations``.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], state_shapes: tuple[tuple[int, ...], ...]) -> None:
+        def weight(name: str) -> Float32Array:
+            return np.ascontiguousarray(arrays[name], np.float32)
+
+        def bias(name: str) -> Float32Array:
+            return np.ascontiguousarray(arrays[name], np.float32).reshape(-1, 1)
+
+        self.dilations = [int(d) for d in arrays["dilations"]]
+        self.inp = (weight("inp_w"), bias("inp_b"))
+        count = len(self.dilations)
+        self.convs = [(weight(f"conv_w{i}"), bias(f"conv_b{i}")) for i in range(count)]
+        self.mix = [(weight(f"mix_w{i}"), bias(f"mix_b{i}")) for i in range(count)]
+        self.out = (weight("out_w"), bias("out_b"))
+        width = self.inp[0].shape[0]
+        self.kernel = self.convs[0][0].shape[1] // width if count else 1
+        sizes = [(self.kernel - 1) * d for d in self.dilations]
+        if [tuple(s) for s in state_shapes] != [(width, size) for size in sizes]:
+            raise ValueError(f"step weights of states {sizes} do not match the model's {state_shapes}")
+
+    def run(self, features: Float32Array, states: list[Float32Array]) -> tuple[Float32Array, list[Float32Array]]:
+        steps = len(features)
+        w, b = self.inp
+        h = w @ features.T
+        h += b
+        np.maximum(h, 0.0, out=h)
+        new_states = []
+        for (cw, cb), (mw, mb), state, d in zip(self.convs, self.mix, states, self.dilations, strict=True):
+            full = np.concatenate((state[0], h), axis=1)
+            new_states.append(full[None, :, steps:])
+            if self.kernel == 3:
+                taps = np.concatenate((full[:, :steps], full[:, d : d + steps], full[:, 2 * d :]), axis=0)
+            else:
+                taps = np.concatenate([full[:, k * d : k * d + steps] for k in range(self.kernel)], axis=0)
+            y = cw @ taps
+            y += cb
+            np.maximum(y, 0.0, out=y)
+            z = mw @ y
+            z += mb
+            h += z  # h is this call's own array (full is a copy), so in place is safe
+        np.maximum(h, 0.0, out=h)
+        w, b = self.out
+        out = w @ h
+        out += b
+        return np.ascontiguousarray(out.T), new_states
 
 
 class MouthModel:
@@ -84,6 +141,18 @@ class MouthModel:
         self._state_names = [f"state{k}" for k in range(len(self.state_shapes))]
         self.channel_index = np.array([INDEX[c] for c in self.channels], np.int64)
         self.path = path
+        self.step: StepKernel | None = None
+        step = info.get("step")
+        if step:
+            step_path = path.with_name(str(step["file"]))
+            try:
+                raw = step_path.read_bytes()
+                if step.get("sha256") not in (None, hashlib.sha256(raw).hexdigest()):
+                    raise ValueError("does not match the checksum in the model description (damaged file?)")
+                with np.load(step_path) as arrays:
+                    self.step = StepKernel(dict(arrays), self.state_shapes)
+            except (OSError, ValueError, KeyError, IndexError) as exc:
+                raise ConfigError(f"cannot load the face model's step weights {step_path}: {exc}") from exc
 
     @property
     def lookahead(self) -> float:
@@ -94,7 +163,13 @@ class MouthModel:
         return [np.zeros((1, *shape), np.float32) for shape in self.state_shapes]
 
     def run(self, features: Float32Array, states: list[Float32Array]) -> tuple[Float32Array, list[Float32Array]]:
-        """Model outputs (T, channels) for feature vectors (T, width), and the states after them."""
+        """Model outputs (T, channels) for feature vectors (T, width), and the states after them.
+
+        A few steps (<= 8, streaming) run in numpy when the model has step weights, more in onnxruntime;
+        both give the same values to float rounding.
+        """
+        if self.step is not None and 0 < len(features) <= _SMALL:
+            return self.step.run(np.asarray(features, np.float32), states)
         outs: list[Float32Array] = []
         for start in range(0, len(features), _BLOCK):
             feed = {"features": np.ascontiguousarray(features[None, start : start + _BLOCK], np.float32)}

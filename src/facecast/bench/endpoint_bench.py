@@ -1,0 +1,319 @@
+"""End-of-turn detection on the evaluation set (:mod:`.turnset`): the silence endpoint against smart turn.
+
+Each detector (:func:`facecast.turns.make_turn_detector` on a :class:`facecast.vad.TurnConfig`) hears every
+turn of the set in 20 ms chunks on the virtual sample clock (no wall clock: the same audio gives the same
+events on any machine). Per turn kind it reports:
+
+* end-of-turn latency: end of speech -> turn ended (``SpeechEnded.detected``), on the sample clock, for the
+  end that comes after the player finished; p50/p90/p99 ms. "+ model" adds the wall time of the model call
+  that decided the end (what a live server adds on top of the sample clock);
+* cut off: the share of turns the detector ended before the player was done (an incomplete turn ended
+  inside its pause, before the player resumed; any turn ended, then started again);
+* no end: turns still open when the audio ran out (the tail is longer than any wait setting).
+
+The smart-turn model's cost per decision (CPU time of the process and wall time, p50/p99) comes from a
+timing wrapper around the model, over every call the smart detector made.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..vad import FRAME, SpeechEnded, SpeechStarted, TurnConfig
+from .report import Table, percentiles
+from .turnset import KINDS, RATE, TurnSample
+
+__all__ = [
+    "TimedModel",
+    "TurnResult",
+    "run_turn",
+    "evaluate",
+    "summarise",
+    "endpoint_table",
+    "endpoint_tables",
+    "default_detectors",
+    "espeak_turns",
+    "BEFORE",
+    "TUNED",
+]
+
+_QS = (50, 90, 99)
+
+
+class _Model(Protocol):
+    def probability(self, audio: np.ndarray) -> float: ...
+
+
+@dataclass(slots=True)
+class TimedModel:
+    """A smart-turn model that records each decision's process CPU time and wall time (milliseconds)."""
+
+    model: _Model
+    cpu_ms: list[float] = field(default_factory=list)
+    wall_ms: list[float] = field(default_factory=list)
+
+    def probability(self, audio: np.ndarray) -> float:
+        cpu, wall = time.process_time(), time.perf_counter()
+        value = self.model.probability(audio)
+        self.wall_ms.append((time.perf_counter() - wall) * 1000)
+        self.cpu_ms.append((time.process_time() - cpu) * 1000)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    """How one detector handled one turn: ``latency_ms`` (sample clock; NaN when the turn never ended),
+    ``decision_ms`` (wall time of the model call that ended it; 0 for none), ``cut_off``, ``ends``."""
+
+    name: str
+    kind: str
+    split: str
+    latency_ms: float
+    decision_ms: float
+    cut_off: bool
+    ends: int
+
+
+class _Detector(Protocol):
+    def push(self, pcm: np.ndarray) -> Sequence[object]: ...
+
+
+def run_turn(detector: _Detector, item: TurnSample, timer: TimedModel | None = None) -> TurnResult:
+    """Feed ``item`` to a fresh ``detector`` in 20 ms chunks and judge its end(s) of turn (module docstring).
+
+    The turn counts as cut off when an end is detected before the player resumed after the last of its
+    pauses, or when the detector ends a turn and then starts another one inside the player's speech."""
+    ends: list[SpeechEnded] = []
+    deciding: list[float] = []
+    restarted = False
+    for start in range(0, len(item.audio), FRAME):
+        calls = len(timer.wall_ms) if timer else 0
+        for event in detector.push(item.audio[start : start + FRAME]):
+            if isinstance(event, SpeechEnded):
+                ends.append(event)
+                called = timer is not None and len(timer.wall_ms) > calls
+                deciding.append(timer.wall_ms[-1] if timer is not None and called else 0.0)
+            elif isinstance(event, SpeechStarted) and ends and event.at < item.speech_end:
+                restarted = True
+    resumed = item.pauses[-1][1] if item.pauses else item.speech_start
+    cut_off = restarted or any(e.detected < resumed for e in ends)
+    if ends and ends[-1].detected >= resumed:  # the end after the player finished (a soft ending may be heard
+        latency = (ends[-1].detected - item.speech_end) * 1000 / RATE  # as silence a little early: then < 0)
+        decision = deciding[-1]
+    else:
+        latency, decision = float("nan"), 0.0
+    return TurnResult(item.name, item.kind, item.split, latency, decision, cut_off, len(ends))
+
+
+BEFORE = TurnConfig(detector="smart", smart_end_ms=120, max_wait_ms=2500, threshold=0.5, wait_threshold=0.5)
+"""Smart turn as first built (issue #23): asked at 120 ms of silence, >= 0.5 ends the turn, anything else
+waits up to 2.5 s (no middle zone)."""
+
+TUNED = TurnConfig(detector="smart", smart_end_ms=200, threshold=0.85, wait_threshold=0.2, recheck_ms=0)
+"""The three-zone policy tuned on the ``neural`` split (the smart defaults of :class:`facecast.config.Settings`):
+asked at 200 ms; >= 0.85 ends at once, <= 0.2 waits up to 2.5 s, in between ends at the 300 ms silence
+endpoint. Grid: ``smart_end_ms`` 120-240, ``threshold`` 0.7-0.95, ``wait_threshold`` 0.02-0.5,
+``recheck_ms`` 0/200/300/500, also asking again at 300 ms (no change on the neural split, so left out);
+chosen for the fewest cut-off turns (complete + incomplete) there, then the lowest complete-turn p50:
+0/24 complete and 9/16 incomplete cut off, p50 200 ms (silence: 0/24, 16/16, 290 ms; re-asking while
+waiting cut off 3 more incomplete turns). Reported on the ``real`` split."""
+
+
+def default_detectors() -> list[tuple[str, TurnConfig]]:
+    """The detectors compared: the silence endpoint (300 ms), smart turn as first built (:data:`BEFORE`),
+    and smart turn with the defaults tuned on the neural split (:data:`TUNED`)."""
+    return [
+        ("silence 300 ms", TurnConfig(detector="silence", end_ms=300)),
+        ("smart as first built", BEFORE),
+        ("smart, tuned on neural", TUNED),
+    ]
+
+
+async def espeak_turns(tail_ms: int = 3000) -> list[TurnSample]:
+    """The light voice-to-voice benchmark's player: :data:`facecast.bench.turns_bench.QUESTIONS` spoken by
+    espeak-ng (complete questions, kind ``long``, split ``espeak``), with ``tail_ms`` of silence after each
+    (longer than ``max_wait_ms``, so a turn the model calls unfinished shows its whole wait)."""
+    from ..audio import resample
+    from .turns_bench import _LEAD_S, _TAIL_S, QUESTIONS, spoken_questions
+
+    out: list[TurnSample] = []
+    for text, (pcm, rate) in zip(QUESTIONS, await spoken_questions(), strict=True):
+        audio = resample(pcm, rate, RATE).astype(np.float32)
+        end = len(audio) - int(_TAIL_S * RATE)
+        audio = np.concatenate([audio[:end], np.zeros(tail_ms * RATE // 1000, np.float32)])
+        out.append(TurnSample(f"espeak/{text}", "long", "espeak", "espeak-ng", text, audio, int(_LEAD_S * RATE), end))
+    return out
+
+
+def evaluate(
+    items: Sequence[TurnSample], detectors: Sequence[tuple[str, TurnConfig]], model: _Model | None = None
+) -> dict[str, tuple[list[TurnResult], TimedModel | None]]:
+    """Every detector over every turn (a fresh detector per turn). ``model``: the smart-turn model (default
+    :class:`facecast.smartturn.SmartTurnModel`, loaded once when a smart detector is asked for). Returns,
+    per detector name, its results and the timing wrapper of its model (None for a silence detector)."""
+    from ..turns import make_turn_detector
+
+    out: dict[str, tuple[list[TurnResult], TimedModel | None]] = {}
+    for name, config in detectors:
+        timer: TimedModel | None = None
+        if getattr(config, "detector", "silence") == "smart":
+            if model is None:
+                from ..smartturn import SmartTurnModel
+
+                model = SmartTurnModel()
+            timer = TimedModel(model)
+        results = [run_turn(make_turn_detector(config, timer), item, timer) for item in items]
+        out[name] = (results, timer)
+    return out
+
+
+def summarise(results: Sequence[TurnResult], kind: str | None = None) -> dict[str, Any]:
+    """Numbers over ``results`` (of one ``kind``; ``complete``: short and long; None: all): turns, latency
+    percentiles (sample clock, and with the deciding call's wall time), cut-off count and share, turns that
+    never ended."""
+    kinds = ("short", "long") if kind == "complete" else (kind,)
+    chosen = [r for r in results if kind is None or r.kind in kinds]
+    ended = [r for r in chosen if r.latency_ms == r.latency_ms]
+    latency = [r.latency_ms for r in ended]
+    live = [r.latency_ms + r.decision_ms for r in ended]
+    cut = sum(r.cut_off for r in chosen)
+    return {
+        "turns": len(chosen),
+        "latency_ms": dict(zip(("p50", "p90", "p99"), percentiles(latency, _QS), strict=True)),
+        "latency_with_model_ms": dict(zip(("p50", "p90", "p99"), percentiles(live, _QS), strict=True)),
+        "cut_off": cut,
+        "cut_off_pct": 100.0 * cut / len(chosen) if chosen else float("nan"),
+        "no_end": len(chosen) - len(ended),
+    }
+
+
+def endpoint_table(
+    items: Sequence[TurnSample],
+    detectors: Sequence[tuple[str, TurnConfig]] | None = None,
+    *,
+    title: str = "",
+    model: _Model | None = None,
+) -> tuple[Table, dict[str, Any]]:
+    """The table (per detector and turn kind, then the model's cost per decision) and its raw numbers."""
+    detectors = list(detectors) if detectors is not None else default_detectors()
+    started = time.perf_counter()
+    outcome = evaluate(items, detectors, model)
+    counts = {k: sum(i.kind == k for i in items) for k in KINDS}
+    splits = sorted({i.split for i in items})
+    table = Table(
+        title
+        or f"End of turn: {len(items)} turns ({', '.join(f'{counts[k]} {k}' for k in KINDS)}; {'+'.join(splits)})",
+        ["detector", "turns", "latency p50 ms", "p90 ms", "p99 ms", "p50 + model ms", "cut off", "no end"],
+        note="Latency: end of speech -> turn ended, on the sample clock (20 ms chunks), for complete turns "
+        "(and the final end of incomplete ones); '+ model' adds the wall time of the model call that decided "
+        "it. Cut off: the turn was ended before the player was done (inside a pause, or split in two). "
+        "Incomplete turns pause 300-1500 ms mid-sentence.",
+    )
+    raw: dict[str, Any] = {"turns": len(items), "kinds": counts, "splits": splits, "detectors": {}}
+    for name, config in detectors:
+        results, timer = outcome[name]
+        per: dict[str, Any] = {"config": repr(config)}
+        for kind in (*KINDS, "complete", None):
+            s = summarise(results, kind)
+            per[kind or "all"] = s
+            if s["turns"] == 0:
+                continue
+            lat, live = s["latency_ms"], s["latency_with_model_ms"]
+            table.add(
+                f"{name} · {kind or 'all'}",
+                s["turns"],
+                lat["p50"],
+                lat["p90"],
+                lat["p99"],
+                live["p50"] if timer else lat["p50"],
+                f"{s['cut_off']} ({s['cut_off_pct']:.0f}%)",
+                s["no_end"],
+            )
+        if timer is not None:
+            cpu, wall = percentiles(timer.cpu_ms, (50, 99)), percentiles(timer.wall_ms, (50, 99))
+            per["model"] = {
+                "decisions": len(timer.cpu_ms),
+                "per_turn": len(timer.cpu_ms) / max(1, len(items)),
+                "cpu_ms": {"p50": cpu[0], "p99": cpu[1]},
+                "wall_ms": {"p50": wall[0], "p99": wall[1]},
+            }
+            table.note += (
+                f" {name}: {len(timer.cpu_ms)} model decisions ({len(timer.cpu_ms) / max(1, len(items)):.1f} per "
+                f"turn), CPU p50 {cpu[0]:.0f} ms / p99 {cpu[1]:.0f} ms, wall p50 {wall[0]:.0f} ms / p99 "
+                f"{wall[1]:.0f} ms per decision."
+            )
+        per["results"] = [
+            {"name": r.name, "kind": r.kind, "latency_ms": r.latency_ms, "cut_off": r.cut_off, "ends": r.ends}
+            for r in results
+        ]
+        raw["detectors"][name] = per
+    raw["wall_s"] = time.perf_counter() - started
+    return table, raw
+
+
+async def endpoint_tables(quick: bool = False) -> tuple[list[Table], dict[str, Any]]:
+    """The ``endpoint`` group of ``facecast bench``: the silence endpoint (``--endpoint-ms``, 300 ms), smart
+    turn as first built (:data:`BEFORE`) and the smart detector with the server's smart settings
+    (:class:`facecast.config.Settings`, ``turn_detector="smart"``), on the ``real`` split (the report), on the
+    ``neural`` split (where settings are tuned) and on the light voice-to-voice player's espeak questions
+    (:func:`espeak_turns`), one table each. ``quick``: every other turn of each split."""
+    from dataclasses import replace
+
+    from ..config import Settings
+    from .turnset import turn_set
+
+    settings = Settings()
+    detectors = [
+        (f"silence {settings.endpoint_ms} ms", replace(settings, turn_detector="silence").turn_config()),
+        ("smart as first built", replace(BEFORE, end_ms=settings.endpoint_ms)),
+        ("smart, tuned (opt-in)", replace(settings, turn_detector="smart").turn_config()),
+    ]
+    items = await turn_set()
+    tables: list[Table] = []
+    raw: dict[str, Any] = {}
+    for split, what in (
+        ("real", "REAL human speech (the report)"),
+        ("neural", "neural voices hibari + piper (the tuning split)"),
+    ):
+        chosen = [i for i in items if i.split == split][:: 2 if quick else 1]
+        counts = ", ".join(f"{sum(i.kind == k for i in chosen)} {k}" for k in KINDS)
+        table, raw[split] = endpoint_table(
+            chosen, detectors, title=f"End of turn on {what}: {len(chosen)} turns ({counts})"
+        )
+        if split == "neural":
+            table.note += (
+                " hibari's synthesis is not bit-exact from run to run (samples differ by up to ~0.005), and the"
+                " model's answers near the threshold follow: this split moves by a few turns between runs."
+            )
+        if quick:
+            table.note += " --quick: every other turn."
+        tables.append(table)
+    questions = await espeak_turns()
+    table, raw["espeak"] = endpoint_table(
+        questions,
+        detectors,
+        title=f"End of turn on the light voice-to-voice player: {len(questions)} complete espeak-ng questions",
+    )
+    waited = {
+        name: sum(r["latency_ms"] >= config.max_wait_ms - 100 for r in raw["espeak"]["detectors"][name]["results"])
+        for name, config in detectors
+    }
+    table.note += " Questions that waited for max_wait_ms: " + ", ".join(f"{n} {w}" for n, w in waited.items()) + "."
+    tables.append(table)
+    raw["espeak"]["waited_max"] = waited
+    before, smart = detectors[1][1], detectors[2][1]
+    for table in tables:
+        table.note += (
+            f" Smart as first built: asked after {before.smart_end_ms} ms of silence, >= {before.threshold} ends,"
+            f" else waits up to {before.max_wait_ms} ms. Smart, tuned (the smart settings' defaults, tuned on the"
+            f" neural split): asked"
+            f" after {smart.smart_end_ms} ms, >= {smart.threshold} ends at once, <= {smart.wait_threshold} waits up"
+            f" to {smart.max_wait_ms} ms, in between ends at {smart.end_ms} ms of silence"
+            + (f", re-asked every {smart.recheck_ms} ms while waiting." if smart.recheck_ms else ".")
+        )
+    return tables, raw

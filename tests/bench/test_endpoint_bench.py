@@ -1,0 +1,182 @@
+"""The end-of-turn evaluation set (real recordings and neural voices, cut at word boundaries) and the
+endpoint benchmark's judging of detectors on it (scripted models for the rules, the real smart-turn model for
+what it hears)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from facecast.bench.endpoint_bench import (
+    BEFORE,
+    TUNED,
+    TimedModel,
+    endpoint_table,
+    endpoint_tables,
+    espeak_turns,
+    run_turn,
+)
+from facecast.bench.turnset import KINDS, RATE, TurnSample, neural_turns, real_turns, turn_set
+from facecast.cli import build_parser
+from facecast.config import Settings
+from facecast.errors import InputError
+from facecast.turns import make_turn_detector
+from facecast.vad import TurnConfig
+
+
+def _dbfs(pcm: np.ndarray) -> float:
+    return float(20 * np.log10(np.sqrt(np.mean(np.square(pcm, dtype=np.float64))) + 1e-9))
+
+
+class Constant:
+    """An end-of-turn model that always answers ``p``."""
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+        self.calls = 0
+
+    def probability(self, audio: np.ndarray) -> float:
+        self.calls += 1
+        return self.p
+
+
+SILENCE = TurnConfig(detector="silence", end_ms=300)
+
+
+def _smart() -> TurnConfig:
+    return TurnConfig(detector="smart", smart_end_ms=120, max_wait_ms=2500, threshold=0.5, wait_threshold=0.5)
+
+
+@pytest.fixture(scope="module")
+def real() -> list[TurnSample]:
+    return real_turns()
+
+
+@pytest.fixture(scope="module")
+def neural() -> list[TurnSample]:
+    return asyncio.run(neural_turns(voices=("hibari",)))
+
+
+def _check_turn(item: TurnSample) -> None:
+    assert item.kind in KINDS
+    assert 0 < item.speech_start < item.speech_end < len(item.audio) - 2 * RATE  # the tail outlasts any endpoint
+    speech = _dbfs(item.audio[item.speech_start : item.speech_end])
+    assert _dbfs(item.audio[: item.speech_start - RATE // 20]) < speech - 10  # room tone before the speech
+    previous = item.speech_start
+    for start, end in item.pauses:
+        assert previous < start and end - start >= 0.28 * RATE and end < item.speech_end
+        assert _dbfs(item.audio[start + 160 : end - 160]) < speech - 10, item.name  # a real pause: quiet
+        assert _dbfs(item.audio[end : end + RATE // 10]) > _dbfs(item.audio[start:end]) + 10  # speech resumes
+        previous = end
+    assert bool(item.pauses) == (item.kind == "incomplete")
+
+
+def test_real_split_is_real_speech_of_every_kind_and_deterministic(real: list[TurnSample]) -> None:
+    assert {i.kind for i in real} == set(KINDS) and {i.split for i in real} == {"real"}
+    assert len(real) >= 25
+    for item in real:
+        _check_turn(item)
+    inserted = [i for i in real if i.source == "inserted"]
+    assert inserted and all(0.3 * RATE <= b - a <= 1.6 * RATE for i in inserted for a, b in i.pauses)
+    again = real_turns()
+    assert [i.name for i in again] == [i.name for i in real]
+    assert all(np.array_equal(a.audio, b.audio) and a.pauses == b.pauses for a, b in zip(again, real, strict=True))
+    assert [i.pauses for i in real_turns(seed=5)] != [i.pauses for i in real]  # the seed picks cuts and pauses
+
+
+def test_neural_split_pauses_after_the_named_word(neural: list[TurnSample]) -> None:
+    assert {i.kind for i in neural} == set(KINDS)
+    for item in neural:
+        _check_turn(item)
+    um = next(i for i in neural if i.text.startswith("I'd like to buy um"))
+    [(start, end)] = um.pauses
+    # "I'd like to buy um" is most of a second of speech before the pause, "the red one." after it
+    assert 0.6 * RATE < start - um.speech_start and 0.4 * RATE < um.speech_end - end
+
+
+async def test_unknown_split_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="split"):
+        await turn_set("nope")
+
+
+def test_silence_endpoint_cuts_a_paused_turn_and_ends_a_complete_one_after_300_ms(real: list[TurnSample]) -> None:
+    paused = next(i for i in real if i.source == "inserted")
+    result = run_turn(make_turn_detector(SILENCE), paused)
+    assert result.cut_off and result.ends >= 2  # ended inside the pause, then the player went on
+    complete = next(i for i in real if i.kind == "long")
+    result = run_turn(make_turn_detector(SILENCE), complete)
+    assert not result.cut_off and result.ends == 1 and 200 <= result.latency_ms <= 360
+
+
+def test_a_model_that_always_says_complete_or_never_decides_the_outcome(real: list[TurnSample]) -> None:
+    paused = next(i for i in real if i.source == "inserted")
+    always = Constant(1.0)
+    timer = TimedModel(always)
+    result = run_turn(make_turn_detector(_smart(), timer), paused, timer)
+    assert result.cut_off and always.calls >= 2 and len(timer.cpu_ms) == always.calls
+    assert 80 <= result.latency_ms <= 160 and result.decision_ms > 0  # the final end: 120 ms + the model's call
+    never = Constant(0.0)
+    timer = TimedModel(never)
+    result = run_turn(make_turn_detector(_smart(), timer), paused, timer)
+    assert not result.cut_off and result.ends == 1
+    assert 2400 <= result.latency_ms <= 2560 and result.decision_ms == 0.0  # max wait ended it, not the model
+
+
+def test_table_reports_each_kind_and_the_model_cost(real: list[TurnSample]) -> None:
+    items = [next(i for i in real if i.kind == k) for k in KINDS]
+    table, raw = endpoint_table(items, [("silence", SILENCE), ("smart", _smart())], model=Constant(1.0))
+    assert [r[0] for r in table.rows] == [
+        f"{d} · {k}" for d in ("silence", "smart") for k in (*KINDS, "complete", "all")
+    ]
+    smart = raw["detectors"]["smart"]
+    assert smart["model"]["decisions"] >= 3 and smart["model"]["cpu_ms"]["p50"] >= 0
+    assert smart["incomplete"]["cut_off"] == 1 and raw["detectors"]["silence"]["incomplete"]["cut_off"] == 1
+    assert smart["short"]["latency_ms"]["p50"] < raw["detectors"]["silence"]["short"]["latency_ms"]["p50"]
+    assert "model decisions" in table.note and "| detector |" in table.markdown()
+
+
+def test_the_real_model_waits_through_um_and_answers_yes_at_once(neural: list[TurnSample]) -> None:
+    from facecast.smartturn import SmartTurnModel
+
+    model = SmartTurnModel()
+    um = next(i for i in neural if i.text.startswith("I'd like to buy um"))
+    result = run_turn(make_turn_detector(_smart(), model), um)
+    assert not result.cut_off and result.ends == 1
+    yes = next(i for i in neural if i.text == "Yes.")
+    smart, silence = (run_turn(make_turn_detector(c, model), yes) for c in (_smart(), SILENCE))
+    assert not smart.cut_off and smart.latency_ms <= 200 < silence.latency_ms
+
+
+async def test_bench_group_runs_on_a_small_set(monkeypatch: pytest.MonkeyPatch, real: list[TurnSample]) -> None:
+    import facecast.bench.turnset as turnset
+
+    small = [next(i for i in real if i.kind == k) for k in KINDS]
+
+    async def few(split: str | None = None, seed: int = 23, *, tail_ms: int = 3000) -> list[TurnSample]:
+        return small
+
+    monkeypatch.setattr(turnset, "turn_set", few)
+    tables, raw = await endpoint_tables(quick=False)
+    assert len(tables) == 3 and raw["real"]["turns"] == 3 and raw["neural"]["turns"] == 0
+    assert set(raw["real"]["detectors"]) == {"silence 300 ms", "smart as first built", "smart, tuned (opt-in)"}
+    assert raw["espeak"]["turns"] == 5 and raw["espeak"]["waited_max"]["smart, tuned (opt-in)"] == 0
+    assert build_parser().parse_args(["bench", "--endpoint"]).endpoint
+
+
+async def test_the_defaults_end_every_espeak_question_without_waiting_for_max_wait() -> None:
+    """The light voice-to-voice player's questions (espeak-ng): smart turn as first built called some of them
+    unfinished and waited 2.5 s; the tuned three-zone smart settings end each within the silence endpoint."""
+    from facecast.smartturn import SmartTurnModel
+
+    model = SmartTurnModel()
+    questions = await espeak_turns()
+    assert len(questions) == 5 and all(q.speech_end < len(q.audio) - 2.6 * RATE for q in questions)
+    smart = replace(Settings(), turn_detector="smart").turn_config()
+    assert smart == replace(TUNED, end_ms=smart.end_ms, transcript_lead_ms=smart.transcript_lead_ms)
+    tuned = [run_turn(make_turn_detector(smart, model), q) for q in questions]
+    assert all(not r.cut_off and r.ends == 1 and r.latency_ms <= 400 for r in tuned), tuned
+    before = [run_turn(make_turn_detector(BEFORE, model), q) for q in questions]
+    assert any(r.latency_ms >= 2400 for r in before)  # what the middle zone fixed

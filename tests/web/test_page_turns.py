@@ -1,0 +1,76 @@
+"""Smart turn-taking from the browser page: Chromium's fake microphone plays a REAL recording with an 800 ms
+pause in the middle (``mfa_reallylong`` of :mod:`facecast.speechdata`, the pause inserted after "this is"),
+hands-free, against a real server on the light defaults with the smart detector: one turn, one reply."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tests.web.conftest import (
+    TAIL_SILENCE_S,
+    Question,
+    check_utterance_played,
+    chromium,
+    light_settings,
+    open_page,
+    require_browser,
+)
+
+from facecast.audio import write_wav
+from facecast.bench.turnset import RATE, paused_recording
+from facecast.face.phonetic import PhoneticAnimator
+from facecast.llm.echo import EchoLLM
+from facecast.server import BackgroundServer
+from facecast.services import Services
+from facecast.stt.pocketsphinx import PocketSphinxConfig, PocketSphinxSTT
+from facecast.tts.espeak import EspeakTTS
+
+SENTENCE = "m f a is like this is so many words right here"
+FIRST, SECOND = "m f a is like this is", "so many words right here"
+GRAMMAR = f"#JSGF V1.0;\ngrammar live;\npublic <turn> = {SENTENCE} | {FIRST} | {SECOND};\n"
+"""The whole sentence, or either half: a turn cut at the pause is heard as two halves."""
+LEAD_S = 1.5
+
+
+@pytest.fixture(scope="module")
+def paused_question(tmp_path_factory: pytest.TempPathFactory) -> Question:
+    require_browser()
+    item = paused_recording("mfa_reallylong", 7, 800, lead_ms=0, tail_ms=0)
+    audio = np.concatenate(
+        [np.zeros(int(LEAD_S * RATE), np.float32), item.audio, np.zeros(int(TAIL_SILENCE_S * RATE), np.float32)]
+    )
+    path: Path = tmp_path_factory.mktemp("mic") / "paused.wav"
+    write_wav(path, audio, RATE)
+    return Question(path, (item.speech_end - item.speech_start) / RATE, LEAD_S)
+
+
+@pytest.fixture
+async def smart_server() -> AsyncIterator[BackgroundServer]:
+    services = Services(
+        PocketSphinxSTT(PocketSphinxConfig(grammar=GRAMMAR)), EchoLLM(), EspeakTTS(), PhoneticAnimator()
+    )
+    async with BackgroundServer(light_settings(turn_detector="smart"), services) as running:
+        yield running
+
+
+async def test_hands_free_recording_with_a_pause_is_one_turn(
+    paused_question: Question, smart_server: BackgroundServer
+) -> None:
+    async with chromium(paused_question) as browser:
+        p = await open_page(browser, smart_server.http_url + "/")
+        await p.wait("facecast.status === 'connected'")
+        await p.page.check("#handsfree")  # server-side turns: the microphone opens and the file starts
+        await p.wait("facecast.welcome !== null && facecast.welcome.turns === 'server'", timeout_s=10)
+        await p.wait("facecast.utterances.length >= 1 && facecast.utterances[0].endTime", timeout_s=25)
+        await p.page.wait_for_timeout(1500)  # a second turn (the tail of a cut-off sentence) would show by now
+        state = await p.state("return {u: facecast.utterances, transcript: facecast.transcript, log: facecast.log}")
+        await p.page.close()
+    heard = [t["text"] for t in state["transcript"] if t["who"] == "player" and not t["typed"]]
+    assert heard == [SENTENCE]  # one turn: the whole sentence, not two halves
+    [u] = state["u"]
+    check_utterance_played(u)
+    assert not any(e["type"] == "end_of_speech" for e in state["log"])  # the server ended the turn itself
+    assert not p.errors()
