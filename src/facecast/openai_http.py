@@ -29,6 +29,8 @@ __all__ = [
     "raise_for_status",
     "transport_error",
     "retry_after",
+    "waited_to_retry",
+    "probe",
 ]
 
 OPENAI_URL = "https://api.openai.com/v1"
@@ -99,6 +101,28 @@ def retry_after(response: httpx.Response) -> float | None:
     except ValueError:
         return None
     return max(0.0, seconds)
+
+
+async def waited_to_retry(response: httpx.Response, attempt: int) -> bool:
+    """True, after waiting, when the first ``attempt`` (0) got a 429 whose ``Retry-After`` is at most
+    :data:`RETRY_AFTER_MAX_S`: the caller sends the request once more. False at once otherwise."""
+    wait = retry_after(response) if response.status_code == 429 else None
+    if attempt == 0 and wait is not None and wait <= RETRY_AFTER_MAX_S:
+        await asyncio.sleep(wait)
+        return True
+    return False
+
+
+async def probe(client: httpx.AsyncClient, base_url: str, where: str, timeout: float, key_env: tuple[str, ...]) -> None:
+    """Raise :class:`ServiceError` while the server at ``base_url`` cannot be reached (any HTTP answer to
+    ``GET {base_url}/models`` counts as up) or refuses the key. Used by the failover wrapper to learn that a
+    failed member is back."""
+    try:
+        response = await client.get(f"{base_url}/models")
+    except httpx.HTTPError as err:
+        transport_error(err, where, timeout, False)
+    if response.status_code in (401, 403):
+        raise_for_status(response, response.content, where, key_env)
 
 
 def _detail(body: bytes) -> str:

@@ -18,7 +18,7 @@ from contextlib import suppress
 from typing import Any, TypeAlias
 
 from .actions import Action, ActionCall, ActionExtractor, split_markers
-from .aio import aclose
+from .aio import aclose, closing
 from .events import (
     ActionOut,
     AudioOut,
@@ -38,6 +38,7 @@ from .types import AudioChunk, ChatMessage, Phoneme, SpeechChunk, Word, frames_f
 
 __all__ = [
     "Pace",
+    "run_stages",
     "speak",
     "say_text",
     "takes_tools",
@@ -66,9 +67,61 @@ def _shift(chunk: SpeechChunk, base: int) -> SpeechChunk:
     )
 
 
-async def _drain_queue(queue: asyncio.Queue[Any]) -> AsyncIterator[SpeechChunk]:
-    while (item := await queue.get()) is not _DONE:
-        yield item
+async def run_stages(
+    utterance: int,
+    rate: int,
+    produce: Callable[[], Awaitable[None]],
+    face: FaceAnimator,
+    speech: asyncio.Queue[SpeechChunk | None],
+    out: asyncio.Queue[Any],
+) -> AsyncIterator[UtteranceEvent]:
+    """``UtteranceStarted``, then the events of an utterance's two stages, run concurrently, until both end.
+
+    ``produce`` puts its events on ``out`` and the speech chunks to animate on ``speech``, and must put ``None``
+    on ``speech`` when it ends (also on failure); ``face`` animates those chunks into ``FaceOut`` events. An
+    exception in either stage is raised from this iterator; closing it cancels both and waits for them. The
+    caller yields ``UtteranceEnded`` after it.
+    """
+
+    async def chunks() -> AsyncIterator[SpeechChunk]:
+        while (chunk := await speech.get()) is not None:
+            yield chunk
+
+    async def animate() -> None:
+        frames = face.animate(chunks())
+        try:
+            async for block in frames:
+                out.put_nowait(FaceOut(utterance, block))
+        finally:
+            await aclose(frames)
+
+    async def run(stage: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await stage()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer below
+            out.put_nowait(exc)
+        finally:
+            out.put_nowait(_DONE)
+
+    tasks = [asyncio.create_task(run(produce)), asyncio.create_task(run(animate))]
+    try:
+        yield UtteranceStarted(utterance, rate)
+        running = len(tasks)
+        while running:
+            item = await out.get()
+            if item is _DONE:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        with suppress(asyncio.CancelledError):
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def speak(
@@ -95,7 +148,7 @@ async def speak(
     """
     rate = tts.sample_rate
     out: asyncio.Queue[Any] = asyncio.Queue()
-    speech: asyncio.Queue[Any] = asyncio.Queue()
+    speech: asyncio.Queue[SpeechChunk | None] = asyncio.Queue()
     spoken: list[str] = []
     end = 0
 
@@ -133,44 +186,12 @@ async def speak(
                 for index in after:
                     out.put_nowait(_action(utterance, found, index, end))
         finally:
-            speech.put_nowait(_DONE)
+            speech.put_nowait(None)
 
-    async def animate() -> None:
-        frames = face.animate(_drain_queue(speech))
-        try:
-            async for block in frames:
-                out.put_nowait(FaceOut(utterance, block))
-        finally:
-            await aclose(frames)
-
-    async def run(stage: Callable[[], Any]) -> None:
-        try:
-            await stage()
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer below
-            out.put_nowait(exc)
-        finally:
-            out.put_nowait(_DONE)
-
-    tasks = [asyncio.create_task(run(produce)), asyncio.create_task(run(animate))]
-    try:
-        yield UtteranceStarted(utterance, rate)
-        running = len(tasks)
-        while running:
-            item = await out.get()
-            if item is _DONE:
-                running -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield item
-        yield UtteranceEnded(utterance, end, frames_for_samples(end, rate), " ".join(spoken))
-    finally:
-        for task in tasks:
-            task.cancel()
-        with suppress(asyncio.CancelledError):
-            await asyncio.gather(*tasks, return_exceptions=True)
+    async with closing(run_stages(utterance, rate, produce, face, speech, out)) as events:
+        async for event in events:
+            yield event
+    yield UtteranceEnded(utterance, end, frames_for_samples(end, rate), " ".join(spoken))
 
 
 def _action(utterance: int, found: Sequence[ActionCall | str] | None, index: int, start: int) -> ActionOut:

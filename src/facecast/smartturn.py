@@ -18,12 +18,10 @@ dropped, clamped to 8 below the maximum, then ``(x + 4) / 4``. Output: one value
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, InputError, ServiceError
-from .modelcache import cache_root
+from .modelcache import cache_root, pip_download
+from .modelcache import file_sha256 as _sha256
 
 __all__ = [
     "MODEL_NAME",
@@ -91,14 +90,6 @@ def log_mel(audio: np.ndarray) -> np.ndarray:
 
 
 # -- the model file ------------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _ready(folder: Path) -> bool:
     try:
         recorded = json.loads((folder / _MARKER).read_text(encoding="utf-8"))
@@ -125,30 +116,11 @@ def _installed_copy() -> Path | None:
 def _download(dest: Path) -> Path:
     """The model file extracted from the ``pipecat-ai`` wheel that ``pip download`` brings into ``dest``."""
     dist, version, member = SOURCE
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary",
-        ":all:",
-        "--disable-pip-version-check",
-        "-q",
-        "-d",
-        str(dest),
-        f"{dist}=={version}",
-    ]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ServiceError(f"could not run pip to fetch the smart-turn model ({exc})") from exc
-    wheels = sorted(dest.glob("*.whl"))
-    if done.returncode != 0 or not wheels:
-        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-        raise ServiceError(f"pip could not download {dist}=={version} (it needs PyPI): {tail}")
+    wheel_file = pip_download(
+        f"{dist}=={version}", dest, ("--only-binary", ":all:"), "*.whl", what="the smart-turn model", timeout=600
+    )
     target = dest / MODEL_NAME
-    with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(member) as source, target.open("wb") as out:
+    with zipfile.ZipFile(wheel_file) as wheel, wheel.open(member) as source, target.open("wb") as out:
         shutil.copyfileobj(source, out, 1 << 20)
     return target
 

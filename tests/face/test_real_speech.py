@@ -91,8 +91,8 @@ def test_lag_finds_a_late_jaw() -> None:
     rng = np.random.default_rng(0)
     target = np.convolve(rng.random(400), np.ones(5) / 5, "same").astype(np.float32)
     late = np.concatenate([np.zeros(2, np.float32), target[:-2]])
-    assert frb._lag([late], [target]) == 2
-    assert frb._lag([target], [target]) == 0
+    assert frb.lag([late], [target]) == 2
+    assert frb.lag([target], [target]) == 0
 
 
 def test_rhubarb_cues_become_frame_shapes(tmp_path: Path) -> None:

@@ -55,6 +55,7 @@ from ..types import FPS, Float32Array, Phoneme
 from .report import Table
 
 __all__ = [
+    "lag",
     "ARPABET_IPA",
     "Aligned",
     "Track",
@@ -390,7 +391,7 @@ class Tally:
             "open_vowels": len(self.opens),
             "open_mid_shown_closed": _share(self.shown_closed),
             "open_mid_vowels": len(self.shown_closed),
-            "lag_frames": _lag(self.jaws, self.targets),
+            "lag_frames": lag(self.jaws, self.targets),
             "frames": int(sum(len(j) for j in self.jaws)),
         }
 
@@ -399,7 +400,9 @@ def _share(values: list[bool]) -> float:
     return round(float(np.mean(values)), 4) if values else float("nan")
 
 
-def _lag(pred: list[np.ndarray], target: list[np.ndarray], span: int = 6) -> int:
+def lag(pred: list[np.ndarray], target: list[np.ndarray], span: int = 6) -> int:
+    """The shift (frames, -span..span) maximising the cross-correlation of ``pred`` and ``target`` (pairs of
+    one channel's tracks, each centred), summed over the pairs; positive = the prediction is late."""
     scores = []
     for shift in range(-span, span + 1):
         total = 0.0

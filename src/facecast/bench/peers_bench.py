@@ -351,7 +351,8 @@ async def peers_tables(cfg: PeersConfig = PeersConfig()) -> tuple[list[Table], d
 
 
 def _p(turns: list[dict[str, Any]], key: str) -> list[float]:
-    return [float(t[key]) for t in turns if t["answered"] and key in t]
+    """``key`` of the answered turns, NaN left out."""
+    return [float(t[key]) for t in turns if t["answered"] and key in t and t[key] == t[key]]
 
 
 def _side_by_side(turns: dict[tuple[int, int], list[dict[str, Any]]], cfg: PeersConfig, version: str, n: int) -> Table:
@@ -401,7 +402,8 @@ def _stage_tables(turns: dict[tuple[int, int], list[dict[str, Any]]], cfg: Peers
         table.add("TOTAL (first reply sample)", *percentiles(_p(got, "total_ms")))
         names = [name for name, _, _ in (CHAIN if stack == "facecast" else PIPECAT_STAGES)]
         for name in names:
-            table.add(f"  {name}", *percentiles([t["stages_ms"][name] for t in got]))
+            seen = [t["stages_ms"][name] for t in got if t["stages_ms"][name] == t["stages_ms"][name]]
+            table.add(f"  {name}", *percentiles(seen))  # a stage whose frame came before the end of speech: left out
         if stack == "facecast":
             table.add("  unaccounted (engine playback start - engine ack)", *percentiles(_p(got, "unaccounted_ms")))
             table.add("engine playback start", *percentiles(_p(got, "playback_ms")))

@@ -23,7 +23,7 @@ import struct
 import sys
 import time
 
-__all__ = ["main", "subject_of"]
+__all__ = ["main", "receive", "subject_of"]
 
 # Python adds the constant in 3.13; 35 on Linux (asm-generic; the few architectures that differ are not ours).
 _TIMESTAMPNS: int | None = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform.startswith("linux") else None)
@@ -48,7 +48,21 @@ def subject_of(packet: bytes) -> str | None:
         return None
 
 
-def main() -> None:
+def _stamp(ancillary: list[tuple[int, int, bytes]]) -> float:
+    for level, kind, value in ancillary:
+        if level == socket.SOL_SOCKET and kind == _TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(value)
+            return float(seconds + nanoseconds * 1e-9)
+    return math.nan
+
+
+def receive(size: int) -> list[tuple[bytes, float, float]]:
+    """Bind a UDP socket on 127.0.0.1, print its port on a line, and take datagrams (up to ``size`` bytes)
+    until one that is exactly ``b"stop"`` (or none for 600 s): ``(datagram, monotonic, kernel stamp)`` each.
+
+    The kernel's ``SO_TIMESTAMPNS`` stamp where the platform has it, else NaN; ``time.monotonic()`` when read.
+    Shared by this receiver and :mod:`facecast.bench.vmc_receiver`.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
     if _TIMESTAMPNS is not None:
@@ -56,14 +70,12 @@ def main() -> None:
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(600.0)  # a parent that died without saying stop
     print(sock.getsockname()[1], flush=True)
-    packets: list[bytes] = []
-    monotonic: list[float] = []
-    kernel: list[float] = []
+    received: list[tuple[bytes, float, float]] = []
     space = socket.CMSG_SPACE(_TIMESPEC.size)
     stopped = False
     while not stopped:
         try:
-            first = sock.recvmsg(4096, space)
+            first = sock.recvmsg(size, space)
         except TimeoutError:
             break
         # Drain what is queued, then nap: waking once per datagram (6,000 a second for 100 subjects) would
@@ -72,7 +84,7 @@ def main() -> None:
         sock.setblocking(False)
         while True:
             try:
-                batch.append(sock.recvmsg(4096, space))
+                batch.append(sock.recvmsg(size, space))
             except BlockingIOError:
                 break
         sock.settimeout(600.0)
@@ -81,19 +93,17 @@ def main() -> None:
             if data == b"stop":
                 stopped = True
                 break
-            stamp = math.nan
-            for level, kind, value in ancillary:
-                if level == socket.SOL_SOCKET and kind == _TIMESTAMPNS and len(value) >= _TIMESPEC.size:
-                    seconds, nanoseconds = _TIMESPEC.unpack_from(value)
-                    stamp = seconds + nanoseconds * 1e-9
-            packets.append(data)
-            monotonic.append(now)
-            kernel.append(stamp)
+            received.append((data, now, _stamp(ancillary)))
         time.sleep(0.004)
     sock.close()
+    return received
+
+
+def main() -> None:
+    received = receive(4096)
     subjects: dict[str, list[list[float]]] = {}
     other = 0
-    for data, mono, stamp in zip(packets, monotonic, kernel, strict=True):
+    for data, mono, stamp in received:
         name = subject_of(data)
         if name is None:
             other += 1

@@ -12,16 +12,11 @@ then exactly one ``/VMC/Ext/Blend/Apply``, last; anything else is counted in ``o
 from __future__ import annotations
 
 import json
-import math
-import socket
-import struct
 import sys
-import time
+
+from .udp_receiver import receive
 
 __all__ = ["main", "is_vmc_frame"]
-
-_TIMESTAMPNS: int | None = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform.startswith("linux") else None)
-_TIMESPEC = struct.Struct("@qq")
 
 
 def is_vmc_frame(packet: bytes) -> bool:
@@ -42,45 +37,8 @@ def is_vmc_frame(packet: bytes) -> bool:
     )
 
 
-def _stamp(ancillary: list[tuple[int, int, bytes]]) -> float:
-    for level, kind, value in ancillary:
-        if level == socket.SOL_SOCKET and kind == _TIMESTAMPNS and len(value) >= _TIMESPEC.size:
-            seconds, nanoseconds = _TIMESPEC.unpack_from(value)
-            return float(seconds + nanoseconds * 1e-9)
-    return math.nan
-
-
 def main() -> None:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
-    if _TIMESTAMPNS is not None:
-        sock.setsockopt(socket.SOL_SOCKET, _TIMESTAMPNS, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(600.0)  # a parent that died without saying stop
-    print(sock.getsockname()[1], flush=True)
-    space = socket.CMSG_SPACE(_TIMESPEC.size)
-    received: list[tuple[bytes, float, float]] = []
-    stopped = False
-    while not stopped:
-        try:
-            batch = [sock.recvmsg(65536, space)]
-        except TimeoutError:
-            break
-        sock.setblocking(False)  # drain what is queued, then nap (the kernel's stamps keep arrivals exact)
-        while True:
-            try:
-                batch.append(sock.recvmsg(65536, space))
-            except BlockingIOError:
-                break
-        sock.settimeout(600.0)
-        now = time.monotonic()
-        for data, ancillary, _, _ in batch:
-            if data == b"stop":
-                stopped = True
-                break
-            received.append((data, now, _stamp(ancillary)))
-        time.sleep(0.004)
-    sock.close()
+    received = receive(65536)
     frames: list[list[float]] = [[], []]
     other = 0
     for data, mono, stamp in received:  # parsed after the run, so parsing never delays a read

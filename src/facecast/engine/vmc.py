@@ -38,7 +38,7 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from ..errors import ConfigError
-from ..face.arkit import INDEX
+from ..face.arkit import INDEX, LIVE_LINK_NAMES, ROTATION_INDICES
 from ..types import FACE_WIDTH, FPS, Float32Array
 from .livelink_udp import LiveLinkSender, LiveLinkTarget
 from .sinks import SessionInfo
@@ -61,21 +61,7 @@ __all__ = [
 DEFAULT_PORT = 39539
 """The VMC protocol's usual receiving port (VSeeFace, VNyan and Warudo default to it)."""
 
-PERFECT_SYNC_NAMES: tuple[str, ...] = (
-    "EyeBlinkLeft", "EyeLookDownLeft", "EyeLookInLeft", "EyeLookOutLeft", "EyeLookUpLeft",
-    "EyeSquintLeft", "EyeWideLeft",
-    "EyeBlinkRight", "EyeLookDownRight", "EyeLookInRight", "EyeLookOutRight", "EyeLookUpRight",
-    "EyeSquintRight", "EyeWideRight",
-    "JawForward", "JawLeft", "JawRight", "JawOpen",
-    "MouthClose", "MouthFunnel", "MouthPucker", "MouthLeft", "MouthRight",
-    "MouthSmileLeft", "MouthSmileRight", "MouthFrownLeft", "MouthFrownRight",
-    "MouthDimpleLeft", "MouthDimpleRight", "MouthStretchLeft", "MouthStretchRight",
-    "MouthRollLower", "MouthRollUpper", "MouthShrugLower", "MouthShrugUpper",
-    "MouthPressLeft", "MouthPressRight", "MouthLowerDownLeft", "MouthLowerDownRight",
-    "MouthUpperUpLeft", "MouthUpperUpRight",
-    "BrowDownLeft", "BrowDownRight", "BrowInnerUp", "BrowOuterUpLeft", "BrowOuterUpRight",
-    "CheekPuff", "CheekSquintLeft", "CheekSquintRight", "NoseSneerLeft", "NoseSneerRight", "TongueOut",
-)  # fmt: skip
+PERFECT_SYNC_NAMES: tuple[str, ...] = LIVE_LINK_NAMES[: ROTATION_INDICES[0]]
 """The 52 "perfect sync" blendshape clip names VSeeFace (and VMagicMirror, VNyan, Warudo) look for: ARKit's
 ``ARFaceAnchor.BlendShapeLocation`` names with the first letter upper-cased (``jawOpen`` -> ``JawOpen``),
 as the VRM models set up for perfect sync name their clips. Sent in this order, the Live Link curve order."""

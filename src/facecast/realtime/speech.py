@@ -16,17 +16,16 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
-from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..actions import ActionCall
-from ..aio import aclose
+from ..aio import closing
 from ..audio import pcm16_to_float, resample
-from ..events import ActionOut, AudioOut, FaceOut, SentenceOut, UtteranceEnded, UtteranceEvent, UtteranceStarted
-from ..pipeline import Pace
+from ..events import ActionOut, AudioOut, SentenceOut, UtteranceEnded, UtteranceEvent
+from ..pipeline import Pace, run_stages
 from ..roles import FaceAnimator
 from ..types import AudioChunk, SpeechChunk, frames_for_samples
 from .events import AudioDelta, TranscriptDelta
@@ -90,7 +89,6 @@ async def speak_response(
     out: asyncio.Queue[Any] = asyncio.Queue()
     speech: asyncio.Queue[SpeechChunk | None] = asyncio.Queue()
     spoken: list[str] = []
-    done = object()
 
     async def produce() -> None:
         text, start = "", 0
@@ -129,44 +127,8 @@ async def speak_response(
         finally:
             speech.put_nowait(None)
 
-    async def chunks() -> AsyncIterator[SpeechChunk]:
-        while (chunk := await speech.get()) is not None:
-            yield chunk
-
-    async def animate() -> None:
-        frames = face.animate(chunks())
-        try:
-            async for block in frames:
-                out.put_nowait(FaceOut(utterance, block))
-        finally:
-            await aclose(frames)
-
-    async def run(stage: Callable[[], Any]) -> None:
-        try:
-            await stage()
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer below
-            out.put_nowait(exc)
-        finally:
-            out.put_nowait(done)
-
-    tasks = [asyncio.create_task(run(produce)), asyncio.create_task(run(animate))]
-    try:
-        yield UtteranceStarted(utterance, rate)
-        running = len(tasks)
-        while running:
-            item = await out.get()
-            if item is done:
-                running -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield item
-        end = stream.produced
-        yield UtteranceEnded(utterance, end, frames_for_samples(end, rate), " ".join(spoken))
-    finally:
-        for task in tasks:
-            task.cancel()
-        with suppress(asyncio.CancelledError):
-            await asyncio.gather(*tasks, return_exceptions=True)
+    async with closing(run_stages(utterance, rate, produce, face, speech, out)) as events:
+        async for event in events:
+            yield event
+    end = stream.produced
+    yield UtteranceEnded(utterance, end, frames_for_samples(end, rate), " ".join(spoken))

@@ -1,15 +1,19 @@
 """Audio chunks of any rate -> 16 kHz float32 mono, checked: the input side shared by the streaming
-speech-to-text providers (Deepgram, Vosk, sherpa-onnx), which all decode 16 kHz audio."""
+speech-to-text providers (Deepgram, Vosk, sherpa-onnx), which all decode 16 kHz audio, and :func:`collect` for
+the ones that take a whole utterance (Whisper, OpenAI-compatible)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable
+
 import numpy as np
 
+from ..aio import aclose
 from ..audio import Resampler, to_mono
 from ..errors import InputError
 from ..types import AudioChunk, Float32Array
 
-__all__ = ["To16k", "RATE"]
+__all__ = ["To16k", "RATE", "collect"]
 
 RATE = 16_000
 
@@ -43,6 +47,29 @@ class To16k:
         tail = self._resampler.flush() if self._resampler is not None else np.zeros(0, np.float32)
         self.samples += len(tail)
         return tail
+
+
+async def collect(chunks: AsyncIterable[AudioChunk], max_seconds: float, who: str) -> Float32Array:
+    """All of ``chunks`` at 16 kHz in one array (empty when it holds no chunk); ``chunks`` is closed after.
+
+    Raises what :class:`To16k` raises, and :class:`InputError` naming ``who`` once more than ``max_seconds``
+    of audio came (before the rest is read).
+    """
+    source = aiter(chunks)
+    try:
+        audio = To16k()
+        limit = int(max_seconds * RATE)
+        parts: list[Float32Array] = []
+        async for chunk in source:
+            parts.append(audio.process(chunk))
+            if audio.samples > limit:
+                raise InputError(f"utterance longer than the {max_seconds:g} s {who} accepts")
+    finally:
+        await aclose(source)
+    if not audio.rate:
+        return np.zeros(0, np.float32)
+    parts.append(audio.flush())
+    return np.concatenate(parts).astype(np.float32, copy=False)
 
 
 def _check_rate(rate: object) -> int:

@@ -18,33 +18,31 @@ around faster-whisper; not against OpenAI or the other servers themselves.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import numpy as np
 
-from ..aio import aclose
-from ..audio import Resampler, to_mono, wav_bytes
-from ..errors import ConfigError, InputError, ServiceError
+from ..audio import wav_bytes
+from ..errors import ConfigError, ServiceError
 from ..openai_http import (
     OPENAI_URL,
-    RETRY_AFTER_MAX_S,
     LoopClient,
     check_base_url,
+    probe,
     raise_for_status,
     resolve_key,
-    retry_after,
     transport_error,
+    waited_to_retry,
 )
 from ..types import AudioChunk, Float32Array, Transcript
+from .input16k import RATE, collect
 
 __all__ = ["OpenAISTTOptions", "OpenAISTT", "STT_RATE", "KEY_ENV"]
 
-STT_RATE = 16_000
+STT_RATE = RATE
 """The rate of the WAV file sent (what Whisper-family servers decode at)."""
 
 KEY_ENV = ("FACECAST_STT_KEY", "OPENAI_API_KEY")
@@ -114,12 +112,7 @@ class OpenAISTT:
     async def probe(self) -> None:
         """Raise :class:`ServiceError` while the server cannot be reached (any HTTP answer counts as up, but a
         refused key does not). Used by the failover wrapper to learn that a failed member is back."""
-        try:
-            response = await self._http.get().get(f"{self._url}/models")
-        except httpx.HTTPError as err:
-            transport_error(err, self._where, self._options.timeout, False)
-        if response.status_code in (401, 403):
-            raise_for_status(response, response.content, self._where, KEY_ENV)
+        await probe(self._http.get(), self._url, self._where, self._options.timeout, KEY_ENV)
 
     async def transcribe(self, audio: AsyncIterable[AudioChunk]) -> AsyncIterator[Transcript]:
         """Collect ``audio`` until it ends, send it, and yield exactly one ``final=True`` transcript ("" for no
@@ -130,44 +123,15 @@ class OpenAISTT:
         when the server cannot be reached, refuses the key, times out, or answers with something that is not
         a transcription. Closing the iterator early closes ``audio`` and abandons the request.
         """
-        source = aiter(audio)
-        try:
-            pcm = await self._collect(source)
-        finally:
-            await aclose(source)
+        pcm = await self._collect(audio)
         if not len(pcm):
             yield Transcript("", True)
             return
         text = await self._request(wav_bytes(pcm, STT_RATE))
         yield Transcript(text, True)
 
-    async def _collect(self, source: AsyncIterator[AudioChunk]) -> Float32Array:
-        resampler: Resampler | None = None
-        rate = 0
-        parts: list[Float32Array] = []
-        total = 0
-        limit = int(self._options.max_audio_s * STT_RATE)
-        async for chunk in source:
-            pcm = getattr(chunk, "pcm", None)
-            if not isinstance(pcm, np.ndarray) or (pcm.dtype.kind != "f" and pcm.dtype != np.int16):
-                raise InputError(f"expected AudioChunk items of float (or int16) audio, got {type(chunk).__name__}")
-            if resampler is None:
-                rate = chunk.rate
-                if isinstance(rate, bool) or not isinstance(rate, int) or not 1_000 <= rate <= 384_000:
-                    raise InputError(f"audio chunk rate {rate!r} is out of range (1 kHz to 384 kHz)")
-                resampler = Resampler(rate, STT_RATE)
-            elif chunk.rate != rate:
-                raise InputError(f"audio stream changed rate from {rate} to {chunk.rate} Hz")
-            samples = to_mono(pcm.astype(np.float32) / 32768.0 if pcm.dtype == np.int16 else pcm)
-            out = resampler.process(np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0))
-            total += len(out)
-            if total > limit:
-                raise InputError(f"utterance longer than the {self._options.max_audio_s:g} s stt.openai accepts")
-            parts.append(out)
-        if resampler is None:
-            return np.zeros(0, np.float32)
-        parts.append(resampler.flush())
-        return np.concatenate(parts).astype(np.float32, copy=False)
+    async def _collect(self, audio: AsyncIterable[AudioChunk]) -> Float32Array:
+        return await collect(audio, self._options.max_audio_s, "stt.openai")
 
     async def _request(self, wav: bytes) -> str:
         opts = self._options
@@ -185,9 +149,7 @@ class OpenAISTT:
                 )
             except httpx.HTTPError as err:
                 transport_error(err, self._where, opts.timeout, False)
-            wait = retry_after(response) if response.status_code == 429 else None
-            if attempt == 0 and wait is not None and wait <= RETRY_AFTER_MAX_S:
-                await asyncio.sleep(wait)
+            if await waited_to_retry(response, attempt):
                 continue
             raise_for_status(response, response.content, self._where, KEY_ENV)
             return _transcript_text(response.content, self._where)

@@ -47,15 +47,14 @@ from typing import Any
 
 import numpy as np
 
-from ..aio import aclose
-from ..audio import Resampler, to_mono
-from ..errors import ConfigError, InputError, ServiceError
+from ..errors import ConfigError, ServiceError
 from ..modelcache import ModelSpec, Part, assemble
 from ..types import AudioChunk, Float32Array, Transcript
+from .input16k import RATE, collect
 
 __all__ = ["WhisperOptions", "WhisperSTT", "WHISPER_BASE", "WHISPER_RATE", "MAX_SECONDS"]
 
-WHISPER_RATE = 16_000
+WHISPER_RATE = RATE
 """The rate Whisper's feature extractor expects; input at any other rate is resampled to it."""
 
 MAX_SECONDS = 120.0
@@ -198,11 +197,7 @@ class WhisperSTT:
         :class:`ServiceError` if the decoder fails. Closing this iterator (or cancelling its task) returns at
         once and closes ``audio``; a decode already running finishes on its thread and is dropped.
         """
-        source = aiter(audio)
-        try:
-            pcm = await self._collect(source)
-        finally:
-            await aclose(source)
+        pcm = await self._collect(audio)
         if not len(pcm):
             yield Transcript("", True)
             return
@@ -218,30 +213,12 @@ class WhisperSTT:
             raise
         yield Transcript(text, True)
 
-    async def _collect(self, source: AsyncIterator[AudioChunk]) -> Float32Array:
-        resampler: Resampler | None = None
-        rate = 0
-        limit = 0
-        parts: list[Float32Array] = []
-        total = 0
-        async for chunk in source:
-            pcm = _chunk_pcm(chunk)
-            if resampler is None:
-                rate = _check_rate(chunk.rate)
-                resampler = Resampler(rate, WHISPER_RATE)
-                limit = int(MAX_SECONDS * WHISPER_RATE)
-            elif chunk.rate != rate:
-                raise InputError(f"audio stream changed rate from {rate} to {chunk.rate} Hz")
-            out = resampler.process(pcm)
-            total += len(out)
-            if total > limit:
-                raise InputError(f"utterance longer than the {MAX_SECONDS:g} s whisper accepts")
-            parts.append(out)
-        if resampler is None:
-            return np.zeros(0, dtype=np.float32)
-        parts.append(resampler.flush())
-        joined = np.concatenate([np.zeros(_LEAD_IN, np.float32), *parts]).astype(np.float32, copy=False)
-        result: Float32Array = np.clip(np.nan_to_num(joined, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+    async def _collect(self, audio: AsyncIterable[AudioChunk]) -> Float32Array:
+        pcm = await collect(audio, MAX_SECONDS, "whisper")
+        if not len(pcm):
+            return pcm
+        joined = np.concatenate([np.zeros(_LEAD_IN, np.float32), pcm])
+        result: Float32Array = np.clip(joined, -1.0, 1.0)
         return result
 
     def _decode(self, pcm: Float32Array) -> str:
@@ -337,20 +314,3 @@ def _loops(text: str) -> bool:
     words = text.lower().split()
     trigrams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
     return any(trigrams.count(t) >= 3 for t in set(trigrams))
-
-
-def _check_rate(rate: object) -> int:
-    if isinstance(rate, bool) or not isinstance(rate, int | np.integer):
-        raise InputError(f"audio chunk rate must be a whole number of Hz, got {rate!r}")
-    if not 1_000 <= int(rate) <= 384_000:
-        raise InputError(f"audio chunk rate {rate} Hz is out of range (1 kHz to 384 kHz)")
-    return int(rate)
-
-
-def _chunk_pcm(chunk: AudioChunk) -> Float32Array:
-    pcm = getattr(chunk, "pcm", None)
-    if not isinstance(pcm, np.ndarray) or not hasattr(chunk, "rate"):
-        raise InputError(f"expected AudioChunk items in the audio stream, got {type(chunk).__name__}")
-    if pcm.dtype.kind != "f" and pcm.dtype != np.int16:
-        raise InputError(f"audio samples must be float (or int16) numbers, got dtype {pcm.dtype}")
-    return to_mono(pcm)

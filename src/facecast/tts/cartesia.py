@@ -27,15 +27,13 @@ Tested against ``tests/servers/cartesia_server.py``, an implementation of this d
 
 from __future__ import annotations
 
-import json
-import os
 import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
-from ..errors import ConfigError, InputError, ServiceError
+from ..errors import InputError, ServiceError
 from ..types import SpeechChunk, Word
-from .cloudws import WordHold, decode_pcm, open_socket, receive_json
+from .cloudws import WordHold, api_key, decode_pcm, open_socket, receive_json, send_json
 from .neural import clean_text
 
 __all__ = ["CartesiaOptions", "CartesiaTTS", "RATES", "KEY_VARIABLES", "MAX_TEXT_CHARS"]
@@ -85,13 +83,7 @@ class CartesiaOptions:
 
 
 def _key(options: CartesiaOptions) -> str:
-    key = options.api_key or next((os.environ[v] for v in KEY_VARIABLES if os.environ.get(v)), "")
-    if not key.strip():
-        raise ConfigError(
-            "--tts cartesia needs an API key: set CARTESIA_API_KEY (or FACECAST_TTS_CARTESIA_API_KEY, "
-            "or api_key in [tts.cartesia])"
-        )
-    return key.strip()
+    return api_key(options.api_key, KEY_VARIABLES, "cartesia")
 
 
 def _words(message: dict[str, object], rate: int) -> list[Word]:
@@ -161,10 +153,7 @@ class CartesiaTTS:
         ws = await open_socket(url, headers, o.timeout, SERVICE)
         context = str(uuid.uuid4())
         try:
-            try:
-                await ws.send(json.dumps(self.request(cleaned.strip(), context)))
-            except Exception as exc:  # the service closed on us while we were still talking
-                raise ServiceError(f"{SERVICE} closed the connection: {type(exc).__name__}") from None
+            await send_json(ws, self.request(cleaned.strip(), context), SERVICE)
             hold = WordHold(o.sample_rate)
             while True:
                 message = await receive_json(ws, o.timeout, SERVICE)

@@ -1,6 +1,7 @@
-"""What the WebSocket cloud voices (:mod:`.elevenlabs`, :mod:`.cartesia`) share: opening the socket with clear
-errors, reading JSON frames with a stall timeout, decoding base64 PCM, and holding audio back until the words
-that start in it are complete (the :class:`~facecast.types.SpeechChunk` timing contract).
+"""What the WebSocket cloud voices (:mod:`.elevenlabs`, :mod:`.cartesia`) share: their API key, opening the
+socket with clear errors, sending and reading JSON frames (with a stall timeout), decoding base64 PCM, and
+holding audio back until the words that start in it are complete (the :class:`~facecast.types.SpeechChunk`
+timing contract).
 
 Errors name the service and what happened, never the key: a refused key (HTTP 401/403) and other refusals are
 :class:`ServiceError`, a rate limit or connection limit (HTTP 429) is :class:`BusyError` (a failover list moves
@@ -13,21 +14,35 @@ import asyncio
 import base64
 import binascii
 import json
+import os
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from ..errors import BusyError, ServiceError
+from ..errors import BusyError, ConfigError, ServiceError
 from ..types import AudioChunk, Float32Array, SpeechChunk, Word
 
-__all__ = ["open_socket", "receive_json", "decode_pcm", "WordHold", "MAX_FRAME"]
+__all__ = ["api_key", "open_socket", "send_json", "receive_json", "decode_pcm", "WordHold", "MAX_FRAME"]
 
 MAX_FRAME = 16 * 1024 * 1024
 """Largest frame accepted from a service (a few seconds of base64 PCM fit many times over)."""
+
+
+def api_key(given: str, variables: Sequence[str], provider: str) -> str:
+    """``given``, else the first of the environment ``variables`` that is set (stripped); :class:`ConfigError`
+    naming them and the ``[tts.PROVIDER]`` option when there is none. ``variables``: Facecast's own first, then
+    the service's usual one."""
+    key = given or next((os.environ[v] for v in variables if os.environ.get(v)), "")
+    if not key.strip():
+        raise ConfigError(
+            f"--tts {provider} needs an API key: set {variables[-1]} (or {', '.join(variables[:-1])}, "
+            f"or api_key in [tts.{provider}])"
+        )
+    return key.strip()
 
 
 async def open_socket(url: str, headers: Mapping[str, str], timeout: float, service: str) -> ClientConnection:
@@ -53,6 +68,14 @@ async def open_socket(url: str, headers: Mapping[str, str], timeout: float, serv
         raise ServiceError(f"{service}: invalid URL {exc.uri!r}") from None
     except (OSError, TimeoutError, InvalidHandshake) as exc:
         raise ServiceError(f"cannot reach {service}: {type(exc).__name__}: {exc}") from None
+
+
+async def send_json(ws: ClientConnection, message: object, service: str) -> None:
+    """Send ``message`` as a JSON text frame; :class:`ServiceError` when the service has closed on us."""
+    try:
+        await ws.send(json.dumps(message))
+    except Exception as exc:  # the service closed on us while we were still talking
+        raise ServiceError(f"{service} closed the connection: {type(exc).__name__}") from None
 
 
 async def receive_json(ws: ClientConnection, timeout: float, service: str) -> dict[str, Any]:

@@ -34,15 +34,14 @@ Tested against ``tests/servers/elevenlabs_server.py``, an implementation of this
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
-from ..errors import ConfigError, InputError, ServiceError
+from ..errors import InputError, ServiceError
 from ..types import SpeechChunk
 from .aligned import CharacterWords
-from .cloudws import WordHold, decode_pcm, open_socket, receive_json
+from .cloudws import WordHold, api_key, decode_pcm, open_socket, receive_json, send_json
 from .neural import clean_text
 
 __all__ = ["ElevenLabsOptions", "ElevenLabsTTS", "RATES", "KEY_VARIABLES", "MAX_TEXT_CHARS"]
@@ -92,13 +91,7 @@ class ElevenLabsOptions:
 
 
 def _key(options: ElevenLabsOptions) -> str:
-    key = options.api_key or next((os.environ[v] for v in KEY_VARIABLES if os.environ.get(v)), "")
-    if not key.strip():
-        raise ConfigError(
-            "--tts elevenlabs needs an API key: set ELEVENLABS_API_KEY (or FACECAST_TTS_ELEVENLABS_API_KEY, "
-            "or api_key in [tts.elevenlabs])"
-        )
-    return key.strip()
+    return api_key(options.api_key, KEY_VARIABLES, "elevenlabs")
 
 
 def _alignment(message: dict[str, object]) -> tuple[list[str], list[float], list[float]] | None:
@@ -166,18 +159,13 @@ class ElevenLabsTTS:
     async def synthesize(self, text: str) -> AsyncGenerator[SpeechChunk, None]:
         """Speak ``text`` (module docstring). Raises :class:`InputError` for empty or oversized text and
         :class:`ServiceError` when the service refuses, stalls, sends garbage or closes early."""
-        import json
-
         cleaned = clean_text(text, MAX_TEXT_CHARS)
         o = self._options
         rate = o.sample_rate
         ws = await open_socket(self.url(), {"xi-api-key": self._key}, o.timeout, SERVICE)
         try:
             for message in self.messages(cleaned):
-                try:
-                    await ws.send(json.dumps(message))
-                except Exception as exc:  # the service closed on us while we were still talking
-                    raise ServiceError(f"{SERVICE} closed the connection: {type(exc).__name__}") from None
+                await send_json(ws, message, SERVICE)
             hold = WordHold(rate)
             grouper = CharacterWords()
             while True:

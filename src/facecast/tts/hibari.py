@@ -36,11 +36,24 @@ from pathlib import Path
 import numpy as np
 
 from ..aio import closing
-from ..errors import InputError, ServiceError
-from ..types import Phoneme, SpeechChunk, Word
-from .neural import Item, Rendered, Worker, clean_text, expose_output, require, session, tile
+from ..errors import InputError
+from ..types import SpeechChunk
+from .neural import (
+    Item,
+    Rendered,
+    Worker,
+    check_options,
+    clean_text,
+    expose_output,
+    joined,
+    misaki_pieces,
+    require,
+    session,
+    tile,
+    timed,
+)
 
-__all__ = ["HibariOptions", "HibariTTS", "SAMPLE_RATE", "MAX_TEXT_CHARS", "VOICES", "expose_output"]
+__all__ = ["HibariOptions", "HibariTTS", "SAMPLE_RATE", "MAX_TEXT_CHARS", "VOICES", "expose_output", "tile"]
 
 SAMPLE_RATE = 24000
 """The rate of every chunk (the model's)."""
@@ -52,10 +65,6 @@ VOICES = ("heart",)
 _UNIT = 600  # samples per duration unit
 _DURATIONS = "/Clip_output_0"
 _INSTALL = "pip install hibari-tts"
-_STRESS_MARKS = frozenset("ˈˌ↓→↗↘")
-_BACK_MARKS = frozenset("ːʰʲ̃")
-_PUNCTUATION = frozenset(';:,.!?—…"()“”')
-_CLAUSE_MARKS = frozenset(",;:—")
 
 
 # ------------------------------------------------------------------------------------------------ hibari
@@ -84,14 +93,7 @@ class HibariOptions:
                 f"unknown hibari voice {self.voice!r}: only {', '.join(VOICES)} ships inside the hibari-tts "
                 "package (its other voices are downloads, which Facecast does not do)"
             )
-        if not 0.5 <= self.speed <= 2.0:
-            raise InputError(f"speed must be from 0.5 to 2.0, got {self.speed!r}")
-        if not 1 <= self.threads <= 16:
-            raise InputError(f"threads must be from 1 to 16, got {self.threads!r}")
-        if not 0 <= self.lead_in_ms <= 1000:
-            raise InputError(f"lead_in_ms must be from 0 to 1000, got {self.lead_in_ms!r}")
-        if not 20 <= self.chunk_ms <= 2000:
-            raise InputError(f"chunk_ms must be from 20 to 2000, got {self.chunk_ms!r}")
+        check_options(self.speed, self.threads, self.lead_in_ms, self.chunk_ms)
 
 
 class _Engine:
@@ -112,33 +114,7 @@ class _Engine:
         from hibari.tts import MAX_PHONEMES
 
         tokens = self.g2p.phonemize_tokens(self.g2p.tokenize(normalize(sentence)))
-        items: list[Item] = []
-        words: list[str] = []
-        for token in tokens:
-            phonemes = token.phonemes or ""
-            word: int | None = None
-            if any(c in self.vocab and c not in _PUNCTUATION and not c.isspace() for c in phonemes):
-                words.append(token.text)
-                word = len(words) - 1
-            for char in phonemes:
-                if char in self.vocab:
-                    items.append((_kind(char), char, word))
-            if token.whitespace:
-                items.append(("space", " ", None))
-        while items and items[-1][0] == "space":
-            items.pop()
-        while items and items[0][0] == "space":
-            items.pop(0)
-        out: list[tuple[list[Item], list[str]]] = []
-        while len(items) > MAX_PHONEMES:
-            cut = max((i for i in range(1, MAX_PHONEMES) if items[i - 1][1] in _CLAUSE_MARKS), default=MAX_PHONEMES)
-            out.append((items[:cut], words))
-            items = items[cut:]
-            while items and items[0][0] == "space":
-                items.pop(0)
-        if items:
-            out.append((items, words))
-        return out
+        return misaki_pieces(tokens, self.vocab, MAX_PHONEMES)
 
     def render(self, items: list[Item], words: list[str], options: HibariOptions) -> Rendered:
         from hibari import dsp
@@ -146,32 +122,9 @@ class _Engine:
         ids = [0, *(self.vocab[symbol] for _, symbol, _ in items), 0]
         feeds = {"ids": np.asarray([ids], np.int64), "speed": np.asarray([options.speed], np.float32)}
         outputs = self.session.run(None, feeds)
-        units = np.rint(np.asarray(outputs[-1], np.float64).reshape(-1)).astype(np.int64)
         pcm = np.asarray(dsp.synth(*(o[0] for o in outputs[:6]), np.random.default_rng(options.seed)), np.float32)
-        if len(units) != len(ids) or int(units.sum()) * _UNIT != len(pcm) or units.min() < 0:
-            raise ServiceError(
-                f"hibari's durations ({int(units.sum())} units) do not match its audio ({len(pcm)} samples)"
-            )
-        samples = [int(u) * _UNIT for u in units]
         keep = options.lead_in_ms * SAMPLE_RATE // 1000
-        if samples[0] > keep:
-            pcm = pcm[samples[0] - keep :]
-            samples[0] = keep
-        padded: list[Item] = [("pause", "_", None), *items, ("pause", "_", None)]
-        phonemes, spoken = tile(padded, samples, "misaki", words)
-        return Rendered(pcm, phonemes, spoken)
-
-
-def _kind(char: str) -> str:
-    if char in _STRESS_MARKS:
-        return "stress"
-    if char in _BACK_MARKS:
-        return "mark"
-    if char == " ":
-        return "space"
-    if char in _PUNCTUATION:
-        return "pause"
-    return "phone"
+        return timed("hibari", pcm, outputs[-1], _UNIT, items, words, keep)
 
 
 _ENGINES: dict[int, _Engine] = {}
@@ -242,16 +195,4 @@ class HibariTTS:
 def _render_sentence(sentence: str, options: HibariOptions) -> Rendered:
     """One sentence (all its clause pieces) as one :class:`Rendered`, on the worker thread."""
     engine = _engine(options.threads)
-    parts = [engine.render(items, words, options) for items, words in engine.pieces(sentence)]
-    if not parts:
-        return Rendered(np.zeros(0, np.float32), (), ())
-    if len(parts) == 1:
-        return parts[0]
-    phonemes: list[Phoneme] = []
-    words: list[Word] = []
-    offset = 0
-    for part in parts:
-        phonemes += [Phoneme(p.symbol, p.start + offset, p.end + offset, p.alphabet) for p in part.phonemes]
-        words += [Word(w.text, w.start + offset, w.end + offset) for w in part.words]
-        offset += len(part.pcm)
-    return Rendered(np.concatenate([p.pcm for p in parts]), phonemes, words)
+    return joined([engine.render(items, words, options) for items, words in engine.pieces(sentence)])

@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from ..aio import closing
-from ..errors import ConfigError, InputError, ServiceError
+from ..errors import ConfigError
 from ..modelcache import ModelSpec, Part, assemble, package_file
-from ..types import Phoneme, SpeechChunk, Word
-from .neural import Item, Rendered, Worker, clean_text, require, session, tile
+from ..types import SpeechChunk
+from .neural import Item, Rendered, Worker, check_options, clean_text, joined, misaki_pieces, require, session, timed
 
 __all__ = [
     "KokoroOptions",
@@ -75,10 +75,6 @@ word for word on every English test sentence (the others: "blue map" heard as "b
 _UNIT = 600  # samples per duration unit
 _DURATIONS = "/encoder/Clip_output_0"
 _MAX_SYMBOLS = 500  # the model takes 510 tokens with its two pads; leave room
-_STRESS_MARKS = frozenset("ˈˌ↓→↗↘")
-_BACK_MARKS = frozenset("ːʰʲ̃")
-_PUNCTUATION = frozenset(';:,.!?—…"()“”')
-_CLAUSE_MARKS = frozenset(",;:—")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,14 +100,7 @@ class KokoroOptions:
     chunk_ms: int = 150
 
     def __post_init__(self) -> None:
-        if not 0.5 <= self.speed <= 2.0:
-            raise InputError(f"speed must be from 0.5 to 2.0, got {self.speed!r}")
-        if not 1 <= self.threads <= 16:
-            raise InputError(f"threads must be from 1 to 16, got {self.threads!r}")
-        if not 0 <= self.lead_in_ms <= 1000:
-            raise InputError(f"lead_in_ms must be from 0 to 1000, got {self.lead_in_ms!r}")
-        if not 20 <= self.chunk_ms <= 2000:
-            raise InputError(f"chunk_ms must be from 20 to 2000, got {self.chunk_ms!r}")
+        check_options(self.speed, self.threads, self.lead_in_ms, self.chunk_ms)
 
 
 def load_voices(path: Path) -> dict[str, np.ndarray]:
@@ -156,18 +145,6 @@ def _voices_path(options: KokoroOptions) -> Path:
     return package_file(_DEFAULT_VOICES, INSTALL)
 
 
-def _kind(char: str) -> str:
-    if char in _STRESS_MARKS:
-        return "stress"
-    if char in _BACK_MARKS:
-        return "mark"
-    if char == " ":
-        return "space"
-    if char in _PUNCTUATION:
-        return "pause"
-    return "phone"
-
-
 class _Engine:
     """The model session, the style vectors of one voice and misaki G2P; used only on the worker thread."""
 
@@ -197,31 +174,7 @@ class _Engine:
         from hibari.g2p.normalize import normalize
 
         tokens = self.g2p.phonemize_tokens(self.g2p.tokenize(normalize(sentence)))
-        items: list[Item] = []
-        words: list[str] = []
-        for token in tokens:
-            phonemes = token.phonemes or ""
-            word: int | None = None
-            if any(c in self.vocab and c not in _PUNCTUATION and not c.isspace() for c in phonemes):
-                words.append(token.text)
-                word = len(words) - 1
-            items += [(_kind(c), c, word) for c in phonemes if c in self.vocab]
-            if token.whitespace:
-                items.append(("space", " ", None))
-        while items and items[-1][0] == "space":
-            items.pop()
-        while items and items[0][0] == "space":
-            items.pop(0)
-        out: list[tuple[list[Item], list[str]]] = []
-        while len(items) > _MAX_SYMBOLS:
-            cut = max((i for i in range(1, _MAX_SYMBOLS) if items[i - 1][1] in _CLAUSE_MARKS), default=_MAX_SYMBOLS)
-            out.append((items[:cut], words))
-            items = items[cut:]
-            while items and items[0][0] == "space":
-                items.pop(0)
-        if items:
-            out.append((items, words))
-        return out
+        return misaki_pieces(tokens, self.vocab, _MAX_SYMBOLS)
 
     def render(self, items: list[Item], words: list[str], options: KokoroOptions) -> Rendered:
         ids = [0, *(self.vocab[symbol] for _, symbol, _ in items), 0]
@@ -233,17 +186,8 @@ class _Engine:
         }
         outputs = self.session.run(None, feeds)
         pcm = np.clip(np.asarray(outputs[0], np.float32).reshape(-1), -1.0, 1.0)
-        units = np.rint(np.asarray(outputs[-1], np.float64).reshape(-1)).astype(np.int64)
-        if len(units) != len(ids) or int(units.sum()) * _UNIT != len(pcm) or units.min() < 0:
-            raise ServiceError(f"Kokoro's durations ({int(units.sum())} units) do not match its audio ({len(pcm)})")
-        samples = [int(u) * _UNIT for u in units]
         keep = options.lead_in_ms * SAMPLE_RATE // 1000
-        if samples[0] > keep:
-            pcm = pcm[samples[0] - keep :]
-            samples[0] = keep
-        padded: list[Item] = [("pause", "_", None), *items, ("pause", "_", None)]
-        phonemes, spoken = tile(padded, samples, "misaki", words)
-        return Rendered(pcm, phonemes, spoken)
+        return timed("Kokoro", pcm, outputs[-1], _UNIT, items, words, keep)
 
 
 _ENGINES: dict[tuple[str, str, str, bool, int], _Engine] = {}
@@ -263,19 +207,7 @@ def _engine(options: KokoroOptions) -> _Engine:
 def _render_sentence(sentence: str, options: KokoroOptions) -> Rendered:
     """One sentence (all its clause pieces) as one :class:`Rendered`, on the worker thread."""
     engine = _engine(options)
-    parts = [engine.render(items, words, options) for items, words in engine.pieces(sentence)]
-    if not parts:
-        return Rendered(np.zeros(0, np.float32), (), ())
-    if len(parts) == 1:
-        return parts[0]
-    phonemes: list[Phoneme] = []
-    spoken: list[Word] = []
-    offset = 0
-    for part in parts:
-        phonemes += [Phoneme(p.symbol, p.start + offset, p.end + offset, p.alphabet) for p in part.phonemes]
-        spoken += [Word(w.text, w.start + offset, w.end + offset) for w in part.words]
-        offset += len(part.pcm)
-    return Rendered(np.concatenate([p.pcm for p in parts]), phonemes, spoken)
+    return joined([engine.render(items, words, options) for items, words in engine.pieces(sentence)])
 
 
 class KokoroTTS:

@@ -7,6 +7,9 @@
 - :class:`Rendered` is one synthesised sentence (audio + timing), cut into chunks by :meth:`Rendered.chunks`.
 - :class:`Worker` runs a voice's sentences on its own thread, in order, one sentence ahead of the consumer,
   and cancels the rest when the consumer closes the stream.
+- The misaki voices (hibari, Kokoro) share :func:`misaki_pieces` (G2P tokens to model inputs),
+  :func:`timed` (a model's audio and durations to a :class:`Rendered`), :func:`joined` (a sentence's clause
+  pieces as one) and :func:`check_options`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import asyncio
 import concurrent.futures
 import importlib.util
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,20 @@ import numpy as np
 from ..errors import ConfigError, InputError, ServiceError
 from ..types import AudioChunk, Float32Array, Phoneme, SpeechChunk, Word
 
-__all__ = ["expose_output", "session", "Item", "tile", "Rendered", "Worker", "clean_text", "require"]
+__all__ = [
+    "expose_output",
+    "session",
+    "Item",
+    "tile",
+    "Rendered",
+    "Worker",
+    "clean_text",
+    "require",
+    "check_options",
+    "misaki_pieces",
+    "timed",
+    "joined",
+]
 
 # ------------------------------------------------------------------------------------------- ONNX patch
 
@@ -289,3 +305,105 @@ def require(module: str, install: str) -> None:
     """:class:`ConfigError` naming ``install`` unless ``module`` can be imported."""
     if importlib.util.find_spec(module) is None:
         raise ConfigError(f"the {module!r} module is not installed: {install}")
+
+
+def check_options(speed: float, threads: int, lead_in_ms: int, chunk_ms: int) -> None:
+    """:class:`InputError` unless the options every neural voice takes are in range."""
+    if not 0.5 <= speed <= 2.0:
+        raise InputError(f"speed must be from 0.5 to 2.0, got {speed!r}")
+    if not 1 <= threads <= 16:
+        raise InputError(f"threads must be from 1 to 16, got {threads!r}")
+    if not 0 <= lead_in_ms <= 1000:
+        raise InputError(f"lead_in_ms must be from 0 to 1000, got {lead_in_ms!r}")
+    if not 20 <= chunk_ms <= 2000:
+        raise InputError(f"chunk_ms must be from 20 to 2000, got {chunk_ms!r}")
+
+
+# ------------------------------------------------------------------------- misaki voices (hibari, Kokoro)
+
+_STRESS_MARKS = frozenset("ˈˌ↓→↗↘")
+_BACK_MARKS = frozenset("ːʰʲ̃")
+_PUNCTUATION = frozenset(';:,.!?—…"()“”')
+_CLAUSE_MARKS = frozenset(",;:—")
+
+
+def _kind(char: str) -> str:
+    if char in _STRESS_MARKS:
+        return "stress"
+    if char in _BACK_MARKS:
+        return "mark"
+    if char == " ":
+        return "space"
+    if char in _PUNCTUATION:
+        return "pause"
+    return "phone"
+
+
+def misaki_pieces(tokens: Sequence[Any], vocab: Mapping[str, int], limit: int) -> list[tuple[list[Item], list[str]]]:
+    """The model inputs of one sentence's misaki G2P ``tokens``: (items, word texts) pieces of at most ``limit``.
+
+    Symbols outside ``vocab`` are dropped; a token with a spoken symbol is a word; spaces at the ends go; a
+    sentence too long is cut after the last clause mark before ``limit`` (or at ``limit``).
+    """
+    items: list[Item] = []
+    words: list[str] = []
+    for token in tokens:
+        phonemes = token.phonemes or ""
+        word: int | None = None
+        if any(c in vocab and c not in _PUNCTUATION and not c.isspace() for c in phonemes):
+            words.append(token.text)
+            word = len(words) - 1
+        items += [(_kind(c), c, word) for c in phonemes if c in vocab]
+        if token.whitespace:
+            items.append(("space", " ", None))
+    while items and items[-1][0] == "space":
+        items.pop()
+    while items and items[0][0] == "space":
+        items.pop(0)
+    out: list[tuple[list[Item], list[str]]] = []
+    while len(items) > limit:
+        cut = max((i for i in range(1, limit) if items[i - 1][1] in _CLAUSE_MARKS), default=limit)
+        out.append((items[:cut], words))
+        items = items[cut:]
+        while items and items[0][0] == "space":
+            items.pop(0)
+    if items:
+        out.append((items, words))
+    return out
+
+
+def timed(
+    name: str, pcm: Float32Array, durations: Any, unit: int, items: Sequence[Item], words: Sequence[str], keep: int
+) -> Rendered:
+    """A padded piece's audio timed by the model's per-symbol ``durations`` (in ``unit`` samples).
+
+    ``items`` are the piece's symbols without the start and end padding (which become ``_`` pauses); at most
+    ``keep`` samples of the silence before the first symbol stay. :class:`ServiceError` when the durations do
+    not match the symbols or the audio (``name`` is the voice's, for the message).
+    """
+    units = np.rint(np.asarray(durations, np.float64).reshape(-1)).astype(np.int64)
+    if len(units) != len(items) + 2 or int(units.sum()) * unit != len(pcm) or units.min() < 0:
+        raise ServiceError(f"{name}'s durations ({int(units.sum())} units) do not match its audio ({len(pcm)} samples)")
+    samples = [int(u) * unit for u in units]
+    if samples[0] > keep:
+        pcm = pcm[samples[0] - keep :]
+        samples[0] = keep
+    padded: list[Item] = [("pause", "_", None), *items, ("pause", "_", None)]
+    phonemes, spoken = tile(padded, samples, "misaki", words)
+    return Rendered(pcm, phonemes, spoken)
+
+
+def joined(parts: Sequence[Rendered]) -> Rendered:
+    """The pieces of one sentence, one after the other, as one :class:`Rendered` (empty when there are none)."""
+    if not parts:
+        return Rendered(np.zeros(0, np.float32), (), ())
+    if len(parts) == 1:
+        return parts[0]
+    phonemes: list[Phoneme] = []
+    spoken: list[Word] = []
+    offset = 0
+    for part in parts:
+        phonemes += [Phoneme(p.symbol, p.start + offset, p.end + offset, p.alphabet) for p in part.phonemes]
+        spoken += [Word(w.text, w.start + offset, w.end + offset) for w in part.words]
+        offset += len(part.pcm)
+    return Rendered(np.concatenate([p.pcm for p in parts]), phonemes, spoken)

@@ -25,7 +25,6 @@ around the embedded hibari voice; not against OpenAI, Kokoro-FastAPI or the othe
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
@@ -41,13 +40,13 @@ from ..audio import Resampler
 from ..errors import ConfigError, InputError, ServiceError
 from ..openai_http import (
     OPENAI_URL,
-    RETRY_AFTER_MAX_S,
     LoopClient,
     check_base_url,
+    probe,
     raise_for_status,
     resolve_key,
-    retry_after,
     transport_error,
+    waited_to_retry,
 )
 from ..types import AudioChunk, Float32Array, SpeechChunk, Word
 
@@ -254,12 +253,7 @@ class OpenAITTS:
 
     async def probe(self) -> None:
         """Raise :class:`ServiceError` while the server cannot be reached or refuses the key (failover)."""
-        try:
-            response = await self._http.get().get(f"{self._url}/models")
-        except httpx.HTTPError as err:
-            transport_error(err, self._where, self._options.timeout, False)
-        if response.status_code in (401, 403):
-            raise_for_status(response, response.content, self._where, KEY_ENV)
+        await probe(self._http.get(), self._url, self._where, self._options.timeout, KEY_ENV)
 
     async def synthesize(self, text: str) -> AsyncIterator[SpeechChunk]:
         """Speak ``text``, yielding each piece of audio as it arrives (offsets from 0 at ``sample_rate``).
@@ -291,9 +285,7 @@ class OpenAITTS:
                 async with self._http.get().stream("POST", url, json=payload) as response:
                     if response.status_code >= 300:
                         body = await response.aread()
-                        wait = retry_after(response) if response.status_code == 429 else None
-                        if attempt == 0 and wait is not None and wait <= RETRY_AFTER_MAX_S:
-                            await asyncio.sleep(wait)
+                        if await waited_to_retry(response, attempt):
                             continue
                         raise_for_status(response, body, self._where, KEY_ENV)
                     kind = response.headers.get("content-type", "").lower()

@@ -1,6 +1,38 @@
 // The engine WebSocket with automatic reconnection (exponential backoff with jitter) and a keep-alive ping
 // that also measures the round trip.
 
+// What the two connections (Connection here, RtcConnection in rtc.js) share. `conn` has `connect()`, the
+// backoff `attempt`, its reconnect `timer`, `stopped` and the page's hooks `h`.
+
+/** After a failure: `connect()` again after a growing, jittered delay, telling the page when (`h.onStatus`). */
+export function reconnectLater(conn, detail, wasOpen) {
+  const delay = Math.min(10000, 500 * 2 ** conn.attempt) * (0.8 + 0.4 * Math.random());
+  conn.attempt += 1;
+  const seconds = Math.max(1, Math.round(delay / 1000));
+  conn.h.onStatus(wasOpen ? "reconnecting" : "offline", `${detail}; retrying in ${seconds} s`);
+  conn.timer = setTimeout(() => conn.connect(), delay);
+}
+
+/** Connect now, as the first time (no backoff left over, not stopped). */
+export function connectAfresh(conn) {
+  conn.stopped = false;
+  conn.attempt = 0;
+  conn.connect();
+}
+
+/** A JSON message as sent: a string as it is, anything else as JSON. */
+export function wireText(message) {
+  return typeof message === "string" ? message : JSON.stringify(message);
+}
+
+/** Send a keep-alive ping; its id is the send time, kept (the last 5) in `pings` to time the pong. */
+export function sendPing(conn) {
+  const id = Math.floor(performance.now());
+  conn.pings.set(id, performance.now());
+  if (conn.pings.size > 5) conn.pings.delete(conn.pings.keys().next().value);
+  conn.send({ type: "ping", id });
+}
+
 export class Connection {
   /**
    * @param {string} url ws:// URL of /ws/engine (with ?token= when the page had one)
@@ -80,11 +112,7 @@ export class Connection {
   }
 
   scheduleReconnect(detail, wasOpen) {
-    const delay = Math.min(10000, 500 * 2 ** this.attempt) * (0.8 + 0.4 * Math.random());
-    this.attempt += 1;
-    const seconds = Math.max(1, Math.round(delay / 1000));
-    this.h.onStatus(wasOpen ? "reconnecting" : "offline", `${detail}; retrying in ${seconds} s`);
-    this.timer = setTimeout(() => this.connect(), delay);
+    reconnectLater(this, detail, wasOpen);
   }
 
   /**
@@ -107,21 +135,17 @@ export class Connection {
         old.addEventListener("open", () => old.close(1000)); // closing it now would log a browser warning
       }
     }
-    this.stopped = false;
-    this.attempt = 0;
-    this.connect();
+    connectAfresh(this);
   }
 
   /** Retry at once (e.g. the user clicked the status). */
   retryNow() {
-    if (this.ws || this.stopped) return;
-    this.attempt = 0;
-    this.connect();
+    if (!this.ws && !this.stopped) connectAfresh(this);
   }
 
   send(message) {
     if (!this.ready) return false;
-    this.ws.send(typeof message === "string" ? message : JSON.stringify(message));
+    this.ws.send(wireText(message));
     return true;
   }
 
@@ -132,10 +156,7 @@ export class Connection {
   }
 
   ping() {
-    const id = Math.floor(performance.now());
-    this.pings.set(id, performance.now());
-    if (this.pings.size > 5) this.pings.delete(this.pings.keys().next().value);
-    this.send({ type: "ping", id });
+    sendPing(this);
   }
 
   close() {

@@ -51,6 +51,79 @@ class Utterance {
   }
 }
 
+// What the two players (Player here, RtcPlayer in rtc.js) share. `player` keeps `utterances` (id -> its state,
+// with `id` and `finished`), the `dropped` ids whose late messages are ignored, and `stop(u, interrupted)`.
+
+/** Stop and drop utterance `id`'s queued audio and face (clear_buffer, or a local barge-in). */
+export function clearUtterance(player, id) {
+  player.dropped.add(id);
+  const u = player.utterances.get(id);
+  if (u && !u.finished) player.stop(u, true);
+}
+
+/** Stop everything that plays or is queued (barge-in). Returns whether anything was playing. */
+export function stopAllUtterances(player) {
+  let any = false;
+  for (const u of player.utterances.values()) {
+    if (!u.finished) {
+      any = true;
+      player.dropped.add(u.id);
+      player.stop(u, true);
+    }
+  }
+  return any;
+}
+
+/** A new session: stop everything, and forget its utterance ids. Returns whether anything was playing. */
+export function resetPlayer(player) {
+  const any = stopAllUtterances(player);
+  player.utterances.clear();
+  player.dropped.clear();
+  return any;
+}
+
+/** Keep `count` face frames of utterance `id` from frame `start` (`width` values each, cut or padded to
+ * FACE_WIDTH); frames of an unknown or finished utterance only count as ignored in `stats`. */
+export function addFaceFrames(player, id, start, count, width, values) {
+  const u = player.utterances.get(id);
+  if (!u || u.finished) {
+    player.stats.ignored += 1;
+    return;
+  }
+  for (let k = 0; k < count; k++) {
+    const frame = new Float32Array(FACE_WIDTH);
+    frame.set(values.subarray(k * width, k * width + Math.min(width, FACE_WIDTH)));
+    u.frames[start + k] = frame;
+  }
+  u.framesReceived += count;
+  player.stats.faceFrames += count;
+  player.stats.facePackets += 1;
+}
+
+/**
+ * The face frame for audible time t: {utterance, index, values} interpolated between neighbouring frames,
+ * or null when nothing plays or its frame has not arrived (utterances with `started`, `rate`, `frames` and
+ * `positionAt(t)`).
+ */
+export function faceOf(player, t) {
+  for (const u of player.utterances.values()) {
+    if (u.finished || !u.started) continue;
+    const pos = u.positionAt(t);
+    if (pos < 0) continue;
+    const f = (pos * FPS) / u.rate;
+    const i = Math.floor(f);
+    const a = u.frames[i];
+    if (!a) return null;
+    const b = u.frames[i + 1];
+    if (!b) return { utterance: u.id, index: i, values: a };
+    const w = f - i;
+    const out = new Float32Array(FACE_WIDTH);
+    for (let k = 0; k < FACE_WIDTH; k++) out[k] = a[k] + (b[k] - a[k]) * w;
+    return { utterance: u.id, index: i, values: out };
+  }
+  return null;
+}
+
 export class Player {
   /**
    * @param {AudioContext} ctx
@@ -127,19 +200,7 @@ export class Player {
   }
 
   addFace(id, start, count, width, values) {
-    const u = this.utterances.get(id);
-    if (!u || u.finished) {
-      this.stats.ignored += 1;
-      return;
-    }
-    for (let k = 0; k < count; k++) {
-      const frame = new Float32Array(FACE_WIDTH);
-      frame.set(values.subarray(k * width, k * width + Math.min(width, FACE_WIDTH)));
-      u.frames[start + k] = frame;
-    }
-    u.framesReceived += count;
-    this.stats.faceFrames += count;
-    this.stats.facePackets += 1;
+    addFaceFrames(this, id, start, count, width, values);
   }
 
   /** AudioContext time at which face frame `index` of utterance `id` plays (null: its audio is not scheduled). */
@@ -159,30 +220,17 @@ export class Player {
 
   /** clear_buffer (or a local barge-in): stop and drop the utterance's queued audio and face. */
   clear(id) {
-    this.dropped.add(id);
-    const u = this.utterances.get(id);
-    if (u && !u.finished) this.stop(u, true);
+    clearUtterance(this, id);
   }
 
   /** Stop everything that plays or is queued (barge-in). Returns whether anything was playing. */
   stopAll() {
-    let any = false;
-    for (const u of this.utterances.values()) {
-      if (!u.finished) {
-        any = true;
-        this.dropped.add(u.id);
-        this.stop(u, true);
-      }
-    }
-    return any;
+    return stopAllUtterances(this);
   }
 
   /** A new session: stop everything, and forget its utterance ids (the next session numbers from 1 again). */
   reset() {
-    const any = this.stopAll();
-    this.utterances.clear();
-    this.dropped.clear();
-    return any;
+    return resetPlayer(this);
   }
 
   stop(u, interrupted) {
@@ -228,22 +276,7 @@ export class Player {
    * frames, or null when nothing plays or its frame has not arrived.
    */
   faceAt(t) {
-    for (const u of this.utterances.values()) {
-      if (u.finished || !u.started) continue;
-      const pos = u.positionAt(t);
-      if (pos < 0) continue;
-      const f = (pos * FPS) / u.rate;
-      const i = Math.floor(f);
-      const a = u.frames[i];
-      if (!a) return null;
-      const b = u.frames[i + 1];
-      if (!b) return { utterance: u.id, index: i, values: a };
-      const w = f - i;
-      const out = new Float32Array(FACE_WIDTH);
-      for (let k = 0; k < FACE_WIDTH; k++) out[k] = a[k] + (b[k] - a[k]) * w;
-      return { utterance: u.id, index: i, values: out };
-    }
-    return null;
+    return faceOf(this, t);
   }
 }
 

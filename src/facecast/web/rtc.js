@@ -10,7 +10,9 @@
 //   is sent when the audible clock reaches it, and face frame i shows at sample round(i * rate / 60) from
 //   there, as with the WebSocket's player. Same interface as Player (player.js).
 
-import { FACE_WIDTH, FPS } from "./protocol.js";
+import { connectAfresh, reconnectLater, sendPing, wireText } from "./connection.js";
+import { addFaceFrames, clearUtterance, faceOf, resetPlayer, stopAllUtterances } from "./player.js";
+import { FPS } from "./protocol.js";
 
 export const ONSET_LEVEL = 0.02; // the server's ONSET_LEVEL (facecast.http.rtc_audio)
 const TRANSPORT_KEY = "facecast.transport";
@@ -207,11 +209,7 @@ export class RtcConnection {
 
   scheduleReconnect(detail, wasOpen) {
     clearTimeout(this.timer);
-    const delay = Math.min(10000, 500 * 2 ** this.attempt) * (0.8 + 0.4 * Math.random());
-    this.attempt += 1;
-    const seconds = Math.max(1, Math.round(delay / 1000));
-    this.h.onStatus(wasOpen ? "reconnecting" : "offline", `${detail}; retrying in ${seconds} s`);
-    this.timer = setTimeout(() => this.connect(), delay);
+    reconnectLater(this, detail, wasOpen);
   }
 
   restart() {
@@ -219,20 +217,16 @@ export class RtcConnection {
     this.timer = null;
     if (this.ready) this.dc.send(JSON.stringify({ type: "bye" }));
     this.drop();
-    this.stopped = false;
-    this.attempt = 0;
-    this.connect();
+    connectAfresh(this);
   }
 
   retryNow() {
-    if (this.pc || this.stopped) return;
-    this.attempt = 0;
-    this.connect();
+    if (!this.pc && !this.stopped) connectAfresh(this);
   }
 
   send(message) {
     if (!this.ready) return false;
-    this.dc.send(typeof message === "string" ? message : JSON.stringify(message));
+    this.dc.send(wireText(message));
     return true;
   }
 
@@ -242,10 +236,7 @@ export class RtcConnection {
   }
 
   ping() {
-    const id = Math.floor(performance.now());
-    this.pings.set(id, performance.now());
-    if (this.pings.size > 5) this.pings.delete(this.pings.keys().next().value);
-    this.send({ type: "ping", id });
+    sendPing(this);
   }
 
   close() {
@@ -388,19 +379,7 @@ export class RtcPlayer {
   }
 
   addFace(id, start, count, width, values) {
-    const u = this.utterances.get(id);
-    if (!u || u.finished) {
-      this.stats.ignored += 1;
-      return;
-    }
-    for (let k = 0; k < count; k++) {
-      const frame = new Float32Array(FACE_WIDTH);
-      frame.set(values.subarray(k * width, k * width + Math.min(width, FACE_WIDTH)));
-      u.frames[start + k] = frame;
-    }
-    u.framesReceived += count;
-    this.stats.faceFrames += count;
-    this.stats.facePackets += 1;
+    addFaceFrames(this, id, start, count, width, values);
   }
 
   /** AudioContext time at which face frame `index` of utterance `id` is due (null: not known yet). */
@@ -420,28 +399,15 @@ export class RtcPlayer {
   }
 
   clear(id) {
-    this.dropped.add(id);
-    const u = this.utterances.get(id);
-    if (u && !u.finished) this.stop(u, true);
+    clearUtterance(this, id);
   }
 
   stopAll() {
-    let any = false;
-    for (const u of this.utterances.values()) {
-      if (!u.finished) {
-        any = true;
-        this.dropped.add(u.id);
-        this.stop(u, true);
-      }
-    }
-    return any;
+    return stopAllUtterances(this);
   }
 
   reset() {
-    const any = this.stopAll();
-    this.utterances.clear();
-    this.dropped.clear();
-    return any;
+    return resetPlayer(this);
   }
 
   stop(u, interrupted) {
@@ -479,21 +445,6 @@ export class RtcPlayer {
   }
 
   faceAt(t) {
-    for (const u of this.utterances.values()) {
-      if (u.finished || !u.started) continue;
-      const pos = u.positionAt(t);
-      if (pos < 0) continue;
-      const f = (pos * FPS) / u.rate;
-      const i = Math.floor(f);
-      const a = u.frames[i];
-      if (!a) return null;
-      const b = u.frames[i + 1];
-      if (!b) return { utterance: u.id, index: i, values: a };
-      const w = f - i;
-      const out = new Float32Array(FACE_WIDTH);
-      for (let k = 0; k < FACE_WIDTH; k++) out[k] = a[k] + (b[k] - a[k]) * w;
-      return { utterance: u.id, index: i, values: out };
-    }
-    return null;
+    return faceOf(this, t);
   }
 }
