@@ -20,7 +20,7 @@ $(BIN)/facecast: pyproject.toml
 
 # The optional extras are tested too. torch comes first and pinned: 2.13.0 is the CPU build on these
 # machines (a bare or newer torch would pull GBs of CUDA packages).
-TEST_EXTRAS := test,llamacpp,embeddings,images,neurosync,train,piper,plots,audio,kokoro,vosk,sherpa,webrtc,bench
+TEST_EXTRAS := test,llamacpp,embeddings,images,neurosync,train,piper,plots,audio,kokoro,vosk,sherpa,webrtc,bench,scale,deploy
 
 $(VENV)/.test-deps: $(BIN)/facecast
 	$(BIN)/pip install -q torch==2.13.0

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+from tests.servers.redis import RedisServer, need_redis
 
 from facecast.providers import LIGHT_DEFAULTS
 
@@ -51,3 +53,15 @@ def hold_worker_until_aborted(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
     monkeypatch.setattr(espeak._Job, "post", post)
     yield
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port with no persistence (skipped where there is none, failed
+    under CI's FACECAST_REQUIRE_REDIS)."""
+    need_redis()
+    server = RedisServer(tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.stop()

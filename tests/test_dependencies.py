@@ -25,9 +25,13 @@ OPTIONAL_MODULES = {
     "face/neurosync_net.py": {"torch"},  # imported by face/neurosync.py after its torch check
     "stt/vosk.py": {"vosk"},  # VoskSTT checks the extra in __init__ (ConfigError naming it) before any use
     "stt/sherpa.py": {"sherpa_onnx"},  # the same in SherpaSTT.__init__
+    "engine/sessionstore.py": {"redis"},  # the scale extra: RedisStore imports it in __init__ (ConfigError naming it)
     # the protocol servers of the source checkout, imported only after provider_bench checks they exist
     "bench/provider_bench.py": {"tests"},
     "bench/realtime_bench.py": {"tests"},
+    # the scale extra's Ray: imported only after ray_pools.require_serve() raised a ConfigError naming it
+    "scale/ray_pools.py": {"ray"},
+    "scale/cli.py": {"ray"},
 }
 """Imports outside a ``try: ... except ImportError`` that belong to an extra, per file under src/facecast."""
 

@@ -31,8 +31,12 @@ def test_hand_made_frames_round_trip() -> None:
 async def test_a_short_soak_loses_and_repeats_nothing() -> None:
     # 2 honest conversations (one typed, one spoken) with a non-reader and a flooder attached, for ~20 s.
     # No latency or memory thresholds here: this machine is shared; the real run is in docs/benchmarks.md.
-    tables, raw = await soak(SoakConfig(minutes=0.35, honest=2, hostile=2, sample_every=1.0))
+    tables, raw = await soak(SoakConfig(minutes=0.35, honest=2, hostile=2, sample_every=1.0, warmup_minutes=0.1))
     summary = raw["summary"]
+    warmup = raw["warmup"]  # the same clients ran first; the RSS growth counts from the idle server after them
+    assert warmup["turns"] >= 1 and warmup["lost"] == 0 and warmup["duplicated"] == 0, warmup["turns_detail"]
+    assert summary["rss_cold_mb"] > 0 and summary["rss_start_mb"] == raw["samples"][0]["rss_mb"]
+    assert warmup["samples"][-1]["at"] > 0  # the warm-up's idle sample, taken before the run's first
     assert summary["lost"] == 0, raw["turns"]
     assert summary["duplicated"] == 0 and summary["wrong"] == 0, raw["turns"]
     assert summary["cut"] == 0 and summary["connection_failures"] == {}, raw["sessions"]
@@ -44,4 +48,4 @@ async def test_a_short_soak_loses_and_repeats_nothing() -> None:
     assert raw["server_alive"]
     assert len(raw["samples"]) >= 10 and all(s["rss_mb"] > 0 for s in raw["samples"])
     assert [t.title.split(":")[0] for t in tables] == ["Soak"] * 4
-    assert "honest turns answered" in tables[0].markdown()
+    assert "honest turns answered" in tables[0].markdown() and "warm-up" in tables[0].markdown()

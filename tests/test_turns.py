@@ -241,6 +241,126 @@ def test_same_events_as_the_silence_detector_when_the_model_always_says_complete
     assert len(a) > 20 and a == b
 
 
+# -- the transcript as a second opinion ---------------------------------------------------------------------
+TEXT = replace(ZONES, text_cues=True, text_wait_ms=600, transcript_lead_ms=20)
+"""Paused at 100 ms, asked at 120 ms: >= 0.9 ends, <= 0.2 waits up to 2 s, in between the transcript decides
+(600 ms at most)."""
+
+
+def run_with_text(
+    script: list[bool], model: Model, texts: list[tuple[int, str]], config: TurnConfig = TEXT
+) -> tuple[list[object], SmartTurnDetector]:
+    """``script`` fed frame by frame; ``texts``: for the pauses in order, the silence (ms) at which that pause's
+    transcript is handed in (a decode that took that long) and its text; a pause shorter than that gets none."""
+    detector = SmartTurnDetector(Scripted(script), model, config)
+    model.detector = detector
+    pending = list(texts)
+    answered = -1  # the pause (its first silent sample) that got the last text
+    events: list[object] = []
+    for _ in range(len(script)):
+        events += detector.push(np.zeros(FRAME, np.float32))
+        pause_at = detector.position - detector.silence_ms * VAD_RATE // 1000
+        if detector.speaking and pending and detector.silence_ms == pending[0][0] and pause_at != answered:
+            answered = pause_at
+            events += detector.transcript(pending.pop(0)[1], pause_at)
+    return events, detector
+
+
+def test_an_unfinished_sentence_keeps_the_turn_open_through_a_long_pause() -> None:
+    # "I'd like to buy the" ... 1.2 s of thought ... "red one." then silence: unsure both times, by the model
+    script = [True] * 40 + [False] * ms(1200) + [True] * 30 + [False] * ms(1000)
+    texts = [(240, "I'd like to buy the"), (260, "I'd like to buy the red one.")]
+    events, _ = run_with_text(script, Model(0.5, 0.5), texts)
+    starts = [e for e in events if isinstance(e, SpeechStarted)]
+    assert len(starts) == 1 and ended(events) == [260]  # one turn, ended after the player finished
+    [end] = [e for e in events if isinstance(e, SpeechEnded)]
+    assert end.at == (40 + ms(1200) + 30) * FRAME
+    # without the transcript the same answers end it inside the pause (at the silence endpoint), cutting off
+    events = run(script, Model(0.5, 0.5), replace(TEXT, text_cues=False))
+    assert ended(events)[0] == 300 and sum(isinstance(e, SpeechStarted) for e in events) == 2
+
+
+def test_a_confident_complete_ends_at_smart_end_ms_without_waiting_for_the_text() -> None:
+    events, detector = run_with_text(PAUSE, Model(0.95), [(240, "The red one.")])
+    assert ended(events) == [120]
+    assert detector.last_cue is None  # the text came after the end: nobody looked at it
+
+
+def test_an_unsure_pause_follows_its_transcript() -> None:
+    # complete: ends when the text arrives (sooner than the 300 ms silence endpoint)
+    assert ended(run_with_text(PAUSE, Model(0.5), [(200, "The red one.")])[0]) == [200]
+    # later than the endpoint: still ends when it arrives (the pause waited for it, up to text_wait_ms)
+    assert ended(run_with_text(PAUSE, Model(0.5), [(440, "The red one.")])[0]) == [440]
+    # incomplete: waits up to max_wait_ms
+    assert ended(run_with_text(PAUSE, Model(0.5), [(200, "I need bread, milk and")])[0]) == [2000]
+    # unsure text (no words, or no punctuation to go on): the silence endpoint, as without text
+    assert ended(run_with_text(PAUSE, Model(0.5), [(200, "")])[0]) == [300]
+    assert ended(run_with_text(PAUSE, Model(0.5), [(400, "what is your name")])[0]) == [400]
+    # no text at all: text_wait_ms, then the turn ends anyway
+    assert ended(run_with_text(PAUSE, Model(0.5), [])[0]) == [600]
+
+
+def test_a_full_stop_does_not_end_a_pause_the_model_called_unfinished() -> None:
+    # Whisper puts a full stop after fragments too ("If you give me the key."): not enough against the model
+    assert ended(run_with_text(PAUSE, Model(0.1), [(200, "If you give me the key.")])[0]) == [2000]
+
+
+def test_a_transcript_before_the_question_is_weighed_with_the_answer() -> None:
+    config = replace(TEXT, smart_end_ms=200)
+    assert ended(run_with_text(PAUSE, Model(0.5), [(140, "I'd like the")], config)[0]) == [2000]
+    assert ended(run_with_text(PAUSE, Model(0.5), [(140, "I'd like the red one.")], config)[0]) == [200]
+    assert ended(run_with_text(PAUSE, Model(0.95), [(140, "I'd like the")], config)[0]) == [200]
+
+
+def test_a_stale_or_unwanted_transcript_changes_nothing() -> None:
+    detector = SmartTurnDetector(Scripted(PAUSE), Model(0.5), TEXT)
+    detector.push(np.zeros(FRAME * (30 + ms(200)), np.float32))
+    assert detector.speaking and detector.silence_ms == 200
+    assert detector.transcript("The red one.", 29 * FRAME) == []  # another pause's text: ignored
+    assert detector.speaking and detector.last_cue is None
+    assert detector.transcript("The red one.", 30 * FRAME) == [SpeechEnded(30 * FRAME, (30 + ms(200)) * FRAME)]
+    assert detector.transcript("The red one.", 30 * FRAME) == []  # no turn open
+    # text cues off: the transcript is not even judged
+    off = SmartTurnDetector(Scripted(PAUSE), Model(0.5), replace(TEXT, text_cues=False))
+    off.push(np.zeros(FRAME * (30 + ms(200)), np.float32))
+    assert off.transcript("The red one.", 30 * FRAME) == [] and off.last_cue is None and off.speaking
+
+
+def test_without_pause_events_no_transcript_can_come_and_an_unsure_pause_ends_on_silence() -> None:
+    config = replace(TEXT, transcript_lead_ms=0)  # no SpeechPaused: the listener decodes nothing at pauses
+    events, _ = run_with_text(PAUSE, Model(0.5), [], config)
+    assert ended(events) == [300] and not any(isinstance(e, SpeechPaused) for e in events)
+    assert ended(run_with_text(PAUSE, Model(0.5), [])[0]) == [600]  # with pauses it waits for the text
+
+
+def test_a_failed_model_waits_for_the_text(caplog: pytest.LogCaptureFixture) -> None:
+    detector = SmartTurnDetector(Scripted(PAUSE), Broken(), TEXT)
+    with caplog.at_level(logging.ERROR, "facecast.turns"):
+        detector.push(np.zeros(FRAME * (30 + ms(260)), np.float32))
+    assert detector.speaking
+    assert detector.transcript("Over there.", 30 * FRAME) == [SpeechEnded(30 * FRAME, (30 + ms(260)) * FRAME)]
+
+
+class Judge:
+    """A cue that records what it was asked."""
+
+    def __init__(self) -> None:
+        self.heard: list[str] = []
+
+    def judge(self, text: str) -> str:
+        self.heard.append(text)
+        return "incomplete"
+
+
+def test_the_factory_passes_the_cue_on() -> None:
+    cue = Judge()
+    detector = make_turn_detector(TEXT, Model(0.5), vad=Scripted(PAUSE), cue=cue)
+    assert isinstance(detector, SmartTurnDetector)
+    detector.push(np.zeros(FRAME * (30 + ms(200)), np.float32))
+    detector.transcript("anything", 30 * FRAME)
+    assert cue.heard == ["anything"]
+
+
 # -- settings and factory ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "bad",
@@ -378,6 +498,8 @@ def test_settings_reach_the_turn_config_from_every_layer(tmp_path: Path) -> None
         threshold=0.85,
         wait_threshold=0.2,
         recheck_ms=0,
+        text_cues=True,
+        text_wait_ms=600,
     )
     toml = tmp_path / "f.toml"
     toml.write_text("turn_detector = 'silence'\nmax_wait_ms = 3000\n", encoding="utf-8")
@@ -410,6 +532,11 @@ def test_run_flags() -> None:
     assert type(make_turn_detector(s.turn_config(), Model())) is TurnDetector  # the old path, exactly
     s = _settings(build_parser().parse_args(["run", "--turn-recheck-ms", "300"]))
     assert s.turn_config().recheck_ms == 300
+    s = _settings(build_parser().parse_args(["run", "--no-turn-text-cues", "--turn-text-wait-ms", "400"]))
+    assert (s.turn_config().text_cues, s.turn_config().text_wait_ms) == (False, 400)
+    assert _settings(build_parser().parse_args(["run"])).turn_config().text_cues is True
+    with pytest.raises(ConfigError, match="text_wait_ms"):
+        load_settings(environ={"FACECAST_TURN_TEXT_WAIT_MS": "-1"})
 
 
 async def test_a_smart_turn_ends_when_the_microphone_stream_stops(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -488,5 +615,82 @@ async def test_a_late_batch_reports_when_the_speech_ended_and_when_the_turn_was_
         assert len(model.asked) == 1 and [h.text for h in heard] == ["hello"]
         assert heard[0].endpoint == decided
         assert heard[0].speech_end == pytest.approx(voice_end, abs=0.1)
+    finally:
+        await listener.close()
+
+
+class Loud:
+    """A VAD for marked audio: a frame is speech when it is not all zeros."""
+
+    def is_speech(self, frame: np.ndarray) -> bool:
+        return bool(np.any(frame))
+
+
+class MarkedSTT:
+    """Speech-to-text for marked audio: samples of 1.0 are "I would like to buy the", of 2.0 "red one"."""
+
+    async def transcribe(self, audio: AsyncIterable[AudioChunk]) -> AsyncIterator[Transcript]:
+        marks: set[float] = set()
+        async for chunk in audio:
+            marks |= set(np.unique(chunk.pcm).tolist())
+        words = (["I would like to buy the"] if 1.0 in marks else []) + (["red one"] if 2.0 in marks else [])
+        yield Transcript(" ".join(words) + ("." if 2.0 in marks else ""), True)
+
+
+@pytest.mark.parametrize("cues", [True, False])
+async def test_listener_hands_the_pause_transcript_to_the_detector(monkeypatch: pytest.MonkeyPatch, cues: bool) -> None:
+    """ "I would like to buy the" ... 1.2 s ... "red one.": the model is unsure at both pauses; the pause's text
+    keeps the turn open (one utterance, the whole sentence); without text cues the silence endpoint cuts it."""
+    model = Model(*[0.5] * 10)
+    monkeypatch.setattr(smartturn, "_SHARED", {"model": model})
+    monkeypatch.setattr(listen, "make_turn_detector", lambda config: make_turn_detector(config, vad=Loud()))
+    heard: list[str] = []
+
+    async def on_heard(h: HeardUtterance) -> None:
+        heard.append(h.text)
+
+    async def nothing(*_: object) -> None:
+        return None
+
+    callbacks = ListenerCallbacks(nothing, on_heard, nothing, nothing)
+    config = TurnConfig(
+        detector="smart", smart_end_ms=200, threshold=0.85, wait_threshold=0.2, transcript_lead_ms=200, text_cues=cues
+    )
+    listener = Listener(MarkedSTT(), VAD_RATE, callbacks, config)
+    detector = listener._detector
+    assert isinstance(detector, SmartTurnDetector)
+
+    def part(seconds: float, mark: float) -> np.ndarray:
+        return np.full(int(seconds * VAD_RATE), mark, np.float32)
+
+    async def feed(audio: np.ndarray) -> None:
+        for chunk in np.array_split(audio, max(1, len(audio) // 320)):
+            listener.feed(chunk)
+            await asyncio.sleep(0)
+        for _ in range(300):  # let the worker thread catch up
+            idle = listener._pump is None or listener._pump.done()
+            if listener._inbox is not None and listener._inbox.empty() and idle:
+                break
+            await asyncio.sleep(0.01)
+
+    try:
+        await feed(np.concatenate([part(0.2, 0.0), part(1.0, 1.0), part(0.2, 0.0)]))  # 200 ms into the pause
+        for _ in range(300):  # the pause's transcript reaches the detector (with cues) before more audio
+            if detector.last_cue is not None or not cues:
+                break
+            await asyncio.sleep(0.01)
+        assert detector.last_cue == ("incomplete" if cues else None)
+        await feed(part(1.0, 0.0))  # the rest of the 1.2 s pause
+        await feed(np.concatenate([part(0.6, 2.0), part(0.2, 0.0)]))
+        for _ in range(300):
+            if not listener.hearing and len(heard) >= (1 if cues else 2):
+                break
+            await asyncio.sleep(0.01)
+        await feed(part(1.0, 0.0))
+        if cues:
+            assert heard == ["I would like to buy the red one."]  # one turn, the whole sentence
+            assert detector.last_cue == "complete"  # the second pause's text ended it, before text_wait_ms
+        else:
+            assert heard == ["I would like to buy the", "red one."]  # cut off at the pause
     finally:
         await listener.close()

@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--record", help="keep every utterance as a session folder under this directory")
     p.add_argument(
+        "--session-store",
+        metavar="memory|redis://HOST:PORT/DB",
+        help="where resumable sessions are kept: memory (default; this process) or a Redis/Valkey URL shared by "
+        "several controllers (pip install 'facecast[scale]')",
+    )
+    p.add_argument(
         "--realtime",
         metavar="NAME:MODEL",
         help="a speech-to-speech model answering conversations instead of --stt/--llm/--tts (openai:MODEL with "
@@ -117,6 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--turn-recheck-ms",
         type=int,
         help="smart turns: while a turn waits, ask the model again after this much more silence (default 0: never)",
+    )
+    p.add_argument(
+        "--turn-text-cues",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="smart turns: also judge the pause's transcript ('I'd like the' waits, a finished sentence ends an unsure "
+        "pause; default on)",
+    )
+    p.add_argument(
+        "--turn-text-wait-ms",
+        type=int,
+        help="smart turns with text cues: silence an unsure pause waits for its transcript (default 600)",
     )
     p.add_argument(
         "--speculate",
@@ -214,12 +232,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the received reply as a session folder here")
     p.add_argument("-v", "--verbose", action="store_true")
 
-    p = sub.add_parser("serve", help="run one service (stt, llm, tts or face) as a standalone WebSocket server")
+    p = sub.add_parser(
+        "serve",
+        help="run one service (stt, llm, tts or face) as a standalone WebSocket server, or (--ray) model pools "
+        "on a Ray cluster",
+    )
     _common(p)
-    p.add_argument("role", choices=("stt", "llm", "tts", "face"))
+    p.add_argument("role", nargs="?", choices=("stt", "llm", "tts", "face"))
     p.add_argument("--host", help="address to bind (default 127.0.0.1; others need --token)")
     p.add_argument("--port", type=int, help="port (default: stt 8766, llm 8767, tts 8768, face 8769; 0 = any)")
     p.add_argument("--token", help="access token clients must present (required off loopback)")
+    g = p.add_argument_group("model pools on Ray Serve (--ray; extra: scale; docs/scaling.md)")
+    g.add_argument("--ray", action="store_true", help="deploy autoscaled pools on a running Ray cluster, at /ROLE")
+    g.add_argument("--roles", default="stt,tts,face,llm", help="pools to deploy (default: stt,tts,face,llm)")
+    g.add_argument("--ray-address", default="auto", help="the Ray cluster (default: auto, the local 'ray start')")
+    g.add_argument("--http-host", help="address of Serve's HTTP proxy (default: --host or 127.0.0.1)")
+    g.add_argument("--http-port", type=int, default=8000, help="port of Serve's HTTP proxy (default 8000)")
+    g.add_argument("--proxy-location", choices=("HeadOnly", "EveryNode"), default="HeadOnly")
+    g.add_argument("--min-replicas", type=int, help="replicas each pool keeps (default 1)")
+    g.add_argument("--max-replicas", type=int, help="replicas each pool may grow to (default 2)")
+    g.add_argument("--target-ongoing-requests", type=float, help="open connections per replica to aim at (2)")
+    g.add_argument(
+        "--pool",
+        action="append",
+        metavar="ROLE.OPTION=VALUE",
+        help="a pool option of one role, e.g. tts.num_gpus=0.5, stt.max_replicas=8, "
+        "tts.autoscaling.upscale_delay_s=1 (repeatable)",
+    )
 
     p = sub.add_parser("providers", help="list the providers of every role, their capabilities and options")
     p.add_argument("role", nargs="?", choices=("stt", "llm", "tts", "face"))
@@ -246,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--only",
         metavar="NAME[,NAME]",
         help="run only these table groups: stt, tts, providers, realtime, llm, v2v, endpoint, resources, pipeline, "
-        "face, livelink, compare, scale, remote (default: all); soak and peers only when named",
+        "face, livelink, compare, scale, remote (default: all); soak, peers and pools only when named",
     )
     p.add_argument(
         "--endpoint",
@@ -263,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Facecast side by side with a Pipecat pipeline on the same real components, at 1, 2 and 4 "
         "conversations (same as --only peers; extra: bench; --quick: one question)",
+    )
+    p.add_argument(
+        "--scale",
+        action="store_true",
+        help="TTS model pools on a local two-node Ray cluster: pool hop latency, conversations held in real time "
+        "at 1, 2, 4 replicas, recovery after a replica kill (same as --only pools; extra: scale)",
     )
     p.add_argument("--minutes", type=float, default=10.0, help="how long the soak runs (default 10)")
     p.add_argument("--json", dest="json_path", help="also write the raw numbers to this JSON file")
@@ -298,6 +343,7 @@ _SETTING_FLAGS = (
     "device_id",
     "ack_timeout",
     "record",
+    "session_store",
     "neurosync_ports",
     "endpoint_ms",
     "transcript_lead_ms",
@@ -308,6 +354,8 @@ _SETTING_FLAGS = (
     "turn_threshold",
     "turn_wait_threshold",
     "turn_recheck_ms",
+    "turn_text_cues",
+    "turn_text_wait_ms",
     "speculate",
 )
 
@@ -548,6 +596,13 @@ async def _engine_sim(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from .remote.server import DEFAULT_PORTS, run_forever
 
+    if args.ray:
+        from .scale.cli import serve_ray
+
+        return serve_ray(args, {name: getattr(args, name, None) for name in _SETTING_FLAGS if name != "port"})
+    if args.role is None:
+        print("facecast serve: error: name a role (stt, llm, tts, face) or use --ray", file=sys.stderr)
+        return EXIT_USAGE
     settings = _settings(args)
     port = DEFAULT_PORTS[args.role] if args.port is None else args.port
 
@@ -624,6 +679,7 @@ def _bench(args: argparse.Namespace) -> int:
             "soak" if args.soak else None,
             "endpoint" if args.endpoint else None,
             "peers" if args.peers else None,
+            "pools" if args.scale else None,
         )
         only = parse_only(",".join(filter(None, named)))
     except ValueError as exc:

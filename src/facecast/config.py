@@ -110,6 +110,12 @@ class Settings:
     turn_recheck_ms: int = 0
     """``smart``: while an unfinished turn waits, ask the model again after every this much more silence
     (0: never)."""
+    turn_text_cues: bool = True
+    """``smart``: also judge the pause's transcript (:mod:`facecast.turncues`): a sentence left hanging ("I'd like
+    to buy the", "and", "um", a comma) keeps the turn open up to ``max_wait_ms``; a finished one ends an unsure
+    pause at once. Pocketsphinx and Vosk write no punctuation: only the words count there."""
+    turn_text_wait_ms: int = 600
+    """``smart`` with ``turn_text_cues``: silence an unsure pause waits for its transcript before it ends."""
     speaking_rules: str = "on"
     """Rules added to every persona: ``on`` (short spoken sentences of plain words), ``tags`` (also the emotion
     tags the face understands, for models that handle them), ``off`` (the persona as written)."""
@@ -165,6 +171,13 @@ class Settings:
     send_timeout_s: float = 10.0
     """A client that leaves a server frame untaken this long (it stopped reading) is disconnected at once and
     its session ended; the server's keepalive ping (20 s) resets one that does not answer. 0: wait forever."""
+    session_store: str = "memory"
+    """Where resumable engine sessions are kept: ``memory`` (this process: a client resumes on reconnecting to
+    it) or ``redis://HOST:PORT/DB`` (``rediss://`` for TLS; a Redis or Valkey server shared by several
+    controllers, so a client resumes on any of them; the ``scale`` extra). docs/protocol.md, "Resuming a session"."""
+    session_ttl_s: float = 3600.0
+    """Seconds a session is kept after its last change (a connected session is kept alive); then a ``resume``
+    of it fails with ``resume_failed``."""
     neurosync_max_jobs: int = 2
     """NeuroSync requests processed at once per kind (audio decoding, speech synthesis, embeddings and
     images); more are answered 503 with ``Retry-After: 1`` instead of queueing."""
@@ -189,6 +202,8 @@ class Settings:
             threshold=self.turn_threshold,
             wait_threshold=self.turn_wait_threshold,
             recheck_ms=self.turn_recheck_ms,
+            text_cues=self.turn_text_cues,
+            text_wait_ms=self.turn_text_wait_ms,
         )
 
     def requires_token(self) -> bool:
@@ -352,10 +367,13 @@ def load_settings(
     for name in _LIMITS:
         if getattr(settings, name) < 0:
             raise ConfigError(f"setting {name!r} must be 0 (no limit) or more, not {getattr(settings, name)}")
-    for name in ("max_turn_s", "neurosync_max_jobs"):
+    for name in ("max_turn_s", "neurosync_max_jobs", "session_ttl_s"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"setting {name!r} must be more than 0, not {getattr(settings, name)}")
     settings.turn_config()  # the turn-taking settings are checked now, not at a client's hello
+    from .engine.sessionstore import check_store_spec
+
+    check_store_spec(settings.session_store)
     if token_rule and settings.requires_token() and not settings.token:
         raise ConfigError(
             f"binding to {settings.host} exposes Facecast beyond this machine: set an access token with "

@@ -39,6 +39,12 @@ class Metrics:
         self.failovers = Counter(
             "facecast_failovers_total", "Service failovers, by role", ["role"], registry=self.registry
         )
+        self.session_store_errors = Counter(
+            "facecast_session_store_errors_total",
+            "Session store calls that failed or timed out (the conversation went on), by operation",
+            ["operation"],
+            registry=self.registry,
+        )
         self.speculations = Counter(
             "facecast_speculative_replies_total",
             "Replies started on a pause's transcript before the endpoint: started, adopted, dropped",

@@ -135,6 +135,8 @@ def _serve_on(settings: Settings, sockets: list[socket.socket]) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        loop="asyncio",  # pinned: ray[serve] (the scale extra) installs uvloop/httptools, which "auto" would pick
+        http="h11",
         ws=ReapingWebSocketProtocol,  # resets clients that stop reading (send_timeout_s, keepalive)
         ws_max_size=MAX_WIRE_FRAME,
         ws_per_message_deflate=False,
@@ -158,6 +160,8 @@ class BackgroundServer:
             host="127.0.0.1",
             port=0,
             log_level="warning",
+            loop="asyncio",  # the same pins as serve() above
+            http="h11",
             ws=ReapingWebSocketProtocol,
             ws_max_size=MAX_WIRE_FRAME,
             ws_per_message_deflate=False,

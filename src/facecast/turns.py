@@ -23,6 +23,15 @@ and become sustained (barge-in), exactly as with the silence detector. They end 
   ``transcript_lead_ms`` is 0), like the silence detector's, so speech-to-text has closed its segment by
   the time the model answers.
 - If the model fails (raises), that pause falls back to the silence endpoint ``end_ms`` (like "unsure").
+- With ``text_cues`` on, the pause's transcript is a second opinion. The caller hands it in when it is
+  decoded (:meth:`SmartTurnDetector.transcript`, a :class:`~facecast.turncues.TextTurnCue` judges it), on
+  the same sample clock, so it arrives a decode's time into the pause. A sure "complete" from the model
+  still ends the turn at once, without waiting for the text. Otherwise the text decides: "incomplete" (it
+  stops on "the", "and", "um", a comma...) keeps the turn open up to ``max_wait_ms``; "complete" ends an
+  "unsure" pause at once (not an "unfinished" one: Whisper puts a full stop after fragments too); "unsure"
+  (no words, no punctuation) leaves the model's zone as it was. An "unsure" answer waits for the text up to
+  ``text_wait_ms`` of silence (then ends anyway), and so does a model that failed. Without pause events
+  (``transcript_lead_ms`` 0) no transcript can come, and the cues are off.
 
 The server's defaults (:class:`~facecast.config.Settings`: 200 ms, 0.85, 0.2, no recheck) were tuned on the
 neural-voice split of the endpoint benchmark (:mod:`facecast.bench.endpoint_bench`) and reported on its
@@ -48,6 +57,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .turncues import Cue, TextTurnCue
 from .vad import (
     FRAME,
     VAD_RATE,
@@ -62,7 +72,7 @@ from .vad import (
     WebRtcVad,
 )
 
-__all__ = ["EndOfTurnModel", "SmartTurnDetector", "make_turn_detector"]
+__all__ = ["EndOfTurnModel", "TranscriptCue", "SmartTurnDetector", "make_turn_detector"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +83,12 @@ _HEARD = 8 * VAD_RATE // FRAME
 class EndOfTurnModel(Protocol):
     def probability(self, audio: np.ndarray) -> float:
         """P(the turn is complete) given the turn so far (16 kHz float32 mono)."""
+        ...
+
+
+class TranscriptCue(Protocol):
+    def judge(self, text: str) -> Cue:
+        """Whether ``text`` (the turn so far, as decoded) reads as finished."""
         ...
 
 
@@ -97,8 +113,15 @@ class SmartTurnDetector:
     the first), for logs and benchmarks.
     """
 
-    def __init__(self, vad: VoiceActivity, model: EndOfTurnModel, config: TurnConfig | None = None) -> None:
+    def __init__(
+        self,
+        vad: VoiceActivity,
+        model: EndOfTurnModel,
+        config: TurnConfig | None = None,
+        cue: TranscriptCue | None = None,
+    ) -> None:
         self.config = cfg = config or TurnConfig(detector="smart")
+        self._cue = cue or TextTurnCue()
         self._tap = _Tap(vad)
         self._inner = TurnDetector(self._tap, replace(cfg, end_ms=cfg.max_wait_ms, transcript_lead_ms=0))
         self._model = model
@@ -109,12 +132,17 @@ class SmartTurnDetector:
         self._paused = False
         self._next_ask = 0  # silence (frames) at which the model is asked next; 0: not in this pause
         self._deadline = 0  # silence (frames) that ends this pause; 0: only max_wait_ms (the inner detector)
+        self._zone: str | None = None  # the model's answer in this pause: complete, unsure, wait (None: not asked)
+        self._text: Cue | None = None  # the cue of this pause's transcript (None: not arrived)
         self._smart_frames = max(1, cfg.smart_end_ms // 20)
         self._end_frames = max(1, cfg.end_ms // 20)
+        self._text_wait_frames = max(self._end_frames, cfg.text_wait_ms // 20)
         self._recheck_frames = cfg.recheck_ms // 20
         pause_ms = max(100, cfg.smart_end_ms - cfg.transcript_lead_ms)
         self._pause_frames = pause_ms // 20 if cfg.transcript_lead_ms else 0
         self.last_probability: float | None = None
+        self.last_cue: Cue | None = None
+        """The cue of the latest transcript handed in (None before the first), for logs and benchmarks."""
 
     @property
     def speaking(self) -> bool:
@@ -146,6 +174,20 @@ class SmartTurnDetector:
         self._reset()
         return self._inner.force_end()
 
+    def transcript(self, text: str, pause_at: int) -> list[TurnEvent]:
+        """The transcript of the turn up to the pause whose silence began at sample ``pause_at``
+        (:attr:`SpeechPaused.at <facecast.vad.SpeechPaused.at>`), decoded while the audio went on: judged at
+        the current position (module docstring). Ignored (``[]``) without ``text_cues``, or when that pause is
+        over (the player went on, or the turn ended). Returns ``[SpeechEnded]`` when it ends the turn now."""
+        silence_at = self.position - self._silence * FRAME
+        if not self.config.text_cues or not self._inner.speaking or not self._silence or pause_at != silence_at:
+            return []
+        self._text = self.last_cue = self._cue.judge(text)
+        self._settle()
+        if self._deadline and self._silence >= self._deadline:
+            return [self._end(silence_at)]
+        return []
+
     # -- internals -------------------------------------------------------------------------------
     def _step(self, frame: np.ndarray) -> list[TurnEvent]:
         was_speaking = self._inner.speaking
@@ -172,6 +214,7 @@ class SmartTurnDetector:
             self._next_ask = self._smart_frames
         if self._silence == self._next_ask:
             self._next_ask = self._decide(self._ask())
+            self._settle()
         if self._deadline and self._silence >= self._deadline:
             return events + [self._end(silence_at)]
         return events
@@ -181,13 +224,28 @@ class SmartTurnDetector:
         silence in frames (0: none)."""
         cfg = self.config
         if p is not None and p >= cfg.threshold:  # complete: end now
-            self._deadline = self._silence
+            self._zone = "complete"
             return 0
         if p is not None and p <= cfg.wait_threshold:  # unfinished: wait, and ask again later
-            self._deadline = 0
+            self._zone = "wait"
             return self._silence + self._recheck_frames if self._recheck_frames else 0
-        self._deadline = self._end_frames  # unsure, or no answer: the silence endpoint
+        self._zone = "unsure"  # unsure, or no answer: the silence endpoint (or the transcript)
         return 0
+
+    def _settle(self) -> None:
+        """This pause's deadline from the model's zone and the transcript's cue (module docstring)."""
+        zone, text = self._zone, self._text if self.config.text_cues and self._pause_frames else "off"
+        if zone == "complete":
+            self._deadline = self._silence
+        elif zone == "wait":  # a full stop is weak evidence (Whisper puts one after a fragment too)
+            self._deadline = 0
+        elif zone == "unsure":
+            if text == "complete":
+                self._deadline = self._silence
+            elif text == "incomplete":
+                self._deadline = 0
+            else:  # no cues, an unsure text, or still decoding (then wait for it, up to text_wait_ms)
+                self._deadline = self._text_wait_frames if text is None else self._end_frames
 
     def _ask(self) -> float | None:
         """The model's probability that the turn so far is complete; None when it failed."""
@@ -210,10 +268,15 @@ class SmartTurnDetector:
     def _reset(self) -> None:
         self._silence = self._next_ask = self._deadline = 0
         self._paused = False
+        self._zone = self._text = None
 
 
 def make_turn_detector(
-    config: TurnConfig, model: EndOfTurnModel | None = None, *, vad: VoiceActivity | None = None
+    config: TurnConfig,
+    model: EndOfTurnModel | None = None,
+    *,
+    vad: VoiceActivity | None = None,
+    cue: TranscriptCue | None = None,
 ) -> TurnDetector | SmartTurnDetector:
     """The detector ``config.detector`` names, on ``vad`` (default: :class:`~facecast.vad.WebRtcVad` at
     ``config.aggressiveness``).
@@ -229,5 +292,5 @@ def make_turn_detector(
 
             model = shared_model()
         if model is not None:
-            return SmartTurnDetector(vad, model, config)
+            return SmartTurnDetector(vad, model, config, cue)
     return TurnDetector(vad, config)

@@ -121,6 +121,13 @@ class TurnConfig:
     recheck_ms: int = 0
     """``smart``: while an unfinished turn waits, the model is asked again after every ``recheck_ms`` of further
     silence (0: never; it then ends at ``max_wait_ms``)."""
+    text_cues: bool = False
+    """``smart``: also judge the pause's transcript (:mod:`facecast.turncues`), handed in by the caller
+    (:meth:`facecast.turns.SmartTurnDetector.transcript`): an unfinished sentence waits, a finished one ends
+    an unsure pause."""
+    text_wait_ms: int = 600
+    """``smart`` with ``text_cues``: silence an unsure pause waits for its transcript before it ends anyway
+    (at least ``end_ms``)."""
 
     def __post_init__(self) -> None:
         for name in ("start_ms", "end_ms", "barge_in_ms", "smart_end_ms"):
@@ -136,6 +143,8 @@ class TurnConfig:
             raise ConfigError("turn detection wait_threshold must be from 0 up to threshold")
         if self.recheck_ms != 0 and self.recheck_ms < 20:
             raise ConfigError("turn detection recheck_ms must be 0 (off) or at least 20 ms")
+        if self.text_wait_ms < 0:
+            raise ConfigError("turn detection text_wait_ms must not be negative")
         if self.transcript_lead_ms < 0:
             raise ConfigError("turn detection transcript_lead_ms must not be negative")
         if not 0.0 < self.start_ratio <= 1.0:

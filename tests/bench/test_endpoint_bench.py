@@ -14,6 +14,7 @@ from facecast.bench.endpoint_bench import (
     BEFORE,
     TUNED,
     TimedModel,
+    WhisperTranscriber,
     endpoint_table,
     endpoint_tables,
     espeak_turns,
@@ -125,6 +126,51 @@ def test_a_model_that_always_says_complete_or_never_decides_the_outcome(real: li
     assert 2400 <= result.latency_ms <= 2560 and result.decision_ms == 0.0  # max wait ended it, not the model
 
 
+class Reader:
+    """A transcriber: "and the" (a sentence left hanging) for audio that ends before ``hanging_until``, else
+    "I'd like the red one."; each decode "takes" ``ms``."""
+
+    def __init__(self, hanging_until: int, ms: float) -> None:
+        self.hanging_until, self.ms = hanging_until, ms
+        self.heard: list[int] = []
+
+    def __call__(self, audio: np.ndarray) -> tuple[str, float]:
+        self.heard.append(len(audio))
+        return ("and the" if len(audio) < self.hanging_until else "I'd like the red one."), self.ms
+
+
+TEXT = TurnConfig(
+    detector="smart", smart_end_ms=200, threshold=0.85, wait_threshold=0.2, transcript_lead_ms=200, text_cues=True
+)
+
+
+def test_a_pause_transcript_is_handed_in_after_its_decode_time(real: list[TurnSample]) -> None:
+    paused = next(i for i in real if i.source == "inserted")
+    [(_, resumed)] = paused.pauses
+    reader = Reader(resumed, 150.0)
+    unsure = Constant(0.5)  # the model never decides: the text does
+    result = run_turn(make_turn_detector(TEXT, unsure), paused, None, reader)
+    assert not result.cut_off and result.ends == 1  # "and the": the pause waited
+    # the final pause: "I'd like the red one." handed in 150 ms after the 100 ms pause event
+    assert 200 <= result.latency_ms <= 300, result
+    assert len(reader.heard) >= 2
+    slow = run_turn(make_turn_detector(TEXT, unsure), paused, None, Reader(resumed, 400.0))
+    assert 460 <= slow.latency_ms <= 560 and not slow.cut_off  # later text, later end
+    # the same turn without text cues: the unsure pause ends at the silence endpoint, cutting the player off
+    off = replace(TEXT, text_cues=False)
+    assert run_turn(make_turn_detector(off, unsure), paused, None, Reader(resumed, 150.0)).cut_off
+
+
+def test_whisper_transcriber_reads_a_real_recording(real: list[TurnSample]) -> None:
+    item = next(i for i in real if i.kind == "long")
+    reader = WhisperTranscriber()
+    try:
+        text, ms = reader(item.audio[: item.speech_end + RATE // 5])
+    finally:
+        reader.close()
+    assert ms > 0 and len(text.split()) >= 3
+
+
 def test_table_reports_each_kind_and_the_model_cost(real: list[TurnSample]) -> None:
     items = [next(i for i in real if i.kind == k) for k in KINDS]
     table, raw = endpoint_table(items, [("silence", SILENCE), ("smart", _smart())], model=Constant(1.0))
@@ -161,8 +207,13 @@ async def test_bench_group_runs_on_a_small_set(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setattr(turnset, "turn_set", few)
     tables, raw = await endpoint_tables(quick=False)
     assert len(tables) == 3 and raw["real"]["turns"] == 3 and raw["neural"]["turns"] == 0
-    assert set(raw["real"]["detectors"]) == {"silence 300 ms", "smart as first built", "smart, tuned (opt-in)"}
-    assert raw["espeak"]["turns"] == 5 and raw["espeak"]["waited_max"]["smart, tuned (opt-in)"] == 0
+    assert set(raw["real"]["detectors"]) == {
+        "silence 300 ms",
+        "smart as first built",
+        "smart, audio only",
+        "smart + text (opt-in)",
+    }
+    assert raw["espeak"]["turns"] == 5 and raw["espeak"]["waited_max"]["smart + text (opt-in)"] == 0
     assert build_parser().parse_args(["bench", "--endpoint"]).endpoint
 
 
@@ -174,8 +225,10 @@ async def test_the_defaults_end_every_espeak_question_without_waiting_for_max_wa
     model = SmartTurnModel()
     questions = await espeak_turns()
     assert len(questions) == 5 and all(q.speech_end < len(q.audio) - 2.6 * RATE for q in questions)
-    smart = replace(Settings(), turn_detector="smart").turn_config()
+    smart = replace(Settings(), turn_detector="smart", turn_text_cues=False).turn_config()
     assert smart == replace(TUNED, end_ms=smart.end_ms, transcript_lead_ms=smart.transcript_lead_ms)
+    with_text = replace(Settings(), turn_detector="smart").turn_config()
+    assert with_text == replace(smart, text_cues=True, text_wait_ms=600)
     tuned = [run_turn(make_turn_detector(smart, model), q) for q in questions]
     assert all(not r.cut_off and r.ends == 1 and r.latency_ms <= 400 for r in tuned), tuned
     before = [run_turn(make_turn_detector(BEFORE, model), q) for q in questions]

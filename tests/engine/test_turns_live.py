@@ -3,8 +3,9 @@ grammar for exact transcripts, the echo LLM, espeak) and engine-sim streaming th
 
 The player is a REAL recording (``mfa_reallylong`` of :mod:`facecast.speechdata`, Michael McAuliffe reading
 "m f a is like this is so many words right here") with an 800 ms pause of its own room tone inserted after
-"this is" (forced alignment), and a neural-voice "Yes.". Times asserted are the server's own timing fields,
-with bounds that only tell "right after the speech" from "at the pause" or "at the longest wait" (the
+"this is" (forced alignment), the same recording with a 1.2 s pause after "m f a is" (where the pause's
+transcript decides, with text cues on and off), and a neural-voice "Yes.". Times asserted are the server's
+own timing fields, with bounds that only tell "right after the speech" from "at the pause" or "at the longest wait" (the
 model's own time is in them; exact latencies are measured on the sample clock by the endpoint benchmark).
 """
 
@@ -42,11 +43,11 @@ def paused() -> TurnSample:
 
 
 @asynccontextmanager
-async def server(detector: str) -> AsyncIterator[BackgroundServer]:
+async def server(detector: str, grammar: str = GRAMMAR, **settings_: object) -> AsyncIterator[BackgroundServer]:
     services = Services(
-        PocketSphinxSTT(PocketSphinxConfig(grammar=GRAMMAR)), EchoLLM(), EspeakTTS(), PhoneticAnimator()
+        PocketSphinxSTT(PocketSphinxConfig(grammar=grammar)), EchoLLM(), EspeakTTS(), PhoneticAnimator()
     )
-    settings = replace(Settings(**LIGHT), livelink=("off",), turn_detector=detector)
+    settings = replace(Settings(**LIGHT), livelink=("off",), turn_detector=detector, **settings_)  # type: ignore[arg-type]
     async with BackgroundServer(settings, services) as running:
         yield running
 
@@ -92,3 +93,27 @@ async def test_a_quick_yes_is_answered_at_the_first_question_to_the_model() -> N
     # Which is sooner in wall time depends on the model's time on this machine (~50 ms idle, 100-170 ms
     # loaded) against the 100 ms it saves: the sample-clock comparison is the endpoint benchmark's.
     assert endpoints["smart"] < 1500 and endpoints["silence"] >= 280, endpoints
+
+
+HANGING = (
+    f"#JSGF V1.0;\ngrammar live;\npublic <turn> = {SENTENCE} | m f a is | like this is so many words right here;\n"
+)
+"""The whole sentence, or its halves around a pause after "m f a is"."""
+
+
+@pytest.mark.parametrize("cues", [True, False])
+async def test_the_pause_transcript_keeps_a_hanging_sentence_open(cues: bool) -> None:
+    """ "m f a is" ... 1.2 s ... "like this is so many words right here": the model calls the first pause
+    complete with p ~0.9; a threshold of 0.99 makes that "unsure", so the pause's transcript decides. "m f a
+    is" stops on an auxiliary after a noun (incomplete): with text cues the turn waits and the whole sentence
+    is one turn; without, the unsure pause ends at the 300 ms silence endpoint and the player is cut off."""
+    item = paused_recording("mfa_reallylong", 4, 1200)
+    async with (
+        server("smart", HANGING, turn_threshold=0.99, turn_text_cues=cues) as running,
+        EngineSim(SimConfig(url=running.ws_url, hold_mic=True)) as sim,
+    ):
+        report = await sim.say_audio(item.audio, RATE)
+    if cues:
+        assert finals(report) == [SENTENCE]
+    else:
+        assert finals(report)[:2] == ["m f a is", "like this is so many words right here"]

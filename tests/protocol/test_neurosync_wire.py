@@ -52,6 +52,25 @@ def test_json_shapes() -> None:
     assert json.loads(frames_json(np.zeros((0, 68), np.float32))) == []
 
 
+def test_a_long_answer_is_encoded_in_short_calls_and_reads_as_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # json.dumps holds the GIL for the whole of one call: 29 minutes of frames in one call stalled the event
+    # loop for ~10 s while a worker thread encoded the answer (found by the soak, facecast bench --soak).
+    frames = np.random.default_rng(7).uniform(-0.2, 1.2, (1000, 68)).astype(np.float32)
+    expected = json.dumps(np.round(neurosync_values(frames, 2.0).astype(np.float64), 6).tolist(), separators=(",", ":"))
+    sizes: list[int] = []
+    dumps = json.dumps
+
+    def counting(obj: object, **kwargs: object) -> str:
+        sizes.append(len(obj) if isinstance(obj, list) else 0)
+        return dumps(obj, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(json, "dumps", counting)
+    body = frames_json(frames, 2.0)
+    monkeypatch.undo()
+    assert body == expected.encode()  # byte for byte what one call made
+    assert sum(sizes) == 1000 and max(sizes) <= 64
+
+
 def test_min_audio_is_five_frames() -> None:
     assert MIN_AUDIO_SECONDS == pytest.approx(0.0833, abs=1e-4)
 

@@ -143,3 +143,38 @@ async def test_rounded_vowels_pucker_and_open_vowels_open_the_jaw() -> None:
     assert all(frames[middle(p), JAW] >= 0.35 for p in open_ if p.symbol.startswith("ɑ"))  # 60% of aa's 0.58
     closed = [p for p in phonemes if p.symbol in ("f", "k", "s")]
     assert max(frames[middle(p), JAW] for p in closed) < min(frames[middle(p), JAW] for p in open_)
+
+
+def test_word_owners_splits_joined_words_and_expanded_numbers() -> None:
+    # espeak-ng says "out of" as one word ("aʊɾəv"); each text word said alone: "aʊt", "ʌv"
+    spoken = [["ɡ", "ˈɛ", "t"], ["ˌaʊ", "ɾ", "ə", "v"], ["h", "ˈɪɹ"]]
+    alone = [["ɡ", "ɛ", "t"], ["ˈaʊ", "t"], ["ʌ", "v"], ["h", "ˈɪɹ"]]
+    assert piper.word_owners(spoken, alone) == [[0, 0, 0], [1, 1, 2, 2], [3, 3]]
+    # one text word said as several ("$5" -> "five dollars"): every group is that word's
+    assert piper.word_owners(
+        [["a"], ["f", "aɪ", "v"], ["d", "ɑː", "l", "ɚ", "z"]], [["a"], ["f", "aɪ", "v", "d", "ɑː", "l", "ɚ", "z"]]
+    ) == [
+        [0],
+        [1, 1, 1],
+        [1, 1, 1, 1, 1],
+    ]
+    # owners never go back to an earlier word, and texts that do not correspond get no words
+    crossed = piper.word_owners([["b", "a"], ["a", "b"]], [["a", "b"], ["b", "a"]])
+    assert crossed is not None
+    flat = [o for group in crossed for o in group]
+    assert flat == sorted(flat)
+    assert piper.word_owners([["k", "æ", "t"]], [["d", "ɔ", "ɡ"]]) is None
+
+
+async def test_every_word_has_timing_when_espeak_joins_or_expands_words() -> None:
+    chunks = await speak("I'm going to get out of here and pay $5.")
+    words = [w for c in chunks for w in c.words]
+    assert [w.text for w in words] == ["I'm", "going", "to", "get", "out", "of", "here", "and", "pay", "$5"]
+    assert all(w.start < w.end for w in words)
+    assert all(a.end <= b.start for a, b in zip(words, words[1:], strict=False))
+    phonemes = check_tiling(chunks)
+    out, of = words[4], words[5]
+    # "out" starts with its vowel and "of" ends with the v: each word's phonemes are its own
+    first_of_out = next(p for p in phonemes if p.start == out.start)
+    last_of_of = next(p for p in phonemes if p.end == of.end)
+    assert first_of_out.symbol.startswith("a") and last_of_of.symbol == "v"

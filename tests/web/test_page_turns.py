@@ -1,6 +1,8 @@
-"""Smart turn-taking from the browser page: Chromium's fake microphone plays a REAL recording with an 800 ms
-pause in the middle (``mfa_reallylong`` of :mod:`facecast.speechdata`, the pause inserted after "this is"),
-hands-free, against a real server on the light defaults with the smart detector: one turn, one reply."""
+"""Smart turn-taking from the browser page: Chromium's fake microphone plays a REAL recording with a pause in
+the middle (``mfa_reallylong`` of :mod:`facecast.speechdata`: 800 ms after "this is", where the end-of-turn
+model hears the sentence is unfinished; 1.2 s after "m f a is", where the model is made unsure and the pause's
+transcript keeps the turn open), hands-free, against a real server on the light defaults with the smart
+detector: one turn, one reply."""
 
 from __future__ import annotations
 
@@ -35,16 +37,25 @@ GRAMMAR = f"#JSGF V1.0;\ngrammar live;\npublic <turn> = {SENTENCE} | {FIRST} | {
 LEAD_S = 1.5
 
 
-@pytest.fixture(scope="module")
-def paused_question(tmp_path_factory: pytest.TempPathFactory) -> Question:
+def _question(tmp_path_factory: pytest.TempPathFactory, after_words: int, pause_ms: int) -> Question:
     require_browser()
-    item = paused_recording("mfa_reallylong", 7, 800, lead_ms=0, tail_ms=0)
+    item = paused_recording("mfa_reallylong", after_words, pause_ms, lead_ms=0, tail_ms=0)
     audio = np.concatenate(
         [np.zeros(int(LEAD_S * RATE), np.float32), item.audio, np.zeros(int(TAIL_SILENCE_S * RATE), np.float32)]
     )
     path: Path = tmp_path_factory.mktemp("mic") / "paused.wav"
     write_wav(path, audio, RATE)
     return Question(path, (item.speech_end - item.speech_start) / RATE, LEAD_S)
+
+
+@pytest.fixture(scope="module")
+def paused_question(tmp_path_factory: pytest.TempPathFactory) -> Question:
+    return _question(tmp_path_factory, 7, 800)
+
+
+@pytest.fixture(scope="module")
+def hanging_question(tmp_path_factory: pytest.TempPathFactory) -> Question:
+    return _question(tmp_path_factory, 4, 1200)
 
 
 @pytest.fixture
@@ -59,8 +70,27 @@ async def smart_server() -> AsyncIterator[BackgroundServer]:
 async def test_hands_free_recording_with_a_pause_is_one_turn(
     paused_question: Question, smart_server: BackgroundServer
 ) -> None:
-    async with chromium(paused_question) as browser:
-        p = await open_page(browser, smart_server.http_url + "/")
+    await _one_turn(paused_question, smart_server)
+
+
+async def test_the_pause_transcript_keeps_a_hanging_sentence_open(hanging_question: Question) -> None:
+    """The model calls "m f a is" finished (p ~0.9); with ``turn_threshold`` 0.99 that is "unsure", so the
+    pause's pocketsphinx transcript decides: "m f a is" stops on an auxiliary after a noun, and the turn waits
+    (tests/engine/test_turns_live.py shows the same pause cut off without text cues)."""
+    grammar = (
+        f"#JSGF V1.0;\ngrammar live;\npublic <turn> = {SENTENCE} | m f a is | like this is so many words right here;\n"
+    )
+    services = Services(
+        PocketSphinxSTT(PocketSphinxConfig(grammar=grammar)), EchoLLM(), EspeakTTS(), PhoneticAnimator()
+    )
+    settings = light_settings(turn_detector="smart", turn_threshold=0.99)
+    async with BackgroundServer(settings, services) as running:
+        await _one_turn(hanging_question, running)
+
+
+async def _one_turn(question: Question, server: BackgroundServer) -> None:
+    async with chromium(question) as browser:
+        p = await open_page(browser, server.http_url + "/")
         await p.wait("facecast.status === 'connected'")
         await p.page.check("#handsfree")  # server-side turns: the microphone opens and the file starts
         await p.wait("facecast.welcome !== null && facecast.welcome.turns === 'server'", timeout_s=10)

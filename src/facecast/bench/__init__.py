@@ -21,7 +21,10 @@ the hibari voice, the phonetic face) against the light providers, in table group
 * ``peers`` (only when named, ``--peers`` or ``--only peers``; needs the ``bench`` extra): Facecast side by side
   with a Pipecat pipeline built from the same components (:mod:`.peers_bench`);
 * ``soak`` (only when named, ``--soak`` or ``--only soak``: it takes ``--minutes``, 10 by default): honest
-  conversations and hostile clients against one server process, for minutes (:mod:`.soak_bench`).
+  conversations and hostile clients against one server process, for minutes (:mod:`.soak_bench`);
+* ``pools`` (only when named, ``--scale`` or ``--only pools``; needs the ``scale`` extra): TTS model pools on a
+  real local two-node Ray cluster: the pool hop's added latency, conversations held in real time versus
+  replicas, recovery after a replica kill (:func:`.scale_bench.pools_scale`).
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ GROUPS = (
 )
 """The table groups of ``facecast bench``, in the order they run and print."""
 
-ON_REQUEST = ("soak", "peers")
+ON_REQUEST = ("soak", "peers", "pools")
 """Groups that run only when named (they take minutes), after :data:`GROUPS`."""
 
 DEFAULTS_LABEL = "whisper + local LLM + hibari + phonetic face (the embedded defaults)"
@@ -264,6 +267,11 @@ async def run_all(
 
         peers, raw["peers"] = await peers_tables(QUICK if quick else PeersConfig())
         tables += peers
+    if "pools" in only:  # model pools on a local Ray cluster (the scale extra)
+        from .scale_bench import QUICK_POOLS, PoolsConfig, pools_scale
+
+        pools, raw["pools"] = await pools_scale(QUICK_POOLS if quick else PoolsConfig())
+        tables += pools
     if "soak" in only:
         from .soak_bench import SoakConfig, soak
 
@@ -316,6 +324,8 @@ def markdown_report(tables: list[Table], raw: dict[str, Any], quick: bool) -> st
         command += " --soak"
     elif only and tuple(only) == ("peers",):
         command += " --peers"
+    elif only and tuple(only) == ("pools",):
+        command += " --scale"
     elif only and tuple(only) != GROUPS:
         command += f" --only {','.join(only)}"
     if only and "soak" in only:

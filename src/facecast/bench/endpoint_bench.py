@@ -13,23 +13,30 @@ events on any machine). Per turn kind it reports:
 
 The smart-turn model's cost per decision (CPU time of the process and wall time, p50/p99) comes from a
 timing wrapper around the model, over every call the smart detector made.
+
+A detector with ``text_cues`` also gets each pause's transcript, as the live listener gives it: at
+``SpeechPaused`` the turn so far is decoded (:class:`WhisperTranscriber`, the default speech-to-text) and the
+text is handed in when the sample clock has moved on by the decode's measured wall time. The decode runs
+alone here; in a live server it shares the CPU with the model and the other sessions.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from ..vad import FRAME, SpeechEnded, SpeechStarted, TurnConfig
+from ..vad import FRAME, SpeechEnded, SpeechPaused, SpeechStarted, TurnConfig
 from .report import Table, percentiles
 from .turnset import KINDS, RATE, TurnSample
 
 __all__ = [
     "TimedModel",
+    "Transcriber",
+    "WhisperTranscriber",
     "TurnResult",
     "run_turn",
     "evaluate",
@@ -83,23 +90,63 @@ class _Detector(Protocol):
     def push(self, pcm: np.ndarray) -> Sequence[object]: ...
 
 
-def run_turn(detector: _Detector, item: TurnSample, timer: TimedModel | None = None) -> TurnResult:
+class Transcriber(Protocol):
+    def __call__(self, audio: np.ndarray) -> tuple[str, float]:
+        """The transcript of ``audio`` (16 kHz float32) and the wall time it took (ms)."""
+        ...
+
+
+@dataclass(slots=True)
+class _Decode:
+    ready: int  # detector position (samples) at which the transcript is handed in
+    text: str
+    pause_at: int
+
+
+def run_turn(
+    detector: _Detector,
+    item: TurnSample,
+    timer: TimedModel | None = None,
+    transcriber: Transcriber | None = None,
+    preroll_ms: int = 300,
+) -> TurnResult:
     """Feed ``item`` to a fresh ``detector`` in 20 ms chunks and judge its end(s) of turn (module docstring).
+
+    With a ``transcriber`` and a detector that takes transcripts (``text_cues``), each ``SpeechPaused``
+    decodes the turn so far (from ``preroll_ms`` before its start, as the listener's segment does) and hands
+    the text to the detector once the decode's measured wall time has passed on the sample clock.
 
     The turn counts as cut off when an end is detected before the player resumed after the last of its
     pauses, or when the detector ends a turn and then starts another one inside the player's speech."""
     ends: list[SpeechEnded] = []
     deciding: list[float] = []
     restarted = False
+    listen = getattr(detector, "transcript", None) if transcriber is not None else None
+    if listen is not None and not getattr(getattr(detector, "config", None), "text_cues", False):
+        listen = None
+    turn_start = 0
+    decode: _Decode | None = None
     for start in range(0, len(item.audio), FRAME):
         calls = len(timer.wall_ms) if timer else 0
-        for event in detector.push(item.audio[start : start + FRAME]):
+        events = list(detector.push(item.audio[start : start + FRAME]))
+        position = start + FRAME
+        if listen is not None and decode is not None and position >= decode.ready:
+            events += listen(decode.text, decode.pause_at)
+            decode = None
+        for event in events:
             if isinstance(event, SpeechEnded):
                 ends.append(event)
                 called = timer is not None and len(timer.wall_ms) > calls
                 deciding.append(timer.wall_ms[-1] if timer is not None and called else 0.0)
-            elif isinstance(event, SpeechStarted) and ends and event.at < item.speech_end:
-                restarted = True
+                decode = None
+            elif isinstance(event, SpeechStarted):
+                turn_start = event.at
+                if ends and event.at < item.speech_end:
+                    restarted = True
+            elif isinstance(event, SpeechPaused) and listen is not None and transcriber is not None:
+                audio = item.audio[max(0, turn_start - preroll_ms * RATE // 1000) : position]
+                text, wall_ms = transcriber(audio)
+                decode = _Decode(position + round(wall_ms * RATE / 1000), text, event.at)
     resumed = item.pauses[-1][1] if item.pauses else item.speech_start
     cut_off = restarted or any(e.detected < resumed for e in ends)
     if ends and ends[-1].detected >= resumed:  # the end after the player finished (a soft ending may be heard
@@ -121,7 +168,10 @@ endpoint. Grid: ``smart_end_ms`` 120-240, ``threshold`` 0.7-0.95, ``wait_thresho
 ``recheck_ms`` 0/200/300/500, also asking again at 300 ms (no change on the neural split, so left out);
 chosen for the fewest cut-off turns (complete + incomplete) there, then the lowest complete-turn p50:
 0/24 complete and 9/16 incomplete cut off, p50 200 ms (silence: 0/24, 16/16, 290 ms; re-asking while
-waiting cut off 3 more incomplete turns). Reported on the ``real`` split."""
+waiting cut off 3 more incomplete turns). Reported on the ``real`` split. The server's smart settings add the
+pause transcript's text cues to it (``text_cues``; :mod:`facecast.turncues`), chosen on the neural split the
+same way: no complete turn cut off, then the fewest incomplete cut off (9 of 16 against 11 without), then the
+lowest complete-turn p50 (200 ms on the sample clock)."""
 
 
 def default_detectors() -> list[tuple[str, TurnConfig]]:
@@ -150,12 +200,52 @@ async def espeak_turns(tail_ms: int = 3000) -> list[TurnSample]:
     return out
 
 
+class WhisperTranscriber:
+    """:data:`Transcriber` on the default speech-to-text (:class:`facecast.stt.whisper.WhisperSTT`, Whisper base,
+    English), called through its public streaming interface on a private event loop in a worker thread, so
+    it can be used from synchronous code and from inside a running loop alike. The wall time is the whole
+    call's: what a listener waits between closing a segment and having its text."""
+
+    def __init__(self) -> None:
+        import concurrent.futures
+
+        from ..stt.whisper import WhisperSTT
+
+        self._stt = WhisperSTT()
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bench-whisper")
+        self._thread.submit(self._stt.load).result()
+
+    def __call__(self, audio: np.ndarray) -> tuple[str, float]:
+        import asyncio
+
+        from ..types import AudioChunk
+
+        async def once() -> str:
+            async def chunks() -> AsyncIterator[AudioChunk]:
+                yield AudioChunk(np.asarray(audio, np.float32), RATE, 0)
+
+            return "".join([t.text async for t in self._stt.transcribe(chunks()) if t.final])
+
+        started = time.perf_counter()
+        text = self._thread.submit(asyncio.run, once()).result()
+        return text, (time.perf_counter() - started) * 1000
+
+    def close(self) -> None:
+        self._stt.close()
+        self._thread.shutdown()
+
+
 def evaluate(
-    items: Sequence[TurnSample], detectors: Sequence[tuple[str, TurnConfig]], model: _Model | None = None
+    items: Sequence[TurnSample],
+    detectors: Sequence[tuple[str, TurnConfig]],
+    model: _Model | None = None,
+    transcriber: Transcriber | None = None,
 ) -> dict[str, tuple[list[TurnResult], TimedModel | None]]:
     """Every detector over every turn (a fresh detector per turn). ``model``: the smart-turn model (default
-    :class:`facecast.smartturn.SmartTurnModel`, loaded once when a smart detector is asked for). Returns,
-    per detector name, its results and the timing wrapper of its model (None for a silence detector)."""
+    :class:`facecast.smartturn.SmartTurnModel`, loaded once when a smart detector is asked for);
+    ``transcriber``: the pauses' speech-to-text for detectors with ``text_cues`` (default
+    :class:`WhisperTranscriber`, made once when one is asked for). Returns, per detector name, its results
+    and the timing wrapper of its model (None for a silence detector)."""
     from ..turns import make_turn_detector
 
     out: dict[str, tuple[list[TurnResult], TimedModel | None]] = {}
@@ -167,7 +257,14 @@ def evaluate(
 
                 model = SmartTurnModel()
             timer = TimedModel(model)
-        results = [run_turn(make_turn_detector(config, timer), item, timer) for item in items]
+        reader: Transcriber | None = None
+        if getattr(config, "text_cues", False):
+            if transcriber is None:
+                transcriber = WhisperTranscriber()
+            reader = transcriber
+        results = [
+            run_turn(make_turn_detector(config, timer), item, timer, reader, config.preroll_ms) for item in items
+        ]
         out[name] = (results, timer)
     return out
 
@@ -198,11 +295,12 @@ def endpoint_table(
     *,
     title: str = "",
     model: _Model | None = None,
+    transcriber: Transcriber | None = None,
 ) -> tuple[Table, dict[str, Any]]:
     """The table (per detector and turn kind, then the model's cost per decision) and its raw numbers."""
     detectors = list(detectors) if detectors is not None else default_detectors()
     started = time.perf_counter()
-    outcome = evaluate(items, detectors, model)
+    outcome = evaluate(items, detectors, model, transcriber)
     counts = {k: sum(i.kind == k for i in items) for k in KINDS}
     splits = sorted({i.split for i in items})
     table = Table(
@@ -211,8 +309,9 @@ def endpoint_table(
         ["detector", "turns", "latency p50 ms", "p90 ms", "p99 ms", "p50 + model ms", "cut off", "no end"],
         note="Latency: end of speech -> turn ended, on the sample clock (20 ms chunks), for complete turns "
         "(and the final end of incomplete ones); '+ model' adds the wall time of the model call that decided "
-        "it. Cut off: the turn was ended before the player was done (inside a pause, or split in two). "
-        "Incomplete turns pause 300-1500 ms mid-sentence.",
+        "it (a transcript's decode time is on the sample clock already: the text is handed in when its measured "
+        "decode would have finished). Cut off: the turn was ended before the player was done (inside a pause, or "
+        "split in two). Incomplete turns pause 300-1500 ms mid-sentence.",
     )
     raw: dict[str, Any] = {"turns": len(items), "kinds": counts, "splits": splits, "detectors": {}}
     for name, config in detectors:
@@ -268,12 +367,16 @@ async def endpoint_tables(quick: bool = False) -> tuple[list[Table], dict[str, A
     from .turnset import turn_set
 
     settings = Settings()
+    lead = 200  # the automatic transcript_lead_ms of Whisper, the default speech-to-text: pauses at 100 ms
+    smart = replace(settings, turn_detector="smart")
     detectors = [
-        (f"silence {settings.endpoint_ms} ms", replace(settings, turn_detector="silence").turn_config()),
+        (f"silence {settings.endpoint_ms} ms", replace(settings, turn_detector="silence").turn_config(lead)),
         ("smart as first built", replace(BEFORE, end_ms=settings.endpoint_ms)),
-        ("smart, tuned (opt-in)", replace(settings, turn_detector="smart").turn_config()),
+        ("smart, audio only", replace(smart, turn_text_cues=False).turn_config(lead)),
+        ("smart + text (opt-in)", smart.turn_config(lead)),
     ]
     items = await turn_set()
+    transcriber = WhisperTranscriber()
     tables: list[Table] = []
     raw: dict[str, Any] = {}
     for split, what in (
@@ -283,7 +386,7 @@ async def endpoint_tables(quick: bool = False) -> tuple[list[Table], dict[str, A
         chosen = [i for i in items if i.split == split][:: 2 if quick else 1]
         counts = ", ".join(f"{sum(i.kind == k for i in chosen)} {k}" for k in KINDS)
         table, raw[split] = endpoint_table(
-            chosen, detectors, title=f"End of turn on {what}: {len(chosen)} turns ({counts})"
+            chosen, detectors, title=f"End of turn on {what}: {len(chosen)} turns ({counts})", transcriber=transcriber
         )
         if split == "neural":
             table.note += (
@@ -298,7 +401,9 @@ async def endpoint_tables(quick: bool = False) -> tuple[list[Table], dict[str, A
         questions,
         detectors,
         title=f"End of turn on the light voice-to-voice player: {len(questions)} complete espeak-ng questions",
+        transcriber=transcriber,
     )
+    transcriber.close()
     waited = {
         name: sum(r["latency_ms"] >= config.max_wait_ms - 100 for r in raw["espeak"]["detectors"][name]["results"])
         for name, config in detectors
@@ -306,14 +411,18 @@ async def endpoint_tables(quick: bool = False) -> tuple[list[Table], dict[str, A
     table.note += " Questions that waited for max_wait_ms: " + ", ".join(f"{n} {w}" for n, w in waited.items()) + "."
     tables.append(table)
     raw["espeak"]["waited_max"] = waited
-    before, smart = detectors[1][1], detectors[2][1]
+    before, tuned = detectors[1][1], detectors[3][1]
     for table in tables:
         table.note += (
             f" Smart as first built: asked after {before.smart_end_ms} ms of silence, >= {before.threshold} ends,"
-            f" else waits up to {before.max_wait_ms} ms. Smart, tuned (the smart settings' defaults, tuned on the"
-            f" neural split): asked"
-            f" after {smart.smart_end_ms} ms, >= {smart.threshold} ends at once, <= {smart.wait_threshold} waits up"
-            f" to {smart.max_wait_ms} ms, in between ends at {smart.end_ms} ms of silence"
-            + (f", re-asked every {smart.recheck_ms} ms while waiting." if smart.recheck_ms else ".")
+            f" else waits up to {before.max_wait_ms} ms. Smart, audio only (the smart settings' defaults, tuned on"
+            f" the neural split, without text cues): asked"
+            f" after {tuned.smart_end_ms} ms, >= {tuned.threshold} ends at once, <= {tuned.wait_threshold} waits up"
+            f" to {tuned.max_wait_ms} ms, in between ends at {tuned.end_ms} ms of silence"
+            + (f", re-asked every {tuned.recheck_ms} ms while waiting." if tuned.recheck_ms else ".")
+            + " Smart + text (the smart settings' defaults): the same, and the transcript of each pause (Whisper"
+            " base, decoded from the 100 ms pause on, its measured time on the sample clock) is judged by the text"
+            " cue: incomplete waits, complete ends an unsure pause (which waits for it up to"
+            f" {tuned.text_wait_ms} ms)."
         )
     return tables, raw

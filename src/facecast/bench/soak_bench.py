@@ -9,7 +9,11 @@ neither side's event loop slows the others:
 * the hostile one runs ``hostile`` clients of :mod:`.hostile` (a non-reader, a flooder, an audio-bomb poster,
   a malformed-frame sender, in turn).
 
-Every few seconds the parent samples the server's resident memory, open file descriptors, threads and CPU
+The clients first run a warm-up (``warmup_minutes``, the same mix): what the server loads or pools once (the
+recognisers the concurrent turns take, the audio-driven face model, the allocator's arenas) is in place
+before the run is measured, so the RSS growth is counted from the idle server after the warm-up, not from
+the cold one; both numbers are reported, and the warm-up's turns are checked (lost, duplicated) like the
+run's. Every few seconds the parent samples the server's resident memory, open file descriptors, threads and CPU
 time from ``/proc``. Each honest turn must be answered by exactly one reply utterance: a turn with none is
 lost, a second one (or one arriving after the last turn) is a duplicate. Latency is from the typed text / the
 end of speech to playback start (engine-sim's 50 ms start buffer included); late audio frames are reply audio
@@ -29,7 +33,7 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -53,12 +57,16 @@ _SETTLE_S = 3.0
 @dataclass(frozen=True, slots=True)
 class SoakConfig:
     minutes: float = 10.0
+    """How long the measured run lasts (after the warm-up)."""
     honest: int = 8
     hostile: int = 8
     sample_every: float = 5.0
     """Seconds between samples of the server's memory."""
     kinds: tuple[str, ...] = KINDS
     """The hostile clients' kinds, assigned in turn (:data:`.hostile.KINDS`)."""
+    warmup_minutes: float = 1.0
+    """How long the same clients run before the measured run (0: none); the RSS growth counts from the idle
+    server after it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,21 +230,36 @@ async def _run_clients(
     return sessions, hostiles, samples
 
 
+@dataclass(frozen=True, slots=True)
+class Warmup:
+    """What the warm-up left: the cold server's sample, the warm-up's honest sessions and its samples."""
+
+    cold: Sample | None
+    sessions: list[SessionResult]
+    samples: list[Sample]
+
+
 async def soak(config: SoakConfig | None = None) -> tuple[list[Table], dict[str, Any]]:
-    """Run the soak (see the module docstring) and return its tables and raw numbers (``summary``, ``turns``,
-    ``sessions``, ``hostile``, ``samples``, ``windows``, ``server_errors``). Raises ``RuntimeError`` when the
-    server does not start or a client process fails."""
+    """Run the soak (see the module docstring) and return its tables and raw numbers (``summary``, ``warmup``,
+    ``turns``, ``sessions``, ``hostile``, ``samples``, ``windows``, ``server_errors``). Raises ``RuntimeError``
+    when the server does not start or a client process fails."""
     config = config or SoakConfig()
     with tempfile.TemporaryFile() as log:
         server, port = await _start_server(log)
         try:
+            cold = _sample(server.pid, 0.0)
+            warm_sessions: list[SessionResult] = []
+            warm_samples: list[Sample] = []
+            if config.warmup_minutes > 0:
+                warm = replace(config, minutes=config.warmup_minutes)
+                warm_sessions, _, warm_samples = await _run_clients(warm, port, server.pid)
             sessions, hostiles, samples = await _run_clients(config, port, server.pid)
             alive = server.returncode is None
         finally:
             await _stop_server(server)
         log.seek(0)
         errors = _server_errors(log.read().decode(errors="replace"))
-    return _tables(config, sessions, hostiles, samples, errors, alive)
+    return _tables(config, sessions, hostiles, samples, errors, alive, Warmup(cold, warm_sessions, warm_samples))
 
 
 # --- the report -----------------------------------------------------------------------------------------------
@@ -328,8 +351,9 @@ _NOTE = (
     "the end of each turn), play every reply in real time and ack it, like an engine. Latency: typed text / end "
     "of speech -> playback start, including engine-sim's 50 ms start buffer and, for speech, the 300 ms "
     "endpoint. Lost: a turn with no reply utterance (timeouts included); duplicated: a second reply utterance "
-    "for a turn. RSS start and end: the server idle, before the clients came and {settle:.0f} s after the last "
-    "left; floor slope: least squares over the RSS minima of the last five tenths of the run (peaks from large "
+    "for a turn. RSS start and end: the server idle, after the warm-up (the same clients for {warmup:g} min, "
+    "their turns checked the same way) and {settle:.0f} s after the run's last client left; cold: before the "
+    "warm-up; floor slope: least squares over the RSS minima of the last five tenths of the run (peaks from large "
     "uploads pass). The server, the honest clients and the hostile clients each run in their own process on the "
     "same machine."
 )
@@ -343,15 +367,18 @@ def _merged(counts: list[dict[str, int]]) -> dict[str, int]:
     return dict(sorted(merged.items(), key=lambda item: -item[1]))
 
 
-def _main_table(config: SoakConfig, s: dict[str, Any], speech: str, errors: dict[str, int], alive: bool) -> Table:
+def _main_table(
+    config: SoakConfig, s: dict[str, Any], speech: str, errors: dict[str, int], alive: bool, warm: dict[str, Any]
+) -> Table:
     yes = {True: "yes", False: "NO"}
     failures = s["connection_failures"]
     real_time = not (s["underruns"] or s["lost"] or s["cut"] or failures) and s["sessions_with_turns"] == config.honest
     table = Table(
         f"Soak: {config.honest} honest conversations with {config.hostile} hostile clients attached, "
-        f"{s['minutes']:.1f} min (one server process: pocketsphinx + echo LLM + espeak + phonetic face)",
+        f"{s['minutes']:.1f} min after a {config.warmup_minutes:g}-min warm-up (one server process: pocketsphinx + "
+        "echo LLM + espeak + phonetic face)",
         ["measure", "result", "target", "met"],
-        note=_NOTE.format(speech=speech, settle=_SETTLE_S),
+        note=_NOTE.format(speech=speech, settle=_SETTLE_S, warmup=config.warmup_minutes),
     )
     table.add(
         "honest turns answered",
@@ -382,8 +409,17 @@ def _main_table(config: SoakConfig, s: dict[str, Any], speech: str, errors: dict
         "0",
         yes[not failures],
     )
+    if warm:
+        bad = warm["lost"] + warm["duplicated"] + warm["wrong"] + warm["cut"]
+        table.add(
+            "warm-up: turns answered; lost, duplicated, wrong or cut",
+            f"{warm['answered']} of {warm['turns']}; {bad}",
+            "every turn; 0",
+            yes[bad == 0 and warm["answered"] == warm["turns"] - warm["no_speech"]],
+        )
     table.add("spoken turns the STT heard nothing in", s["no_speech"], "-", "")
     table.add("honest sessions stay real time", yes[real_time].lower(), "yes", yes[real_time])
+    table.add("server RSS cold / after the warm-up MB", f"{s['rss_cold_mb']:.0f} / {s['rss_start_mb']:.0f}", "-", "")
     table.add(
         "server RSS start / end / max MB",
         f"{s['rss_start_mb']:.0f} / {s['rss_end_mb']:.0f} / {s['rss_max_mb']:.0f}",
@@ -442,9 +478,13 @@ def _tables(
     samples: list[Sample],
     errors: dict[str, int],
     alive: bool,
+    warmup: Warmup | None = None,
 ) -> tuple[list[Table], dict[str, Any]]:
     s = summarize(sessions, samples)
-    main = _main_table(config, s, sessions[0].speech if sessions else "", errors, alive)
+    cold = warmup.cold if warmup is not None else None
+    s["rss_cold_mb"] = cold.rss_mb if cold is not None else s["rss_start_mb"]
+    warm = summarize(warmup.sessions, warmup.samples) if warmup is not None and warmup.sessions else {}
+    main = _main_table(config, s, sessions[0].speech if sessions else "", errors, alive, warm)
     kinds, answers = _hostile_tables(hostiles)
     for line, count in errors.items():
         answers.add("(server log)", line, count)
@@ -460,6 +500,13 @@ def _tables(
     raw: dict[str, Any] = {
         "config": asdict(config),
         "summary": s,
+        "warmup": {
+            **{k: v for k, v in warm.items() if k not in ("typed_ms", "spoken_ms", "windows")},
+            "turns_detail": [asdict(t) for sess in warmup.sessions for t in sess.turns],
+            "samples": [asdict(x) for x in warmup.samples],
+        }
+        if warmup is not None and warm
+        else {},
         "turns": [asdict(t) for sess in sessions for t in sess.turns],
         "sessions": [
             {"session": x.session, "kind": x.kind, "connects": x.connects, "strays": x.strays, "failures": x.failures}

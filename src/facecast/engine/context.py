@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..actions import ActionCall
 from ..llm.history import ChatHistory
 from ..metrics import Metrics
 from ..protocol import engine as proto
@@ -78,3 +79,8 @@ class SessionContext:
     metrics: Metrics | None = None
     character: str = "default"
     """The name of the session's character (for the server's log)."""
+    pending: dict[str, ActionCall] = field(default_factory=dict)
+    """The actions sent to the client and not yet answered (``action_result``), by id; kept with the session."""
+    changed: Callable[[], None] = lambda: None
+    """Call after changing what a resumed session carries on with (history, pending actions): the session's
+    state is written soon, off the caller's path (:mod:`facecast.engine.resume`). Returns at once."""

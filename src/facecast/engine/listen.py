@@ -18,7 +18,9 @@ exactly as the inline path does; ``end_of_speech`` is queued behind the audio th
 Guesses. When a pause's transcript is ready while the turn is still open (the endpoint has not come yet),
 it is offered as a guess (``ListenerCallbacks.guess``), so the reply can start on it speculatively; when the
 player then goes on, the guess is withdrawn (``guess(None)``). The final transcript that follows at the
-endpoint is the guess's text when nothing was said in between.
+endpoint is the guess's text when nothing was said in between. A smart detector with ``text_cues`` gets the
+same text (queued behind the audio that came before it, like ``end_of_speech``): "I'd like to buy the" keeps
+the turn open (:meth:`facecast.turns.SmartTurnDetector.transcript`).
 
 Times reported in :class:`HeardUtterance` are ``time.monotonic()`` seconds.
 """
@@ -117,8 +119,9 @@ class Listener:
         self._cb = callbacks
         self._resampler = Resampler(mic_rate, VAD_RATE)
         self._detector = make_turn_detector(turns) if turns is not None else None
-        self._inbox: asyncio.Queue[tuple[np.ndarray, float] | None] | None = None
-        """Audio waiting for the smart detector's worker thread (None: ``end_of_speech``); None: inline."""
+        self._inbox: asyncio.Queue[tuple[np.ndarray, float] | _Text | None] | None = None
+        """Audio (and pause transcripts) waiting for the smart detector's worker thread (None:
+        ``end_of_speech``); None: inline."""
         if isinstance(self._detector, SmartTurnDetector):
             self._inbox = asyncio.Queue()
         self._pump: asyncio.Task[None] | None = None
@@ -178,14 +181,18 @@ class Listener:
                 self._open_segment(self._turn)
             elif isinstance(event, SpeechSustained):
                 self._spawn(self._cb.barge_in())
-        if self._turn is not None:
+        if not len(audio):
+            pass  # events of a transcript (no audio with them)
+        elif self._turn is not None:
             self._hear(audio)
         else:
             self._remember(audio)
         for event in events:
             if isinstance(event, SpeechPaused) and self._turn is not None and self._turn.samples <= _REPLAY_LIMIT:
                 self._close_segment(_End(0.0, 0.0))
-                self._offer_guess(self._turn)
+                self._offer_guess(self._turn, event.at)
+            elif isinstance(event, SpeechPaused) and self._inbox is not None and self._detector.config.text_cues:
+                self._inbox.put_nowait(_Text("", event.at))  # a long turn is not decoded at pauses: no text
             elif isinstance(event, SpeechEnded):
                 # The end was detected at sample ``detected``, which arrived with one of the chunks (a batch
                 # may hold seconds of audio under load); it was decided now (the model's time included).
@@ -239,7 +246,7 @@ class Listener:
             chunks: list[tuple[int, float]] = []
             while not inbox.empty():
                 item = inbox.get_nowait()
-                if item is None:
+                if item is None or isinstance(item, _Text):
                     break
                 batch.append(item[0])
                 chunks.append((len(item[0]), item[1]))
@@ -249,6 +256,11 @@ class Listener:
                 self._handle(audio, events, chunks)
             if item is None:
                 self._end_of_speech()
+            elif isinstance(item, _Text):  # judged on the detector's clock, right after the audio before it
+                assert isinstance(detector, SmartTurnDetector)
+                events = detector.transcript(item.text, item.pause_at)
+                if events:
+                    self._handle(np.zeros(0, np.float32), events, [(0, time.monotonic())])
         if self._turn is not None and self._stall is None:
             # The turn waits for more silence, but a client may stop streaming (mic closed, or a test
             # client at the end of its file): the rest of that wait, on the wall clock, ends it then.
@@ -333,17 +345,22 @@ class Listener:
         turn.open = False
         self._spawn(self._finish(turn, end))
 
-    def _offer_guess(self, turn: _Turn) -> None:
-        """Once the segment just closed at a pause has its text: a guess, if the turn is still open on it."""
-        guess, text = self._cb.guess, turn.text
-        if guess is None or text is None:
+    def _offer_guess(self, turn: _Turn, pause_at: int) -> None:
+        """Once the segment just closed at the pause that began at sample ``pause_at`` has its text: a guess,
+        if the turn is still open on it, and the text to a detector that judges it."""
+        guess, text, inbox = self._cb.guess, turn.text, self._inbox
+        judge = inbox is not None and self._detector is not None and self._detector.config.text_cues
+        if (guess is None and not judge) or text is None:
             return
 
         def ready(future: asyncio.Future[str | None]) -> None:
             if future.cancelled() or not turn.open or turn.text is not future:
                 return  # the endpoint came first (the final follows), or the player went on
             words = future.result()
-            if words:
+            if judge and words is not None and inbox is not None:
+                inbox.put_nowait(_Text(words, pause_at))
+                self._start_pump()
+            if words and guess is not None:
                 turn.guessed = True
                 self._spawn(guess(words))
 
@@ -429,6 +446,14 @@ def _arrival(offset: int, chunks: list[tuple[int, float]]) -> float:
         if offset < end:
             return at
     return chunks[-1][1]
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    """A pause's transcript for the smart detector (:meth:`~facecast.turns.SmartTurnDetector.transcript`)."""
+
+    text: str
+    pause_at: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,8 +87,8 @@ class Replies:
         self._turn: asyncio.Task[None] | None = None
         self._current: _Outgoing | None = None
         self._playing: _Outgoing | None = None  # sent, acknowledged, not yet reported finished
-        self.actions_sent: dict[str, ActionCall] = {}
-        """The latest actions sent, by id (for their ``action_result``)."""
+        self.actions_sent: dict[str, ActionCall] = ctx.pending
+        """The latest actions sent, by id (for their ``action_result``): the session's, kept with its state."""
         self._action_ids = 0
 
     @property
@@ -122,6 +122,7 @@ class Replies:
             outcome = await self._stream(self._produce(utterance, text, pace, stages), stages, said)
         finally:
             self._log_turn(utterance, text, " ".join(said), stages, outcome)
+            self._ctx.changed()  # the turn's text and actions are in the history: the session's state is saved
 
     def _log_turn(self, utterance: int, text: str, reply: str, stages: dict[str, float], outcome: str) -> None:
         """The server's one line per turn: who, what was said and answered, the stage times, how it ended."""
@@ -369,7 +370,8 @@ class Replies:
         playing = self._playing
         if playing is None or playing.utterance != message.utterance:
             return  # late report of a reply already recorded
-        self._record_heard(message.position * playing.resampler.in_rate // self._ctx.hello.audio.rate)
+        # rounded up: a reply played to its last sample at the client's rate was heard to its end
+        self._record_heard(-(-message.position * playing.resampler.in_rate // self._ctx.hello.audio.rate))
 
     def _record_heard(self, position: int | None = None) -> None:
         """Put the playing reply into the history, up to ``position`` (utterance samples; None = all)."""
@@ -378,6 +380,7 @@ class Replies:
             return
         text = playing.reply.full() if position is None else playing.reply.heard(position)
         self._ctx.history.add_assistant(text)
+        self._ctx.changed()
 
     async def interrupt(self, reason: str = "interrupt", notify: bool = True) -> None:
         """Stop the reply in progress: its work is cancelled, the client told to clear its buffer, and the

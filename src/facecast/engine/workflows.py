@@ -174,6 +174,7 @@ class Conversation(_Spoken):
         if message.result is not None:
             outcome += f" ({json.dumps(message.result, ensure_ascii=False)})"
         self._ctx.history.add_result(f"{call.name} {json.dumps(call.arguments, ensure_ascii=False)}: {outcome}")
+        self._ctx.changed()
 
     def _guesses(self) -> Callable[[str | None], Awaitable[None]] | None:
         return self._on_guess if self._ctx.config.speculate else None

@@ -26,7 +26,9 @@ from ..catalog import ServiceCatalog
 from ..characters import default_character
 from ..config import Settings
 from ..engine.outputs import LiveLinkOutput, outputs_from_settings, run_outputs
+from ..engine.resume import SessionKeeper
 from ..engine.session import EngineSession, SessionConfig, Transport
+from ..engine.sessionstore import open_store
 from ..engine.sinks import Output
 from ..limits import limit_services
 from ..metrics import CONTENT_TYPE, Metrics
@@ -62,6 +64,9 @@ class AppState:
     """The WebRTC peers (``POST /webrtc/offer``), set by :func:`create_app`."""
     neurosync: NeuroSyncBackends | None = None
     """Models behind the NeuroSync endpoints; built from ``services`` on first use when left ``None``."""
+    keeper: SessionKeeper | None = None
+    """Where the sessions are kept for resuming; None: made by :func:`create_app` from ``session_store`` and
+    ``session_ttl_s`` (controllers that share one resume each other's sessions)."""
 
     def neurosync_backends(self) -> NeuroSyncBackends:
         if self.neurosync is None:
@@ -122,6 +127,11 @@ def create_app(state: AppState) -> FastAPI:
     for character in state.settings.characters.values():
         catalog.services_for(character)  # loads what the characters need now, not at a client's hello
     default = default_character(state.settings)
+    if state.keeper is None:
+        state.keeper = SessionKeeper(
+            open_store(state.settings.session_store), state.settings.session_ttl_s, state.metrics
+        )
+    keeper = state.keeper
 
     def new_session(transport: Transport) -> EngineSession:
         """A session for one client connection (WebSocket or WebRTC), with the server's settings."""
@@ -142,6 +152,7 @@ def create_app(state: AppState) -> FastAPI:
             outputs=outputs,
             character=default,
             characters=settings.characters,
+            keeper=keeper,
         )
 
     rtc = state.webrtc = RtcPeers(
@@ -159,6 +170,7 @@ def create_app(state: AppState) -> FastAPI:
                 await session.close()
             await rtc.aclose()
         await _close_services(catalog)
+        await keeper.aclose()
 
     app = FastAPI(title="Facecast", version=__version__, lifespan=lifespan)
     app.state.facecast = state
@@ -210,6 +222,7 @@ def create_app(state: AppState) -> FastAPI:
             await refuse_busy(ws, transport, settings.max_sessions)
             return
         session = new_session(transport)
+        session.closer = transport.close  # a newer connection resuming the session closes this one
         state.sessions.add(session)
         state.metrics.active_sessions.inc()
         try:

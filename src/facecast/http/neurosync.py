@@ -35,20 +35,17 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from ..aio import closing
-from ..audio import split_chunks
 from ..config import Settings
-from ..errors import ConfigError, FacecastError, InputError, ServiceError
+from ..errors import ConfigError, FacecastError, InputError
 from ..offline import say, transcribe_pcm
 from ..protocol import neurosync as wire
 from ..roles import FaceAnimator, SpeechToText, TextToSpeech
 from ..services import Services
-from ..types import FACE_WIDTH, Float32Array, SpeechChunk, frames_for_samples
+from ..types import Float32Array
 from .extras.embeddings import Embedder, can_load, load_embedder
 from .extras.images import Captioner, ClipScorer, load_captioner, load_clip
 from .neurosync_io import (
@@ -74,6 +71,7 @@ from .neurosync_io import (
     too_large,
     unsupported,
 )
+from .upload_face import animate_audio
 
 __all__ = [
     "NeuroSyncOptions",
@@ -275,36 +273,6 @@ async def preload(backends: NeuroSyncBackends, settings: Settings) -> str | None
 
 
 # ---------------------------------------------------------------------------------------------- the work
-
-
-async def _speech(pcm: Float32Array, rate: int) -> AsyncIterator[SpeechChunk]:
-    for chunk in split_chunks(pcm, rate, chunk_ms=100.0):
-        yield SpeechChunk(chunk)
-        # A long upload is animated 100 ms at a time with the event loop free in between: the live sessions
-        # are served while a 30-minute file is animated, instead of waiting for all of it (seconds of CPU).
-        await asyncio.sleep(0)
-
-
-async def animate_audio(face: FaceAnimator, pcm: Float32Array, rate: int, frames: int | None = None) -> Float32Array:
-    """Animate bare audio (no phoneme timing): exactly ``frames`` frames (default
-    ``frames_for_samples(len(pcm), rate)``).
-
-    Raises :class:`ServiceError` if the animator's frames are not contiguous from frame 0. Frames it
-    does not deliver are held from its last one; frames past ``frames`` are dropped.
-    """
-    expected = frames_for_samples(len(pcm), rate) if frames is None else frames
-    out = np.zeros((expected, FACE_WIDTH), np.float32)
-    filled = 0
-    async with closing(face.animate(_speech(pcm, rate))) as blocks:
-        async for block in blocks:
-            if block.start != filled:
-                raise ServiceError(f"the face animator sent frame {block.start} where {filled} was due")
-            take = block.values[: max(0, expected - block.start)]
-            out[block.start : block.start + len(take)] = take
-            filled = block.end
-    if 0 < filled < expected:
-        out[filled:] = out[filled - 1]
-    return out
 
 
 def _finishes_like_neurosync(face: FaceAnimator) -> bool:

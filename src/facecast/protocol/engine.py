@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -65,6 +66,7 @@ __all__ = [
     "encode_face",
     "decode_binary",
     "WORKFLOWS",
+    "SESSION_ID",
     "LiveLinkInfo",
     "Welcome",
     "TranscriptUpdate",
@@ -100,6 +102,8 @@ MAX_FACT_NAME = 64
 """Longest name of a ``context`` fact, in UTF-8 bytes. (How many facts a session holds, and how many bytes in
 all, is bounded where they are kept: :mod:`facecast.llm.facts`.)"""
 WORKFLOWS = ("conversation", "say", "puppet", "lipsync")
+SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+"""A session id (``welcome.session``, ``hello.resume``): 16 to 64 URL-safe base64 characters."""
 RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)
 
 
@@ -142,6 +146,8 @@ class Hello:
     """A character defined in the server's config, by name ('' = the server's default character)."""
     actions: tuple[Action, ...] = ()
     """What the character may do in the game (:mod:`facecast.actions`), offered to its language model."""
+    resume: str = ""
+    """The id of a session to resume (its ``welcome.session``); '' = a new session."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +287,11 @@ def _hello(data: dict[str, Any]) -> Hello:
         actions = actions_from_json(data.get("actions", []), "'actions'")
     except ConfigError as exc:
         raise ProtocolError("bad_message", str(exc)) from None
+    resume = data.get("resume", "")
+    if not isinstance(resume, str) or (resume and not SESSION_ID.match(resume)):
+        raise ProtocolError(
+            "bad_message", "'resume' must be a session id from a 'welcome' (16 to 64 letters, digits, '-' or '_')"
+        )
     return Hello(
         version,
         _format(data, "audio", AudioFormat()),
@@ -292,6 +303,7 @@ def _hello(data: dict[str, Any]) -> Hello:
         turns,
         character,
         actions,
+        resume,
     )
 
 
@@ -437,6 +449,10 @@ class Welcome:
     turns: str
     livelink: LiveLinkInfo | None = None
     version: int = VERSION
+    session: str = ""
+    """The session's id, for a later ``hello.resume`` ('' = a server that keeps no sessions: not sent)."""
+    resumed: bool = False
+    """Whether this session continues a stored one (sent with ``session``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -557,6 +573,8 @@ def _body(message: ClientMessage | ServerMessage) -> dict[str, Any]:
         }  # fmt: skip
         if message.livelink is not None:
             body["livelink"] = asdict(message.livelink)
+        if message.session:
+            body["session"], body["resumed"] = message.session, message.resumed
         return body
     body = asdict(message)
     if isinstance(message, TranscriptUpdate) and not message.typed:
@@ -565,6 +583,8 @@ def _body(message: ClientMessage | ServerMessage) -> dict[str, Any]:
         del body["replace"]
     if isinstance(message, Hello) and not message.character:
         del body["character"]  # optional: a hello without it is the version-1 hello byte for byte
+    if isinstance(message, Hello) and not message.resume:
+        del body["resume"]
     if isinstance(message, Hello):
         if message.actions:
             body["actions"] = [_declaration(a) for a in message.actions]
@@ -627,6 +647,8 @@ def _welcome(data: dict[str, Any]) -> Welcome:
         _str(data, "turns"),
         livelink,
         _int(data, "version", 0, 2**31),
+        _str(data, "session", ""),
+        _bool(data, "resumed", False),
     )
 
 

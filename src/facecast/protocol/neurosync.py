@@ -140,14 +140,20 @@ def neurosync_values(values: object, emotion_scale: float = 1.0) -> Float32Array
     return arr
 
 
-def _rows(values: object, emotion_scale: float) -> list[list[float]]:
-    rows: list[list[float]] = np.round(neurosync_values(values, emotion_scale).astype(np.float64), _DECIMALS).tolist()
-    return rows
+_JSON_ROWS = 64
+"""Frames per ``json.dumps`` call. One call holds the GIL throughout (a few ms for 64 frames), so a long take's
+answer (100,000 frames for 29 minutes, ~10 s to encode) is made in short calls and the event loop, waiting for
+the GIL while a worker thread encodes, runs between them instead of stalling for the whole answer."""
 
 
 def frames_json(values: object, emotion_scale: float = 1.0) -> bytes:
     """The frames as a JSON list of 68-value lists (the second part of the multipart answer)."""
-    return json.dumps(_rows(values, emotion_scale), separators=(",", ":")).encode()
+    arr = neurosync_values(values, emotion_scale)
+    parts = []
+    for start in range(0, len(arr), _JSON_ROWS):
+        rows = np.round(arr[start : start + _JSON_ROWS].astype(np.float64), _DECIMALS).tolist()
+        parts.append(json.dumps(rows, separators=(",", ":"))[1:-1])
+    return ("[" + ",".join(parts) + "]").encode()
 
 
 def blendshapes_json(values: object, emotion_scale: float = 1.0) -> bytes:

@@ -6,7 +6,9 @@ the connection keeps serving. A connection may run several requests at once (eac
 or the connection closing cancels a request's task, which closes the role's stream, so the work stops. A
 request's audio waiting for the role is bounded (:data:`~facecast.limits.MAX_BUFFERED_SAMPLES`; past it the
 request gets ``too_large`` and is stopped); an STT wrapped by :func:`~facecast.limits.limit_role` refuses
-requests past ``max_recognisers`` with ``busy``.
+requests past ``max_recognisers`` with ``busy``. The per-connection session runs over a
+:class:`~facecast.remote.connection.ServiceSocket` (:func:`serve_socket`), so the Ray Serve pools
+(:mod:`facecast.scale`) serve exactly this protocol behind an ASGI WebSocket.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -22,7 +24,6 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from ..aio import closing
@@ -33,12 +34,15 @@ from ..protocol import service as sp
 from ..roles import FaceAnimator, LanguageModel, SpeechToText, TextToSpeech
 from ..tts.resampled import speech_at
 from ..types import AudioChunk, SpeechChunk
+from .connection import ServiceSocket, SocketClosed, WebsocketsSocket
 
 __all__ = [
     "DEFAULT_PORTS",
     "MAX_REQUESTS",
     "WS_MAX_SIZE",
     "ServiceServer",
+    "handshake_refusal",
+    "serve_socket",
     "start_server",
     "check_token_rule",
     "token_matches",
@@ -63,20 +67,28 @@ def token_matches(request: Request, token: str) -> bool:
     return AccessPolicy(token=token).token_ok(request.headers, urlsplit(request.path).query)
 
 
-def _refusal(policy: AccessPolicy, connection: ServerConnection, request: Request) -> Response | None:
-    """The handshake's answer when ``policy`` refuses it (:mod:`facecast.auth`): 421 for a Host that is not
-    accepted, 403 for a browser Origin that is not allowed, 401 without the token; ``None`` to go on."""
-    host = header(request.headers, "Host")
-    origin = header(request.headers, "Origin")
+def handshake_refusal(
+    policy: AccessPolicy, headers: Mapping[str, str], query: bytes | str
+) -> tuple[HTTPStatus, str] | None:
+    """The HTTP status and text that refuse a service handshake under ``policy`` (:mod:`facecast.auth`): 421
+    for a Host that is not accepted, 403 for a browser Origin that is not allowed, 401 without the token;
+    ``None`` to go on. Pure (logs only), so every WebSocket server of the service protocol applies it."""
+    host = header(headers, "Host")
+    origin = header(headers, "Origin")
     if not policy.host_ok(host):
         log.warning("refused a connection: Host %r is not accepted (allowed_hosts)", host)
-        return connection.respond(HTTPStatus.MISDIRECTED_REQUEST, "this Host is not served here\n")
+        return HTTPStatus.MISDIRECTED_REQUEST, "this Host is not served here\n"
     if not policy.origin_ok(origin, host):
         log.warning("refused a connection: Origin %r is not allowed (allowed_origins)", origin)
-        return connection.respond(HTTPStatus.FORBIDDEN, "this Origin may not use the service\n")
-    if not policy.token_ok(request.headers, urlsplit(request.path).query):
-        return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid access token is required\n")
+        return HTTPStatus.FORBIDDEN, "this Origin may not use the service\n"
+    if not policy.token_ok(headers, query):
+        return HTTPStatus.UNAUTHORIZED, "a valid access token is required\n"
     return None
+
+
+def _refusal(policy: AccessPolicy, connection: ServerConnection, request: Request) -> Response | None:
+    refused = handshake_refusal(policy, request.headers, urlsplit(request.path).query)
+    return None if refused is None else connection.respond(*refused)
 
 
 @dataclass(slots=True)
@@ -99,7 +111,7 @@ async def _queued(request: _Request) -> AsyncIterator[Any]:
 class _Session:
     """One client connection: reads and validates messages, runs requests, answers pings."""
 
-    def __init__(self, ws: ServerConnection, role: sp.Role, impl: RoleImpl) -> None:
+    def __init__(self, ws: ServiceSocket, role: sp.Role, impl: RoleImpl) -> None:
         self.ws = ws
         self.role = role
         self.impl = impl
@@ -116,7 +128,8 @@ class _Session:
 
     async def run(self) -> None:
         try:
-            async for raw in self.ws:
+            while True:
+                raw = await self.ws.receive()
                 try:
                     if isinstance(raw, str):
                         await self.on_text(sp.decode_client(raw))
@@ -124,7 +137,7 @@ class _Session:
                         await self.on_binary(sp.decode_binary(raw))
                 except sp.ProtocolError as exc:
                     await self.error(exc.code, exc.message)
-        except ConnectionClosed:
+        except SocketClosed:
             pass
         finally:
             tasks = [r.task for r in self.requests.values() if r.task is not None]
@@ -225,14 +238,14 @@ class _Session:
             await self.send(sp.Done(ident))
         except asyncio.CancelledError:
             raise
-        except ConnectionClosed:
+        except SocketClosed:
             pass
         except FacecastError as exc:
-            with suppress(ConnectionClosed):
+            with suppress(SocketClosed):
                 await self.error(exc.code, str(exc), ident)
         except Exception as exc:  # noqa: BLE001 - a failing provider must not stop the server
             log.exception("request %d failed", ident)
-            with suppress(ConnectionClosed):
+            with suppress(SocketClosed):
                 await self.error("service_unavailable", f"{type(exc).__name__}: {exc}", ident)
         finally:
             if self.requests.get(ident) is request:
@@ -269,6 +282,12 @@ class _Session:
                     for start in range(0, len(block.values), 1000):
                         values = block.values[start : start + 1000]
                         await self.send(sp.encode_face(ident, type(block)(block.start + start, values)))
+
+
+async def serve_socket(ws: ServiceSocket, role: sp.Role, impl: RoleImpl) -> None:
+    """Serve one accepted connection ``ws`` as ``role`` with ``impl`` until it closes; its requests' tasks are
+    cancelled and awaited before this returns. The caller has applied the access rules and accepted it."""
+    await _Session(ws, role, impl).run()
 
 
 class ServiceServer:
@@ -316,7 +335,7 @@ async def start_server(
         return _refusal(policy, connection, request)
 
     async def handler(ws: ServerConnection) -> None:
-        await _Session(ws, role, impl).run()
+        await _Session(WebsocketsSocket(ws), role, impl).run()
 
     try:
         server = await serve(

