@@ -50,6 +50,20 @@ async def test_memory_store_is_bounded_and_deletes() -> None:
     assert await store.get("c") is None
 
 
+async def test_memory_store_is_bounded_in_bytes_and_counts_them_exactly() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock, max_bytes=1000)
+    for key in "abcd":
+        await store.put(key, bytes(300), 60)
+    assert await store.get("a") is None and await store.get("b") is not None  # 4 x 300 > 1000: the oldest went
+    assert store.size == 900 and len(store) == 3
+    await store.put("b", bytes(10), 60)  # replaced: its old bytes no longer count
+    await store.delete("c")
+    assert store.size == 310
+    clock.now += 61
+    assert len(store) == 0 and store.size == 0
+
+
 def test_the_store_setting_is_checked_and_its_credentials_never_shown() -> None:
     assert isinstance(open_store("memory"), MemoryStore)
     for bad in ("postgres://u:hunter2@db/1", "redis:/", "memcached"):

@@ -49,17 +49,28 @@ class SessionStore(Protocol):
 
 
 class MemoryStore:
-    """A :class:`SessionStore` in this process's memory; at most ``max_records`` records (the oldest written
-    goes first). ``clock`` gives seconds (monotonic)."""
+    """A :class:`SessionStore` in this process's memory, bounded: at most ``max_records`` records and
+    ``max_bytes`` of them in all (past either, the oldest written goes first). Records expire in the order they
+    were written, which is exact when every record gets the same TTL (the server's ``session_ttl_s``).
+    ``clock`` gives seconds (monotonic)."""
 
-    def __init__(self, max_records: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, max_records: int = 10_000, clock: Callable[[], float] = time.monotonic, max_bytes: int = 64 << 20
+    ) -> None:
         self._records: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._max = max_records
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._clock = clock
 
     def __len__(self) -> int:
         self._expire()
         return len(self._records)
+
+    @property
+    def size(self) -> int:
+        """Bytes held by the records."""
+        return self._bytes
 
     async def get(self, key: str) -> bytes | None:
         self._expire()
@@ -67,19 +78,28 @@ class MemoryStore:
         return None if found is None else found[1]
 
     async def put(self, key: str, value: bytes, ttl_s: float) -> None:
-        self._records.pop(key, None)
+        self._drop(key)
         self._records[key] = (self._clock() + ttl_s, bytes(value))
-        while len(self._records) > self._max:
-            self._records.popitem(last=False)
+        self._bytes += len(value)
+        while len(self._records) > self._max or self._bytes > self._max_bytes:
+            self._drop(next(iter(self._records)))
         self._expire()
 
     async def delete(self, key: str) -> None:
-        self._records.pop(key, None)
+        self._drop(key)
+
+    def _drop(self, key: str) -> None:
+        found = self._records.pop(key, None)
+        if found is not None:
+            self._bytes -= len(found[1])
 
     def _expire(self) -> None:
         now = self._clock()
-        for key in [k for k, (until, _) in self._records.items() if until <= now]:
-            del self._records[key]
+        while self._records:
+            key, (until, _) = next(iter(self._records.items()))
+            if until > now:
+                break
+            self._drop(key)
 
 
 class RedisStore:
