@@ -129,3 +129,27 @@ async def test_interrupted_turn_keeps_only_sentences_already_spoken() -> None:
             if isinstance(event, SentenceOut) and event.text == "Two.":
                 break
     assert [(m.role, m.content) for m in history.turns] == [("user", "count"), ("assistant", "One. Two.")]
+
+
+class _StarvedPlayback:
+    """A :class:`~facecast.pipeline.Pace` whose listener has heard everything produced (a slow model)."""
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+
+    async def __call__(self, produced: int) -> None:
+        return None
+
+    def ahead(self, produced: int) -> float:
+        self.asked.append(produced)
+        return 0.0 if produced else float("inf")  # playback runs once the first audio exists
+
+
+async def test_a_slow_model_behind_a_starved_listener_is_spoken_as_it_writes() -> None:
+    playback = _StarvedPlayback()
+    words = tokens("Hello there. ", "I was at the ", "old mill ", "all day.", delay=0.05)
+    events = [e async for e in speak(1, words, FakeTTS(), FakeFace(), pace=playback)]
+    said = [e.text for e in events if isinstance(e, SentenceOut)]
+    assert said[0] == "Hello there."
+    assert len(said) > 2 and " ".join(said) == "Hello there. I was at the old mill all day."  # nothing lost
+    assert playback.asked and max(playback.asked) > 0  # asked how much audio the listener has left

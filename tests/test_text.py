@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -126,3 +130,81 @@ async def test_urls_and_emoji_are_not_spelled_out_by_the_tts() -> None:
     events = [e async for e in say_text(1, "👍 😀", tts, PhoneticAnimator())]
     assert not any(isinstance(e, SentenceOut) for e in events)  # emoji alone: nothing to say
     assert isinstance(events[-1], UtteranceEnded) and events[-1].samples == 0
+
+
+class _Playback:
+    """A listener's playback for :func:`split_sentences`' runway: ``left`` seconds of the reply not yet heard
+    when it was made, running down with the clock."""
+
+    def __init__(self, left: float) -> None:
+        self.left, self.since = left, time.monotonic()
+
+    def __call__(self) -> float:
+        return self.left - (time.monotonic() - self.since)
+
+
+async def _slow_model(parts: list[str], gate: asyncio.Event, hold_after: int) -> AsyncIterator[str]:
+    """Yields ``parts``; after the first ``hold_after`` it waits for ``gate`` (a model that stalls)."""
+    for k, part in enumerate(parts):
+        if k == hold_after:
+            await gate.wait()
+        yield part
+
+
+async def test_a_starving_listener_gets_the_words_already_written() -> None:
+    gate = asyncio.Event()
+    parts = ["Well, I think ", "the old mill", " is by the river", " and the harbour.", " Yes."]
+    pieces = split_sentences(_slow_model(parts, gate, 3), SplitterConfig(), _Playback(0.1))  # under 400 ms
+    assert await anext(pieces) == "Well, I think"  # the first clause (4 words), as before
+    # less than 400 ms left to play: the whole words written so far are spoken at once; the last one, which
+    # may still grow ("river" -> "riverside"), is kept
+    assert await asyncio.wait_for(anext(pieces), 10) == "the old mill is by the"
+    gate.set()
+    assert [p async for p in pieces] == ["river and the", "harbour.", "Yes."]
+
+
+async def test_no_early_release_while_the_listener_has_audio_enough() -> None:
+    gate = asyncio.Event()
+    parts = ["The old mill is ", "by the river", " and the harbour."]
+    pieces = split_sentences(_slow_model(parts, gate, 2), SplitterConfig(first_clause_words=0), _Playback(0.9))
+    first = asyncio.ensure_future(anext(pieces))
+    await asyncio.sleep(0.2)
+    assert not first.done()  # 0.7 s left to play: the sentence is awaited whole
+    # ... until the audio left runs under 400 ms (0.5 s after it was 0.9 s)
+    assert await asyncio.wait_for(first, 10) == "The old mill is by the"
+    gate.set()
+    assert [p async for p in pieces] == ["river and the", "harbour."]
+    gate2 = asyncio.Event()
+    calm = split_sentences(_slow_model(parts, gate2, 3), SplitterConfig(first_clause_words=0), _Playback(60.0))
+    assert [p async for p in calm] == ["The old mill is by the river and the harbour."]
+
+
+async def test_a_starving_release_never_cuts_a_tag_or_a_stage_direction() -> None:
+    for parts, expected in (
+        (["Oh [ happy ", "] what a day."], ["Oh [ happy ] what a", "day."]),
+        (["Oh *smiles ", "widely* what a day."], ["Oh what a", "day."]),
+    ):
+        gate = asyncio.Event()
+        pieces = split_sentences(_slow_model(parts, gate, 1), SplitterConfig(first_clause_words=0), _Playback(0.0))
+        first = asyncio.ensure_future(anext(pieces))
+        await asyncio.sleep(0.2)
+        assert not first.done(), parts  # the tag / stage direction is still open: nothing to release
+        gate.set()
+        assert [await first, *[p async for p in pieces]] == expected
+
+
+async def test_closing_the_pieces_closes_the_model_stream() -> None:
+    closed = asyncio.Event()
+
+    async def model() -> AsyncIterator[str]:
+        try:
+            yield "One two three four "
+            await asyncio.Event().wait()
+            yield "never"
+        finally:
+            closed.set()
+
+    pieces = split_sentences(model(), SplitterConfig(first_clause_words=0), _Playback(0.0))
+    assert await anext(pieces) == "One two three four"
+    await pieces.aclose()
+    assert closed.is_set()

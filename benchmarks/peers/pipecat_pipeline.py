@@ -28,10 +28,10 @@ The components are the ones Facecast runs by default, so only the stack differs:
   300 ms of silence and the transcript is in (like Facecast's ``--turn-detector silence``).
 
 Input: :class:`QuestionInput`, a transport that streams each recorded question as the microphone in real time
-(16 kHz, 20 ms chunks, like engine-sim), keeps streaming silence while the bot replies, and starts the next
-question once the bot has stopped speaking and sent no audio for 1 s (so a pause between sentences is
-not taken for the end of the reply and the next question never barges in). The end of the player's speech
-is the moment the chunk holding the last sample above 0.01 is pushed (engine-sim's definition).
+(16 kHz, 20 ms chunks, each pushed once its last sample is captured, like engine-sim), keeps streaming silence
+while the bot replies, and starts the next question once the bot has stopped speaking and sent no audio for 1 s
+(so a pause between sentences is not taken for the end of the reply and the next question never barges in).
+The end of the player's speech is the capture time of the last sample above 0.01 (engine-sim's definition).
 Output: :class:`ReplyOutput`, a transport
 that plays the reply in real time (it sleeps as a sound card would, keeping 50 ms queued) and records when
 the first reply sample is written: the moment the reply leaves the pipeline. An observer records when each
@@ -237,8 +237,8 @@ def build_pipeline(job: Job, questions: list[np.ndarray], conv: Conversation, wh
             clock = time.monotonic()
             sent = 0
 
-            async def pace() -> None:
-                delay = clock + sent / RATE_IN - time.monotonic()
+            async def pace() -> None:  # a chunk leaves once its last sample is captured, as from a microphone
+                delay = clock + (sent + step) / RATE_IN - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
 
@@ -249,9 +249,9 @@ def build_pipeline(job: Job, questions: list[np.ndarray], conv: Conversation, wh
                 for offset in range(0, len(question), step):
                     await pace()
                     await self._send(question[offset : offset + step])
+                    if offset < last_voiced <= offset + step:
+                        turn.speech_end = clock + (sent + last_voiced - offset) / RATE_IN  # its capture time
                     sent += step
-                    if offset <= last_voiced < offset + step:
-                        turn.speech_end = time.monotonic()
                 deadline = time.monotonic() + job.turn_timeout_s
                 # the microphone stays live while the bot answers, until it has been quiet for REPLY_GAP_S
                 while not conv.replied.is_set() or time.monotonic() - conv.last_audio < REPLY_GAP_S:

@@ -310,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
         "at 1, 2, 4 replicas, recovery after a replica kill (same as --only pools; extra: scale)",
     )
     p.add_argument("--minutes", type=float, default=10.0, help="how long the soak runs (default 10)")
+    p.add_argument(
+        "--conversations",
+        type=_counts,
+        default=None,
+        metavar="N,N",
+        help="--peers: the simultaneous-conversation counts to compare at (default 1,2,4)",
+    )
     p.add_argument("--json", dest="json_path", help="also write the raw numbers to this JSON file")
     p.add_argument("--markdown", help="also write the tables as Markdown to this file")
     p.add_argument(
@@ -669,6 +676,17 @@ def _providers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _counts(text: str) -> tuple[int, ...]:
+    """``1,2,4`` -> (1, 2, 4): positive counts (argparse type)."""
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected counts like 1,2,4, got {text!r}")
+    return counts
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .bench import main as bench_main
     from .bench import parse_only
@@ -692,6 +710,7 @@ def _bench(args: argparse.Namespace) -> int:
         only=only,
         soak_minutes=args.minutes,
         plots_dir=args.plots,
+        conversations=args.conversations,
     )
 
 

@@ -15,7 +15,7 @@ import asyncio
 import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import suppress
-from typing import Any, TypeAlias
+from typing import Any, Protocol
 
 from .actions import Action, ActionCall, ActionExtractor, split_markers
 from .aio import aclose, closing
@@ -49,8 +49,18 @@ __all__ = [
     "transcribe_all",
 ]
 
-Pace: TypeAlias = Callable[[int], Awaitable[None]]
-"""Awaited by :func:`speak` with the samples produced so far; returns when production may go on."""
+
+class Pace(Protocol):
+    """How a reply's production follows the listener's playback of it."""
+
+    def __call__(self, produced: int) -> Awaitable[None]:
+        """Awaited by :func:`speak` with the samples produced so far; returns when production may go on."""
+        ...
+
+    def ahead(self, produced: int) -> float:
+        """Seconds of the ``produced`` samples the listener has not heard yet (``inf`` before playback
+        starts): :func:`speak` speaks the words it holds rather than let this run out."""
+        ...
 
 
 _DONE = object()
@@ -155,7 +165,8 @@ async def speak(
     async def produce() -> None:
         nonlocal end
         try:
-            async for piece in split_sentences(text, splitter):
+            runway = None if pace is None else lambda: pace.ahead(end)
+            async for piece in split_sentences(text, splitter, runway):
                 clean, emotions = parse_emotion_tags(piece)
                 before: list[int] = []
                 after: list[int] = []

@@ -4,7 +4,10 @@ A piece ends at ``.``, ``!``, ``?`` (with any closing quotes/brackets) followed 
 line break. These do NOT end a piece: abbreviations (``Dr.``, ``e.g.``, single initials), decimals
 (``3.14``), ellipses (``...``, ``…``), and dots inside URLs, file names or e-mail addresses (no white space
 follows them). To start speaking sooner, the FIRST piece of a reply may also end at a clause break
-(``,``, ``;``, ``:``, dash) once it holds at least ``first_clause_words`` words.
+(``,``, ``;``, ``:``, dash) once it holds at least ``first_clause_words`` words. And so that the voice
+never runs dry while the language model is slow, :func:`split_sentences` given the playback's runway releases
+the words it holds at a word boundary (at least ``starving_words``) when less than ``starving_ms`` of the
+reply's audio is left to play and the next token has not come.
 
 Stage directions between asterisks (``*smiles*``) are removed and never spoken, as are Markdown
 decorations (``#``, backticks, bullet markers) and emoji. A web address is said as its host
@@ -16,9 +19,11 @@ turns them into emotion events, which the face's animation layer shows).
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 
 from .face.arkit import INDEX
@@ -55,6 +60,11 @@ class SplitterConfig:
     """The first piece may end at a clause break once it has this many words (0 disables)."""
     max_chars: int = 240
     """A piece longer than this is cut at its last clause break or space, so no piece waits forever."""
+    starving_ms: int = 400
+    """With a runway (:func:`split_sentences`): when less audio than this is left to play, the words held so
+    far are spoken without waiting for the end of the sentence (0 disables)."""
+    starving_words: int = 3
+    """The fewest whole words released that way."""
 
 
 class SentenceSplitter:
@@ -74,6 +84,29 @@ class SentenceSplitter:
     def push(self, text: str) -> list[str]:
         self._buf += self._strip_stage(text)
         return self._drain(final=False)
+
+    def holds_words(self, count: int) -> bool:
+        """Whether :meth:`release` would give a piece of at least ``count`` whole words now."""
+        if self._in_stage or self._stage_pending:
+            return False
+        cut = max(self._buf.rfind(" "), self._buf.rfind("\n"))
+        if cut <= 0:
+            return False
+        head = self._buf[:cut]
+        if head.count("[") > head.count("]") or head.count("(") > head.count(")"):
+            return False  # inside a tag ("[ happy ]") or a link: wait for its end
+        return len(head.split()) >= count
+
+    def release(self, min_words: int) -> str | None:
+        """The whole words held (at least ``min_words``, outside a stage direction) as a piece, cut at the last
+        space; the rest stays. None when there are fewer or a stage direction is open."""
+        if not self.holds_words(min_words):
+            return None
+        cut = max(self._buf.rfind(" "), self._buf.rfind("\n"))
+        pieces: list[str] = []
+        self._add(pieces, self._buf[:cut])
+        self._buf = self._buf[cut:]
+        return pieces[0] if pieces else None
 
     def flush(self) -> list[str]:
         if self._stage_pending:
@@ -212,14 +245,58 @@ def _say_url(match: re.Match[str]) -> str:
     return spoken + tail
 
 
-async def split_sentences(tokens: AsyncIterable[str], config: SplitterConfig | None = None) -> AsyncIterator[str]:
-    """Yield speakable pieces of a token stream as soon as each is complete."""
-    splitter = SentenceSplitter(config)
-    async for token in tokens:
-        for piece in splitter.push(token):
+async def split_sentences(
+    tokens: AsyncIterable[str], config: SplitterConfig | None = None, runway: Callable[[], float] | None = None
+) -> AsyncIterator[str]:
+    """Yield speakable pieces of a token stream as soon as each is complete.
+
+    ``runway``: seconds of the reply's audio made so far that the listener has not heard yet (``inf`` before
+    playback starts). While the next token is awaited and the runway falls under ``starving_ms``, the words
+    held (at least ``starving_words``) are yielded at once (:meth:`SentenceSplitter.release`)."""
+    cfg = config or SplitterConfig()
+    splitter = SentenceSplitter(cfg)
+    if runway is None or cfg.starving_ms <= 0:
+        async for token in tokens:
+            for piece in splitter.push(token):
+                yield piece
+        for piece in splitter.flush():
             yield piece
-    for piece in splitter.flush():
-        yield piece
+        return
+    source = aiter(tokens)
+    starving = cfg.starving_ms / 1000
+    pending: asyncio.Future[str] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(source))
+            timeout = None
+            if splitter.holds_words(cfg.starving_words):
+                left = runway() - starving
+                if left <= 0 and (released := splitter.release(cfg.starving_words)):
+                    yield released  # the runway is short and the model is still writing: say what it has said
+                    continue
+                if 0 < left < float("inf"):
+                    timeout = left
+            done, _ = await asyncio.wait({pending}, timeout=timeout)
+            if not done:
+                continue  # the runway got short while the next token was awaited
+            finished, pending = pending, None
+            try:
+                token = finished.result()
+            except StopAsyncIteration:
+                break
+            for piece in splitter.push(token):
+                yield piece
+        for piece in splitter.flush():
+            yield piece
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+            with suppress(asyncio.CancelledError, StopAsyncIteration):
+                await pending
+        closer = getattr(source, "aclose", None)
+        if closer is not None:
+            await closer()
 
 
 # ---------------------------------------------------------------------------------------- emotion tags

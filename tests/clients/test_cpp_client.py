@@ -286,7 +286,9 @@ SERVER_MESSAGES = st.one_of(
     st.builds(proto.UtteranceEnd, U32, COUNT, COUNT, TEXT),
     st.builds(proto.ClearBuffer, U32, st.none() | st.sampled_from(["barge_in", "interrupt", "new_turn"])),
     st.builds(proto.ActionMessage, U32, TEXT, COUNT, TEXT, st.dictionaries(TEXT, JSON_VALUES, max_size=4)),
-    st.builds(proto.Timing, U32, st.dictionaries(TEXT, st.floats(0, 1e5, allow_nan=False), max_size=5)),
+    st.builds(
+        proto.Timing, U32, st.dictionaries(TEXT, st.floats(0, 1e5, allow_nan=False), max_size=5), st.none() | COUNT
+    ),
     st.builds(proto.ErrorMessage, TEXT, TEXT),
     st.builds(proto.Pong, st.none() | st.integers(0, 2**53) | TEXT),
     st.builds(
@@ -360,6 +362,7 @@ MALFORMED = [
     '{"type": "utterance_end", "utterance": 1, "samples": 1.5, "frames": 1}',
     '{"type": "clear_buffer"}',
     '{"type": "timing", "utterance": 1, "stages": {"a": "x"}}',
+    '{"type": "timing", "utterance": 1, "stages": {}, "speech_end_sample": -1}',
     '{"type": "transcript", "text": "hi", "final": "yes"}',
     '{"type": "error"}',
     '{"type": "action", "utterance": 1, "id": "1.1", "at": 0, "name": "give_item"}',

@@ -200,3 +200,15 @@ async def test_two_characters_drive_their_own_subjects_at_once() -> None:
     assert {p.device_id for _, p in receiver.packets} == {"Facecast:Mora", "Facecast:Bo"}
     assert not any(p.values[JAW] > 0.4 for p in receiver.of("Bo"))  # only Mora spoke
     assert len(receiver.of("Bo", since=acked)) >= 10  # Bo's idle face streamed all along
+
+
+def test_the_welcome_names_the_live_link_subject_whatever_other_outputs_describe() -> None:
+    from facecast.engine.session import livelink_info
+    from facecast.protocol import engine as proto
+
+    vmc = {"output": "vmc", "targets": ["127.0.0.1:39539"]}
+    livelink = {"subject": "Mora", "device_id": "Facecast:Mora", "epoch": 12.5}
+    assert livelink_info([vmc, livelink]) == proto.LiveLinkInfo("Mora", "Facecast:Mora", 12.5)
+    assert livelink_info([vmc]) is None  # --livelink off with VMC: no livelink in the welcome (used to crash)
+    assert livelink_info([]) is None
+    assert livelink_info([{"subject": "Bo", "device_id": "d"}]) == proto.LiveLinkInfo("Bo", "d", None)

@@ -95,6 +95,23 @@ async def test_a_quick_yes_is_answered_at_the_first_question_to_the_model() -> N
     assert endpoints["smart"] < 1500 and endpoints["silence"] >= 280, endpoints
 
 
+async def test_the_server_says_where_its_vad_heard_the_speech_end() -> None:
+    """``timing.speech_end_sample`` (protocol 1.5): the microphone sample where the VAD put the end of speech,
+    in the client's own sample count, so a client can tell the VAD's part of the latency from the rest."""
+    audio = await yes()
+    voiced = np.flatnonzero(np.abs(audio) > 0.01)
+    async with server("silence") as running, EngineSim(SimConfig(url=running.ws_url)) as sim:
+        report = await sim.say_audio(audio, RATE)
+    assert report.speech_end_sample == int(voiced[-1]) + 1  # the client's end: its last sample above 0.01
+    assert report.server_speech_end_sample is not None
+    # the VAD's end is a 20 ms frame edge near the last voiced sample (a faint tail may count either way)
+    assert abs(report.vad_end_ms) <= 60, report.vad_end_ms
+    assert report.server_speech_end_sample % 320 == 0  # 16 kHz microphone: one VAD frame is 320 samples
+    # the client's total adds up: its end of speech + the VAD's part + the server's stages (to the ack) + transport
+    total_ms = report.response_latency * 1000
+    assert abs(total_ms - report.vad_end_ms - report.timing["engine_ack"]) < 150  # loopback; slack for load
+
+
 HANGING = (
     f"#JSGF V1.0;\ngrammar live;\npublic <turn> = {SENTENCE} | m f a is | like this is so many words right here;\n"
 )

@@ -159,11 +159,14 @@ def test_server_messages_golden_and_round_trip() -> None:
     assert proto.encode_message(proto.ClearBuffer(3)) == '{"type":"clear_buffer","utterance":3}'
     assert proto.encode_message(proto.TranscriptUpdate("hi", True)) == '{"type":"transcript","text":"hi","final":true}'
     assert proto.encode_message(proto.Pong()) == '{"type":"pong","id":null}'
+    # 1.5: the VAD's end of speech as a microphone sample, only when the server knows it
+    assert "speech_end_sample" not in proto.encode_message(proto.Timing(1, {"engine_ack": 1.0}))
     messages: list[proto.ServerMessage] = [
         welcome, proto.TranscriptUpdate("hi", True, typed=True), proto.UtteranceStart(1, 24000),
         proto.ReplyText(1, "Hello.", 0), proto.EmotionChange(1, "happy"), proto.UtteranceEnd(1, 480, 2, "Hello."),
         proto.ClearBuffer(1, "barge_in"), proto.Timing(1, {"engine_ack": 120.5}), proto.ErrorMessage("x", "y"),
-        proto.Pong("a"), proto.Notice("failover", {"role": "tts", "event": "failover"}),
+        proto.Timing(2, {"endpoint": 300.0}, speech_end_sample=48_320), proto.Pong("a"),
+        proto.Notice("failover", {"role": "tts", "event": "failover"}),
     ]  # fmt: skip
     for message in messages:
         assert proto.decode_server(proto.encode_message(message)) == message
@@ -173,6 +176,8 @@ def test_bad_server_messages_are_refused() -> None:
     for text in (
         '{"type":"utterance_start","utterance":-1,"rate":24000}',
         '{"type":"timing","utterance":1}',
+        '{"type":"timing","utterance":1,"stages":{},"speech_end_sample":-5}',
+        '{"type":"timing","utterance":1,"stages":{},"speech_end_sample":"12"}',
         '{"type":"welcome"}',
         "[]",
     ):

@@ -239,6 +239,9 @@ void test_decode_server_messages() {
   const auto timing = decode_server(R"({"type":"timing","utterance":3,"stages":{"endpoint":0.0,"llm_first_token":12.5}})");
   EXPECT_EQ(as<Timing>(timing)->stages.size(), 2u);
   EXPECT_EQ(as<Timing>(timing)->stages[1].second, 12.5);
+  EXPECT(!as<Timing>(timing)->speech_end_sample.has_value());
+  const auto heard = decode_server(R"({"type":"timing","utterance":3,"stages":{},"speech_end_sample":48320})");
+  EXPECT_EQ(*as<Timing>(heard)->speech_end_sample, std::uint64_t{48320});
   EXPECT(as<Transcript>(decode_server(R"({"type":"transcript","text":"hi","final":true,"typed":true})"))->typed);
   EXPECT(!as<Transcript>(decode_server(R"({"type":"transcript","text":"hi","final":false})"))->typed);
   EXPECT_EQ(as<UtteranceStart>(decode_server(R"({"type":"utterance_start","utterance":4,"rate":48000})"))->channels, 1);

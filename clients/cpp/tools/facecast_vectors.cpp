@@ -133,6 +133,7 @@ Json message_json(const facecast::ServerMessage& message) {
     Json stages = Json::object();
     for (const auto& stage : timing->stages) stages.set(stage.first, Json::number(stage.second));
     j.set("stages", stages);
+    j.set("speech_end_sample", timing->speech_end_sample ? integer(*timing->speech_end_sample) : Json());
   } else if (const auto* error = std::get_if<facecast::ErrorMessage>(&message)) {
     j.set("type", Json::string("error"));
     j.set("code", Json::string(error->code));

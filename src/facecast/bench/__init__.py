@@ -133,11 +133,15 @@ async def _defaults_v2v(quick: bool, tables: list[Table], raw: dict[str, object]
 
 
 async def run_all(
-    quick: bool, only: Collection[str] = GROUPS, soak_minutes: float = 10.0
+    quick: bool,
+    only: Collection[str] = GROUPS,
+    soak_minutes: float = 10.0,
+    conversations: tuple[int, ...] | None = None,
 ) -> tuple[list[Table], dict[str, object]]:
     """Run the groups in ``only`` (see :data:`GROUPS` and :data:`ON_REQUEST`; ``quick``: fewer clips,
     sentences, lines, turns and runs, and, when ``only`` is every group, not the groups of
-    :data:`~.progress.QUICK_SKIPS`; the soak runs ``soak_minutes``), printing a progress line per group on
+    :data:`~.progress.QUICK_SKIPS`; the soak runs ``soak_minutes``; ``peers`` runs at ``conversations``
+    simultaneous conversations, default 1, 2 and 4), printing a progress line per group on
     stderr, and return their tables in print order and the raw numbers (``machine``, ``quick``, ``only``,
     ``skipped_by_quick`` and one entry per table)."""
     from ..llm import EchoLLM
@@ -265,7 +269,10 @@ async def run_all(
     if "peers" in only:  # Facecast side by side with Pipecat on the same components (the bench extra)
         from .peers_bench import QUICK, PeersConfig, peers_tables
 
-        peers, raw["peers"] = await peers_tables(QUICK if quick else PeersConfig())
+        cfg = QUICK if quick else PeersConfig()
+        if conversations:
+            cfg = replace(cfg, conversations=conversations)
+        peers, raw["peers"] = await peers_tables(cfg)
         tables += peers
     if "pools" in only:  # model pools on a local Ray cluster (the scale extra)
         from .scale_bench import QUICK_POOLS, PoolsConfig, pools_scale
@@ -287,6 +294,7 @@ def main(
     only: Collection[str] = GROUPS,
     soak_minutes: float = 10.0,
     plots_dir: str | None = None,
+    conversations: tuple[int, ...] | None = None,
 ) -> int:
     """Run :func:`run_all`, print every table, and write the raw numbers (``json_path``), the Markdown report
     (``markdown_path``, see :func:`markdown_report`) and the PNG plots (``plots_dir``, see :mod:`.plots`;
@@ -296,7 +304,7 @@ def main(
 
         require_matplotlib()
     started = time.perf_counter()
-    tables, raw = asyncio.run(run_all(quick, only, soak_minutes))
+    tables, raw = asyncio.run(run_all(quick, only, soak_minutes, conversations))
     raw["wall_s"] = time.perf_counter() - started
     print(f"Machine: {raw['machine']}\n")
     for table in tables:
@@ -324,6 +332,9 @@ def markdown_report(tables: list[Table], raw: dict[str, Any], quick: bool) -> st
         command += " --soak"
     elif only and tuple(only) == ("peers",):
         command += " --peers"
+        counts = raw.get("peers", {}).get("config", {}).get("conversations")
+        if counts and tuple(counts) != (1, 2, 4):
+            command += " --conversations " + ",".join(str(c) for c in counts)
     elif only and tuple(only) == ("pools",):
         command += " --scale"
     elif only and tuple(only) != GROUPS:

@@ -8,10 +8,11 @@ Qwen2.5-Coder-0.5B-Instruct Q4_K_M behind ONE OpenAI-compatible server both stac
 hibari voice. What differs is the stack:
 
 * Facecast: the real server (:class:`facecast.server.BackgroundServer`) on its defaults with that LLM,
-  engine-sim in its own process as the engine (like :mod:`.turns_bench`), with ``--turn-detector smart``
-  (the default) and ``silence`` (300 ms). Measured: end of speech -> the first reply audio sample arriving at
-  the engine (client clock), -> engine playback start, -> first face frame, the server's per-stage times and
-  the unaccounted remainder (playback start minus the server's engine-ack time).
+  engine-sim in its own process as the engine (like :mod:`.turns_bench`), with ``--turn-detector silence``
+  (300 ms, the default) and ``smart`` (the semantic end-of-turn model, like Pipecat's default). Measured: end
+  of speech -> the first reply audio sample arriving at the engine (client clock), -> engine playback start,
+  -> first face frame, the server's per-stage times and the unaccounted remainder (playback start minus the
+  VAD end and the server's engine-ack time).
 * Pipecat: ``benchmarks/peers/pipecat_pipeline.py`` (its docstring has every setting) in a child process,
   at Pipecat's documented turn defaults and at 300 ms of silence. Measured: end of speech -> the first reply
   sample leaving the pipeline's output transport, per-stage event times and the remainder.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import pickle
 import socket
@@ -41,7 +43,7 @@ from ..engine.sim import SimConfig, TurnReport
 from ..errors import ConfigError
 from .engines import Script, Turn, run_engines
 from .report import Table, percentiles
-from .turns_bench import CHAIN, Question, real_questions
+from .turns_bench import CHAIN, VAD_END, Question, real_questions
 
 __all__ = [
     "PeersConfig",
@@ -58,9 +60,9 @@ PIPELINE = Path(__file__).resolve().parents[3] / "benchmarks" / "peers" / "pipec
 """The Pipecat pipeline (in the source checkout; it is not part of the installed package)."""
 
 SETUPS = (
-    ("facecast", "smart", "Facecast, --turn-detector smart (default)"),
+    ("facecast", "smart", "Facecast, --turn-detector smart (smart turn v3.2 + text cues)"),
     ("pipecat", "default", "Pipecat, defaults (Silero VAD stop 0.2 s + smart-turn v3)"),
-    ("facecast", "silence", "Facecast, --turn-detector silence (300 ms)"),
+    ("facecast", "silence", "Facecast, --turn-detector silence (300 ms, the default)"),
     ("pipecat", "silence", "Pipecat, 300 ms silence (VAD stop_secs 0.3, speech timeout 0)"),
 )
 """(stack, turn setting, row label) of every set-up, in the order a round runs them."""
@@ -83,7 +85,8 @@ class PeersConfig:
     """``questions``: how many real questions (None: every clip :func:`real_questions` picks); ``conversations``:
     the simultaneous-conversation counts; ``rounds``: interleaving rounds (the questions are split between
     them); ``setups``: indexes into :data:`SETUPS`; ``max_tokens`` and ``temperature``: the LLM's, the same for
-    both stacks; ``llm_threads``: the server's threads."""
+    both stacks; ``llm_threads``: the server's threads; ``parallel``: the set-ups of a round run at the same time
+    instead of one after the other (the smoke test's shortcut: their timings then disturb each other)."""
 
     questions: int | None = 6
     conversations: tuple[int, ...] = (1, 2, 4)
@@ -93,6 +96,7 @@ class PeersConfig:
     temperature: float = 0.7
     llm_threads: int = 2
     turn_timeout_s: float = 90.0
+    parallel: bool = False
 
     def __post_init__(self) -> None:
         if self.questions is not None and self.questions < 1:
@@ -105,8 +109,9 @@ class PeersConfig:
             raise ConfigError(f"peers: setups are indexes 0-{len(SETUPS) - 1} into SETUPS")
 
 
-QUICK = PeersConfig(questions=1, conversations=(1,), rounds=1, setups=(2, 3), max_tokens=8)
-"""The smoke version (``make test``): one question, the 300 ms silence set-ups, one conversation."""
+QUICK = PeersConfig(questions=1, conversations=(1,), rounds=1, setups=(2, 3), max_tokens=8, parallel=True)
+"""The smoke version (``make test``): one question, the 300 ms silence set-ups at the same time, one
+conversation."""
 
 
 def pipecat_version() -> str:
@@ -127,10 +132,11 @@ def _free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def llama_server(gguf: Path, threads: int = 2, n_ctx: int = 4096, warm_prompt: str = "") -> AsyncIterator[str]:
-    """A ``python -m llama_cpp.server`` on ``gguf`` (a free loopback port, ``threads`` threads), stopped on
-    exit; yields its API root (``http://127.0.0.1:PORT/v1``) once it answers and, with ``warm_prompt``, has
-    answered one chat request with it as the system prompt (the weights paged in, the prompt evaluated), so
-    neither stack's first turn pays for that. ConfigError when llama-cpp-python's server is missing or the
+    """A ``python -m llama_cpp.server`` on ``gguf`` (a free loopback port, ``threads`` threads, one request
+    at a time: the others wait, none is cut short), stopped on exit; yields its API root
+    (``http://127.0.0.1:PORT/v1``) once it answers and, with ``warm_prompt``, has answered one chat request
+    with it as the system prompt (the weights paged in, the prompt evaluated), so neither stack's first turn
+    pays for that. ConfigError when llama-cpp-python's server is missing or the
     server does not answer within 120 s."""
     import httpx
 
@@ -143,6 +149,9 @@ async def llama_server(gguf: Path, threads: int = 2, n_ctx: int = 4096, warm_pro
         sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", _MODEL_ALIAS,
         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
         "--n_threads", str(threads), "--n_threads_batch", str(threads),
+        # requests queue: by default a request arriving while another streams cuts that one short (a bare
+        # "[DONE]"), which left turns of both stacks without a reply at 2 and 4 conversations
+        "--interrupt_requests", "False",
     ]  # fmt: skip
     process = await asyncio.create_subprocess_exec(
         *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
@@ -235,12 +244,19 @@ def _facecast_turn(report: TurnReport) -> dict[str, Any]:
         total_ms=(first.first_audio - report.speech_end) * 1000,
         playback_ms=playback,
         first_face_ms=timing.get("first_face", float("nan")),
-        stages_ms={name: timing[end] - (timing[start] if start else 0.0) for name, start, end in CHAIN},
-        unaccounted_ms=playback - timing["engine_ack"],
+        stages_ms={
+            VAD_END: report.vad_end_ms,
+            **{name: timing[end] - (timing[start] if start else 0.0) for name, start, end in CHAIN},
+        },
+        unaccounted_ms=playback - _zero_nan(report.vad_end_ms) - timing["engine_ack"],
         late=sum(u.underruns for u in report.utterances),
         face_late_ms=[v * 1000 for u in report.utterances for v in u.face_late],
     )
     return out
+
+
+def _zero_nan(value: float) -> float:
+    return 0.0 if math.isnan(value) else value
 
 
 async def pipecat_turns(
@@ -333,7 +349,8 @@ async def peers_tables(cfg: PeersConfig = PeersConfig()) -> tuple[list[Table], d
                 if not part:
                     continue
                 order = list(cfg.setups) if r % 2 == 0 else list(reversed(cfg.setups))
-                for index in order:
+
+                async def run(index: int, part: list[Question] = part, count: int = count) -> None:
                     stack, turn, _ = SETUPS[index]
                     convs = _conversations(part, count)
                     if stack == "facecast":
@@ -341,6 +358,12 @@ async def peers_tables(cfg: PeersConfig = PeersConfig()) -> tuple[list[Table], d
                     else:
                         got = await pipecat_turns(whisper_dir, url, prompt, turn, convs, cfg)
                     turns.setdefault((index, count), []).extend(got)
+
+                if cfg.parallel:
+                    await asyncio.gather(*(run(index) for index in order))
+                else:
+                    for index in order:
+                        await run(index)
     raw["wall_s"] = time.monotonic() - started
     raw["runs"] = {f"{SETUPS[i][0]}-{SETUPS[i][1]}-x{c}": v for (i, c), v in turns.items()}
     raw["load"] = os.getloadavg()
@@ -380,7 +403,8 @@ def _side_by_side(turns: dict[tuple[int, int], list[dict[str, Any]]], cfg: Peers
                 int(sum(t.get("late", 0) for t in got)),
                 percentiles(_p(got, "unaccounted_ms"), (50,))[0],
             )
-        for fc, pc, what in ((2, 3, "300 ms silence, like for like"), (0, 1, "each stack's defaults")):
+        pairs = ((2, 3, "300 ms silence, like for like"), (2, 1, "each stack's defaults"), (0, 1, "both on smart turn"))
+        for fc, pc, what in pairs:
             if fc in cfg.setups and pc in cfg.setups:
                 f50 = percentiles(_p(turns.get((fc, count), []), "total_ms"), (50,))[0]
                 q50 = percentiles(_p(turns.get((pc, count), []), "total_ms"), (50,))[0]
@@ -400,16 +424,18 @@ def _stage_tables(turns: dict[tuple[int, int], list[dict[str, Any]]], cfg: Peers
             ["stage", "p50 ms", "p95 ms", "p99 ms"],
         )
         table.add("TOTAL (first reply sample)", *percentiles(_p(got, "total_ms")))
-        names = [name for name, _, _ in (CHAIN if stack == "facecast" else PIPECAT_STAGES)]
+        names = [VAD_END, *(n for n, _, _ in CHAIN)] if stack == "facecast" else [n for n, _, _ in PIPECAT_STAGES]
         for name in names:
             seen = [t["stages_ms"][name] for t in got if t["stages_ms"][name] == t["stages_ms"][name]]
             table.add(f"  {name}", *percentiles(seen))  # a stage whose frame came before the end of speech: left out
         if stack == "facecast":
-            table.add("  unaccounted (engine playback start - engine ack)", *percentiles(_p(got, "unaccounted_ms")))
+            table.add("  unaccounted (transport)", *percentiles(_p(got, "unaccounted_ms")))
             table.add("engine playback start", *percentiles(_p(got, "playback_ms")))
             table.note = (
-                "Server-reported stages (ms from the end of speech, differenced). The first sample reaches the "
-                "engine before the engine ack; playback start adds engine-sim's 50 ms start buffer."
+                "Server-reported stages (ms from the server's VAD end of speech, differenced), after the VAD's end "
+                "minus the client's (last sample above 0.01). Unaccounted: engine playback start minus both. The "
+                "first sample reaches the engine before the engine ack; playback start adds engine-sim's 50 ms "
+                "start buffer."
             )
         else:
             table.add("  unaccounted (TTS first audio -> output transport)", *percentiles(_p(got, "unaccounted_ms")))

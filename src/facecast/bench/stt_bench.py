@@ -112,7 +112,8 @@ def normalise(text: str) -> list[str]:
     ``[laughter]``) and fillers (uh, um, hm) dropped, lower case, contractions expanded ("we're" = "we are",
     "can't" = "can not"), no punctuation (hyphens split words, other apostrophes vanish), numbers as words
     ("2020" = "twenty twenty"), common spellings unified ("Mr." = "mister", "gonna" = "going to", "'er" =
-    "her") and a run of single letters joined ("M F A" = "MFA" = "mfa")."""
+    "her") and a run of single letters joined ("M F A" = "MFA" = "mfa"; "a" may join it, "i" never does: "in N A
+    I think" = "in NA I think")."""
     text = unicodedata.normalize("NFKC", _MARKUP.sub(" ", text)).lower()
     text = re.sub(r"(?<=\d),(?=\d{3})", "", text)
     text = re.sub(r"\d+", lambda m: f" {_number_or_year(m.group())} ", text)
@@ -132,7 +133,7 @@ def normalise(text: str) -> list[str]:
         if len(word) == 1 and word not in ("a", "i"):
             run.append(word)
             continue
-        if len(word) == 1 and run:  # "a" / "i" inside a run of letters ("m f a")
+        if word == "a" and run:  # "a" inside or ending a run of letters ("m f a"); "i" is the pronoun
             run.append(word)
             continue
         if run:

@@ -13,6 +13,7 @@ minus the server's engine-ack time.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -36,6 +37,7 @@ __all__ = [
     "endpointing",
     "QUESTIONS",
     "CHAIN",
+    "VAD_END",
     "LIGHT_LABEL",
 ]
 
@@ -56,6 +58,11 @@ CHAIN = [
     ("engine ack", "tts_first_chunk", "engine_ack"),
 ]
 """The sequential stages: (row name, server timing key it starts at (None: end of speech), key it ends at)."""
+
+VAD_END = "VAD end of speech (after the last voiced sample)"
+"""The stage before endpointing: where the server's VAD put the end of speech, minus the last microphone sample
+above 0.01 (the client's end of speech), in ms of audio (negative: the VAD ended it sooner). The server's own
+stage times count from its VAD end; this stage makes the client's total add up."""
 
 LIGHT_LABEL = "pocketsphinx + echo LLM + espeak + phonetic face"
 """The label of the light set's table (the historical title)."""
@@ -159,7 +166,8 @@ async def voice_to_voice(
     if not questions:
         raise ValueError("voice_to_voice needs at least one question")
     totals: list[float] = []
-    stages: dict[str, list[float]] = {name: [] for name, _, _ in CHAIN}
+    stages: dict[str, list[float]] = {VAD_END: []}
+    stages.update({name: [] for name, _, _ in CHAIN})
     stages["first face frame"] = []
     unaccounted: list[float] = []
     settings = replace(settings or Settings(), livelink=("off",), endpoint_ms=endpoint_ms)
@@ -177,10 +185,12 @@ async def voice_to_voice(
             continue
         total = report.response_latency * 1000
         totals.append(total)
+        vad_end = report.vad_end_ms
+        stages[VAD_END].append(vad_end)
         for name, start, end in CHAIN:
             stages[name].append(timing[end] - (timing[start] if start else 0.0))
         stages["first face frame"].append(timing["first_face"] - timing["tts_first_chunk"])
-        unaccounted.append(total - timing["engine_ack"])
+        unaccounted.append(total - (0.0 if math.isnan(vad_end) else vad_end) - timing["engine_ack"])
     table = Table(
         f"Voice-to-voice with {endpointing(settings)}: end of speech -> engine playback start "
         f"({len(totals)} of {turns} turns, {speech}; {label})",
@@ -188,7 +198,9 @@ async def voice_to_voice(
         note="Endpointing is the end-of-turn silence (--endpoint-ms; with smart turn, the silence before the "
         "model is asked on the sample clock: the model's own time falls in the next stage). Engine ack includes "
         "engine-sim's 50 ms playback start buffer; engine-sim runs in its own process, like an engine. "
-        "First face frame runs in parallel with the ack.",
+        "First face frame runs in parallel with the ack. The client's end of speech is the capture of its last "
+        "sample above 0.01 (its 20 ms chunk leaves when full, like a live microphone); the VAD's end can fall a "
+        "frame after it (trailing breath) or before it (a faint last sound it does not call speech).",
     )
     table.add("TOTAL (client measured)", *percentiles(totals))
     for name, values in stages.items():

@@ -68,6 +68,9 @@ class HeardUtterance:
     """When the end of the turn was decided (VAD endpoint or ``end_of_speech``)."""
     final: float
     """When speech-to-text gave its final transcript."""
+    speech_end_sample: int | None = None
+    """The microphone sample (at the client's mic rate, counted from the session's first) at which the VAD
+    judged the speech ended; None when the client ended the turn (``end_of_speech``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,7 @@ class Listener:
         self._stt = stt
         self._cb = callbacks
         self._resampler = Resampler(mic_rate, VAD_RATE)
+        self._mic_rate = mic_rate
         self._detector = make_turn_detector(turns) if turns is not None else None
         self._inbox: asyncio.Queue[tuple[np.ndarray, float] | _Text | None] | None = None
         """Audio (and pause transcripts) waiting for the smart detector's worker thread (None:
@@ -136,6 +140,7 @@ class Listener:
         """The open segment's audio (None while no segment is open)."""
         self._fed = 0
         self._pushed = 0  # samples handed to the detector (its sample clock)
+        self._heard_at = 0.0  # when the last of them was captured
         self._last_voice = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -171,6 +176,8 @@ class Listener:
         assert self._detector is not None
         start, self._pushed = self._pushed, self._pushed + len(audio)
         now = chunks[-1][1]
+        if len(audio):
+            self._heard_at = _captured(len(audio) - 1, chunks)
         if self._detector.speaking:  # the last voiced audio arrived before the silence the detector heard since
             self._last_voice = now - getattr(self._detector, "silence_ms", 0) / 1000
         for event in events:
@@ -196,9 +203,10 @@ class Listener:
             elif isinstance(event, SpeechEnded):
                 # The end was detected at sample ``detected``, which arrived with one of the chunks (a batch
                 # may hold seconds of audio under load); it was decided now (the model's time included).
-                arrived = _arrival(event.detected - 1 - start, chunks)
-                speech_end = arrived - (event.detected - event.at) / VAD_RATE
-                self._end_turn(_End(speech_end, time.monotonic()))
+                captured = _captured(event.detected - 1 - start, chunks)
+                speech_end = captured - (event.detected - 1 - event.at) / VAD_RATE
+                sample = round(event.at * self._mic_rate / VAD_RATE)  # every fed sample reaches the detector
+                self._end_turn(_End(speech_end, time.monotonic(), sample))
 
     def end_of_speech(self) -> bool:
         """The client ended the utterance (push-to-talk). False when no utterance was open."""
@@ -259,8 +267,8 @@ class Listener:
             elif isinstance(item, _Text):  # judged on the detector's clock, right after the audio before it
                 assert isinstance(detector, SmartTurnDetector)
                 events = detector.transcript(item.text, item.pause_at)
-                if events:
-                    self._handle(np.zeros(0, np.float32), events, [(0, time.monotonic())])
+                if events:  # on the clock of the last sample the detector heard
+                    self._handle(np.zeros(0, np.float32), events, [(0, self._heard_at)])
         if self._turn is not None and self._stall is None:
             # The turn waits for more silence, but a client may stop streaming (mic closed, or a test
             # client at the end of its file): the rest of that wait, on the wall clock, ends it then.
@@ -389,7 +397,7 @@ class Listener:
                 log.debug("speech without words ignored (noise, cough...)")
             return  # None: its decoding failed (already reported) or the turn was dropped
         await self._cb.transcript(Transcript(text, True))
-        await self._cb.utterance(HeardUtterance(text, end.speech_end, end.endpoint, time.monotonic()))
+        await self._cb.utterance(HeardUtterance(text, end.speech_end, end.endpoint, time.monotonic(), end.sample))
 
     async def _transcribe(
         self,
@@ -437,14 +445,15 @@ class Listener:
                 done.set_result(text)
 
 
-def _arrival(offset: int, chunks: list[tuple[int, float]]) -> float:
-    """The feed time of the chunk (samples, feed time) that holds sample ``offset`` of their audio (the first
-    chunk's before it, the last one's after it)."""
+def _captured(offset: int, chunks: list[tuple[int, float]]) -> float:
+    """When sample ``offset`` of the audio that arrived as ``chunks`` (samples, feed time) was captured: a
+    microphone sends a chunk once its last sample is in, so a sample is ``(samples after it in its chunk) /
+    VAD_RATE`` older than its chunk (the first chunk's time before it, the last one's after it)."""
     end = 0
     for samples, at in chunks:
         end += samples
         if offset < end:
-            return at
+            return at - (end - 1 - offset) / VAD_RATE
     return chunks[-1][1]
 
 
@@ -460,6 +469,8 @@ class _Text:
 class _End:
     speech_end: float
     endpoint: float
+    sample: int | None = None
+    """The microphone sample at which the speech ended (the VAD's judgement), when the VAD ended the turn."""
 
 
 class _TooLong(FacecastError):

@@ -72,10 +72,27 @@ class _Outgoing:
     """The utterance's last face frame was produced: the face queue ends once the gate released them all."""
     stages: dict[str, float] = field(default_factory=dict)
     """Monotonic times of this turn's stages, for the ``timing`` report."""
+    speech_end_sample: int | None = None
+    """The microphone sample at which the player's speech ended (the VAD's judgement), for the ``timing``
+    report."""
 
     @property
     def utterance(self) -> int:
         return self.gate.utterance
+
+
+@dataclass(frozen=True, slots=True)
+class _ReplyPace:
+    """:class:`~facecast.pipeline.Pace` of one reply: production held ``lead`` ahead of the engine's playback."""
+
+    replies: Replies
+    utterance: int
+
+    def __call__(self, produced: int) -> Awaitable[None]:
+        return self.replies._pace(self.utterance, produced)
+
+    def ahead(self, produced: int) -> float:
+        return self.replies._ahead(self.utterance, produced)
 
 
 class Replies:
@@ -103,23 +120,20 @@ class Replies:
         duration = playing.sent_samples / self._ctx.hello.audio.rate
         return self._ctx.clock() < playing.gate.anchor + duration + 0.25
 
-    async def begin(self, text: str, stages: dict[str, float]) -> None:
-        """Start a reply to ``text``, replacing (and clearing, reason ``new_turn``) any reply in progress."""
+    async def begin(self, text: str, stages: dict[str, float], speech_end_sample: int | None = None) -> None:
+        """Start a reply to ``text``, replacing (and clearing, reason ``new_turn``) any reply in progress.
+        ``speech_end_sample``: the microphone sample where the VAD heard the speech end (reported in ``timing``)."""
         await self.interrupt(reason="new_turn", notify=self.active)
-        self._turn = asyncio.create_task(self._run(text, stages))
+        self._turn = asyncio.create_task(self._run(text, stages, speech_end_sample))
 
-    async def _run(self, text: str, stages: dict[str, float]) -> None:
+    async def _run(self, text: str, stages: dict[str, float], speech_end_sample: int | None) -> None:
         utterance = next(self._ctx.utterances)
-        pace: Pace | None = None
-        if self._ctx.config.lead > 0:
-
-            def pace(produced: int) -> Awaitable[None]:
-                return self._pace(utterance, produced)
+        pace: Pace | None = _ReplyPace(self, utterance) if self._ctx.config.lead > 0 else None
 
         outcome = "interrupted"
         said: list[str] = []
         try:
-            outcome = await self._stream(self._produce(utterance, text, pace, stages), stages, said)
+            outcome = await self._stream(self._produce(utterance, text, pace, stages), stages, said, speech_end_sample)
         finally:
             self._log_turn(utterance, text, " ".join(said), stages, outcome)
             self._ctx.changed()  # the turn's text and actions are in the history: the session's state is saved
@@ -142,6 +156,13 @@ class Replies:
             outcome,
         )
 
+    def _ahead(self, utterance: int, produced: int) -> float:
+        """Seconds of the reply's first ``produced`` samples not yet played (inf until the engine's ack)."""
+        out = self._current
+        if out is None or out.utterance != utterance or out.gate.anchor is None:
+            return float("inf")
+        return produced / out.resampler.in_rate - (self._ctx.clock() - out.gate.anchor)
+
     async def _pace(self, utterance: int, produced: int) -> None:
         """Hold the reply's production to ``lead`` seconds ahead of the engine's playback of it."""
         out = self._current
@@ -155,7 +176,13 @@ class Replies:
         if wait > 0:
             await asyncio.sleep(wait)
 
-    async def _stream(self, events: AsyncIterator[UtteranceEvent], stages: dict[str, float], said: list[str]) -> str:
+    async def _stream(
+        self,
+        events: AsyncIterator[UtteranceEvent],
+        stages: dict[str, float],
+        said: list[str],
+        speech_end_sample: int | None = None,
+    ) -> str:
         """Send the reply's events; the sentences go to ``said``. Returns how it ended: ``completed`` or the
         error code reported to the client."""
         release: asyncio.Task[None] | None = None
@@ -164,7 +191,7 @@ class Replies:
             async with closing(events):
                 async for event in events:
                     if isinstance(event, UtteranceStarted):
-                        out = self._begin(event, stages)
+                        out = self._begin(event, stages, speech_end_sample)
                         release = asyncio.create_task(self._release_face(out))
                     if isinstance(event, SentenceOut):
                         said.append(event.text)
@@ -194,7 +221,7 @@ class Replies:
             self._current = None
         return outcome
 
-    def _begin(self, event: UtteranceStarted, stages: dict[str, float]) -> _Outgoing:
+    def _begin(self, event: UtteranceStarted, stages: dict[str, float], speech_end_sample: int | None) -> _Outgoing:
         ctx = self._ctx
         gate = AckGate(
             event.utterance, event.rate, ctx.timeline, acks=ctx.hello.acks, ack_timeout=ctx.config.ack_timeout
@@ -205,6 +232,7 @@ class Replies:
             owner=asyncio.current_task(),
             reply=ReplyText(event.rate),
             stages=stages,
+            speech_end_sample=speech_end_sample,
         )
         if not ctx.hello.acks:
             out.acked.set()  # nothing to wait for: production is paced from the first audio (or from now)
@@ -342,7 +370,7 @@ class Replies:
         if self._ctx.metrics is not None:
             self._ctx.metrics.observe_turn(stages)
             self._ctx.metrics.utterances.labels("completed").inc()
-        await self._ctx.send(proto.Timing(out.utterance, stages))
+        await self._ctx.send(proto.Timing(out.utterance, stages, out.speech_end_sample))
 
     async def playback_started(self, message: proto.PlaybackStarted) -> None:
         """The client's ack: releases the current utterance's face (errors ``out_of_order`` otherwise)."""

@@ -39,7 +39,7 @@ from .sinks import Output, SessionInfo, SinkGroup, attach_outputs
 from .timeline import FaceTimeline, session_seed
 from .workflows import Workflow, WorkflowUnavailable, start_workflow
 
-__all__ = ["Transport", "SessionConfig", "EngineSession"]
+__all__ = ["Transport", "SessionConfig", "EngineSession", "livelink_info"]
 
 log = logging.getLogger(__name__)
 
@@ -290,14 +290,7 @@ class EngineSession:
                 self.session_id = new_session_id()
                 await self._keeper.attach(self.session_id, self._owner, self._evicted)
             self._writer = StateWriter(self._keeper, self.session_id, self._snapshot, self._taken_elsewhere)
-        described = group.descriptions()
-        livelink = None
-        if described:
-            info = described[0]
-            epoch = info.get("epoch")
-            livelink = proto.LiveLinkInfo(
-                str(info["subject"]), str(info["device_id"]), float(epoch) if isinstance(epoch, int | float) else None
-            )
+        livelink = livelink_info(group.descriptions())
         await self.send(
             proto.Welcome(
                 hello.audio,
@@ -405,3 +398,13 @@ class EngineSession:
         await asyncio.gather(*self._posts, return_exceptions=True)
         sinks, self._sinks = self._sinks, SinkGroup()
         await sinks.close()
+
+
+def livelink_info(descriptions: list[dict[str, object]]) -> proto.LiveLinkInfo | None:
+    """The ``welcome.livelink`` of a session's outputs: the first description of a Live Link output (one with
+    a ``subject`` and a ``device_id``; other outputs describe themselves too), or None."""
+    for info in descriptions:
+        subject, device, epoch = info.get("subject"), info.get("device_id"), info.get("epoch")
+        if isinstance(subject, str) and isinstance(device, str):
+            return proto.LiveLinkInfo(subject, device, float(epoch) if isinstance(epoch, int | float) else None)
+    return None

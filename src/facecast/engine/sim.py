@@ -95,6 +95,20 @@ class TurnReport:
     """Every JSON message received, as its object (typed decoding: :func:`facecast.protocol.engine.decode_server`)."""
     timing: dict[str, float] = field(default_factory=dict)
     """The server's per-stage times of the reply (ms from the end of speech)."""
+    speech_end_sample: int | None = None
+    """The microphone sample just after the player's last voiced one (above 0.01), for spoken turns."""
+    server_speech_end_sample: int | None = None
+    """The microphone sample at which the server's VAD judged the speech ended (``timing``), when it says."""
+    mic_rate: int = 0
+    """The microphone's rate (Hz) of those samples."""
+
+    @property
+    def vad_end_ms(self) -> float:
+        """How much later than the last voiced sample the server's VAD put the end of speech (negative: earlier),
+        ms of microphone audio; NaN when either is unknown. The server's stage times count from its end."""
+        if self.speech_end_sample is None or self.server_speech_end_sample is None or not self.mic_rate:
+            return float("nan")
+        return (self.server_speech_end_sample - self.speech_end_sample) * 1000 / self.mic_rate
 
     @property
     def response_latency(self) -> float:
@@ -127,6 +141,7 @@ class EngineSim:
         self._tasks: set[asyncio.Task[None]] = set()
         self._mic_offset = 0
         self.last_voice_end = 0.0
+        self.last_voice_sample = 0
 
     async def __aenter__(self) -> EngineSim:
         cfg = self.config
@@ -203,24 +218,31 @@ class EngineSim:
             sending.cancel()
             await asyncio.gather(sending, return_exceptions=True)
         report.speech_end = self.last_voice_end
+        report.speech_end_sample, report.mic_rate = self.last_voice_sample, self.config.mic_rate
         return report
 
     async def stream_mic(self, pcm: Float32Array, rate: int, realtime: bool = True) -> None:
-        """Send ``pcm`` as microphone audio, paced in real time. Sets :attr:`last_voice_end`: the monotonic
-        time at which the last non-silent sample was sent (the end of the player's speech)."""
+        """Send ``pcm`` as microphone audio, paced like a live microphone: each chunk once its last sample has
+        been captured (in real time unless ``realtime`` is false). Sets :attr:`last_voice_end`, the monotonic
+        time at which the last non-silent sample (above 0.01) was captured (the end of the player's speech; its
+        chunk leaves up to ``chunk_ms`` later, as from a real microphone), and :attr:`last_voice_sample`, the
+        microphone sample just after it."""
         mic = resample(pcm, rate, self.config.mic_rate)
         voiced = np.flatnonzero(np.abs(mic) > 0.01)
         last_voiced = int(voiced[-1]) + 1 if len(voiced) else 0
         step = int(self.config.mic_rate * self.config.chunk_ms / 1000)
         start = time.monotonic()
         for offset in range(0, len(mic), step):
+            chunk = mic[offset : offset + step]
             if realtime:
-                delay = start + offset / self.config.mic_rate - time.monotonic()
+                delay = start + (offset + len(chunk)) / self.config.mic_rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            await self.ws.send(proto.encode_mic(self._mic_offset + offset, float_to_pcm16(mic[offset : offset + step])))
-            if offset <= last_voiced < offset + step:
-                self.last_voice_end = time.monotonic()
+            await self.ws.send(proto.encode_mic(self._mic_offset + offset, float_to_pcm16(chunk)))
+            if offset < last_voiced <= offset + len(chunk):
+                captured = start + last_voiced / self.config.mic_rate
+                self.last_voice_end = captured if realtime else time.monotonic()
+                self.last_voice_sample = self._mic_offset + last_voiced
         self._mic_offset += len(mic)
 
     async def _stream_silence(self, stop: asyncio.Event) -> None:
@@ -230,7 +252,7 @@ class EngineSim:
         start = time.monotonic()
         sent = 0
         while not stop.is_set():
-            delay = start + sent / self.config.mic_rate - time.monotonic()
+            delay = start + (sent + step) / self.config.mic_rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
                 continue
@@ -298,6 +320,7 @@ class EngineSim:
                         playing_out = None
             elif isinstance(event, proto.Timing):
                 report.timing = dict(event.stages)
+                report.server_speech_end_sample = event.speech_end_sample
             elif isinstance(event, proto.ErrorMessage):
                 report.errors.append({"type": "error", "code": event.code, "message": event.message})
                 if event.code in ("ack_timeout", "service_unavailable", "no_speech", "bad_input"):

@@ -130,7 +130,7 @@ class _Spoken:
 
     async def _on_heard(self, heard: HeardUtterance) -> None:
         stages = {"speech_end": heard.speech_end, "endpoint": heard.endpoint, "stt_final": heard.final}
-        await self.replies.begin(heard.text, stages)
+        await self.replies.begin(heard.text, stages, heard.speech_end_sample)
 
     async def _on_barge_in(self) -> None:
         if self.replies.active:

@@ -516,6 +516,9 @@ class Timing:
     utterance: int
     stages: dict[str, float]
     """Milliseconds from the end of the player's speech, per stage (a fresh dict per message; never shared)."""
+    speech_end_sample: int | None = None
+    """Since 1.5: the microphone sample (the client's mic rate, counted from the first microphone sample of the
+    session) at which the server's VAD judged the speech ended; absent for typed text and ``end_of_speech``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -686,7 +689,12 @@ def decode_server(text: str | bytes) -> ServerMessage:
             isinstance(v, int | float) and not isinstance(v, bool) for v in stages.values()
         ):
             raise ProtocolError("bad_message", "'stages' must be an object of numbers")
-        return Timing(_utt(data), {str(k): float(v) for k, v in stages.items()})
+        sample = data.get("speech_end_sample")
+        return Timing(
+            _utt(data),
+            {str(k): float(v) for k, v in stages.items()},
+            None if sample is None else _int(data, "speech_end_sample", 0, 2**63 - 1),
+        )
     if kind == "action":
         arguments = data.get("arguments")
         if not isinstance(arguments, dict):

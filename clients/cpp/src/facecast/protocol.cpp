@@ -394,6 +394,12 @@ std::optional<ServerMessage> decode_server(std::string_view text, std::string* e
       }
       t.stages.emplace_back(stage.first, stage.second.as_double());
     }
+    const Json* sample = data.find("speech_end_sample");
+    if (sample != nullptr && !sample->is_null()) {
+      std::uint64_t at = 0;
+      if (!proto_count(data, "speech_end_sample", at, error)) return std::nullopt;
+      t.speech_end_sample = at;
+    }
     return ServerMessage{std::move(t)};
   }
   if (type == "error") {

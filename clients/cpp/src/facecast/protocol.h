@@ -139,6 +139,8 @@ struct Action {
 struct Timing {
   std::uint32_t utterance = 0;
   std::vector<std::pair<std::string, double>> stages;  ///< ms from the end of the player's speech
+  /// Since 1.5: the microphone sample where the server's VAD heard the speech end (absent for typed text).
+  std::optional<std::uint64_t> speech_end_sample;
 };
 struct ErrorMessage {
   std::string code;
