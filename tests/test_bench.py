@@ -16,7 +16,7 @@ from facecast.bench.resources_bench import measure_component, package_sizes
 from facecast.bench.scale_bench import scale
 from facecast.bench.stt_bench import stt_accuracy
 from facecast.bench.tts_bench import tts_table
-from facecast.bench.turns_bench import CHAIN, real_questions, voice_to_voice
+from facecast.bench.turns_bench import CHAIN, VAD_END, real_questions, voice_to_voice
 from facecast.config import Settings
 from facecast.llm import EchoLLM
 from facecast.services import Services, build_services, make_face, make_stt, make_tts, warm_up
@@ -98,6 +98,7 @@ async def test_voice_to_voice_on_real_speech_with_the_default_stt_and_tts() -> N
     assert raw["answered"] == 1 and "test" in table.title
     assert [r[0].strip() for r in table.rows] == [
         "TOTAL (client measured)",
+        VAD_END,
         *(n for n, _, _ in CHAIN),
         "first face frame",
         "unaccounted (transport)",

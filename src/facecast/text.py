@@ -267,8 +267,6 @@ async def split_sentences(
     pending: asyncio.Future[str] | None = None
     try:
         while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(source))
             timeout = None
             if splitter.holds_words(cfg.starving_words):
                 left = runway() - starving
@@ -277,14 +275,22 @@ async def split_sentences(
                     continue
                 if 0 < left < float("inf"):
                     timeout = left
-            done, _ = await asyncio.wait({pending}, timeout=timeout)
-            if not done:
-                continue  # the runway got short while the next token was awaited
-            finished, pending = pending, None
-            try:
-                token = finished.result()
-            except StopAsyncIteration:
-                break
+            if pending is None and timeout is None:  # nothing to watch: the next token, in this task
+                try:
+                    token = await anext(source)
+                except StopAsyncIteration:
+                    break
+            else:
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(source))
+                done, _ = await asyncio.wait({pending}, timeout=timeout)
+                if not done:
+                    continue  # the runway got short while the next token was awaited
+                finished, pending = pending, None
+                try:
+                    token = finished.result()
+                except StopAsyncIteration:
+                    break
             for piece in splitter.push(token):
                 yield piece
         for piece in splitter.flush():

@@ -240,4 +240,6 @@ async def test_without_the_deadline_the_engine_runs_dry(services: list[Service])
     report, events = await _reply_with_a_hung_primary(services, options)
     _, underruns = _whole(report)
     assert underruns > 0
-    assert [e.reason for e in events if e.kind == "failover"] == ["no output for 2.5 s"]
+    # noticed only by the stall timeout (once per piece of the reply sent to the stuck primary again)
+    reasons = [e.reason for e in events if e.kind == "failover"]
+    assert reasons and set(reasons) == {"no output for 2.5 s"}
