@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from pathlib import Path
 
@@ -159,7 +160,8 @@ def read_audio(
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, MemoryError) as exc:
         if isinstance(exc, InputError):
             raise
-        raise InputError(f"cannot decode audio {name}: {exc}") from exc
+        why = re.sub(r"<_io\.\w+ object at 0x[0-9a-f]+>", "the bytes", str(exc))  # no object address
+        raise InputError(f"cannot decode audio {name}: {why}") from exc
     if len(data) == 0:
         raise InputError(f"audio {name} holds no samples")
     return to_mono(data), rate

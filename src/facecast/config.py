@@ -181,6 +181,9 @@ class Settings:
     neurosync_max_jobs: int = 2
     """NeuroSync requests processed at once per kind (audio decoding, speech synthesis, embeddings and
     images); more are answered 503 with ``Retry-After: 1`` instead of queueing."""
+    bulk_processes: bool = True
+    """Animate ``/audio_to_blendshapes`` uploads (learned face) in up to ``neurosync_max_jobs`` worker processes
+    at a lower CPU priority than the live sessions (:mod:`facecast.http.bulk`); off: in the server's threads."""
     providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Provider options by ``ROLE.NAME`` (``[tts.hibari]`` tables, ``FACECAST_TTS_HIBARI_SPEED``, ``--set
     tts.hibari.speed=1.1``), merged in that order; checked and typed when the provider is built."""

@@ -59,11 +59,14 @@ def _arg_as(option: str, module: str, name: str) -> Callable[[ProviderRequest], 
 class PocketSphinxOptions:
     """``grammar``: JSGF text or a ``.jsgf`` path restricting recognition; ``second_pass``: PocketSphinx's
     flat-lexicon pass (more accurate, ~300 ms later finals); ``end_padding_ms``: silence added at the end of
-    each segment (live turns end with real silence, so 0)."""
+    each segment (live turns end with real silence, so 0); ``processes``: each decoder in a process of its own
+    (its binding holds the GIL while it decodes: in the server's process, decoders share one core and the
+    event loop waits behind them); false: in the server's process, one decoding call at a time."""
 
     grammar: str = ""
     second_pass: bool = False
     end_padding_ms: int = 0
+    processes: bool = True
 
 
 def _pocketsphinx(req: ProviderRequest) -> Any:
@@ -80,6 +83,7 @@ def _pocketsphinx(req: ProviderRequest) -> Any:
             decoder_options={"fwdflat": opts.second_pass},
             end_padding_ms=opts.end_padding_ms,
             max_idle_decoders=keep,
+            processes=opts.processes,
         )
     )
 

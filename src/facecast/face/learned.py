@@ -275,6 +275,11 @@ class LearnedAnimator:
         self._model: MouthModel | None = None
 
     @property
+    def source(self) -> str | None:
+        """The model description it was given (None: the shipped model), to build the same animator elsewhere."""
+        return None if self._path is None else str(self._path)
+
+    @property
     def model(self) -> MouthModel:
         if self._model is None:
             self._model = load_model(self._path, self._threads)

@@ -34,6 +34,7 @@ from ..limits import limit_services
 from ..metrics import CONTENT_TYPE, Metrics
 from ..services import Services, transcript_lead_ms
 from ..smartturn import shared_model
+from .bulk import BulkWorkers
 from .engine_socket import SocketLimits, TransportClosed, WebSocketTransport, pump, refuse_busy
 from .neurosync import NeuroSyncBackends, NeuroSyncOptions, neurosync_router
 from .security import AccessMiddleware
@@ -64,6 +65,8 @@ class AppState:
     """The WebRTC peers (``POST /webrtc/offer``), set by :func:`create_app`."""
     neurosync: NeuroSyncBackends | None = None
     """Models behind the NeuroSync endpoints; built from ``services`` on first use when left ``None``."""
+    bulk: BulkWorkers | None = None
+    """The processes that animate uploads (setting ``bulk_processes``), set by :func:`create_app`."""
     keeper: SessionKeeper | None = None
     """Where the sessions are kept for resuming; None: made by :func:`create_app` from ``session_store`` and
     ``session_ttl_s`` (controllers that share one resume each other's sessions)."""
@@ -159,6 +162,8 @@ def create_app(state: AppState) -> FastAPI:
         RtcHost(state.settings, state.sessions, state.metrics, new_session, state.settings.webrtc_ice_servers)
     )
 
+    bulk = state.bulk = BulkWorkers(state.settings.neurosync_max_jobs) if state.settings.bulk_processes else None
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await _warm_up(state.services)
@@ -171,6 +176,8 @@ def create_app(state: AppState) -> FastAPI:
             await rtc.aclose()
         await _close_services(catalog)
         await keeper.aclose()
+        if bulk is not None:
+            bulk.close()
 
     app = FastAPI(title="Facecast", version=__version__, lifespan=lifespan)
     app.state.facecast = state
@@ -204,7 +211,7 @@ def create_app(state: AppState) -> FastAPI:
     app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
 
     app.include_router(webrtc_router(rtc))
-    app.include_router(neurosync_router(NeuroSyncOptions.from_settings(state.settings), state.neurosync_backends))
+    app.include_router(neurosync_router(NeuroSyncOptions.from_settings(state.settings), state.neurosync_backends, bulk))
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -36,16 +36,18 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from ..config import Settings
 from ..errors import ConfigError, FacecastError, InputError
+from ..face.learned import LearnedAnimator
 from ..offline import say, transcribe_pcm
 from ..protocol import neurosync as wire
 from ..roles import FaceAnimator, SpeechToText, TextToSpeech
 from ..services import Services
 from ..types import Float32Array
+from .bulk import BulkWorkers
 from .extras.embeddings import Embedder, can_load, load_embedder
 from .extras.images import Captioner, ClipScorer, load_captioner, load_clip
 from .neurosync_io import (
@@ -71,7 +73,7 @@ from .neurosync_io import (
     too_large,
     unsupported,
 )
-from .upload_face import animate_audio
+from .upload_face import UploadJob, animate_audio, remove_file, render_upload, stream_file
 
 __all__ = [
     "NeuroSyncOptions",
@@ -328,8 +330,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSyncBackends]) -> APIRouter:
-    """The NeuroSync endpoints. ``backends`` is called per request (it may build and cache them lazily)."""
+def neurosync_router(
+    options: NeuroSyncOptions, backends: Callable[[], NeuroSyncBackends], bulk: BulkWorkers | None = None
+) -> APIRouter:
+    """The NeuroSync endpoints. ``backends`` is called per request (it may build and cache them lazily).
+    With ``bulk``, an upload the learned model animates is decoded, animated and encoded in its processes
+    (:mod:`.bulk`: at a lower CPU priority than the live sessions); without, in the server's threads."""
     router = APIRouter(tags=["NeuroSync-compatible"])
     upload = options.max_upload_bytes
     b64_upload = upload * 4 // 3 + 64 * 1024
@@ -405,15 +411,26 @@ def neurosync_router(options: NeuroSyncOptions, backends: Callable[[], NeuroSync
         pcm_rate = raw_pcm_rate(request)
         body = await read_body(request, upload, "audio")
         async with decode_slot():
+            try:
+                face: FaceAnimator | None = await backends().audio_face.get()
+            except ConfigError as exc:
+                face, missing = None, exc
+            if bulk is not None and isinstance(face, LearnedAnimator):  # all of it in a bulk process
+                job = UploadJob(
+                    body, options.min_audio_seconds, options.max_decoded_bytes, pcm_rate, face.source, True,
+                    wire.EMOTION_SCALE,
+                )  # fmt: skip
+                del body
+                path = await bulk.run(render_upload, job, abandoned=remove_file)
+                chunks, size = await stream_file(path)
+                return StreamingResponse(chunks, media_type="application/json", headers={"Content-Length": str(size)})
             pcm, rate = await decode(body, options.min_audio_seconds, pcm_rate)
             del body
-            try:
-                face = await backends().audio_face.get()
-            except ConfigError as exc:
+            if face is None:
                 raise ApiError(
                     501,
                     "not_available",
-                    f"no audio-driven face animator is available: {exc}",
+                    f"no audio-driven face animator is available: {missing}",
                     "configure an audio-driven animator: --face learned or --face "
                     "neurosync:PATH/model.pth, or the setting neurosync_face (FACECAST_NEUROSYNC_FACE)",
                 ) from None

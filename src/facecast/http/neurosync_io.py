@@ -97,6 +97,9 @@ class ApiError(Exception):
         self.errors = errors
         self.headers = headers or {}
 
+    def __reduce__(self) -> tuple[Any, ...]:  # an error raised in a bulk process comes back whole
+        return (type(self), (self.status, self.code, self.message, self.hint, self.errors, self.headers))
+
     def response(self) -> JSONResponse:
         body: dict[str, Any] = {"status": "error", "code": self.code, "message": self.message}
         if self.hint:

@@ -1,14 +1,20 @@
 """Animating an uploaded audio file (``/audio_to_blendshapes``) without holding up the live sessions.
 
-An upload may be long (29 minutes of audio pass the limits), so its animation must not keep the event loop:
-the learned model runs in a worker thread in blocks of seconds (onnxruntime lets go of the GIL while it
-computes); any other audio-driven animator is fed 100 ms at a time with the loop handed back in between.
+An upload may be long (29 minutes of audio pass the limits), so its animation must not keep the event loop.
+With the learned model the whole request (decoding, animation, the JSON answer) is :func:`render_upload`, run
+in a bulk process at a lower CPU priority (:mod:`.bulk`); in a thread (:func:`animate_audio`) its model runs in
+blocks of seconds (onnxruntime lets go of the GIL while it computes); any other audio-driven animator is fed
+100 ms at a time with the loop handed back in between.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -16,10 +22,12 @@ from ..aio import closing
 from ..audio import split_chunks
 from ..errors import ServiceError
 from ..face.learned import LearnedAnimator
+from ..protocol import neurosync as wire
 from ..roles import FaceAnimator
 from ..types import FACE_WIDTH, FaceFrames, Float32Array, SpeechChunk, frames_for_samples
+from .neurosync_io import decode_audio
 
-__all__ = ["animate_audio"]
+__all__ = ["UploadJob", "animate_audio", "render_upload", "stream_file"]
 
 
 async def _speech(pcm: Float32Array, rate: int) -> AsyncIterator[SpeechChunk]:
@@ -83,3 +91,79 @@ def _hold_last(out: Float32Array, filled: int) -> Float32Array:
     if 0 < filled < len(out):
         out[filled:] = out[filled - 1]
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class UploadJob:
+    """What a bulk process needs to answer one ``/audio_to_blendshapes`` request (it pickles)."""
+
+    body: bytes
+    min_seconds: float
+    max_decoded_bytes: int
+    pcm_rate: int | None
+    model: str | None
+    """The learned model's description (``mouth.json``); None: the shipped one."""
+    finish: bool
+    """Whether NeuroSync's finish (:func:`~facecast.protocol.neurosync.neurosync_finish`) is applied."""
+    emotion_scale: float
+
+
+_ANIMATORS: dict[str | None, LearnedAnimator] = {}
+"""A bulk process's learned animators by model, loaded on its first job and kept for the next."""
+
+_WRITE_ROWS = 4096
+"""Frames encoded and written at a time: the answer is never whole in memory."""
+
+
+def render_upload(job: UploadJob) -> str:
+    """Blocking, in a bulk process: decode, animate and encode the answer into a new temporary file; its path.
+
+    Raises :class:`~.neurosync_io.ApiError` for audio it refuses, as the server would."""
+    pcm, rate = decode_audio(job.body, job.min_seconds, job.max_decoded_bytes, job.pcm_rate)
+    face = _ANIMATORS.get(job.model)
+    if face is None:
+        face = _ANIMATORS[job.model] = LearnedAnimator(job.model, threads=1)
+    frames = _render_learned(face, pcm, rate, wire.neurosync_frame_count(len(pcm), rate))
+    del pcm
+    if job.finish:
+        frames = wire.neurosync_finish(frames)
+    fd, path = tempfile.mkstemp(prefix="facecast-upload-", suffix=".json")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(b'{"blendshapes":[')
+            for start in range(0, len(frames), _WRITE_ROWS):
+                if start:
+                    out.write(b",")
+                out.write(wire.frames_json(frames[start : start + _WRITE_ROWS], job.emotion_scale)[1:-1])
+            out.write(b"]}")
+    except BaseException:
+        Path(path).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def remove_file(path: str) -> None:
+    """Delete a file a bulk job wrote (its request was cancelled)."""
+    Path(path).unlink(missing_ok=True)
+
+
+_READ_BYTES = 1 << 20
+
+
+async def stream_file(path: str) -> tuple[AsyncIterator[bytes], int]:
+    """The bytes of a file a bulk job wrote, read 1 MiB at a time, and its size. The file is unlinked at once
+    (its space is freed when the stream is closed, finished or not), so no answer is left behind on disk."""
+    handle = await asyncio.to_thread(open, path, "rb")
+    try:
+        size = os.fstat(handle.fileno()).st_size
+    finally:
+        os.unlink(path)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            while chunk := await asyncio.to_thread(handle.read, _READ_BYTES):
+                yield chunk
+        finally:
+            handle.close()
+
+    return chunks(), size

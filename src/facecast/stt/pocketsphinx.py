@@ -44,6 +44,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -54,6 +55,7 @@ from ..aio import aclose
 from ..audio import Resampler, float_to_pcm16, to_mono
 from ..errors import ConfigError, FacecastError, InputError, ServiceError
 from ..types import AudioChunk, Float32Array, Transcript
+from .sphinx_process import ProcessDecoder
 
 __all__ = ["PocketSphinxConfig", "PocketSphinxSTT", "UtteranceStats", "DECODER_RATE"]
 
@@ -61,6 +63,12 @@ DECODER_RATE = 16_000
 """The rate the bundled acoustic model expects; input at any other rate is resampled to it."""
 
 _STEP_SAMPLES = 160  # 10 ms per process_raw call, which holds the GIL: the event loop waits at most that
+_ONE_AT_A_TIME = threading.Lock()
+"""Held around every PocketSphinx call that decodes. Its binding holds the GIL while it computes, so decoders
+on several threads never run in parallel anyway; but with several of them waiting for the GIL, the event loop
+competes with all of them and can wait for many of their calls in a row (a soak with 4 speaking and 4 typing
+conversations had replies ~1 s late). With this lock, at most one decoder thread wants the GIL at a time and
+the loop gets it after at most one call."""
 _NOISE_SEED = 20_240_601
 _GRAMMAR_SEARCH = "facecast_grammar"
 _DecoderOption: TypeAlias = str | int | float | bool | None
@@ -104,6 +112,9 @@ class PocketSphinxConfig:
     reuse. ``debug``: let PocketSphinx log to stderr (its log level is process-wide). ``decoder_options``:
     extra ``pocketsphinx.Decoder`` keyword arguments (e.g. ``{"beam": 1e-60}``), applied last.
     ``on_stats``: called on the event loop with each finished utterance's :class:`UtteranceStats`.
+    ``processes``: each decoder in a process of its own (:mod:`.sphinx_process`; the binding holds the GIL
+    while it decodes, so in-process decoders share one core and the event loop waits behind them); False:
+    in this process, one decoding call at a time.
     """
 
     grammar: str | Path | None = None
@@ -117,6 +128,7 @@ class PocketSphinxConfig:
     debug: bool = False
     decoder_options: Mapping[str, _DecoderOption] = field(default_factory=dict)
     on_stats: Callable[[UtteranceStats], None] | None = None
+    processes: bool = True
 
 
 class PocketSphinxSTT:
@@ -144,7 +156,7 @@ class PocketSphinxSTT:
         if self._grammar is not None:
             kwargs["lm"] = None
         kwargs.update(cfg.decoder_options)
-        self._pool = _Pool(_DecoderFactory(kwargs, self._grammar), cfg.max_idle_decoders)
+        self._pool = _Pool(_DecoderFactory(kwargs, self._grammar, in_process=not cfg.processes), cfg.max_idle_decoders)
         # Idle workers hold no reference to this instance: when it is collected, stop them for good.
         weakref.finalize(self, self._pool.drain, True)
         self._noise = _noise_table(cfg.noise_floor)
@@ -324,11 +336,16 @@ class _Job:
 class _DecoderFactory:
     """Creates configured decoders (on a worker thread); turns PocketSphinx errors into Facecast ones."""
 
-    def __init__(self, kwargs: dict[str, Any], grammar: str | None) -> None:
+    def __init__(self, kwargs: dict[str, Any], grammar: str | None, in_process: bool = True) -> None:
         self.kwargs = kwargs
         self.grammar = grammar
+        self.in_process = in_process
 
     def __call__(self) -> Any:
+        if not self.in_process:
+            from .sphinx_process import ProcessDecoder
+
+            return ProcessDecoder(self.kwargs, self.grammar)
         import pocketsphinx
 
         try:
@@ -422,10 +439,14 @@ class _Worker:
         self._jobs.put(None)
 
     def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            if not self._serve(job):
-                break
-        self._decoder = None
+        try:
+            while (job := self._jobs.get()) is not None:
+                if not self._serve(job):
+                    break
+        finally:
+            decoder, self._decoder = self._decoder, None
+            if isinstance(decoder, ProcessDecoder):
+                decoder.close()
 
     def _serve(self, job: _Job) -> bool:
         """Run ``job``; post exactly one terminal event after pooling itself. False: stop the thread."""
@@ -456,6 +477,8 @@ class _Worker:
 
     def _decode(self, job: _Job, created: float | None) -> _Final | _Aborted:
         decoder = self._decoder
+        remote = isinstance(decoder, ProcessDecoder)
+        one_at_a_time: AbstractContextManager[Any] = nullcontext() if remote else _ONE_AT_A_TIME
         decoded = after_end = steps_after_end = partials = since_partial = 0
         cpu = 0.0
         last = ""
@@ -469,10 +492,12 @@ class _Worker:
                         return _Aborted()
                     late = job.input_ended
                     block = data[start : start + 2 * _STEP_SAMPLES]
-                    tick = time.thread_time()
-                    decoder.process_raw(block, False, False)
-                    cpu += time.thread_time() - tick
-                    time.sleep(0)  # hand the GIL to a waiting event loop now, not after the switch interval
+                    with one_at_a_time:
+                        tick = time.thread_time()
+                        decoder.process_raw(block, False, False)
+                        cpu += time.thread_time() - tick
+                    if not remote:
+                        time.sleep(0)  # hand the GIL to a waiting event loop now, not after the switch interval
                     samples = len(block) // 2
                     decoded += samples
                     if late:
@@ -481,7 +506,8 @@ class _Worker:
                     since_partial += samples
                     if since_partial >= job.partial_samples and not late:
                         since_partial = 0
-                        text = _hypothesis(decoder)
+                        with one_at_a_time:
+                            text = _hypothesis(decoder)
                         if text and text != last:
                             last = text
                             partials += 1
@@ -490,8 +516,11 @@ class _Worker:
                 return _Aborted()
             tick = time.thread_time()
             in_utterance = False
-            decoder.end_utt()
-            text = _hypothesis(decoder)
+            with one_at_a_time:
+                decoder.end_utt()
+                text = _hypothesis(decoder)
+            if remote:  # the decoding was the child's
+                cpu = decoder.utterance_cpu
             if text:
                 self._pool.cmn = decoder.get_cmn(False)
             else:  # silence or noise: keep the channel estimate learned from speech
