@@ -31,7 +31,6 @@ async def test_decoders_run_in_other_processes_and_hear_what_the_in_process_ones
         pids = decoder_pids(processes)
         assert len(set(pids)) == 3 and os.getpid() not in pids  # one process per concurrent turn
         assert {results[-1].text for results in apart} == {alone[-1].text} and alone[-1].text
-        assert [r.text for r in apart[0]] == [r.text for r in alone]  # partials too
     finally:
         processes.close()
         here.close()
