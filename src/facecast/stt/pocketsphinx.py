@@ -8,9 +8,12 @@ Decoders and threads. A decoder takes ~0.15-0.5 s to create (more on a busy mach
 model takes ~95 MB of memory, a grammar decoder ~30 MB), so an instance keeps a small pool: an utterance
 takes an idle decoder or creates one, uses it alone, and gives it back when it ends (``start_utt`` /
 ``end_utt`` keep its state clean). Concurrent utterances use separate decoders. Each decoder lives on its
-own worker thread, where creation and every ``process_raw`` call run. The bundled binding holds the GIL
-while it decodes, so audio is fed in 10 ms steps and the GIL is offered back after each: the event loop
-waits at most about one step (a few ms), and concurrent utterances share one CPU core.
+own worker thread, which drives it. The bundled binding holds the GIL while it decodes, so by default
+(``processes``) each decoder runs in a process of its own (:mod:`.sphinx_process`), fed through a pipe:
+concurrent utterances decode on every core and the event loop only writes their audio. Kept in this process
+(``processes=False``), audio is fed in 10 ms steps, one decoding call at a time across all decoders, with
+the GIL offered back after each: the event loop waits at most about one step (a few ms), and concurrent
+utterances share one CPU core.
 
 What the decoder is fed, and why (measured on espeak-ng speech, see ``tests/stt/test_pocketsphinx.py``):
 
@@ -343,8 +346,6 @@ class _DecoderFactory:
 
     def __call__(self) -> Any:
         if not self.in_process:
-            from .sphinx_process import ProcessDecoder
-
             return ProcessDecoder(self.kwargs, self.grammar)
         import pocketsphinx
 
