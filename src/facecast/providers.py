@@ -75,7 +75,7 @@ def _pocketsphinx(req: ProviderRequest) -> Any:
     opts: PocketSphinxOptions = req.options
     grammar = opts.grammar or req.arg or None
     # A server keeps as many idle decoders as it may run at once (max_recognisers): creating one again costs
-    # 0.15-0.5 s of CPU in a binding that holds the GIL (every session waits), and ~95 MB freed and allocated.
+    # 0.15-0.5 s of CPU (every session waits while it runs in the server), and ~95-130 MB freed and allocated.
     keep = max(2, int(getattr(req.settings, "max_recognisers", 0) or 0))
     return PocketSphinxSTT(
         PocketSphinxConfig(
