@@ -127,3 +127,14 @@ async def test_an_upload_is_animated_in_a_bulk_process_with_the_same_answers_as_
     assert leftovers() <= before  # no answer left on disk
     frames = np.array(ok.json()["blendshapes"], np.float32)
     assert frames[:, INDEX["JawOpen"]].std() > 0.01  # the mouth moves
+
+
+async def test_a_pool_that_broke_between_jobs_is_replaced_for_the_next_one() -> None:
+    bulk = BulkWorkers(1)
+    try:
+        first = await bulk.run(os.getpid)
+        os.kill(first, 9)  # dies while idle: the pool notices only when it is next used
+        await asyncio.sleep(0.5)
+        assert await bulk.run(os.getpid) != first
+    finally:
+        bulk.close()

@@ -96,7 +96,12 @@ class BulkWorkers:
             self._in_flight += 1
         try:
             pool = self._pool()
-            future = pool.submit(fn, *args)
+            try:
+                future = pool.submit(fn, *args)
+            except BrokenProcessPool:  # it broke since its last job: a fresh one takes this job
+                self._replace(pool)
+                pool = self._pool()
+                future = pool.submit(fn, *args)
         except BaseException:
             with self._lock:
                 self._in_flight -= 1
