@@ -83,3 +83,18 @@ async def test_closing_ends_the_decoder_processes() -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"decoder process {pid} still running")
+
+
+def test_a_frame_larger_than_a_pipe_buffer_arrives_whole() -> None:
+    import threading
+
+    from facecast.stt.sphinx_process import _read, _write
+
+    read_fd, write_fd = os.pipe()
+    payload = bytes(range(256)) * 4096  # 1 MiB: many pipe buffers
+    with os.fdopen(write_fd, "wb", buffering=0) as raw, os.fdopen(read_fd, "rb") as reader:
+        writer = threading.Thread(target=lambda: (_write(raw, b"I", payload), _write(raw, b"S")))
+        writer.start()
+        assert _read(reader) == (b"I", payload)
+        assert _read(reader) == (b"S", b"")
+        writer.join()

@@ -32,7 +32,10 @@ _HEADER = struct.Struct("<cI")
 
 
 def _write(stream: IO[bytes], op: bytes, payload: bytes = b"") -> None:
-    stream.write(_HEADER.pack(op, len(payload)) + payload)
+    frame = memoryview(_HEADER.pack(op, len(payload)) + payload)
+    while frame:  # an unbuffered write may take part of a large frame
+        written = stream.write(frame)
+        frame = frame[written if written is not None else len(frame) :]
 
 
 def _read(stream: IO[bytes]) -> tuple[bytes, bytes]:
