@@ -104,6 +104,42 @@ def test_complete_ends_the_turn_after_smart_end_ms() -> None:
     np.testing.assert_array_equal(np.unique(audio), np.arange(10, 46, dtype=np.float32))
 
 
+def test_asked_before_the_end_a_complete_turn_ends_at_smart_end_ms() -> None:
+    config = replace(SMART, smart_end_ms=200, smart_ask_ms=100, threshold=0.85, wait_threshold=0.2, end_ms=300)
+    script = [False] * 10 + [True] * 30 + [False] * 50
+    model = Model(0.97)
+    events = run(script, model, config)
+    assert events[-1] == SpeechEnded(at=40 * FRAME, detected=(40 + ms(200)) * FRAME)  # not at the question
+    ((asked_at, _),) = model.asked
+    assert asked_at == (40 + ms(100)) * FRAME
+    # a pause that is over before smart_end_ms never ends the turn, though the model called it finished
+    script = [True] * 30 + [False] * ms(160) + [True] * 30 + [False] * 50
+    model = Model(0.97, 0.97)
+    events = run(script, model, config)
+    assert [e for e in events if isinstance(e, SpeechEnded)] == [SpeechEnded(68 * FRAME, (68 + ms(200)) * FRAME)]
+    assert len(model.asked) == 2  # once in each pause
+    # an early answer under ask_threshold (0.95) decides nothing: the answer at smart_end_ms does, in its zones
+    pause = [True] * 30 + [False] * ms(3000)
+    model = Model(0.9, 0.1)
+    assert run(pause, model, config)[-1] == SpeechEnded(30 * FRAME, 130 * FRAME)  # unfinished: max_wait_ms
+    assert [at for at, _ in model.asked] == [(30 + ms(100)) * FRAME, (30 + ms(200)) * FRAME]
+    assert run(pause, Model(0.1, 0.9), config)[-1] == SpeechEnded(30 * FRAME, 40 * FRAME)  # surer later: ends
+    assert run(pause, Model(0.5, 0.5), config)[-1] == SpeechEnded(30 * FRAME, 45 * FRAME)  # the silence endpoint
+    # the early bar is the higher of the two thresholds
+    stricter = replace(config, threshold=0.98)
+    assert run(pause, Model(0.97, 0.5), stricter)[-1] == SpeechEnded(30 * FRAME, 45 * FRAME)
+
+
+def test_smart_ask_ms_is_checked() -> None:
+    assert TurnConfig(smart_end_ms=200, smart_ask_ms=0).smart_ask_ms == 0
+    for bad in (10, 240):
+        with pytest.raises(ConfigError, match="smart_ask_ms"):
+            TurnConfig(smart_end_ms=200, smart_ask_ms=bad)
+    for bad_p in (0.0, 1.0):
+        with pytest.raises(ConfigError, match="ask_threshold"):
+            TurnConfig(ask_threshold=bad_p)
+
+
 def test_incomplete_waits_for_max_wait_ms() -> None:
     script = [True] * 30 + [False] * ms(3000)
     model = Model(0.2)
@@ -494,6 +530,8 @@ def test_settings_reach_the_turn_config_from_every_layer(tmp_path: Path) -> None
         transcript_lead_ms=200,
         detector="silence",
         smart_end_ms=200,
+        smart_ask_ms=100,
+        ask_threshold=0.95,
         max_wait_ms=2500,
         threshold=0.85,
         wait_threshold=0.2,
@@ -532,6 +570,10 @@ def test_run_flags() -> None:
     assert type(make_turn_detector(s.turn_config(), Model())) is TurnDetector  # the old path, exactly
     s = _settings(build_parser().parse_args(["run", "--turn-recheck-ms", "300"]))
     assert s.turn_config().recheck_ms == 300
+    assert _settings(build_parser().parse_args(["run"])).turn_config().smart_ask_ms == 100
+    assert _settings(build_parser().parse_args(["run", "--smart-ask-ms", "0"])).turn_config().smart_ask_ms == 0
+    s = _settings(build_parser().parse_args(["run", "--turn-ask-threshold", "0.9"]))
+    assert s.turn_config().ask_threshold == 0.9
     s = _settings(build_parser().parse_args(["run", "--no-turn-text-cues", "--turn-text-wait-ms", "400"]))
     assert (s.turn_config().text_cues, s.turn_config().text_wait_ms) == (False, 400)
     assert _settings(build_parser().parse_args(["run"])).turn_config().text_cues is True

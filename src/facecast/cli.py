@@ -101,7 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
         "silence, then the end-of-turn model decides; opt-in)",
     )
     p.add_argument(
-        "--smart-end-ms", type=int, help="smart turns: silence before the end-of-turn model is asked (default 200)"
+        "--smart-end-ms", type=int, help="smart turns: silence after which a finished turn ends (default 200)"
+    )
+    p.add_argument(
+        "--smart-ask-ms",
+        type=int,
+        help="smart turns: silence after which the end-of-turn model is asked, at most --smart-end-ms; its time "
+        "then passes inside that silence (default 100; 0: at --smart-end-ms)",
+    )
+    p.add_argument(
+        "--turn-ask-threshold",
+        type=float,
+        help="smart turns: probability of 'finished' an answer asked before --smart-end-ms needs to end the turn "
+        "there (default 0.95; less: asked again at --smart-end-ms)",
     )
     p.add_argument(
         "--max-wait-ms",
@@ -357,6 +369,8 @@ _SETTING_FLAGS = (
     "barge_in_ms",
     "turn_detector",
     "smart_end_ms",
+    "smart_ask_ms",
+    "turn_ask_threshold",
     "max_wait_ms",
     "turn_threshold",
     "turn_wait_threshold",

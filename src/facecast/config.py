@@ -95,11 +95,18 @@ class Settings:
     """How the player's turn ends: ``silence`` (after ``endpoint_ms``) or ``smart`` (opt-in: a short silence,
     then the end-of-turn model smart-turn v3.2 decides whether the player has finished; :mod:`facecast.turns`).
     Silence is the default: on the real-speech split of ``facecast bench --endpoint`` smart (tuned on the
-    neural split) ends complete turns sooner on the sample clock and cuts off fewer paused ones, but once the
-    model's own time is counted its median is no sooner, and one complete turn in five waits ``max_wait_ms``
+    neural split) ends complete turns sooner (p50 260 against 290 ms with the model's own time) and cuts off
+    fewer paused players (7 against 11 of 13), but one complete turn in four waits ``max_wait_ms``
     (docs/benchmarks.md, "End of turn")."""
     smart_end_ms: int = 200
-    """``smart``: silence after which the end-of-turn model is asked."""
+    """``smart``: silence after which a turn the end-of-turn model calls finished ends."""
+    smart_ask_ms: int = 100
+    """``smart``: silence after which the model is asked (at most ``smart_end_ms``; 0: at ``smart_end_ms``). Asked
+    sooner than the end, its own time passes inside the silence the turn waits for anyway."""
+    turn_ask_threshold: float = 0.95
+    """``smart``: the probability of "finished" an answer asked before ``smart_end_ms`` needs to end the turn at
+    ``smart_end_ms`` (``turn_threshold`` when that is higher); below it, the model is asked again at
+    ``smart_end_ms``."""
     max_wait_ms: int = 2500
     """``smart``: silence that ends a turn the model called unfinished (a pause to think)."""
     turn_threshold: float = 0.85
@@ -201,6 +208,8 @@ class Settings:
             transcript_lead_ms=transcript_lead_ms,
             detector=self.turn_detector,
             smart_end_ms=self.smart_end_ms,
+            smart_ask_ms=self.smart_ask_ms,
+            ask_threshold=self.turn_ask_threshold,
             max_wait_ms=self.max_wait_ms,
             threshold=self.turn_threshold,
             wait_threshold=self.turn_wait_threshold,

@@ -4,11 +4,19 @@
 on the same sample clock (no wall clock: a virtual clock in tests is just the audio fed in). Turns start,
 and become sustained (barge-in), exactly as with the silence detector. They end differently:
 
-- After ``smart_end_ms`` of silence (the server's default 200 ms) the end-of-turn model is asked about the audio of the
-  turn so far (its last 8 s), and its probability of "complete" falls in one of three zones:
+- After ``smart_ask_ms`` of silence (the server's default 100 ms; 0: ``smart_end_ms``) the end-of-turn model is
+  asked about the audio of the turn so far (its last 8 s), and its probability of "complete" falls in one of
+  three zones:
 
-  * ``>= threshold`` (sure it is complete): the turn ends at once. ``SpeechEnded.at`` is where the silence
-    began, ``.detected`` is now.
+  * ``>= threshold`` (sure it is complete; ``>= ask_threshold``, default 0.95, when asked before
+    ``smart_end_ms``): the turn ends at ``smart_end_ms`` of silence (the server's default 200 ms), at once
+    if that has passed. ``SpeechEnded.at`` is where the silence began, ``.detected`` is
+    now. Asking before the end hides the model's own time (tens of milliseconds) inside the silence the
+    turn waits for anyway: live, the audio that arrives while the model thinks is queued and classified
+    after it, and the turn ends as soon as both the answer and ``smart_end_ms`` of silence are there. A
+    pause that is over before ``smart_end_ms`` never ends a turn. Any other answer before ``smart_end_ms``
+    decides nothing: the model is asked again at ``smart_end_ms`` (it is surer with more silence), and that
+    answer falls in the zones below as well.
   * ``<= wait_threshold`` (sure it is unfinished: "I'd like to buy... hmm..."): the turn stays open; the
     model is asked again every ``recheck_ms`` of further silence (it hears the same words and more silence,
     and may change its mind), and the turn ends anyway after ``max_wait_ms`` of silence (default 2500 ms).
@@ -135,6 +143,8 @@ class SmartTurnDetector:
         self._zone: str | None = None  # the model's answer in this pause: complete, unsure, wait (None: not asked)
         self._text: Cue | None = None  # the cue of this pause's transcript (None: not arrived)
         self._smart_frames = max(1, cfg.smart_end_ms // 20)
+        self._ask_frames = max(1, cfg.smart_ask_ms // 20) if cfg.smart_ask_ms else self._smart_frames
+        self._ask_threshold = max(cfg.threshold, cfg.ask_threshold)
         self._end_frames = max(1, cfg.end_ms // 20)
         self._text_wait_frames = max(self._end_frames, cfg.text_wait_ms // 20)
         self._recheck_frames = cfg.recheck_ms // 20
@@ -211,10 +221,14 @@ class SmartTurnDetector:
             self._paused = True
             events.append(SpeechPaused(silence_at))
         if self._silence == 1:
-            self._next_ask = self._smart_frames
+            self._next_ask = self._ask_frames
         if self._silence == self._next_ask:
-            self._next_ask = self._decide(self._ask())
-            self._settle()
+            p = self._ask()
+            if self._silence < self._smart_frames and (p is None or p < self._ask_threshold):
+                self._next_ask = self._smart_frames  # not sure yet: asked again at smart_end_ms, which decides
+            else:
+                self._next_ask = self._decide(p)
+                self._settle()
         if self._deadline and self._silence >= self._deadline:
             return events + [self._end(silence_at)]
         return events
@@ -236,12 +250,12 @@ class SmartTurnDetector:
         """This pause's deadline from the model's zone and the transcript's cue (module docstring)."""
         zone, text = self._zone, self._text if self.config.text_cues and self._pause_frames else "off"
         if zone == "complete":
-            self._deadline = self._silence
+            self._deadline = max(self._silence, self._smart_frames)
         elif zone == "wait":  # a full stop is weak evidence (Whisper puts one after a fragment too)
             self._deadline = 0
         elif zone == "unsure":
             if text == "complete":
-                self._deadline = self._silence
+                self._deadline = max(self._silence, self._smart_frames)
             elif text == "incomplete":
                 self._deadline = 0
             else:  # no cues, an unsure text, or still decoding (then wait for it, up to text_wait_ms)

@@ -112,18 +112,70 @@ def test_silence_endpoint_cuts_a_paused_turn_and_ends_a_complete_one_after_300_m
     assert not result.cut_off and result.ends == 1 and 200 <= result.latency_ms <= 360
 
 
+class Clock:
+    """A clock (seconds) that only the model moves: each of its answers "takes" ``ms``."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Slow(Constant):
+    """:class:`Constant` whose every answer takes ``ms`` on ``clock``."""
+
+    def __init__(self, p: float, clock: Clock, ms: float) -> None:
+        super().__init__(p)
+        self.clock, self.ms = clock, ms
+
+    def probability(self, audio: np.ndarray) -> float:
+        self.clock.now += self.ms / 1000
+        return super().probability(audio)
+
+
 def test_a_model_that_always_says_complete_or_never_decides_the_outcome(real: list[TurnSample]) -> None:
     paused = next(i for i in real if i.source == "inserted")
-    always = Constant(1.0)
+    clock = Clock()
+    always = Slow(1.0, clock, 50.0)
     timer = TimedModel(always)
-    result = run_turn(make_turn_detector(_smart(), timer), paused, timer)
+    result = run_turn(make_turn_detector(_smart(), timer), paused, clock=clock)
     assert result.cut_off and always.calls >= 2 and len(timer.cpu_ms) == always.calls
-    assert 80 <= result.latency_ms <= 160 and result.decision_ms > 0  # the final end: 120 ms + the model's call
-    never = Constant(0.0)
-    timer = TimedModel(never)
-    result = run_turn(make_turn_detector(_smart(), timer), paused, timer)
+    assert 80 <= result.latency_ms <= 160 and result.decision_ms == 50.0  # the final end: 120 ms + the model's call
+    never = Slow(0.0, clock, 50.0)
+    result = run_turn(make_turn_detector(_smart(), never), paused, clock=clock)
     assert not result.cut_off and result.ends == 1
     assert 2400 <= result.latency_ms <= 2560 and result.decision_ms == 0.0  # max wait ended it, not the model
+
+
+class Script:
+    """A VAD answering from one bool per 20 ms frame."""
+
+    def __init__(self, frames: list[bool]) -> None:
+        self.frames = iter(frames)
+
+    def is_speech(self, frame: np.ndarray) -> bool:
+        return next(self.frames)
+
+
+def test_asking_before_the_end_hides_the_model_time_and_keeps_short_pauses() -> None:
+    # 400 ms of room, 1 s of speech, a 160 ms pause, 1 s more, 3 s of silence; the model is sure every time
+    frames = [False] * 20 + [True] * 50 + [False] * 8 + [True] * 50 + [False] * 150
+    audio = np.zeros(len(frames) * 320, np.float32)
+    item = TurnSample("scripted", "long", "real", "test", "", audio, 20 * 320, 128 * 320)
+    asked_late = replace(_smart(), smart_end_ms=200, threshold=0.85, wait_threshold=0.2)
+    asked_early = replace(asked_late, smart_ask_ms=100)
+    for ms, hidden in ((60.0, 0.0), (150.0, 50.0)):
+        results = []
+        for config in (asked_late, asked_early):
+            clock = Clock()
+            detector = make_turn_detector(config, Slow(0.99, clock, ms), vad=Script(frames))
+            results.append(run_turn(detector, item, clock=clock))
+        late, early = results
+        assert not late.cut_off and not early.cut_off and late.ends == early.ends == 1  # the 160 ms pause kept
+        assert late.latency_ms == early.latency_ms == 200.0
+        assert late.decision_ms == ms  # asked at 200 ms: the model's whole time comes after it
+        assert early.decision_ms == hidden  # asked at 100 ms: only what overruns the next 100 ms shows
 
 
 class Reader:
@@ -149,16 +201,16 @@ def test_a_pause_transcript_is_handed_in_after_its_decode_time(real: list[TurnSa
     [(_, resumed)] = paused.pauses
     reader = Reader(resumed, 150.0)
     unsure = Constant(0.5)  # the model never decides: the text does
-    result = run_turn(make_turn_detector(TEXT, unsure), paused, None, reader)
+    result = run_turn(make_turn_detector(TEXT, unsure), paused, reader)
     assert not result.cut_off and result.ends == 1  # "and the": the pause waited
     # the final pause: "I'd like the red one." handed in 150 ms after the 100 ms pause event
     assert 200 <= result.latency_ms <= 300, result
     assert len(reader.heard) >= 2
-    slow = run_turn(make_turn_detector(TEXT, unsure), paused, None, Reader(resumed, 400.0))
+    slow = run_turn(make_turn_detector(TEXT, unsure), paused, Reader(resumed, 400.0))
     assert 460 <= slow.latency_ms <= 560 and not slow.cut_off  # later text, later end
     # the same turn without text cues: the unsure pause ends at the silence endpoint, cutting the player off
     off = replace(TEXT, text_cues=False)
-    assert run_turn(make_turn_detector(off, unsure), paused, None, Reader(resumed, 150.0)).cut_off
+    assert run_turn(make_turn_detector(off, unsure), paused, Reader(resumed, 150.0)).cut_off
 
 
 def test_whisper_transcriber_reads_a_real_recording(real: list[TurnSample]) -> None:
@@ -211,6 +263,7 @@ async def test_bench_group_runs_on_a_small_set(monkeypatch: pytest.MonkeyPatch, 
         "silence 300 ms",
         "smart as first built",
         "smart, audio only",
+        "smart + text, asked at the end only",
         "smart + text (opt-in)",
     }
     assert raw["espeak"]["turns"] == 5 and raw["espeak"]["waited_max"]["smart + text (opt-in)"] == 0

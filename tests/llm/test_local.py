@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from facecast.errors import ConfigError, ServiceError
+from facecast.llm.history import DEFAULT_PERSONA
 from facecast.llm.local import DEFAULT_MODEL, EMBEDDED_MODELS, LocalLLM, LocalLLMOptions
 from facecast.llm.speakable import SpeakableFilter, is_emoji, make_speakable
 from facecast.roles import LanguageModel
@@ -22,11 +23,7 @@ from facecast.text import SentenceSplitter, SplitterConfig
 from facecast.types import ChatMessage
 
 REQUIRE = os.environ.get("FACECAST_REQUIRE_LOCAL_LLM") == "1"
-PERSONA = (
-    "You are Bram, the gruff but kind blacksmith of Oakvale, a village in a fantasy world. You are talking "
-    "with a traveller out loud. Stay in character. Answer in one to three short spoken sentences of plain "
-    "words: no lists, no markdown, no emoji, no stage directions."
-)
+PERSONA = DEFAULT_PERSONA  # Bram the blacksmith
 MARKUP = re.compile(r"[*#`_~<>|\n]|^\s*[-•]\s")
 
 
@@ -118,6 +115,16 @@ async def test_reply_is_speakable_and_short(llm: LocalLLM) -> None:
 async def test_follows_the_persona(llm: LocalLLM) -> None:
     reply = await llm.complete(chat("What's your name?"))
     assert "Bram" in reply, reply
+
+
+@pytest.mark.parametrize("line", ["Who are you?", "Are you an AI?", "Tell me about yourself."])
+async def test_the_built_in_character_stays_a_person(llm: LocalLLM, line: str) -> None:
+    # with "a friendly character in a video game" as its persona the model said "I'm an AI named ChatGPT"
+    reply = await llm.complete(chat(line))
+    assert reply.strip(), line
+    claims = re.search(r"\b(I am|I'm) (an? )?(AI|artificial|assistant|language model|ChatGPT|chatbot)", reply, re.I)
+    assert not claims, reply
+    assert not re.search(r"ChatGPT|OpenAI|GPT-\d|language model", reply, re.I), reply
 
 
 async def test_closing_early_stops_generation(llm: LocalLLM) -> None:

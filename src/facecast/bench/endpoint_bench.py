@@ -5,8 +5,10 @@ turn of the set in 20 ms chunks on the virtual sample clock (no wall clock: the 
 events on any machine). Per turn kind it reports:
 
 * end-of-turn latency: end of speech -> turn ended (``SpeechEnded.detected``), on the sample clock, for the
-  end that comes after the player finished; p50/p90/p99 ms. "+ model" adds the wall time of the model call
-  that decided the end (what a live server adds on top of the sample clock);
+  end that comes after the player finished; p50/p90/p99 ms. "+ model" is when a live server would have
+  ended it: each 20 ms chunk arrives in real time and the detector handles one chunk after another, taking
+  the wall time it took here (the model's calls included), so a chunk that arrives while the model thinks
+  waits for it, as the listener's queue does;
 * cut off: the share of turns the detector ended before the player was done (an incomplete turn ended
   inside its pause, before the player resumed; any turn ended, then started again);
 * no end: turns still open when the audio ran out (the tail is longer than any wait setting).
@@ -23,7 +25,7 @@ alone here; in a live server it shares the CPU with the model and the other sess
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -75,7 +77,8 @@ class TimedModel:
 @dataclass(frozen=True, slots=True)
 class TurnResult:
     """How one detector handled one turn: ``latency_ms`` (sample clock; NaN when the turn never ended),
-    ``decision_ms`` (wall time of the model call that ended it; 0 for none), ``cut_off``, ``ends``."""
+    ``decision_ms`` (how much later a live server would have ended it: the detector's wall time queued behind
+    the real-time arrival of the chunks, module docstring; 0 when it kept up), ``cut_off``, ``ends``."""
 
     name: str
     kind: str
@@ -106,11 +109,12 @@ class _Decode:
 def run_turn(
     detector: _Detector,
     item: TurnSample,
-    timer: TimedModel | None = None,
     transcriber: Transcriber | None = None,
     preroll_ms: int = 300,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> TurnResult:
     """Feed ``item`` to a fresh ``detector`` in 20 ms chunks and judge its end(s) of turn (module docstring).
+    ``clock`` (seconds) times the detector's work on each chunk, for the live latency ("+ model").
 
     With a ``transcriber`` and a detector that takes transcripts (``text_cues``), each ``SpeechPaused``
     decodes the turn so far (from ``preroll_ms`` before its start, as the listener's segment does) and hands
@@ -126,18 +130,20 @@ def run_turn(
         listen = None
     turn_start = 0
     decode: _Decode | None = None
+    done = 0.0  # ms (sample clock) at which a live detector would have handled the chunks so far
     for start in range(0, len(item.audio), FRAME):
-        calls = len(timer.wall_ms) if timer else 0
-        events = list(detector.push(item.audio[start : start + FRAME]))
         position = start + FRAME
+        began = clock()
+        events = list(detector.push(item.audio[start : start + FRAME]))
         if listen is not None and decode is not None and position >= decode.ready:
             events += listen(decode.text, decode.pause_at)
             decode = None
+        arrived = position * 1000 / RATE
+        done = max(done, arrived) + (clock() - began) * 1000
         for event in events:
             if isinstance(event, SpeechEnded):
                 ends.append(event)
-                called = timer is not None and len(timer.wall_ms) > calls
-                deciding.append(timer.wall_ms[-1] if timer is not None and called else 0.0)
+                deciding.append(done - arrived)
                 decode = None
             elif isinstance(event, SpeechStarted):
                 turn_start = event.at
@@ -161,7 +167,15 @@ BEFORE = TurnConfig(detector="smart", smart_end_ms=120, max_wait_ms=2500, thresh
 """Smart turn as first built (issue #23): asked at 120 ms of silence, >= 0.5 ends the turn, anything else
 waits up to 2.5 s (no middle zone)."""
 
-TUNED = TurnConfig(detector="smart", smart_end_ms=200, threshold=0.85, wait_threshold=0.2, recheck_ms=0)
+TUNED = TurnConfig(
+    detector="smart",
+    smart_end_ms=200,
+    smart_ask_ms=100,
+    ask_threshold=0.95,
+    threshold=0.85,
+    wait_threshold=0.2,
+    recheck_ms=0,
+)
 """The three-zone policy tuned on the ``neural`` split (the smart defaults of :class:`facecast.config.Settings`):
 asked at 200 ms; >= 0.85 ends at once, <= 0.2 waits up to 2.5 s, in between ends at the 300 ms silence
 endpoint. Grid: ``smart_end_ms`` 120-240, ``threshold`` 0.7-0.95, ``wait_threshold`` 0.02-0.5,
@@ -171,7 +185,15 @@ chosen for the fewest cut-off turns (complete + incomplete) there, then the lowe
 waiting cut off 3 more incomplete turns). Reported on the ``real`` split. The server's smart settings add the
 pause transcript's text cues to it (``text_cues``; :mod:`facecast.turncues`), chosen on the neural split the
 same way: no complete turn cut off, then the fewest incomplete cut off (9 of 16 against 11 without), then the
-lowest complete-turn p50 (200 ms on the sample clock)."""
+lowest complete-turn p50 (200 ms on the sample clock).
+
+Then the early question, chosen the same way on the neural split with the live latency (the model's time
+queued on the sample clock): asked first at 100 ms, an answer >= 0.95 ends the turn at 200 ms and any other
+is asked again at 200 ms. Against asking at 200 ms only: no complete turn cut off either way, the same
+incomplete turns cut off (11 of 16 audio only, 7 of 16 with text), complete-turn p50 live 200 against 259 ms
+(audio only) and 200 against 252 ms (with text). With 0.85 for the early answer as well (one threshold), one
+complete turn ("I'd like to buy the red one, and a loaf of bread...", 0.89 at 100 ms of its comma's pause,
+0.54 at 200 ms) was cut in two; 0.9 and 0.95 tied, and the more cautious 0.95 was kept."""
 
 
 def default_detectors() -> list[tuple[str, TurnConfig]]:
@@ -262,9 +284,7 @@ def evaluate(
             if transcriber is None:
                 transcriber = WhisperTranscriber()
             reader = transcriber
-        results = [
-            run_turn(make_turn_detector(config, timer), item, timer, reader, config.preroll_ms) for item in items
-        ]
+        results = [run_turn(make_turn_detector(config, timer), item, reader, config.preroll_ms) for item in items]
         out[name] = (results, timer)
     return out
 
@@ -308,9 +328,11 @@ def endpoint_table(
         or f"End of turn: {len(items)} turns ({', '.join(f'{counts[k]} {k}' for k in KINDS)}; {'+'.join(splits)})",
         ["detector", "turns", "latency p50 ms", "p90 ms", "p99 ms", "p50 + model ms", "cut off", "no end"],
         note="Latency: end of speech -> turn ended, on the sample clock (20 ms chunks), for complete turns "
-        "(and the final end of incomplete ones); '+ model' adds the wall time of the model call that decided "
-        "it (a transcript's decode time is on the sample clock already: the text is handed in when its measured "
-        "decode would have finished). Cut off: the turn was ended before the player was done (inside a pause, or "
+        "(and the final end of incomplete ones); '+ model': when a live server would have ended it, each 20 ms "
+        "chunk arriving in real time and waiting for the detector's work on the ones before it (the model's "
+        "calls, timed here), so a model asked before the end hides its time inside the silence (a transcript's "
+        "decode time is on the sample clock already: the text is handed in when its measured decode would have "
+        "finished). Cut off: the turn was ended before the player was done (inside a pause, or "
         "split in two). Incomplete turns pause 300-1500 ms mid-sentence.",
     )
     raw: dict[str, Any] = {"turns": len(items), "kinds": counts, "splits": splits, "detectors": {}}
@@ -347,7 +369,14 @@ def endpoint_table(
                 f"{wall[1]:.0f} ms per decision."
             )
         per["results"] = [
-            {"name": r.name, "kind": r.kind, "latency_ms": r.latency_ms, "cut_off": r.cut_off, "ends": r.ends}
+            {
+                "name": r.name,
+                "kind": r.kind,
+                "latency_ms": r.latency_ms,
+                "live_ms": r.latency_ms + r.decision_ms,
+                "cut_off": r.cut_off,
+                "ends": r.ends,
+            }
             for r in results
         ]
         raw["detectors"][name] = per
@@ -373,6 +402,7 @@ async def endpoint_tables(quick: bool = False) -> tuple[list[Table], dict[str, A
         (f"silence {settings.endpoint_ms} ms", replace(settings, turn_detector="silence").turn_config(lead)),
         ("smart as first built", replace(BEFORE, end_ms=settings.endpoint_ms)),
         ("smart, audio only", replace(smart, turn_text_cues=False).turn_config(lead)),
+        ("smart + text, asked at the end only", replace(smart, smart_ask_ms=0).turn_config(lead)),
         ("smart + text (opt-in)", smart.turn_config(lead)),
     ]
     items = await turn_set()
@@ -411,18 +441,20 @@ async def endpoint_tables(quick: bool = False) -> tuple[list[Table], dict[str, A
     table.note += " Questions that waited for max_wait_ms: " + ", ".join(f"{n} {w}" for n, w in waited.items()) + "."
     tables.append(table)
     raw["espeak"]["waited_max"] = waited
-    before, tuned = detectors[1][1], detectors[3][1]
+    before, tuned = detectors[1][1], detectors[-1][1]
     for table in tables:
         table.note += (
             f" Smart as first built: asked after {before.smart_end_ms} ms of silence, >= {before.threshold} ends,"
             f" else waits up to {before.max_wait_ms} ms. Smart, audio only (the smart settings' defaults, tuned on"
             f" the neural split, without text cues): asked"
-            f" after {tuned.smart_end_ms} ms, >= {tuned.threshold} ends at once, <= {tuned.wait_threshold} waits up"
-            f" to {tuned.max_wait_ms} ms, in between ends at {tuned.end_ms} ms of silence"
+            f" after {tuned.smart_ask_ms} ms, >= {tuned.ask_threshold} ends at {tuned.smart_end_ms} ms, else asked"
+            f" again at {tuned.smart_end_ms} ms: >= {tuned.threshold} ends at once, <= {tuned.wait_threshold} waits"
+            f" up to {tuned.max_wait_ms} ms, in between ends at {tuned.end_ms} ms of silence"
             + (f", re-asked every {tuned.recheck_ms} ms while waiting." if tuned.recheck_ms else ".")
             + " Smart + text (the smart settings' defaults): the same, and the transcript of each pause (Whisper"
             " base, decoded from the 100 ms pause on, its measured time on the sample clock) is judged by the text"
             " cue: incomplete waits, complete ends an unsure pause (which waits for it up to"
-            f" {tuned.text_wait_ms} ms)."
+            f" {tuned.text_wait_ms} ms). Asked at the end only: the same with smart_ask_ms 0 (the model asked at"
+            f" {tuned.smart_end_ms} ms only; the defaults before the early question)."
         )
     return tables, raw

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..llm.history import DEFAULT_PERSONA
 from ..llm.local import DEFAULT_MODEL, EMBEDDED_MODELS, LocalLLM, LocalLLMOptions
 from ..text import SentenceSplitter, SplitterConfig
 from ..types import ChatMessage
@@ -49,13 +50,8 @@ __all__ = [
     "main",
 ]
 
-PERSONA = (
-    "You are Bram, the gruff but kind blacksmith of Oakvale, a village in a fantasy world. You are talking "
-    "with a traveller out loud. Stay in character: you know nothing of computers, code or the modern world, "
-    "and you are never an AI. Answer in one to three short spoken sentences of plain words: no lists, no "
-    "markdown, no emoji, no stage directions."
-)
-"""The game-character persona every model is measured with."""
+PERSONA = DEFAULT_PERSONA
+"""The game-character persona every model is measured with: Facecast's built-in one."""
 
 PLAYER_LINES: tuple[str, ...] = (
     # greetings

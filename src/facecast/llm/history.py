@@ -39,7 +39,14 @@ __all__ = [
     "persona_prompt",
 ]
 
-_DEFAULT_CHARACTER = "You are a friendly character in a video game, talking with the player out loud."
+_DEFAULT_CHARACTER = (
+    "You are Bram, the gruff but kind blacksmith of Oakvale, a village in a fantasy world. You are talking with a "
+    "traveller out loud. Stay in character: you know nothing of computers, code or the modern world, and you are "
+    "never an AI."
+)
+"""The built-in character. A concrete person with a name, a trade and a place: told only that it is "a character
+in a video game", the embedded 0.5B model introduced itself as "an AI named ChatGPT". It is the persona the
+language models are measured with (:mod:`facecast.bench.llm_bench`)."""
 
 SPEAKING_RULES = (
     "Answer in one to three short spoken sentences of plain words: no lists, no markdown, no emoji, no stage "

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import re
 import threading
 import weakref
 import zlib
@@ -310,7 +311,11 @@ class WhisperSTT:
 
 
 def _loops(text: str) -> bool:
-    """True when some three words come three times or more: a decoder loop, not a player's turn."""
-    words = text.lower().split()
+    """True for a decoder loop, not a player's turn: some three words come three times or more, or the text
+    ends by saying its last five words or more again at once ("he was not an ill disposed young man he was not
+    an ill disposed young man": beam search on a short encoding repeats a whole sentence)."""
+    words = re.sub(r"[^\w\s']", " ", text.lower()).split()
     trigrams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
-    return any(trigrams.count(t) >= 3 for t in set(trigrams))
+    if any(trigrams.count(t) >= 3 for t in set(trigrams)):
+        return True
+    return any(words[-2 * n : -n] == words[-n:] for n in range(5, len(words) // 2 + 1))
