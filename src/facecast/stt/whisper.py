@@ -259,7 +259,7 @@ class WhisperSTT:
                 max_new_tokens=min(220, 16 + int(_TOKENS_PER_SECOND * len(speech) / WHISPER_RATE)),
                 hotwords=opts.hotwords or None,
             )
-            return " ".join(text for s in segments if (text := str(s.text).strip()))
+            return _unrepeat(" ".join(text for s in segments if (text := str(s.text).strip())))
         except Exception as exc:  # CTranslate2/tokenizer failures: the service failed, not the caller
             raise ServiceError(f"whisper failed while decoding: {exc!r}") from exc
 
@@ -268,9 +268,10 @@ class WhisperSTT:
         :data:`_TAIL` of silence instead of Whisper's fixed 30 s window (the encoder's cost grows with its
         input: a 3 s turn encodes ~30 times faster). The trailing silence keeps Whisper's end-of-speech
         cue, so accuracy holds (``facecast.bench.stt_bench`` measures it on real speech); without it the
-        decoder loops. None when the decode looks like a loop anyway (Whisper's own test: the text compresses
-        more than 2.4 times; or three words come three times; or it used every token allowed): the caller then
-        decodes the 30 s window."""
+        decoder loops. A text that says itself again from its first word is said once (:func:`_unrepeat`).
+        None when the decode looks like a loop anyway (Whisper's own test: the text compresses more than 2.4
+        times; or three words come three times; or it used every token allowed): the caller then decodes the
+        30 s window (whose text is said once too)."""
         import ctranslate2
         from faster_whisper.tokenizer import Tokenizer
 
@@ -304,6 +305,9 @@ class WhisperSTT:
         if result.no_speech_prob > _NO_SPEECH and average < _LOG_PROB:
             return ""
         text = str(tokenizer.decode(tokens)).strip()
+        once = _unrepeat(text)
+        if once != text:  # the sentence, then the same again: it was said once
+            return once
         raw = text.encode()
         if len(tokens) >= limit or (len(raw) > 24 and len(raw) / len(zlib.compress(raw)) > 2.4) or _loops(text):
             return None
@@ -311,11 +315,22 @@ class WhisperSTT:
 
 
 def _loops(text: str) -> bool:
-    """True for a decoder loop, not a player's turn: some three words come three times or more, or the text
-    ends by saying its last five words or more again at once ("he was not an ill disposed young man he was not
-    an ill disposed young man": beam search on a short encoding repeats a whole sentence)."""
-    words = re.sub(r"[^\w\s']", " ", text.lower()).split()
+    """True when some three words come three times or more: a decoder loop, not a player's turn."""
+    words = text.lower().split()
     trigrams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
-    if any(trigrams.count(t) >= 3 for t in set(trigrams)):
-        return True
-    return any(words[-2 * n : -n] == words[-n:] for n in range(5, len(words) // 2 + 1))
+    return any(trigrams.count(t) >= 3 for t in set(trigrams))
+
+
+def _unrepeat(text: str) -> str:
+    """``text`` said once when the decoder said it again from its first word (five words or more, the
+    second time cut short or not): "He began a confused complaint ... on the left. He began a confused
+    complaint ... on" is "He began a confused complaint ... on the left." Beam search loops this way on
+    read sentences, in the short encoding and in the 30 s window alike. Shorter repeats ("no no no", "I said
+    yes, I said yes.") are left as spoken."""
+    tokens = text.split()
+    words = [re.sub(r"[^\w']", "", t.lower()) for t in tokens]
+    n = len(words)
+    for period in range(5, n - 4):  # the repeat is at least five words long
+        if words[period:] == words[: n - period]:
+            return " ".join(tokens[:period])
+    return text
