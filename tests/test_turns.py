@@ -132,9 +132,13 @@ def test_asked_before_the_end_a_complete_turn_ends_at_smart_end_ms() -> None:
 
 def test_smart_ask_ms_is_checked() -> None:
     assert TurnConfig(smart_end_ms=200, smart_ask_ms=0).smart_ask_ms == 0
-    for bad in (10, 240):
-        with pytest.raises(ConfigError, match="smart_ask_ms"):
-            TurnConfig(smart_end_ms=200, smart_ask_ms=bad)
+    with pytest.raises(ConfigError, match="smart_ask_ms"):
+        TurnConfig(smart_end_ms=200, smart_ask_ms=10)
+    # asking later than the end is asking at the end: lowering --smart-end-ms alone stays valid
+    late = replace(SMART, smart_end_ms=80, smart_ask_ms=100, threshold=0.85, wait_threshold=0.2)
+    model = Model(0.9)
+    assert run([True] * 30 + [False] * 50, model, late)[-1] == SpeechEnded(30 * FRAME, 34 * FRAME)
+    assert [at for at, _ in model.asked] == [34 * FRAME]
     for bad_p in (0.0, 1.0):
         with pytest.raises(ConfigError, match="ask_threshold"):
             TurnConfig(ask_threshold=bad_p)

@@ -106,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--smart-ask-ms",
         type=int,
-        help="smart turns: silence after which the end-of-turn model is asked, at most --smart-end-ms; its time "
-        "then passes inside that silence (default 100; 0: at --smart-end-ms)",
+        help="smart turns: silence after which the end-of-turn model is asked, sooner than --smart-end-ms; its time "
+        "then passes inside that silence (default 100; 0 or more than --smart-end-ms: at --smart-end-ms)",
     )
     p.add_argument(
         "--turn-ask-threshold",

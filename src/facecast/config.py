@@ -101,8 +101,8 @@ class Settings:
     smart_end_ms: int = 200
     """``smart``: silence after which a turn the end-of-turn model calls finished ends."""
     smart_ask_ms: int = 100
-    """``smart``: silence after which the model is asked (at most ``smart_end_ms``; 0: at ``smart_end_ms``). Asked
-    sooner than the end, its own time passes inside the silence the turn waits for anyway."""
+    """``smart``: silence after which the model is asked (0, or not below ``smart_end_ms``: at ``smart_end_ms``).
+    Asked sooner than the end, its own time passes inside the silence the turn waits for anyway."""
     turn_ask_threshold: float = 0.95
     """``smart``: the probability of "finished" an answer asked before ``smart_end_ms`` needs to end the turn at
     ``smart_end_ms`` (``turn_threshold`` when that is higher); below it, the model is asked again at

@@ -143,7 +143,7 @@ class SmartTurnDetector:
         self._zone: str | None = None  # the model's answer in this pause: complete, unsure, wait (None: not asked)
         self._text: Cue | None = None  # the cue of this pause's transcript (None: not arrived)
         self._smart_frames = max(1, cfg.smart_end_ms // 20)
-        self._ask_frames = max(1, cfg.smart_ask_ms // 20) if cfg.smart_ask_ms else self._smart_frames
+        self._ask_frames = min(self._smart_frames, max(1, cfg.smart_ask_ms // 20) if cfg.smart_ask_ms else 10**9)
         self._ask_threshold = max(cfg.threshold, cfg.ask_threshold)
         self._end_frames = max(1, cfg.end_ms // 20)
         self._text_wait_frames = max(self._end_frames, cfg.text_wait_ms // 20)

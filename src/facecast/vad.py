@@ -112,9 +112,10 @@ class TurnConfig:
     """``smart``: silence after which the end-of-turn model is asked whether the turn is complete, and the
     earliest end of a turn it calls complete."""
     smart_ask_ms: int = 0
-    """``smart``: silence after which the model is asked, when sooner than ``smart_end_ms`` (0: at
-    ``smart_end_ms``). Its answer is kept for the end at ``smart_end_ms``: the model's own time passes while the
-    silence goes on, and a pause shorter than ``smart_end_ms`` never ends a turn."""
+    """``smart``: silence after which the model is asked, when sooner than ``smart_end_ms`` (0, or a value not
+    below ``smart_end_ms``: at ``smart_end_ms``). Its answer is kept for the end at ``smart_end_ms``: the
+    model's own time passes while the silence goes on, and a pause shorter than ``smart_end_ms`` never ends a
+    turn."""
     ask_threshold: float = 0.95
     """``smart`` with ``smart_ask_ms``: the probability of "complete" at or above which the early answer ends the
     turn at ``smart_end_ms``; any other early answer decides nothing (the model is asked again at
@@ -144,8 +145,8 @@ class TurnConfig:
                 raise ConfigError(f"turn detection {name} must be at least 20 ms")
         if self.detector not in ("smart", "silence"):
             raise ConfigError(f"turn detector must be 'smart' or 'silence', got {self.detector!r}")
-        if self.smart_ask_ms != 0 and not 20 <= self.smart_ask_ms <= self.smart_end_ms:
-            raise ConfigError("turn detection smart_ask_ms must be 0 (at smart_end_ms) or 20 ms up to smart_end_ms")
+        if self.smart_ask_ms != 0 and self.smart_ask_ms < 20:
+            raise ConfigError("turn detection smart_ask_ms must be 0 (at smart_end_ms) or at least 20 ms")
         if self.max_wait_ms <= self.smart_end_ms:
             raise ConfigError("turn detection max_wait_ms must be longer than smart_end_ms")
         if not 0.0 < self.threshold < 1.0:
