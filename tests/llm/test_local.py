@@ -127,6 +127,24 @@ async def test_the_built_in_character_stays_a_person(llm: LocalLLM, line: str) -
     assert not re.search(r"ChatGPT|OpenAI|GPT-\d|language model", reply, re.I), reply
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        "I have a thousand thoughts about that thing.",
+        "Finish it. He just decided to fail it instead.",
+        "Tell me about yourself.",
+    ],
+)
+async def test_the_built_in_character_does_not_recite_its_prompt(llm: LocalLLM, line: str) -> None:
+    # told "you know nothing of computers, code or the modern world", the model answered the first two lines
+    # (real transcripts of the voice-to-voice benchmark) with "I'm not a computer or code person", the third
+    # with "... I am not an AI and do not have any computers or code to work with"
+    reply = await llm.complete(chat(line))
+    assert reply.strip(), line
+    recited = re.search(r"computer|\bcode\b|modern world|out loud|in character|\bAI\b|real person", reply, re.I)
+    assert not recited, reply
+
+
 async def test_closing_early_stops_generation(llm: LocalLLM) -> None:
     before = llm.generated_tokens_total()
     stream = llm.stream(chat("Count from one to one hundred, separated by commas, without stopping."))

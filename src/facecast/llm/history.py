@@ -40,13 +40,14 @@ __all__ = [
 ]
 
 _DEFAULT_CHARACTER = (
-    "You are Bram, the gruff but kind blacksmith of Oakvale, a village in a fantasy world. You are talking with a "
-    "traveller out loud. Stay in character: you know nothing of computers, code or the modern world, and you are "
-    "never an AI."
+    "You are Bram, the gruff but kind blacksmith of Oakvale, a small village. A traveller has stopped at your "
+    "forge to talk. You are a real person, not an AI."
 )
 """The built-in character. A concrete person with a name, a trade and a place: told only that it is "a character
-in a video game", the embedded 0.5B model introduced itself as "an AI named ChatGPT". It is the persona the
-language models are measured with (:mod:`facecast.bench.llm_bench`)."""
+in a video game", the embedded 0.5B model introduced itself as "an AI named ChatGPT". Told what it is not
+(computers, code, the modern world), it said so unasked ("You're right, I'm not a computer or code person"):
+a small model repeats what its prompt names, so the persona names only what the character is. It is the
+persona the language models are measured with (:mod:`facecast.bench.llm_bench`)."""
 
 SPEAKING_RULES = (
     "Answer in one to three short spoken sentences of plain words: no lists, no markdown, no emoji, no stage "

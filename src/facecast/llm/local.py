@@ -96,9 +96,11 @@ class LocalLLMOptions:
     anything else is the path of a ``.gguf`` file. ``temperature`` 0 is greedy (repeatable). ``max_tokens``
     caps one reply; ``max_sentences`` ends it earlier, after that many complete sentences (spoken replies
     should be short). ``n_ctx`` is the context window in tokens, shared by the ``parallel`` slots
-    (conversations answered at the same time; more wait their turn). ``threads`` ``None`` uses half the CPU
-    cores (at least 1, at most 8) for generation: llama.cpp slows down badly when its threads compete for
-    cores; prompt evaluation uses every core (up to 8). ``seed``
+    (conversations answered at the same time; more wait their turn). ``threads`` ``None`` generates with
+    every core on a machine of one or two, else half the cores (2 to 8), leaving the rest to speech
+    synthesis and the face; prompt evaluation uses every core (up to 8). On 2 cores, two threads instead of
+    one generate ~45% faster (35 against 24 tokens/s) and put the first sentence of a voice-to-voice reply
+    ~250 ms sooner, with the voice still streaming ahead of playback (``facecast bench --only v2v``). ``seed``
     makes sampling repeatable.
     """
 
@@ -150,7 +152,8 @@ class GenerationStats:
 
 
 def _default_threads() -> int:
-    return max(1, min(8, (os.cpu_count() or 2) // 2))
+    cores = os.cpu_count() or 1
+    return cores if cores <= 2 else max(2, min(8, cores // 2))
 
 
 def _import_xllamacpp() -> Any:
@@ -271,7 +274,7 @@ class LocalLLM:
         params.cpuparams.n_threads = threads
         # Prompt evaluation is compute-bound and runs while nothing else of the turn does (the transcript is
         # final, speech has not started): it gets every core (measured: first token ~150-200 ms sooner on 2
-        # cores). Generation is memory-bound and overlaps with speech synthesis: it keeps ``threads``.
+        # cores). Generation overlaps with speech synthesis after the first sentence: it keeps ``threads``.
         params.cpuparams_batch.n_threads = max(threads, min(8, os.cpu_count() or 1))
         if opts.seed is not None:
             params.sampling.seed = opts.seed
