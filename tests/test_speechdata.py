@@ -46,6 +46,25 @@ def test_texts_come_from_the_sources(corpus: list[speechdata.Clip]) -> None:
         assert by_name[hard].category == "hard"
 
 
+def test_words_from_before_the_audio_are_not_a_reference(corpus: list[speechdata.Clip]) -> None:
+    from facecast.audio import read_audio
+    from facecast.bench.turnset import align_words
+
+    by_name = {c.name: c for c in corpus}
+    for name, prefix in speechdata.BEFORE_THE_AUDIO.items():
+        clip = by_name[name]
+        audible = speechdata.audible_text(clip)
+        assert clip.text == f"{prefix} {audible}"  # the source's text is kept; only its first words go
+        pcm, rate = read_audio(clip.path)
+        assert rate == 16_000
+        # the evidence: the aligner cannot fit the source's transcript to the audio, and fits the rest
+        assert align_words(pcm, clip.text) is None, name
+        words = align_words(pcm, audible)
+        assert words is not None and [w for w, _, _ in words][:2] == audible.split()[:2], (name, words)
+    others = [c for c in corpus if c.name not in speechdata.BEFORE_THE_AUDIO]
+    assert all(speechdata.audible_text(c) == c.text for c in others)
+
+
 def test_filter_by_category(corpus: list[speechdata.Clip]) -> None:
     read = clips("read")
     assert read and all(c.category == "read" for c in read)

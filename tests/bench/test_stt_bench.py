@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from facecast.bench.stt_bench import normalise, wer
+from facecast.bench.stt_bench import normalise, rescore, wer
 
 
 @pytest.mark.parametrize(
@@ -33,3 +33,26 @@ def test_wer_counts_substitutions_insertions_and_deletions() -> None:
     assert wer("the red one", "the red one please") == pytest.approx(1 / 3)
     assert wer("the red one", "red one") == pytest.approx(1 / 3)
     assert wer("in n a i think", "in NA I think") == 0.0
+
+
+def test_a_source_transcript_with_words_the_audio_lacks_gets_a_row_of_its_own() -> None:
+    def row(clip: str, reference: str, hypothesis: str, **more: str) -> dict[str, object]:
+        return {"clip": clip, "category": "conversational", "audio_s": 2.0, "decode_s": 0.1,
+                "reference": reference, "hypothesis": hypothesis, **more}  # fmt: skip
+
+    raw = {
+        "engine": [
+            row(
+                "a",
+                "finished it he just left",
+                "finish it he just left",
+                source_reference="hey josh finished it he just left",
+            ),
+            row("b", "very good team", "very good team"),
+        ]
+    }
+    rows = {r[1]: r for r in rescore(raw).rows}
+    assert rows["conversational"][2:5] == ["2", "8", "12.5"]  # 1 error in 8 words
+    assert rows["conversational, the source's transcripts"][2:5] == ["2", "10", "30.0"]  # + "hey josh" missed
+    assert "read, the source's transcripts" not in rows
+    assert rows["read + conversational"][3] == "8"
