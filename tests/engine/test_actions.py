@@ -148,3 +148,31 @@ async def test_a_characters_own_actions_apply_when_the_hello_declares_none() -> 
     assert [a["arguments"] for a in rec.of_type("action")] == [{"item": "key"}]
     assert "give_item" in llm.seen[0][0].content and llm.seen[0][0].content.startswith("You are Mora.")
     await session.close()
+
+
+async def test_a_reply_without_words_or_actions_is_reported() -> None:
+    # a language model that answers with a stage direction only gives nothing to speak
+    rec = Recorder()
+    session = EngineSession(Services(FakeSTT(), FakeLLM("*nods slowly*"), FakeTTS(rate=16000), FakeFace()), rec)
+    await session.handle_text(hello())
+    await session.handle_text(json.dumps({"type": "text", "text": "Well?"}))
+    error = await rec.wait_for("error")
+    assert error["code"] == "empty_reply" and "said nothing" in error["message"]
+    [end] = rec.of_type("utterance_end")
+    kinds = _kinds(rec)
+    assert kinds.index("utterance_start") < kinds.index("utterance_end") < kinds.index("error")
+    assert not rec.of_type("reply_text")
+    # the session goes on answering
+    await session.handle_text(json.dumps({"type": "text", "text": "Again?"}))
+    await rec.wait_for("utterance_end", 2)
+    await session.close()
+    # an action alone is a reply: no error
+    rec = Recorder()
+    llm = FakeLLM('{"name": "give_item", "arguments": {"item": "key"}}')
+    session = EngineSession(Services(FakeSTT(), llm, FakeTTS(rate=16000), FakeFace()), rec)
+    await session.handle_text(hello())
+    await session.handle_text(json.dumps({"type": "text", "text": "The key?"}))
+    await rec.wait_for("utterance_end")
+    await asyncio.sleep(0.05)
+    assert rec.of_type("action") and not rec.of_type("error")
+    await session.close()

@@ -184,7 +184,9 @@ class Replies:
         speech_end_sample: int | None = None,
     ) -> str:
         """Send the reply's events; the sentences go to ``said``. Returns how it ended: ``completed`` or the
-        error code reported to the client."""
+        error code reported to the client (``empty_reply`` after a reply without a word or an action, e.g. a
+        language model that answered with nothing or only a stage direction: the utterance still starts and
+        ends, with no audio)."""
         release: asyncio.Task[None] | None = None
         outcome = "completed"
         try:
@@ -201,6 +203,9 @@ class Replies:
                         await self._finish(event, release)
                     else:
                         await self._send_event(event)
+            if not said:  # no words and no action: the player would see nothing happen, and not know why
+                outcome = "empty_reply"
+                await self._ctx.error("empty_reply", "the character said nothing: its reply held no words to speak")
         except FacecastError as exc:
             outcome = exc.code
             await self._ctx.error(exc.code, str(exc))
