@@ -185,9 +185,9 @@ first sample). The evidence, on 2026-12-07: pocketsphinx cannot force-align eith
 (every word is in its dictionary), and aligns it once these words are left out ("could have finished it he
 just decided ...", "it's a very good team ..."); two independent recognisers, Whisper base and Moonshine base
 (which writes fillers Whisper drops: "Ah, with only like four games to go."), both begin the clips with
-"Finish it. He just decided ..." and "(A) very good team though in NA ..."; and forced to, the aligner puts
-"hey josh" in the first 0.2 s or fails. Only the words before the longest suffix the aligner places are
-dropped. :func:`audible_text` applies this; ``Clip.text`` stays the source's."""
+"Finish it. He just decided ..." and "(A) very good team though in NA ...". The aligner also fails with one
+or two words fewer ("josh could have ...", "i i still think ...", "still think it's a ..."): only the words
+before the longest suffix it places are dropped. :func:`audible_text` applies this; ``Clip.text`` stays the source's."""
 
 
 def audible_text(clip: Clip) -> str:

@@ -55,6 +55,16 @@ async def test_a_spoken_turn_is_answered_with_audio_and_a_face_released_by_the_a
     assert log.model == "gpt-realtime"
 
 
+async def test_an_answer_heard_without_its_transcript_is_a_reply(learned: LearnedAnimator) -> None:
+    # no words to show, but a voice: not an empty reply (that error is for replies with nothing at all)
+    async with OpenAIRealtimeServer(RealtimeServerConfig(api_key=KEY, transcripts=False)) as api:
+        async with facecast(model(api.url), learned) as server, EngineSim(SimConfig(url=server.ws_url)) as sim:
+            report = await sim.say_audio(await spoken("Hello there, how are you today?"), MIC, timeout=40)
+    [utt] = report.utterances
+    assert utt.ended and utt.samples > 24000 and not utt.text
+    assert report.errors == []
+
+
 async def test_barge_in_clears_the_engine_and_truncates_the_answer_to_what_was_played(
     learned: LearnedAnimator,
 ) -> None:

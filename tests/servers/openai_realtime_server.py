@@ -70,6 +70,8 @@ class RealtimeServerConfig:
     """Seconds before ``session.updated`` answers ``session.update`` (a slow start)."""
     late_deltas: int = 0
     """Audio deltas of a cancelled response still sent after ``response.cancel`` (in flight, as on a network)."""
+    transcripts: bool = True
+    """Send the answer's transcript deltas (False: its audio only)."""
 
 
 @dataclass
@@ -271,7 +273,7 @@ class _Session:
             if self.config.pace > 0:
                 await asyncio.sleep(max(0.0, started + made / self.config.pace - loop.time()))
                 made += len(pcm) / 2 / RATE
-            if words:
+            if words and self.config.transcripts:
                 await self.send({"type": text_delta, **where, "delta": words})
             if pcm:
                 await self.send({"type": audio_delta, **where, "delta": base64.b64encode(pcm).decode()})

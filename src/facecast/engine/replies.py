@@ -184,11 +184,12 @@ class Replies:
         speech_end_sample: int | None = None,
     ) -> str:
         """Send the reply's events; the sentences go to ``said``. Returns how it ended: ``completed`` or the
-        error code reported to the client (``empty_reply`` after a reply without a word or an action, e.g. a
-        language model that answered with nothing or only a stage direction: the utterance still starts and
-        ends, with no audio)."""
+        error code reported to the client (``empty_reply`` after a reply without a word, a sound or an action,
+        e.g. a language model that answered with nothing or only a stage direction: the utterance still starts
+        and ends, with no audio)."""
         release: asyncio.Task[None] | None = None
         outcome = "completed"
+        samples = 0
         try:
             async with closing(events):
                 async for event in events:
@@ -200,10 +201,11 @@ class Replies:
                     elif isinstance(event, ActionOut) and event.call is not None:
                         said.append(f"<{event.call.name} {json.dumps(event.call.arguments, ensure_ascii=False)}>")
                     if isinstance(event, UtteranceEnded):
+                        samples = event.samples
                         await self._finish(event, release)
                     else:
                         await self._send_event(event)
-            if not said:  # no words and no action: the player would see nothing happen, and not know why
+            if not said and not samples:  # nothing said, heard or done: the player would not know why
                 outcome = "empty_reply"
                 await self._ctx.error("empty_reply", "the character said nothing: its reply held no words to speak")
         except FacecastError as exc:

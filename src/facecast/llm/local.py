@@ -99,8 +99,8 @@ class LocalLLMOptions:
     (conversations answered at the same time; more wait their turn). ``threads`` ``None`` generates with
     every core on a machine of one or two, else half the cores (2 to 8), leaving the rest to speech
     synthesis and the face; prompt evaluation uses every core (up to 8). On 2 cores, two threads instead of
-    one generate ~45% faster (35 against 24 tokens/s) and put the first sentence of a voice-to-voice reply
-    ~250 ms sooner, with the voice still streaming ahead of playback (``facecast bench --only v2v``). ``seed``
+    one generate ~45% faster (35 against 24 tokens/s) and answer a voice-to-voice turn ~290 ms sooner (p50,
+    back to back), with the voice still streaming ahead of playback (``facecast bench --only v2v``). ``seed``
     makes sampling repeatable.
     """
 
