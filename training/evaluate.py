@@ -16,6 +16,10 @@ time) and compares with the phonetic animator's frames from the TTS phoneme timi
   JawOpen (and MouthClose); positive = the prediction is late;
 - speed: :func:`facecast.bench.face_bench.learned_speed`.
 
+With ``--neural N``, the same scores on N held-out sentences spoken by the neural voices with phoneme timing
+(hibari and Piper joe, half each; their only voices, so the sentences are held out, not the voices), the
+kind of TTS without timing the learned face animates at run time.
+
 With ``--real``, also real human speech (:mod:`facecast.bench.face_real_bench`): the recordings of
 :mod:`facecast.speechdata` with pocketsphinx forced-alignment phones, split into a validation and an
 evaluation half; closure recall on p/b/m, open-vowel recall, open/mid vowels shown closed and lag, for this
@@ -52,17 +56,30 @@ CLOSED = 0.3
 _OPEN_VISEMES = {"aa", "ah"}
 
 
-async def evaluate(utterances: int, seed: int, model: str | None) -> dict[str, object]:
+NEURAL_MIX = {"hibari": 0.5, "piper": 0.5}
+"""``--neural``: the neural voices with phoneme timing that synthesise fast enough to evaluate on (Kokoro,
+~0.3x real time here, is left out)."""
+
+
+async def evaluate(
+    utterances: int, seed: int, model: str | None, mix: dict[str, float] | None = None
+) -> dict[str, object]:
+    """Held-out espeak-ng voices (``mix`` None), or with ``mix`` the neural voices speaking held-out sentences
+    (the held-out vocabulary, another seed than the espeak-ng split; the voices themselves are the training
+    ones: hibari and Piper each ship one)."""
     animator = LearnedAnimator(model)
     words = load_words(random.Random(seed))
     _, count, voices, variants, split_seed, vocab = splits(words, seed, 0, utterances)[1]
+    if mix is not None:
+        split_seed += 1000
     channels = [INDEX[c] for c in MOUTH_CHANNELS]
     jaw, close = MOUTH_CHANNELS.index("JawOpen"), MOUTH_CHANNELS.index("MouthClose")
     results: dict[str, object] = {"utterances": count, "voices": voices, "variants": variants}
     per: dict[str, dict[str, list[np.ndarray]]] = {k: {"p": [], "t": []} for k in ("clean", "augmented")}
     hits = {"clean": [0, 0], "augmented": [0, 0]}
     vowels: dict[str, list[tuple[float, bool, float]]] = {"clean": [], "augmented": []}
-    async for utt, target, versions in iter_split(count, voices, variants, split_seed, vocab):
+    async for utt, target, versions in iter_split(count, voices, variants, split_seed, vocab, mix):
+        rate_in = utt.sample_rate
         for audio, rate, how in versions:
             kind = "clean" if how == "clean" else "augmented"
             pred = animator.render(audio, rate)[:, channels]
@@ -71,17 +88,17 @@ async def evaluate(utterances: int, seed: int, model: str | None) -> dict[str, o
             per[kind]["p"].append(pred)
             per[kind]["t"].append(tgt)
             for ph in utt.phonemes:
-                lo = int(np.floor(ph.start * FPS / 22050)) - 1
-                hi = int(np.ceil(ph.end * FPS / 22050)) + 1
+                lo = int(np.floor(ph.start * FPS / rate_in)) - 1
+                hi = int(np.ceil(ph.end * FPS / rate_in)) + 1
                 lo, hi = max(lo, 0), min(hi, n)
                 if hi <= lo:
                     continue
-                visemes = lookup(ph.symbol).visemes
+                visemes = lookup(ph.symbol, ph.alphabet).visemes
                 if visemes == ("PP",):
                     hits[kind][1] += 1
                     hits[kind][0] += int(pred[lo:hi, close].max() >= CLOSED)
                 elif visemes[0] in _OPEN_VISEMES:
-                    centre = min(n - 1, round((ph.start + ph.end) / 2 * FPS / 22050))
+                    centre = min(n - 1, round((ph.start + ph.end) / 2 * FPS / rate_in))
                     vowels[kind].append(
                         (float(pred[centre, jaw]), bool(pred[centre, close] >= CLOSED), float(tgt[centre, jaw]))
                     )
@@ -112,6 +129,12 @@ def main() -> None:
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--no-heldout", action="store_true", help="skip the held-out espeak-ng voices")
+    parser.add_argument(
+        "--neural",
+        type=int,
+        default=0,
+        help="also this many held-out sentences spoken by the neural voices (hibari, Piper); 0: skip",
+    )
     parser.add_argument("--real", action="store_true", help="also score real human speech beside Rhubarb")
     parser.add_argument("--baseline", help="another mouth.json to score beside --model on real speech")
     parser.add_argument("--no-rhubarb", action="store_true")
@@ -120,6 +143,8 @@ def main() -> None:
     results: dict[str, object] = {}
     if not args.no_heldout:
         results = asyncio.run(evaluate(args.utterances, args.seed, args.model))
+    if args.neural:
+        results["neural"] = asyncio.run(evaluate(args.neural, args.seed, args.model, NEURAL_MIX))
     if args.real:
         from facecast.bench.face_real_bench import evaluate_real, real_speech_table
 

@@ -202,6 +202,7 @@ def main() -> None:
         "trained_with": {
             "seed": data.get("seed"),
             "args": trained.get("args"),
+            "datasets": trained.get("datasets"),
             "train_hours": trained.get("train_hours"),
             "wall_s": trained.get("wall_s"),
         },

@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover
 
 __all__ = ["load_split", "batches", "train", "main"]
 
+_CLOSED = 0.3  # target MouthClose at or above: the lips are closed (the evaluations' definition)
 _HEAVY = {
     "JawOpen": 3.0,
     "MouthClose": 3.0,
@@ -74,8 +75,17 @@ def batches(
     return out
 
 
-def _loss(pred: torch.Tensor, y: torch.Tensor, m: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def _loss(
+    pred: torch.Tensor,
+    y: torch.Tensor,
+    m: torch.Tensor,
+    weights: torch.Tensor,
+    closure: tuple[int, float] | None = None,
+) -> torch.Tensor:
     err = ((pred - y) ** 2 * weights).sum(-1)
+    if closure is not None:  # frames whose target closes the lips weigh (1 + extra) times as much
+        channel, extra = closure
+        err = err * (1.0 + extra * (y[..., channel] >= _CLOSED).float())
     vel = (((pred[:, 1:] - pred[:, :-1]) - (y[:, 1:] - y[:, :-1])) ** 2 * weights).sum(-1)
     mv = m[:, 1:] * m[:, :-1]
     return (err * m).sum() / m.sum() + 2.0 * (vel * mv).sum() / mv.sum()
@@ -121,16 +131,28 @@ def init_from(path: Path, config: ModelConfig) -> MouthNet:
     return model
 
 
+def _dataset_settings(folder: Path) -> dict[str, object]:
+    """What ``make_dataset.py`` recorded of a dataset (seed, voice mix, ...), for the model's description."""
+    config = json.loads((folder / "config.json").read_text())
+    return {"data": str(folder), **{k: v for k, v in config.items() if k not in ("features", "channels")}}
+
+
 def train(args: argparse.Namespace) -> dict[str, object]:
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(args.threads)
-    data_dir = Path(args.data)
-    meta = json.loads((data_dir / "config.json").read_text())
-    xs, ys, delay = load_split(data_dir / "train.npz")
-    ex, ey, _ = load_split(data_dir / "eval.npz")
+    data_dirs = [Path(d) for d in args.data]
+    meta = json.loads((data_dirs[0] / "config.json").read_text())
+    xs, ys, delay = load_split(data_dirs[0] / "train.npz")
+    for extra_dir in data_dirs[1:]:  # more training data: the same features and channels, its own voices
+        other = json.loads((extra_dir / "config.json").read_text())
+        if (other["features"], other["channels"], other["delay"]) != (meta["features"], meta["channels"], delay):
+            raise SystemExit(f"--data {extra_dir} has other features, channels or delay than {data_dirs[0]}")
+        more_x, more_y, _ = load_split(extra_dir / "train.npz")
+        xs, ys = xs + more_x, ys + more_y
+    ex, ey, _ = load_split(data_dirs[0] / "eval.npz")  # held out: the first dataset's
     channels: list[str] = meta["channels"]
     config = ModelConfig(n_in=xs[0].shape[1], n_out=len(channels), width=args.width, delay=delay)
     model = MouthNet(config)
@@ -142,6 +164,7 @@ def train(args: argparse.Namespace) -> dict[str, object]:
         model.std.copy_(torch.from_numpy(stacked.std(0) + 1e-3))
         del stacked
     weights = torch.tensor([_HEAVY.get(c, 1.0) for c in channels])
+    closure = (channels.index("MouthClose"), args.closure_weight) if args.closure_weight > 0 else None
     rng = random.Random(args.seed)
     per_epoch = len(batches(xs, ys, delay, args.batch, random.Random(0)))
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -153,7 +176,7 @@ def train(args: argparse.Namespace) -> dict[str, object]:
         total = 0.0
         for x, y, m in batches(xs, ys, delay, args.batch, rng):
             pred, _ = model(x, model.initial_states(len(x)))
-            loss = _loss(pred, y, m, weights)
+            loss = _loss(pred, y, m, weights, closure)
             optimiser.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -184,6 +207,7 @@ def train(args: argparse.Namespace) -> dict[str, object]:
     )
     summary = {
         "args": vars(args),
+        "datasets": [_dataset_settings(d) for d in data_dirs],
         "epochs": log,
         "train_clips": len(xs),
         "train_hours": sum(len(y) for y in ys) / 60 / 3600,
@@ -196,7 +220,12 @@ def train(args: argparse.Namespace) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="train the learned mouth model")
-    parser.add_argument("--data", default="out/face-dataset")
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        default=["out/face-dataset"],
+        help="dataset folder(s) of make_dataset.py; the held-out split is the first one's",
+    )
     parser.add_argument("--out", default="out/face-model")
     parser.add_argument("--epochs", type=int, default=9)
     parser.add_argument("--batch", type=int, default=32)
@@ -204,6 +233,12 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=96)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--closure-weight",
+        type=float,
+        default=0.0,
+        help="frames whose target closes the lips (MouthClose >= 0.3) weigh 1 + this much in the loss (0: off)",
+    )
     parser.add_argument("--init", help="start from this model (mouth.json of an exported model, or mouth.pt)")
     summary = train(parser.parse_args())
     print(f"trained in {summary['wall_s']:.0f} s")
