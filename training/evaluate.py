@@ -74,7 +74,11 @@ async def evaluate(
         split_seed += 1000
     channels = [INDEX[c] for c in MOUTH_CHANNELS]
     jaw, close = MOUTH_CHANNELS.index("JawOpen"), MOUTH_CHANNELS.index("MouthClose")
-    results: dict[str, object] = {"utterances": count, "voices": voices, "variants": variants}
+    results: dict[str, object] = (
+        {"utterances": count, "voices": voices, "variants": variants}
+        if mix is None
+        else {"utterances": count, "voices": sorted(mix)}
+    )
     per: dict[str, dict[str, list[np.ndarray]]] = {k: {"p": [], "t": []} for k in ("clean", "augmented")}
     hits = {"clean": [0, 0], "augmented": [0, 0]}
     vowels: dict[str, list[tuple[float, bool, float]]] = {"clean": [], "augmented": []}

@@ -75,8 +75,10 @@ def test_training_reads_every_dataset_and_holds_out_the_first_ones(tmp_path: Pat
     from training.train import train
 
     first, second = _dataset(tmp_path / "a", 5, 1), _dataset(tmp_path / "b", 3, 2)
+    (second / "eval.npz").unlink()  # only the first dataset's held-out split is read
     summary = train(_args([first, second], tmp_path / "model", closure_weight=2.0))
     assert summary["train_clips"] == 8
+    assert [Path(d["data"]).name for d in summary["datasets"]] == ["a", "b"]
     assert (tmp_path / "model" / "mouth.pt").exists()
     assert json.loads((tmp_path / "model" / "train_log.json").read_text())["args"]["closure_weight"] == 2.0
 
