@@ -144,15 +144,23 @@ async def _question_audio() -> tuple[np.ndarray, int]:
     return pcm, tts.sample_rate
 
 
-async def _expected_transcript(pcm: np.ndarray, rate: int) -> str:
-    """What pocketsphinx hears in the question as the controller receives it (16 kHz microphone)."""
+async def _expected_transcripts(pcm: np.ndarray, rate: int) -> list[str]:
+    """What pocketsphinx hears in the question as the controller receives it (16 kHz microphone): as a fresh
+    decoder hears it, and as one that has decoded it once before. PocketSphinx adapts to the speaker as it
+    decodes (its cepstral mean carries over between utterances), and the two differ by words ("do we also
+    partner and the notice ..." against "silly about a partner and the books ..."): which one the pool's
+    replica is depends on what it decoded before this question."""
     mic = resample(pcm, rate, 16000)
+    stt = make_role("stt", "pocketsphinx")
 
     async def feed() -> AsyncIterator[AudioChunk]:
         for start in range(0, len(mic), 320):
             yield AudioChunk(mic[start : start + 320], 16000, start)
 
-    return [t async for t in make_role("stt", "pocketsphinx").transcribe(feed())][-1].text
+    heard = []
+    for _ in range(2):
+        heard.append([t async for t in stt.transcribe(feed())][-1].text)
+    return heard
 
 
 class KillAtFirstAudio:
@@ -281,10 +289,8 @@ async def _load(url: str, stop: asyncio.Event) -> None:
 async def test_conversations_survive_a_replica_kill_and_the_pool_scales_up(pools: Pools) -> None:
     assert _running("tts") == 1 and _running("stt") == 1
     pcm, rate = await _question_audio()
-    # pocketsphinx adapts to the speaker as it decodes (its decoder keeps that state between utterances): the
-    # pool's fresh replica hears this first question exactly as a fresh local decoder does
-    heard = await _expected_transcript(pcm, rate)
-    assert len(heard.split()) >= 6, heard
+    heard = await _expected_transcripts(pcm, rate)
+    assert all(len(h.split()) >= 6 for h in heard), heard
     events: list[FailoverEvent] = []
     settings = replace(Settings(**LIGHT), stt=pools.urls["stt"], tts=pools.urls["tts"], livelink=("off",))
     built = build_services(settings, on_failover=events.append)
@@ -295,10 +301,11 @@ async def test_conversations_survive_a_replica_kill_and_the_pool_scales_up(pools
         async with EngineSim(SimConfig(url=server.ws_url, turns="client", play_out=False, chunk_ms=100)) as sim:
             # 1. a spoken conversation through both pools (one replica each)
             spoken = await _converse(sim, pcm, rate)
-            # the same words as the local decoder (a word may differ: the audio reaches the pool's decoder in other
-            # chunks than the local one's, and PocketSphinx is not chunk-invariant to the last bit)
-            said, expected = spoken.transcript.split(), heard.split()
-            assert SequenceMatcher(None, said, expected).ratio() >= 0.8, (spoken.transcript, heard)
+            # the same words as a local decoder, fresh or adapted (a word may differ: the audio reaches the pool's
+            # decoder in other chunks than the local one's, and PocketSphinx is not chunk-invariant to the last bit)
+            said = spoken.transcript.split()
+            ratio = max(SequenceMatcher(None, said, h.split()).ratio() for h in heard)
+            assert ratio >= 0.8, (spoken.transcript, heard)
             assert not spoken.errors
             [answer] = spoken.utterances
             assert answer.ended and answer.text.rstrip(".") == f"You said: {spoken.transcript}"
