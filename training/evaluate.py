@@ -27,6 +27,10 @@ model (and ``--baseline``), the phonetic face driven by the alignment phones (th
 Sync 1.13.0, overall and per speaker:
 
     .venv/bin/python training/evaluate.py --real --no-heldout --no-speed --json out/face-model/real.json
+
+With ``--speaker DIR`` (a dataset of ``make_real_dataset.py``), the same real-speech scores on the recordings
+that dataset held out: one voice, heard in training through its other recordings (the speaker-adaptation
+case).
 """
 
 from __future__ import annotations
@@ -41,8 +45,10 @@ import numpy as np
 
 try:
     from make_dataset import MOUTH_CHANNELS, iter_split, load_words, splits  # type: ignore[import-not-found]
+    from make_real_dataset import held_out  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover
     from training.make_dataset import MOUTH_CHANNELS, iter_split, load_words, splits
+    from training.make_real_dataset import held_out
 
 from facecast.bench.face_real_bench import lag as _lag
 from facecast.face.arkit import INDEX
@@ -125,6 +131,22 @@ async def evaluate(
     return results
 
 
+def speaker_scores(folder: Path, args: argparse.Namespace) -> dict[str, object]:
+    """``--speaker``: the real-speech scores on the recordings ``folder``'s dataset held out."""
+    from facecast.bench.face_real_bench import real_faces, real_speech_table, score
+
+    items = held_out(folder)
+    models: dict[str, str | Path | None] = {f"learned ({args.model or 'shipped'})": args.model}
+    if args.baseline:
+        models[f"learned ({args.baseline})"] = args.baseline
+    faces, why = real_faces(models, rhubarb=not args.no_rhubarb, recognizers=tuple(args.recognizer or ["phonetic"]))
+    out: dict[str, object] = {"clips": {"held-out": [i.clip.name for i in items]}, "rhubarb": why}
+    out["held-out"] = {label: score(items, face) for label, face in faces.items()}
+    title = f"Audio-to-face on the recordings {folder} held out (one voice, forced-alignment phones)"
+    print(real_speech_table(out, "held-out", title).text())
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="evaluate the learned mouth model on held-out voices")
     parser.add_argument("--utterances", type=int, default=150)
@@ -143,6 +165,7 @@ def main() -> None:
     parser.add_argument("--baseline", help="another mouth.json to score beside --model on real speech")
     parser.add_argument("--no-rhubarb", action="store_true")
     parser.add_argument("--recognizer", action="append", help="Rhubarb recognizer(s): phonetic (default), pocketSphinx")
+    parser.add_argument("--speaker", help="a make_real_dataset.py folder: also score its held-out recordings")
     args = parser.parse_args()
     results: dict[str, object] = {}
     if not args.no_heldout:
@@ -164,6 +187,8 @@ def main() -> None:
         results["real"] = real
         for half in ("validation", "evaluation"):
             print(real_speech_table(real, half).text())
+    if args.speaker:
+        results["speaker"] = speaker_scores(Path(args.speaker), args)
     if not args.no_speed:
         from facecast.bench.face_bench import learned_speed
 

@@ -220,7 +220,7 @@ def augment(rng: np.random.Generator, x: np.ndarray, rate: int) -> tuple[np.ndar
         steps.append("reverb")
     if rng.random() < 0.5:
         lo = float(rng.choice([0.0, 100.0, 300.0]))
-        hi = float(rng.choice([3400.0, 4000.0, 5500.0, 8000.0]))
+        hi = min(float(rng.choice([3400.0, 4000.0, 5500.0, 8000.0])), 0.45 * rate)  # 16 kHz real speech: 7200
         if lo > 0:
             y = signal.sosfilt(signal.butter(4, [lo, hi], "bandpass", fs=rate, output="sos"), y)
         else:

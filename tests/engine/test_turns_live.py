@@ -11,7 +11,6 @@ only tell "right after the speech" from "at the pause" or "at the longest wait" 
 them; exact latencies are measured on the sample clock by the endpoint benchmark).
 """
 
-
 from __future__ import annotations
 
 from collections.abc import AsyncIterator

@@ -68,6 +68,7 @@ __all__ = [
     "phonetic_track",
     "score",
     "evaluate_real",
+    "real_faces",
     "real_speech_table",
     "real_speech_bench",
     "Tally",
@@ -445,30 +446,42 @@ def evaluate_real(
     """
     items, skipped = aligned_clips(categories)
     split = split_halves(items)
-    models = models if models is not None else {"learned": None}
     out: dict[str, object] = {"clips": {h: [a.clip.name for a in split[h]] for h in split}, "skipped": skipped}
-    faces: dict[str, Callable[[Aligned, Float32Array], Track]] = {"phonetic (alignment phones)": phonetic_track}
-    for label, path in models.items():
-        faces[label] = lambda a, t, path=path: learned_track(a, t, path)  # type: ignore[misc]
-    out["rhubarb"] = None
-    if rhubarb:
-        try:
-            rhubarb_binary()
-            for rec in recognizers:
-                faces[f"rhubarb {RHUBARB_VERSION} ({rec})"] = lambda a, t, rec=rec: rhubarb_track(a, t, recognizer=rec)  # type: ignore[misc]
-        except ServiceError as exc:
-            out["rhubarb"] = str(exc)
-    else:
-        out["rhubarb"] = "not run"
+    faces, out["rhubarb"] = real_faces(models, rhubarb=rhubarb, recognizers=recognizers)
     for half in halves:
         out[half] = {label: score(split[half], face) for label, face in faces.items()}
     return out
 
 
-def real_speech_table(results: dict[str, object], half: str = "evaluation") -> Table:
+def real_faces(
+    models: dict[str, str | Path | None] | None = None,
+    *,
+    rhubarb: bool = True,
+    recognizers: Sequence[str] = ("phonetic",),
+) -> tuple[dict[str, Callable[[Aligned, Float32Array], Track]], str | None]:
+    """The faces :func:`evaluate_real` scores ({label: face}) and why Rhubarb is not among them (None: it is).
+
+    ``models``: {label: mouth.json or None for the shipped model}; the phonetic face of the alignment phones
+    comes first (the ceiling)."""
+    models = models if models is not None else {"learned": None}
+    faces: dict[str, Callable[[Aligned, Float32Array], Track]] = {"phonetic (alignment phones)": phonetic_track}
+    for label, path in models.items():
+        faces[label] = lambda a, t, path=path: learned_track(a, t, path)  # type: ignore[misc]
+    if not rhubarb:
+        return faces, "not run"
+    try:
+        rhubarb_binary()
+    except ServiceError as exc:
+        return faces, str(exc)
+    for rec in recognizers:
+        faces[f"rhubarb {RHUBARB_VERSION} ({rec})"] = lambda a, t, rec=rec: rhubarb_track(a, t, recognizer=rec)  # type: ignore[misc]
+    return faces, None
+
+
+def real_speech_table(results: dict[str, object], half: str = "evaluation", title: str | None = None) -> Table:
     """The ``facecast bench`` table of :func:`evaluate_real`'s results for one half (the "all" rows)."""
     table = Table(
-        f"Audio-to-face on real human speech ({half} half, forced-alignment phones)",
+        title or f"Audio-to-face on real human speech ({half} half, forced-alignment phones)",
         ["face", "closure recall p/b/m", "open-vowel recall", "open/mid shown closed", "lag frames", "clips"],
         note="phonetic = the face driven by the alignment phones (the ceiling); Rhubarb: A/X closed, C/D open."
         + (f" Rhubarb not run: {results['rhubarb']}" if results.get("rhubarb") else ""),
