@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 import numpy as np
@@ -13,7 +14,7 @@ from facecast.llm.history import ChatHistory
 from facecast.offline import collect
 from facecast.pipeline import run_turn, speak
 from facecast.services import Services
-from facecast.types import frames_for_samples
+from facecast.types import SpeechChunk, frames_for_samples
 
 
 async def tokens(*parts: str, delay: float = 0.0):  # type: ignore[no-untyped-def]
@@ -98,6 +99,38 @@ async def test_consumer_task_cancelled_mid_stream_leaves_nothing() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_reply_stopped_while_it_waits_for_the_pace_closes_the_speech_stream_at_once() -> None:
+    """Barge-in while production is held back by the pace (the listener's playback): the voice's stream is
+    closed by the time the stopped reply's task has ended (the pipeline closes it itself; the garbage
+    collector's finaliser happens to be in time here too, but a stream kept alive anywhere would not be)."""
+    closed: list[str] = []
+    held = asyncio.Event()
+
+    class Recording(FakeTTS):
+        async def synthesize(self, text: str) -> AsyncIterator[SpeechChunk]:
+            try:
+                async for chunk in super().synthesize(text):
+                    yield chunk
+            finally:
+                closed.append(text)
+
+    async def pace(_samples: int) -> None:
+        held.set()
+        await asyncio.Event().wait()  # playback never catches up
+
+    async def consume() -> None:
+        async with aclosing(speak(1, tokens("A long sentence to say. "), Recording(), FakeFace(), pace=pace)) as ev:
+            async for _ in ev:
+                pass
+
+    task = asyncio.create_task(consume())
+    await held.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert closed == ["A long sentence to say."]  # before any other task ran
 
 
 async def test_llm_failure_surfaces_as_service_error() -> None:

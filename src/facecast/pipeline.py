@@ -187,13 +187,16 @@ async def speak(
                     out.put_nowait(SentenceOut(utterance, clean, end))
                     spoken.append(clean)
                     base = end
-                    async for chunk in tts.synthesize(clean):
-                        shifted = _shift(chunk, base)
-                        end = max(end, shifted.audio.end)
-                        out.put_nowait(AudioOut(utterance, shifted.audio))
-                        speech.put_nowait(shifted)
-                        if pace is not None:
-                            await pace(end)
+                    # closed here, not left to the garbage collector's finaliser: a reply cancelled while it
+                    # waits for the pace (barge-in) stops the synthesis before this task ends
+                    async with closing(tts.synthesize(clean)) as stream:
+                        async for chunk in stream:
+                            shifted = _shift(chunk, base)
+                            end = max(end, shifted.audio.end)
+                            out.put_nowait(AudioOut(utterance, shifted.audio))
+                            speech.put_nowait(shifted)
+                            if pace is not None:
+                                await pace(end)
                 for index in after:
                     out.put_nowait(_action(utterance, found, index, end))
         finally:
