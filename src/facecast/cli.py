@@ -155,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="start the LLM on a pause's transcript before the endpoint (default on; --no-speculate saves LLM calls)",
     )
     p.add_argument(
+        "--wait-for-player",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a reply never starts while the player speaks (default on; --no-wait-for-player: only barge-in stops it)",
+    )
+    p.add_argument(
         "--neurosync-ports",
         action="store_true",
         default=None,
@@ -378,6 +384,7 @@ _SETTING_FLAGS = (
     "turn_text_cues",
     "turn_text_wait_ms",
     "speculate",
+    "wait_for_player",
 )
 
 

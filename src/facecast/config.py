@@ -129,6 +129,10 @@ class Settings:
     speculate: bool = True
     """Start the LLM on the transcript of a pause before the endpoint, cancelled if the player goes on or the
     final transcript differs (off: no LLM call before the turn ends, e.g. to save a paid API's tokens)."""
+    wait_for_player: bool = True
+    """A reply never starts while the player speaks: one whose turn ended inside a pause waits when the player
+    goes on, and the answer to the whole sentence replaces it unseen (:mod:`facecast.engine.floor`). Off: it
+    starts as soon as it is ready, and only a barge-in stops it."""
     neurosync_ports: bool = False
     """Also serve on NeuroSync's default ports (5000, 6969, 8000, 7070; 1234 with image endpoints)."""
     neurosync_audio_endpoints: bool = True

@@ -112,6 +112,21 @@ def test_silence_endpoint_cuts_a_paused_turn_and_ends_a_complete_one_after_300_m
     assert not result.cut_off and result.ends == 1 and 200 <= result.latency_ms <= 360
 
 
+def test_a_cut_off_turn_is_talked_over_when_the_reply_comes_before_the_player_goes_on(real: list[TurnSample]) -> None:
+    paused = next(i for i in real if i.source == "inserted")
+    [(start, end)] = paused.pauses
+    result = run_turn(make_turn_detector(SILENCE), paused)
+    [gap] = result.resumed_ms  # the end inside the pause; the next turn starts once the player goes on
+    pause_ms = (end - start) * 1000 / RATE
+    assert pause_ms - 300 <= gap <= pause_ms - 300 + 300  # the turn starts within 300 ms of the player's return
+    assert result.talked_over(gap - 20) and not result.talked_over(gap + 20)
+    [stop] = result.stopped_ms  # without the floor the reply plays on until the next turn is a barge-in
+    assert stop >= gap + 100  # 400 ms of speech after the start (which needs most of 200 ms voiced)
+    assert result.talked_over(stop - 20, floor=False) and not result.talked_over(stop + 20, floor=False)
+    complete = next(i for i in real if i.kind == "long")
+    assert run_turn(make_turn_detector(SILENCE), complete).resumed_ms == ()
+
+
 class Clock:
     """A clock (seconds) that only the model moves: each of its answers "takes" ``ms``."""
 
@@ -232,6 +247,8 @@ def test_table_reports_each_kind_and_the_model_cost(real: list[TurnSample]) -> N
     smart = raw["detectors"]["smart"]
     assert smart["model"]["decisions"] >= 3 and smart["model"]["cpu_ms"]["p50"] >= 0
     assert smart["incomplete"]["cut_off"] == 1 and raw["detectors"]["silence"]["incomplete"]["cut_off"] == 1
+    assert "talked over" in table.columns and raw["detectors"]["silence"]["incomplete"]["talked_over"] in (0, 1)
+    assert "without the floor" in table.columns
     assert smart["short"]["latency_ms"]["p50"] < raw["detectors"]["silence"]["short"]["latency_ms"]["p50"]
     assert "model decisions" in table.note and "| detector |" in table.markdown()
 

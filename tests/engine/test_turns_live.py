@@ -13,7 +13,8 @@ them; exact latencies are measured on the sample clock by the endpoint benchmark
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
@@ -31,11 +32,17 @@ from facecast.server import BackgroundServer
 from facecast.services import Services, make_tts
 from facecast.stt.pocketsphinx import PocketSphinxConfig, PocketSphinxSTT
 from facecast.tts.espeak import EspeakTTS
+from facecast.types import ChatMessage
 
 SENTENCE = "m f a is like this is so many words right here"
 FIRST, SECOND = "m f a is like this is so", "many words right here"
 GRAMMAR = f"#JSGF V1.0;\ngrammar live;\npublic <turn> = {SENTENCE} | {FIRST} | {SECOND} | yes;\n"
 """The whole sentence, either half (a turn cut at the pause is heard as two halves), or "yes"."""
+
+HANGING = (
+    f"#JSGF V1.0;\ngrammar live;\npublic <turn> = {SENTENCE} | m f a is | like this is so many words right here;\n"
+)
+"""The whole sentence, or its halves around a pause after "m f a is"."""
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +51,25 @@ def paused() -> TurnSample:
     return paused_recording("mfa_reallylong", 8, 800)
 
 
+class Thinking(EchoLLM):
+    """The echo LLM taking ``delay`` seconds before its first word, as a real model does under load."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
+        await asyncio.sleep(self.delay)
+        async for piece in super().stream(messages):
+            yield piece
+
+
 @asynccontextmanager
-async def server(detector: str, grammar: str = GRAMMAR, **settings_: object) -> AsyncIterator[BackgroundServer]:
+async def server(
+    detector: str, grammar: str = GRAMMAR, llm: EchoLLM | None = None, **settings_: object
+) -> AsyncIterator[BackgroundServer]:
     services = Services(
-        PocketSphinxSTT(PocketSphinxConfig(grammar=grammar)), EchoLLM(), EspeakTTS(), PhoneticAnimator()
+        PocketSphinxSTT(PocketSphinxConfig(grammar=grammar)), llm or EchoLLM(), EspeakTTS(), PhoneticAnimator()
     )
     settings = replace(Settings(**LIGHT), livelink=("off",), turn_detector=detector, **settings_)  # type: ignore[arg-type]
     async with BackgroundServer(settings, services) as running:
@@ -83,6 +105,29 @@ async def test_a_recording_with_a_long_pause_is_one_turn_answered_after_the_play
     assert 60 <= report.timing["endpoint"] < 1500
 
 
+async def test_a_reply_to_a_turn_cut_off_at_a_pause_never_starts_over_the_player() -> None:
+    """ "m f a is" ... 800 ms ... "like this is so many words right here": the silence endpoint ends the turn
+    300 ms into the pause, and the reply to the first half is ready ~1.3 s into it (a model's thinking time),
+    after the player went on and well before they finish: it waits for the player (the floor,
+    facecast.engine.floor) and the second half's reply replaces it unseen, answering the whole sentence (the
+    two halves are one player message). Barge-in is kept out of it (``barge_in_ms`` longer than the second
+    half), so it is the floor alone that keeps the first reply silent: without it the engine plays the first
+    reply over the player until the second one clears it."""
+    item = paused_recording("mfa_reallylong", 4, 800)
+    async with (
+        server("silence", HANGING, llm=Thinking(1.2), barge_in_ms=5000) as running,
+        EngineSim(SimConfig(url=running.ws_url)) as sim,
+    ):
+        report = await sim.say_audio(item.audio, RATE)
+    assert finals(report) == ["m f a is", "like this is so many words right here"]  # cut at the pause
+    assert not any(u.cleared or u.samples for u in report.utterances[:-1]), [u.text for u in report.utterances]
+    [utt] = report.utterances  # one reply: the client never saw the one that waited
+    assert utt.ended and utt.text == f"You said: {SENTENCE}."
+    assert report.response_latency > 0  # it started playing after the player's last word
+    # the waiting reply did not keep the second half from being answered speculatively at its pause
+    assert "llm_speculative_start" in report.timing, report.timing
+
+
 async def test_a_quick_yes_is_answered_at_the_first_question_to_the_model() -> None:
     audio = await yes()
     endpoints = {}
@@ -112,12 +157,6 @@ async def test_the_server_says_where_its_vad_heard_the_speech_end() -> None:
     # the client's total adds up: its end of speech + the VAD's part + the server's stages (to the ack) + transport
     total_ms = report.response_latency * 1000
     assert abs(total_ms - report.vad_end_ms - report.timing["engine_ack"]) < 150  # loopback; slack for load
-
-
-HANGING = (
-    f"#JSGF V1.0;\ngrammar live;\npublic <turn> = {SENTENCE} | m f a is | like this is so many words right here;\n"
-)
-"""The whole sentence, or its halves around a pause after "m f a is"."""
 
 
 @pytest.mark.parametrize("cues", [True, False])

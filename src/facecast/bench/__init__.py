@@ -34,6 +34,7 @@ import json
 import time
 from collections.abc import Collection
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,17 @@ async def _defaults_v2v(quick: bool, tables: list[Table], raw: dict[str, object]
             table.note += " --quick: 2 turns; the echo-LLM and light-set voice-to-voice tables are left out."
         tables.append(table)
         raw[key] = {**data, "warm_up_s": warm_s}
+        if key == "voice_to_voice_defaults":  # the same warm services: players who pause mid-sentence
+            from .turns_bench import paused_players
+            from .turnset import real_turns
+
+            paused = [(i.name, i.audio, i.speech_end) for i in real_turns() if i.kind == "incomplete"]
+            paused = paused[: 2 if quick else None]
+            table, raw["paused_players_defaults"] = await paused_players(
+                partial(build_services, settings), paused, settings, label=label
+            )
+            table.note += " --quick: 2 recordings." if quick else ""
+            tables.append(table)
 
 
 async def run_all(

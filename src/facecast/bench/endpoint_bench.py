@@ -11,6 +11,11 @@ events on any machine). Per turn kind it reports:
   waits for it, as the listener's queue does;
 * cut off: the share of turns the detector ended before the player was done (an incomplete turn ended
   inside its pause, before the player resumed; any turn ended, then started again);
+* talked over: of the cut-off turns, those where the player would hear the character start answering the
+  first half: its reply goes out :data:`REPLY_MS` after the premature end (the embedded defaults' time from
+  the endpoint to the reply's first audio) unless the player's next turn has started by then (the server
+  holds a reply while the player speaks: :mod:`facecast.engine.floor`), on the sample clock; "without the
+  floor": unless that turn's barge-in (or, for a turn too short to become one, its end) came first;
 * no end: turns still open when the audio ran out (the tail is longer than any wait setting).
 
 The smart-turn model's cost per decision (CPU time of the process and wall time, p50/p99) comes from a
@@ -31,7 +36,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..vad import FRAME, SpeechEnded, SpeechPaused, SpeechStarted, TurnConfig
+from ..vad import FRAME, SpeechEnded, SpeechPaused, SpeechStarted, SpeechSustained, TurnConfig
 from .report import Table, percentiles
 from .turnset import KINDS, RATE, TurnSample
 
@@ -49,6 +54,7 @@ __all__ = [
     "espeak_turns",
     "BEFORE",
     "TUNED",
+    "REPLY_MS",
 ]
 
 _QS = (50, 90, 99)
@@ -87,6 +93,19 @@ class TurnResult:
     decision_ms: float
     cut_off: bool
     ends: int
+    resumed_ms: tuple[float, ...] = ()
+    """For each premature end (one the player went on after): ms from its detection to the detection of the
+    player's next turn (inf when none started)."""
+    stopped_ms: tuple[float, ...] = ()
+    """For each premature end: ms from its detection to when its reply is stopped without the floor: the next
+    turn's barge-in (``SpeechSustained``), or the end of that turn when it never became one (its own reply
+    replaces the first); inf when neither came."""
+
+    def talked_over(self, reply_ms: float, floor: bool = True) -> bool:
+        """Whether a reply sent ``reply_ms`` after a premature end would have started playing over the player:
+        with the floor, before the player's next turn started (it holds a reply only from then); without, before
+        the barge-in (or the next turn's own reply) stopped it."""
+        return any(gap > reply_ms for gap in (self.resumed_ms if floor else self.stopped_ms))
 
 
 class _Detector(Protocol):
@@ -124,6 +143,9 @@ def run_turn(
     pauses, or when the detector ends a turn and then starts another one inside the player's speech."""
     ends: list[SpeechEnded] = []
     deciding: list[float] = []
+    starts: list[tuple[int, int]] = []  # (position detected, where the speech began) of each turn started
+    stops: list[int] = []  # positions where a turn became a barge-in, or ended without having become one
+    sustained = False
     restarted = False
     listen = getattr(detector, "transcript", None) if transcriber is not None else None
     if listen is not None and not getattr(getattr(detector, "config", None), "text_cues", False):
@@ -145,8 +167,15 @@ def run_turn(
                 ends.append(event)
                 deciding.append(done - arrived)
                 decode = None
+                if not sustained:
+                    stops.append(position)
+            elif isinstance(event, SpeechSustained):
+                sustained = True
+                stops.append(position)
             elif isinstance(event, SpeechStarted):
                 turn_start = event.at
+                starts.append((position, event.at))
+                sustained = False
                 if ends and event.at < item.speech_end:
                     restarted = True
             elif isinstance(event, SpeechPaused) and listen is not None and transcriber is not None:
@@ -155,13 +184,29 @@ def run_turn(
                 decode = _Decode(position + round(wall_ms * RATE / 1000), text, event.at)
     resumed = item.pauses[-1][1] if item.pauses else item.speech_start
     cut_off = restarted or any(e.detected < resumed for e in ends)
+    gaps: list[float] = []
+    stopped: list[float] = []
+    for end in ends:
+        after = next(((at, began) for at, began in starts if at >= end.detected), None)
+        if end.detected < resumed or (after is not None and after[1] < item.speech_end):
+            gaps.append(float("inf") if after is None else (after[0] - end.detected) * 1000 / RATE)
+            stop = next((at for at in stops if after is not None and at >= after[0]), None)
+            stopped.append(float("inf") if stop is None else (stop - end.detected) * 1000 / RATE)
     if ends and ends[-1].detected >= resumed:  # the end after the player finished (a soft ending may be heard
         latency = (ends[-1].detected - item.speech_end) * 1000 / RATE  # as silence a little early: then < 0)
         decision = deciding[-1]
     else:
         latency, decision = float("nan"), 0.0
-    return TurnResult(item.name, item.kind, item.split, latency, decision, cut_off, len(ends))
+    return TurnResult(
+        item.name, item.kind, item.split, latency, decision, cut_off, len(ends), tuple(gaps), tuple(stopped)
+    )
 
+
+REPLY_MS = 600.0
+"""When the embedded defaults' reply to a turn starts going out, after its endpoint: the voice-to-voice table's
+p50 (docs/benchmarks.md, 2026-12-07: 993.5 ms) less the VAD's part (17.7), the endpointing (310.6) and the
+engine's acknowledgement (52.2) is 613 ms, rounded down (the lighter sets answer in ~10 ms: every cut-off
+turn of theirs is talked over)."""
 
 BEFORE = TurnConfig(detector="smart", smart_end_ms=120, max_wait_ms=2500, threshold=0.5, wait_threshold=0.5)
 """Smart turn as first built (issue #23): asked at 120 ms of silence, >= 0.5 ends the turn, anything else
@@ -299,12 +344,17 @@ def summarise(results: Sequence[TurnResult], kind: str | None = None) -> dict[st
     latency = [r.latency_ms for r in ended]
     live = [r.latency_ms + r.decision_ms for r in ended]
     cut = sum(r.cut_off for r in chosen)
+    over = sum(r.talked_over(REPLY_MS) for r in chosen)
+    over_unheld = sum(r.talked_over(REPLY_MS, floor=False) for r in chosen)
     return {
         "turns": len(chosen),
         "latency_ms": dict(zip(("p50", "p90", "p99"), percentiles(latency, _QS), strict=True)),
         "latency_with_model_ms": dict(zip(("p50", "p90", "p99"), percentiles(live, _QS), strict=True)),
         "cut_off": cut,
         "cut_off_pct": 100.0 * cut / len(chosen) if chosen else float("nan"),
+        "talked_over": over,
+        "talked_over_pct": 100.0 * over / len(chosen) if chosen else float("nan"),
+        "talked_over_without_floor": over_unheld,
         "no_end": len(chosen) - len(ended),
     }
 
@@ -326,14 +376,29 @@ def endpoint_table(
     table = Table(
         title
         or f"End of turn: {len(items)} turns ({', '.join(f'{counts[k]} {k}' for k in KINDS)}; {'+'.join(splits)})",
-        ["detector", "turns", "latency p50 ms", "p90 ms", "p99 ms", "p50 + model ms", "cut off", "no end"],
+        [
+            "detector",
+            "turns",
+            "latency p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "p50 + model ms",
+            "cut off",
+            "talked over",
+            "without the floor",
+            "no end",
+        ],
         note="Latency: end of speech -> turn ended, on the sample clock (20 ms chunks), for complete turns "
         "(and the final end of incomplete ones); '+ model': when a live server would have ended it, each 20 ms "
         "chunk arriving in real time and waiting for the detector's work on the ones before it (the model's "
         "calls, timed here), so a model asked before the end hides its time inside the silence (a transcript's "
         "decode time is on the sample clock already: the text is handed in when its measured decode would have "
         "finished). Cut off: the turn was ended before the player was done (inside a pause, or "
-        "split in two). Incomplete turns pause 300-1500 ms mid-sentence.",
+        f"split in two). Talked over: cut off, and a reply sent {REPLY_MS:.0f} ms after the premature end (the "
+        "embedded defaults' endpoint -> first reply audio) would have started playing over the player: before "
+        "the player's next turn started (the server holds a reply while the player speaks: the floor); "
+        "without the floor: before that turn's barge-in (400 ms of speech) or, for a turn too short to be one, "
+        "its end stopped it. Incomplete turns pause 300-1500 ms mid-sentence.",
     )
     raw: dict[str, Any] = {"turns": len(items), "kinds": counts, "splits": splits, "detectors": {}}
     for name, config in detectors:
@@ -353,6 +418,8 @@ def endpoint_table(
                 lat["p99"],
                 live["p50"] if timer else lat["p50"],
                 f"{s['cut_off']} ({s['cut_off_pct']:.0f}%)",
+                f"{s['talked_over']} ({s['talked_over_pct']:.0f}%)",
+                s["talked_over_without_floor"],
                 s["no_end"],
             )
         if timer is not None:
@@ -375,6 +442,10 @@ def endpoint_table(
                 "latency_ms": r.latency_ms,
                 "live_ms": r.latency_ms + r.decision_ms,
                 "cut_off": r.cut_off,
+                "talked_over": r.talked_over(REPLY_MS),
+                "talked_over_without_floor": r.talked_over(REPLY_MS, floor=False),
+                "resumed_ms": list(r.resumed_ms),
+                "stopped_ms": list(r.stopped_ms),
                 "ends": r.ends,
             }
             for r in results

@@ -21,7 +21,7 @@ DESCRIPTIONS: Mapping[str, str] = {
     "providers": "first audio / final transcript per provider path, and each cloud adapter's cost per message",
     "realtime": "speech-to-speech models through local protocol servers: latency, face, barge-in",
     "llm": "the embedded language models as a game character",
-    "v2v": "voice-to-voice latency through the real server",
+    "v2v": "voice-to-voice latency through the real server, and players who pause mid-sentence",
     "endpoint": "end-of-turn detection, silence vs smart turn, on complete and incomplete turns",
     "resources": "real-time factor, memory, first start and disk of each default component",
     "pipeline": "first output latency and speed of the light pipeline",

@@ -14,14 +14,14 @@ minus the server's engine-ack time.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
 
 from ..audio import read_audio
 from ..config import Settings
-from ..engine.sim import SimConfig
+from ..engine.sim import EngineSim, SimConfig, TurnReport
 from ..offline import say
 from ..server import BackgroundServer
 from ..services import Services
@@ -32,6 +32,7 @@ from .report import Table, percentiles
 
 __all__ = [
     "voice_to_voice",
+    "paused_players",
     "spoken_questions",
     "real_questions",
     "endpointing",
@@ -215,3 +216,90 @@ async def voice_to_voice(
         "transcripts": [r.transcript for r in reports],
         "errors": errors,
     }
+
+
+def _paused_outcome(report: TurnReport, speech_end: int) -> dict[str, object]:
+    """What the player heard in one paused turn whose speech ends at sample ``speech_end`` of the stream (the
+    forced alignment's end of the last word; engine-sim's own end, the last sample above 0.01, can fall on a
+    noise in the room tone after it): whether the character started playing before that sample was captured
+    (talked over), the transcripts the server gave (2: the turn was cut at the pause), and when the last reply
+    started playing after the player finished (ms; None: no reply played after)."""
+    assert report.speech_end_sample is not None and report.mic_rate
+    captured = report.speech_end - (report.speech_end_sample - speech_end) / report.mic_rate
+    played = [u for u in report.utterances if u.samples and u.playback_start]
+    finals = [m["text"] for m in report.messages if m.get("type") == "transcript" and m.get("final")]
+    after = [u.playback_start for u in played if u.playback_start >= captured]
+    return {
+        "talked_over": any(u.playback_start < captured for u in played),
+        "finals": finals,
+        "replies_played": len(played),
+        "answer_ms": (after[-1] - captured) * 1000 if after else None,
+        "errors": report.errors,
+    }
+
+
+async def paused_players(
+    make_services: Callable[[], Services],
+    audio: Sequence[tuple[str, Float32Array, int]],
+    settings: Settings,
+    *,
+    label: str,
+) -> tuple[Table, dict[str, object]]:
+    """Players who pause mid-sentence, live: each recording of ``audio`` (name, 16 kHz audio, the sample where
+    its speech ends; the real split's incomplete turns) streamed by engine-sim as a live microphone (holding
+    the microphone open after it) through the real server with ``settings``, once with ``wait_for_player``
+    (the floor) and once without, each on fresh services from ``make_services`` (a server closes its
+    services), loaded before the first turn. Per row: turns the server cut at the pause (more than one final
+    transcript), turns where the character started playing before the player's last word ended (talked
+    over: measured by engine-sim on its own clock), turns with no complete reply, and when the answer heard
+    after the player finished started (p50/p90 ms)."""
+    from ..llm.history import DEFAULT_PERSONA
+    from ..services import warm_up
+    from .turnset import RATE
+
+    rows: dict[str, list[dict[str, object]]] = {}
+    for wait in (True, False):
+        run = replace(settings, livelink=("off",), wait_for_player=wait)
+        outcomes = []
+        services = make_services()
+        await warm_up(services, settings.persona or DEFAULT_PERSONA)
+        async with BackgroundServer(run, services) as server:
+            for name, pcm, end in audio:
+                async with EngineSim(SimConfig(url=server.ws_url, hold_mic=True, mic_rate=RATE)) as sim:
+                    try:
+                        outcome = _paused_outcome(await sim.say_audio(pcm, RATE, timeout=30.0), end)
+                    except TimeoutError:  # e.g. a noise in the room tone after the reply began barged in
+                        outcome = {"talked_over": None, "finals": [], "replies_played": 0, "answer_ms": None}
+                        outcome["errors"] = [{"code": "timeout", "message": "no complete reply within 30 s"}]
+                    outcomes.append({"name": name, **outcome})
+        rows["on" if wait else "off"] = outcomes
+    table = Table(
+        f"Players who pause mid-sentence, live: {len(audio)} real recordings with a 300-1500 ms pause ({label})",
+        [
+            "wait_for_player",
+            "turns",
+            "cut at the pause",
+            "talked over",
+            "no reply",
+            "answer after the player p50 ms",
+            "p90 ms",
+        ],
+        note="Each recording is an incomplete turn of the endpoint benchmark's real split (a pause of 300-1500 ms "
+        "inside a sentence), streamed in real time to the server by engine-sim in its own process, which keeps "
+        "the microphone open afterwards, acknowledges playback and plays every reply out. Cut at the pause: the "
+        "server's VAD ended the turn inside the pause (two final transcripts). Talked over: engine-sim started "
+        "playing a reply before the player's last word ended (the forced alignment's end, as captured). No "
+        "reply: engine-sim got no complete reply within 30 s (the reply was interrupted by a barge-in and no "
+        "other came: the recording's room tone after the speech holds noises the VAD hears as speech). Answer: "
+        "the last reply that started after the player finished, from that moment.",
+    )
+    for key, outcomes in rows.items():
+        answers = [float(o["answer_ms"]) for o in outcomes if o["answer_ms"] is not None]  # type: ignore[arg-type]
+        p50, p90 = percentiles(answers, (50, 90))
+        cut = sum(len(o["finals"]) > 1 for o in outcomes)  # type: ignore[arg-type]
+        over = sum(bool(o["talked_over"]) for o in outcomes)
+        lost = sum(o["talked_over"] is None for o in outcomes)
+        n = len(outcomes)
+        table.add(key, n, f"{cut} of {n}", f"{over} of {n}", f"{lost} of {n}", p50, p90)
+    names = [name for name, _, _ in audio]
+    return table, {"recordings": names, **{f"wait_for_player_{k}": v for k, v in rows.items()}}

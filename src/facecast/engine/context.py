@@ -44,6 +44,8 @@ class SessionConfig:
     """Rules added to the character's persona unless its own say otherwise (``on``, ``tags``, ``off``)."""
     speculate: bool = True
     """Start the reply's LLM on the transcript of a pause, before the endpoint (:mod:`.speculation`)."""
+    wait_for_player: bool = True
+    """A reply sends nothing while the player speaks (:mod:`.floor`)."""
     lead: float = 1.0
     """Seconds of reply audio produced ahead of the engine's playback (0: as fast as it can be made). The
     rest is made as playback goes on, so a reply's synthesis and animation do not all land on the event

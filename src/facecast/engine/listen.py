@@ -22,6 +22,11 @@ endpoint is the guess's text when nothing was said in between. A smart detector 
 same text (queued behind the audio that came before it, like ``end_of_speech``): "I'd like to buy the" keeps
 the turn open (:meth:`facecast.turns.SmartTurnDetector.transcript`).
 
+The floor. Each turn holds the session's :class:`~facecast.engine.floor.Floor` for the player from its start
+until it is settled: its utterance handed on (after the ``utterance`` callback, which replaces any reply
+waiting), or dropped (no words, too long, the session closing). A reply to an earlier turn that was cut off
+waits for it (:mod:`facecast.engine.floor`).
+
 Times reported in :class:`HeardUtterance` are ``time.monotonic()`` seconds.
 """
 
@@ -53,6 +58,7 @@ from ..vad import (
     TurnConfig,
     TurnEvent,
 )
+from .floor import Floor
 
 __all__ = ["HeardUtterance", "ListenerCallbacks", "Listener"]
 
@@ -117,8 +123,10 @@ class Listener:
         callbacks: ListenerCallbacks,
         turns: TurnConfig | None,
         max_seconds: float = 60.0,
+        floor: Floor | None = None,
     ) -> None:
         self._stt = stt
+        self._floor = floor
         self._cb = callbacks
         self._resampler = Resampler(mic_rate, VAD_RATE)
         self._mic_rate = mic_rate
@@ -237,6 +245,8 @@ class Listener:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._turn is not None:
+            self._give_floor(self._turn)
 
     # -- internals -------------------------------------------------------------------------------
     def _start_pump(self) -> None:
@@ -297,7 +307,13 @@ class Listener:
         turn.samples = self._preroll_samples
         self._preroll.clear()
         self._preroll_samples = 0
+        if self._floor is not None:
+            self._floor.take(turn)
         self._open_segment(turn)
+
+    def _give_floor(self, turn: _Turn) -> None:
+        if self._floor is not None:
+            self._floor.give(turn)
 
     def _open_segment(self, turn: _Turn) -> None:
         """A speech-to-text segment that decodes the whole turn so far, then the audio as it comes.
@@ -328,6 +344,7 @@ class Listener:
             self._queue = self._turn = None
             turn.open = False
             self._withdraw(turn)
+            self._give_floor(turn)
             self._spawn(self._cb.error(_TooLong(self._max_samples / VAD_RATE)))
             return
         turn.audio.append(audio)
@@ -390,14 +407,18 @@ class Listener:
     async def _finish(self, turn: _Turn, end: _End) -> None:
         """Once the ended turn's last segment has its final text: the final transcript and the utterance."""
         assert turn.text is not None
-        text = await turn.text
-        if not text:
-            self._withdraw(turn)
-            if text is not None:
-                log.debug("speech without words ignored (noise, cough...)")
-            return  # None: its decoding failed (already reported) or the turn was dropped
-        await self._cb.transcript(Transcript(text, True))
-        await self._cb.utterance(HeardUtterance(text, end.speech_end, end.endpoint, time.monotonic(), end.sample))
+        try:
+            text = await turn.text
+            if not text:
+                self._withdraw(turn)
+                if text is not None:
+                    log.debug("speech without words ignored (noise, cough...)")
+                return  # None: its decoding failed (already reported) or the turn was dropped
+            await self._cb.transcript(Transcript(text, True))
+            utterance = HeardUtterance(text, end.speech_end, end.endpoint, time.monotonic(), end.sample)
+            await self._cb.utterance(utterance)
+        finally:  # after the utterance began its reply (which replaced any reply waiting for the floor)
+            self._give_floor(turn)
 
     async def _transcribe(
         self,

@@ -7,6 +7,12 @@ and fed to the outputs, with its face behind the playback gate (:mod:`facecast.e
   ``ack_timeout``): no deadlock, and never a face without its voice.
 - Barge-in: :meth:`Replies.interrupt` cancels the reply's work, tells the client to ``clear_buffer``, and
   nothing of that reply is sent afterwards.
+- The floor: a reply sends nothing while the player is speaking (a turn of theirs is open: they went on
+  after a pause the endpoint took for the end). ``utterance_start`` goes out with the reply's first content
+  (a sentence, a sound or an action), and only when the player does not hold the floor; else the reply
+  waits for that turn to be settled
+  (:mod:`facecast.engine.floor`); a barge-in or the new turn's reply then replaces it unseen, and a noise
+  without words lets it go out late (``held_until`` in its ``timing``).
 - History: the reply enters the history as what the player HEARD: the text before the playback position the
   client reports in ``playback_finished`` (or, on interruption, the position estimated from the ack time).
 """
@@ -44,6 +50,7 @@ from ..protocol import engine as proto
 from ..types import FaceFrames
 from .ackgate import Abandon, AckGate, Command, Refuse, Show, Started
 from .context import SessionContext
+from .floor import Floor
 from .heard import ReplyText
 
 __all__ = ["Producer", "Replies"]
@@ -75,6 +82,9 @@ class _Outgoing:
     speech_end_sample: int | None = None
     """The microphone sample at which the player's speech ended (the VAD's judgement), for the ``timing``
     report."""
+    announced: bool = False
+    """``utterance_start`` was sent: the client knows this utterance (a reply held for the floor and then
+    replaced never was)."""
 
     @property
     def utterance(self) -> int:
@@ -98,9 +108,10 @@ class _ReplyPace:
 class Replies:
     """Runs one reply at a time for a session. :meth:`begin` starts one (replacing any in progress)."""
 
-    def __init__(self, ctx: SessionContext, produce: Producer) -> None:
+    def __init__(self, ctx: SessionContext, produce: Producer, floor: Floor | None = None) -> None:
         self._ctx = ctx
         self._produce = produce
+        self._floor = floor
         self._turn: asyncio.Task[None] | None = None
         self._current: _Outgoing | None = None
         self._playing: _Outgoing | None = None  # sent, acknowledged, not yet reported finished
@@ -112,6 +123,14 @@ class Replies:
     def active(self) -> bool:
         """Whether a reply is being produced or (by the clock) still playing at the client."""
         return self._turn is not None and not self._turn.done() or self._still_playing()
+
+    @property
+    def unseen(self) -> bool:
+        """Whether the reply in progress is one the client has not seen anything of (it waits for the floor,
+        or has produced nothing yet), with nothing of an earlier one still playing."""
+        running = self._turn is not None and not self._turn.done()
+        current = self._current
+        return running and (current is None or not current.announced) and not self._still_playing()
 
     def _still_playing(self) -> bool:
         playing = self._playing
@@ -191,11 +210,18 @@ class Replies:
         outcome = "completed"
         samples = 0
         try:
+            start: UtteranceStarted | None = None  # announced with the reply's first content
             async with closing(events):
                 async for event in events:
                     if isinstance(event, UtteranceStarted):
                         out = self._begin(event, stages, speech_end_sample)
                         release = asyncio.create_task(self._release_face(out))
+                        start = event
+                        continue
+                    if start is not None:  # its first sentence (or sound, or action) is ready: the floor?
+                        await self._wait_for_player(out)
+                        await self._send_event(start)
+                        start = None
                     if isinstance(event, SentenceOut):
                         said.append(event.text)
                     elif isinstance(event, ActionOut) and event.call is not None:
@@ -246,6 +272,14 @@ class Replies:
         self._current = out
         return out
 
+    async def _wait_for_player(self, out: _Outgoing) -> None:
+        """Send nothing of the reply while the player holds the floor (production goes on up to ``lead``)."""
+        if self._floor is None or not self._floor.player:
+            return
+        held = await self._floor.wait()
+        out.stages["held_until"] = self._ctx.clock()
+        log.info("utterance %s waited %.0f ms for the player, who went on speaking", out.utterance, held * 1000)
+
     def _apply(self, out: _Outgoing, commands: list[Command]) -> None:
         """Carry out the gate's commands: outputs at once (in order), the socket through the face queue."""
         for command in commands:
@@ -273,6 +307,7 @@ class Replies:
             ctx.sinks.on_event(event)
         fmt = ctx.hello.audio
         if isinstance(event, UtteranceStarted):
+            out.announced = True
             await ctx.send(proto.UtteranceStart(event.utterance, fmt.rate, fmt.channels))
         elif isinstance(event, SentenceOut):
             out.stages.setdefault("first_sentence", ctx.clock())
@@ -436,10 +471,12 @@ class Replies:
             heard = int((ctx.clock() - anchor) * target.resampler.in_rate) if ctx.hello.acks else 0
             self._playing = target
             self._record_heard(heard)
-        ctx.timeline.rewind(ctx.clock())
-        ctx.sinks.on_clear(target.utterance)
         if ctx.metrics is not None and active:
             ctx.metrics.utterances.labels("interrupted").inc()
+        if not target.announced:  # it waited for the floor: neither the client nor the outputs saw any of it
+            return
+        ctx.timeline.rewind(ctx.clock())
+        ctx.sinks.on_clear(target.utterance)
         if notify:
             await ctx.send(proto.ClearBuffer(target.utterance, reason))
 

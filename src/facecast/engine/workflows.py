@@ -29,6 +29,7 @@ from ..types import Transcript
 from .ackgate import AckGate, Show, Started
 from .audioface import AudioFaceStream, puppet_delay
 from .context import Mic, SessionContext
+from .floor import Floor
 from .listen import HeardUtterance, Listener, ListenerCallbacks
 from .replies import Replies
 from .speculation import Speculation
@@ -94,8 +95,11 @@ class _Spoken:
             self._on_transcript, self._on_heard, self._on_barge_in, self._on_listen_error, self._guesses()
         )
         turns = ctx.config.turns if ctx.hello.turns == "server" else None
-        self._listener = Listener(ctx.services.stt, ctx.hello.mic.rate, callbacks, turns, ctx.config.max_mic_seconds)
-        self.replies = Replies(ctx, self._produce)
+        floor = Floor() if ctx.config.wait_for_player else None  # no reply starts while the player speaks
+        self._listener = Listener(
+            ctx.services.stt, ctx.hello.mic.rate, callbacks, turns, ctx.config.max_mic_seconds, floor
+        )
+        self.replies = Replies(ctx, self._produce, floor)
 
     def _produce(
         self, utterance: int, text: str, pace: Pace | None, stages: dict[str, float]
@@ -181,7 +185,9 @@ class Conversation(_Spoken):
 
     async def _on_guess(self, text: str | None) -> None:
         self._drop_speculation("the player went on" if text is None else "a newer guess")
-        if text is None or self.replies.active:  # while the character talks, the history is about to change
+        # While the character talks the history is about to change; a reply the player has not seen (it waits
+        # for them: this turn will replace it) leaves the history as it is.
+        if text is None or (self.replies.active and not self.replies.unseen):
             return
         log.debug("speculative reply to %r started", text)
         ctx = self._ctx

@@ -145,6 +145,7 @@ def create_app(state: AppState) -> FastAPI:
             persona=settings.persona or None,
             turns=settings.turn_config(transcript_lead_ms(settings)),
             speculate=settings.speculate,
+            wait_for_player=settings.wait_for_player,
             speaking_rules=settings.speaking_rules,
         )
         return EngineSession(
