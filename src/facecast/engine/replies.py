@@ -10,9 +10,8 @@ and fed to the outputs, with its face behind the playback gate (:mod:`facecast.e
 - The floor: a reply sends nothing while the player is speaking (a turn of theirs is open: they went on
   after a pause the endpoint took for the end). ``utterance_start`` goes out with the reply's first content
   (a sentence, a sound or an action), and only when the player does not hold the floor; else the reply
-  waits for that turn to be settled
-  (:mod:`facecast.engine.floor`); a barge-in or the new turn's reply then replaces it unseen, and a noise
-  without words lets it go out late (``held_until`` in its ``timing``).
+  waits for that turn to be settled (:mod:`facecast.engine.floor`): a barge-in or the new turn's reply then
+  replaces it unseen, and a noise without words lets it go out late (``held_until`` in its ``timing``).
 - History: the reply enters the history as what the player HEARD: the text before the playback position the
   client reports in ``playback_finished`` (or, on interruption, the position estimated from the ack time).
 """
