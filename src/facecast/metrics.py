@@ -45,6 +45,14 @@ class Metrics:
             ["operation"],
             registry=self.registry,
         )
+        self.held = Counter(
+            "facecast_replies_held_total",
+            "Replies that waited because the player was speaking (their turn had ended too soon): cancelled "
+            "(mostly the player went on and their new turn's reply or barge-in took over; also an interrupt or "
+            "the session closing), released (a noise without words), timed_out (waited the longest hold)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.speculations = Counter(
             "facecast_speculative_replies_total",
             "Replies started on a pause's transcript before the endpoint: started, adopted, dropped",

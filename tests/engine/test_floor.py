@@ -13,15 +13,17 @@ import json
 
 import numpy as np
 from tests.engine.test_listen import CHUNK, speech
-from tests.engine.test_session import Recorder, make
-from tests.fakes import FakeSTT
+from tests.engine.test_session import Recorder
+from tests.fakes import FakeFace, FakeSTT, FakeTTS
 
 from facecast.engine.floor import Floor
 from facecast.engine.listen import HeardUtterance, Listener, ListenerCallbacks
-from facecast.engine.session import SessionConfig
+from facecast.engine.session import EngineSession, SessionConfig
 from facecast.errors import FacecastError
 from facecast.llm.echo import EchoLLM
+from facecast.metrics import Metrics
 from facecast.protocol import engine as proto
+from facecast.services import Services
 from facecast.vad import VAD_RATE, TurnConfig
 
 
@@ -95,6 +97,17 @@ async def test_a_turn_without_words_gives_the_floor_back() -> None:
     assert not floor.player
 
 
+def make(stt: FakeSTT) -> tuple[EngineSession, Recorder, Metrics]:
+    """A real session (echo LLM, fake voice and face) over an in-memory transport, with its metrics."""
+    rec, metrics = Recorder(), Metrics()
+    services = Services(stt, EchoLLM(), FakeTTS(rate=16000), FakeFace())
+    return EngineSession(services, rec, SessionConfig(), metrics=metrics), rec, metrics
+
+
+def held(metrics: Metrics, outcome: str) -> float:
+    return float(metrics.held.labels(outcome)._value.get())
+
+
 async def _open_push_to_talk_turn(session: object) -> None:
     await session.handle_text(  # type: ignore[attr-defined]
         json.dumps({"type": "hello", "mic": {"rate": 16000, "channels": 1}, "turns": "client"})
@@ -115,7 +128,7 @@ async def _play(session: object, rec: Recorder) -> dict[str, object]:
 
 
 async def test_a_reply_waits_while_the_player_speaks_and_the_turn_it_was_waiting_for_replaces_it() -> None:
-    session, rec = make(llm=EchoLLM(), stt=FakeSTT("the red one"), config=SessionConfig())
+    session, rec, metrics = make(FakeSTT("the red one"))
     try:
         await _open_push_to_talk_turn(session)
         await session.handle_text(json.dumps({"type": "text", "text": "I'd like to buy"}))
@@ -128,12 +141,13 @@ async def test_a_reply_waits_while_the_player_speaks_and_the_turn_it_was_waiting
         assert len(rec.of_type("utterance_start")) == 1
         assert end["text"] == "You said: I'd like to buy the red one."
         assert not rec.of_type("clear_buffer")  # the client never saw the reply that waited
+        assert held(metrics, "cancelled") == 1 and held(metrics, "released") == 0
     finally:
         await session.close()
 
 
 async def test_a_reply_held_by_a_noise_without_words_goes_out_after_it() -> None:
-    session, rec = make(llm=EchoLLM(), stt=FakeSTT(""), config=SessionConfig())
+    session, rec, metrics = make(FakeSTT(""))
     try:
         await _open_push_to_talk_turn(session)
         await session.handle_text(json.dumps({"type": "text", "text": "hello"}))
@@ -146,12 +160,13 @@ async def test_a_reply_held_by_a_noise_without_words_goes_out_after_it() -> None
         assert stages["held_until"] >= 250  # it waited for the player (ms from the typed text)
         end = await rec.wait_for("utterance_end")
         assert end["text"] == "You said: hello."
+        assert held(metrics, "released") == 1 and held(metrics, "cancelled") == 0
     finally:
         await session.close()
 
 
 async def test_a_reply_interrupted_while_it_waits_sends_the_client_nothing() -> None:
-    session, rec = make(llm=EchoLLM(), stt=FakeSTT(""), config=SessionConfig())
+    session, rec, metrics = make(FakeSTT(""))
     try:
         await _open_push_to_talk_turn(session)
         await session.handle_text(json.dumps({"type": "text", "text": "hello"}))
@@ -166,7 +181,7 @@ async def test_a_reply_interrupted_while_it_waits_sends_the_client_nothing() -> 
 
 
 async def test_a_transcript_is_still_sent_while_a_reply_waits() -> None:
-    session, rec = make(llm=EchoLLM(), stt=FakeSTT("the red one"), config=SessionConfig())
+    session, rec, metrics = make(FakeSTT("the red one"))
     try:
         await _open_push_to_talk_turn(session)
         await session.handle_text(json.dumps({"type": "text", "text": "I'd like to buy"}))

@@ -275,8 +275,16 @@ class Replies:
         """Send nothing of the reply while the player holds the floor (production goes on up to ``lead``)."""
         if self._floor is None or not self._floor.player:
             return
-        held = await self._floor.wait()
+        metrics = self._ctx.metrics
+        try:
+            held = await self._floor.wait()
+        except asyncio.CancelledError:  # mostly: the player went on and their new turn (or barge-in) replaced it
+            if metrics is not None:
+                metrics.held.labels("cancelled").inc()
+            raise
         out.stages["held_until"] = self._ctx.clock()
+        if metrics is not None:
+            metrics.held.labels("timed_out" if self._floor.player else "released").inc()
         log.info("utterance %s waited %.0f ms for the player, who went on speaking", out.utterance, held * 1000)
 
     def _apply(self, out: _Outgoing, commands: list[Command]) -> None:
